@@ -1,0 +1,1 @@
+"""The bridge: MQTT to Kafka uplink acknowledging only what Kafka has, and the command downlink."""

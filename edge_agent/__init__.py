@@ -1,0 +1,1 @@
+"""The edge agent: sensors to a durable SQLite outbox to MQTT (see DESIGN.md)."""

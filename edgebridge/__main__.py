@@ -1,0 +1,5 @@
+import sys
+
+from edgebridge.cli import main
+
+sys.exit(main())

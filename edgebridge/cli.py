@@ -1,0 +1,59 @@
+"""The `edgebridge` command: one entry point, one subcommand per component, imported lazily.
+
+Each subcommand lives in its component as a module with ``main(argv: list[str], prog: str) -> int``.
+Only the chosen module is imported, so `edgebridge agent ...` on a device never imports confluent-kafka
+(the agent's extras do not even install it). A component registers itself by adding a line to
+:data:`COMMANDS`; `tests/test_cli.py` checks that every registered command answers ``--help``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from edgebridge import __version__
+
+__all__ = ["COMMANDS", "main"]
+
+# name -> (dotted path of a module with main(argv, prog), one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "brokers": ("edgebridge.devbrokers.cli", "start, stop and show the local Mosquitto and Kafka"),
+    "demo": ("simulators.demo", "the main job: local brokers and simulated devices end to end"),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        "usage: edgebridge [--version] <command> [options]",
+        "",
+        "edgebridge: from IoT devices over MQTT into Apache Kafka, losing nothing.",
+        "",
+        "commands:",
+        *(f"  {name.ljust(width)}  {text}" for name, (_, text) in sorted(COMMANDS.items())),
+        "",
+        "Run `edgebridge <command> --help` for a command's options.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if args else 2
+    if args[0] == "--version":
+        print(f"edgebridge {__version__}")
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"edgebridge: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    result: int = module.main(rest, prog=f"edgebridge {name}")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""A single-node Apache Kafka 4.x in KRaft mode (broker and controller in one JVM), for dev and tests.
+
+Settings that matter on one small machine, and why:
+
+* replication factor 1 and min ISR 1 for the internal topics (offsets, transactions, share
+  coordinator): with the defaults of 3, group commits and transactions never become available;
+* few partitions for ``__consumer_offsets`` and ``__transaction_state``: creating 50 of each on first
+  use costs seconds on a two-core machine, for nothing;
+* ``group.initial.rebalance.delay.ms=0``: a test's consumer joins at once instead of after 3 s;
+* a small heap (``EDGEBRIDGE_KAFKA_HEAP``, default 512m).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgebridge.devbrokers._process import free_port, port_is_free
+from edgebridge.devbrokers.base import ManagedBroker
+from edgebridge.devbrokers.kafka_dist import KafkaDist, resolve_kafka
+from edgebridge.devbrokers.probes import kafka_metadata
+from edgebridge.errors import BrokerStartError
+
+__all__ = ["Kafka", "KafkaOptions", "new_cluster_id"]
+
+
+def new_cluster_id() -> str:
+    """22 characters of URL-safe base64 without padding: the 16 bytes of a random UUID."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class KafkaOptions:
+    port: int = 0
+    controller_port: int = 0
+    version: str | None = None
+    heap: str = ""  # default: EDGEBRIDGE_KAFKA_HEAP or 512m
+    num_partitions: int = 1
+    internal_topic_partitions: int = 5
+
+
+class Kafka(ManagedBroker):
+    name = "kafka"
+
+    def __init__(self, state_dir: Path, options: KafkaOptions | None = None) -> None:
+        super().__init__(state_dir)
+        self.options = options or KafkaOptions()
+        self.port = self.options.port
+        self.controller_port = self.options.controller_port
+        self.dist: KafkaDist = resolve_kafka(self.options.version)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.state_dir / "server.properties"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+    def _java(self, main_class: str, *args: str, heap: str) -> list[str]:
+        cmd = ["java", f"-Xms{min_heap(heap)}", f"-Xmx{heap}", "-XX:+UseG1GC",
+               "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+               # Marks the command line with our state folder (see ManagedBroker.marker).
+               f"-Dedgebridge.state={self.state_dir}"]
+        if self.dist.log4j_config:
+            cmd.append(f"-Dlog4j2.configurationFile={self.dist.log4j_config}")
+        else:
+            cmd += ["-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
+                    "-Dorg.slf4j.simpleLogger.showDateTime=true",
+                    "-Dorg.slf4j.simpleLogger.log.org.apache.kafka.coordinator=warn",
+                    "-Dorg.slf4j.simpleLogger.log.state.change.logger=warn",
+                    "-Dorg.slf4j.simpleLogger.log.kafka.log=warn",
+                    "-Dorg.slf4j.simpleLogger.log.org.apache.kafka.storage=warn"]
+        return [*cmd, "-cp", self.dist.classpath, main_class, *args]
+
+    @property
+    def heap(self) -> str:
+        return self.options.heap or os.environ.get("EDGEBRIDGE_KAFKA_HEAP", "512m")
+
+    def prepare(self) -> None:
+        if not self.port or not port_is_free(self.port):
+            self.port = free_port()
+        if not self.controller_port or not port_is_free(self.controller_port):
+            self.controller_port = free_port()
+        o = self.options
+        n = o.internal_topic_partitions
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": str(o.num_partitions),
+            "default.replication.factor": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": str(n),
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": str(n),
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "log.cleaner.backoff.ms": "1000",
+        }
+        self.conf_path.write_text(
+            "# generated by `edgebridge brokers`; edits are overwritten at the next start\n"
+            + "".join(f"{k}={v}\n" for k, v in props.items())
+        )
+        if not (self.data_dir / "meta.properties").exists():
+            self._format()
+
+    def _format(self) -> None:
+        cluster_id = new_cluster_id()
+        # "--cluster-id=" form: an id that starts with "-" (1 in 64) would be read as an option
+        cmd = self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                         "-c", str(self.conf_path), heap="256m")
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            self.log_path.write_text(result.stdout + result.stderr)
+            raise BrokerStartError("kafka", "formatting the storage failed", str(self.log_path))
+        (self.state_dir / "cluster.id").write_text(cluster_id + "\n")
+
+    def command(self) -> list[str]:
+        return self._java("kafka.Kafka", str(self.conf_path), heap=self.heap)
+
+    def probe(self) -> bool:
+        return len(kafka_metadata("127.0.0.1", self.port)) > 0
+
+    def rss_mb(self) -> float | None:
+        """The broker JVM's resident memory in MiB, read from /proc (None when not running)."""
+        if not self.is_running():
+            return None
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "bootstrap": self.bootstrap,
+            "port": self.port,
+            "controller_port": self.controller_port,
+            "pid": self.pid,
+            "version": self.dist.version,
+            "origin": self.dist.origin,
+            "heap": self.heap,
+            "log": str(self.log_path),
+            "config": str(self.conf_path),
+            "ready_seconds": self.ready_seconds,
+            "rss_mb": self.rss_mb(),
+        }
+
+
+def min_heap(heap: str) -> str:
+    """Start the heap small: the broker's steady state on a dev machine needs far less than its cap."""
+    return "128m" if heap.lower().endswith(("m", "g")) else heap

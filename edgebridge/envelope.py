@@ -1,0 +1,392 @@
+"""The event envelope: CloudEvents 1.0, JSON structured mode, and the JSON batch format.
+
+One event on the wire (``application/cloudevents+json``)::
+
+    {"specversion": "1.0", "id": "0190...", "source": "/devices/pump-7", "type": "edgebridge.reading.v1",
+     "time": "2024-05-01T12:00:00.123Z", "deviceid": "pump-7", "seq": 42,
+     "bootid": "b1", "monotime": 81234, "clocksynced": true,
+     "data": {"temperature": {"v": 21.5, "u": "Cel"}, "door": {"v": false}}}
+
+A batch (``application/cloudevents-batch+json``) is a non-empty JSON array of such objects.
+
+Attributes. ``specversion``, ``id``, ``source``, ``type``, ``time``, ``deviceid``, ``seq`` and ``data``
+are required. ``source`` is always ``/devices/{deviceid}``, so :class:`Event` stores only the device id.
+``seq`` is an integer in 1..2**63-1 (a JSON ``true`` is not 1). ``time`` is RFC 3339 from the device
+clock; ``clocksynced: false`` says that clock is not trusted yet (no NTP sync), and then ``bootid`` plus
+``monotime`` (milliseconds of the monotonic clock since that boot, an integer up to 2**63-1: wider than the
+CloudEvents 32-bit Integer, which would overflow after 25 days of uptime) order the events instead.
+Every other attribute (``subject``, ``datacontenttype``, a vendor's extension) is kept unchanged in
+``Event.extensions``: lowercase a-z0-9 names, string, integer or boolean values. A JSON ``null`` attribute
+is read as absent, as the CloudEvents JSON format says; ``data_base64`` is refused.
+
+Data, by type:
+
+- ``edgebridge.reading.v1``: a non-empty object ``{name: {"v": value, "u": unit}}``. A name is 1..128
+  printable characters. ``v`` is a finite number (no NaN or infinity), a string or a boolean; ``u`` is a
+  unit symbol of 1..32 printable characters, SenML (RFC 8428) preferred but not enforced (the enricher
+  normalises with :mod:`edgebridge.units`), and may be omitted for dimensionless values, strings and
+  booleans. No other keys.
+- ``edgebridge.gap.v1``: ``{"first": int, "last": int, "count": int, "reason": str}`` announcing that the
+  ``seq`` range [first, last] was lost (``reason``: ``evicted``, ``quarantined``, ``rejected``, ...), with
+  ``1 <= first <= last < seq`` (the gap itself comes later in the device's sequence) and ``count`` equal to
+  ``last - first + 1``.
+- ``edgebridge.reading.processed.v1`` and any other type admitted through ``known_types``: any JSON
+  object. The enricher owns the processed schema and puts the enrichment inside ``data`` (extension
+  attributes can only hold scalars).
+
+Decoding is strict and total: whatever the input, it returns events or raises
+:class:`~edgebridge.errors.EnvelopeError` whose ``reason`` is one of :data:`REASONS` (and whose ``index``
+is the failing position in a batch). Encoding trusts its input: events built by :func:`new_reading`,
+:func:`new_gap` or a decoder are valid, and ``encode`` does not check them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import orjson
+
+from edgebridge import _validate as v
+from edgebridge._stamps import new_event_id, now_rfc3339
+from edgebridge._validate import is_deviceid
+from edgebridge.errors import EnvelopeError
+
+__all__ = [
+    "BATCH_CONTENT_TYPE",
+    "CONTENT_TYPE",
+    "DEFAULT_KNOWN_TYPES",
+    "DEFAULT_MAX_BYTES",
+    "GAP_TYPE",
+    "PROCESSED_TYPE",
+    "READING_TYPE",
+    "REASONS",
+    "SPECVERSION",
+    "Event",
+    "Rejected",
+    "decode",
+    "decode_batch",
+    "decode_message",
+    "decode_message_partial",
+    "encode",
+    "encode_batch",
+    "from_dict",
+    "is_deviceid",
+    "new_event_id",
+    "new_gap",
+    "new_reading",
+    "now_rfc3339",
+    "parse_time",
+    "to_dict",
+]
+
+SPECVERSION = v.SPECVERSION
+READING_TYPE = "edgebridge.reading.v1"
+GAP_TYPE = "edgebridge.gap.v1"
+PROCESSED_TYPE = "edgebridge.reading.processed.v1"
+CONTENT_TYPE = "application/cloudevents+json"
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+DEFAULT_MAX_BYTES = 256 * 1024
+DEFAULT_KNOWN_TYPES: frozenset[str] = frozenset({READING_TYPE, GAP_TYPE, PROCESSED_TYPE})
+
+#: Every ``EnvelopeError.reason`` edgebridge raises: the dead-letter reason header and a metric label.
+REASONS: frozenset[str] = frozenset(
+    {
+        "oversized",  # payload longer than max_bytes, refused before parsing
+        "not_json",  # not UTF-8 JSON (also: an event that cannot be encoded)
+        "not_object",  # an event that is not a JSON object
+        "not_batch",  # decode_batch given something other than a JSON array
+        "empty_batch",  # a batch with no events
+        "missing_attribute",  # a required attribute is absent (or null)
+        "bad_attribute",  # wrong type, empty, too long or bad characters
+        "bad_specversion",  # specversion is not "1.0"
+        "bad_seq",  # seq not an integer in 1..2**63-1
+        "bad_time",  # time not RFC 3339
+        "source_mismatch",  # source is not /devices/{deviceid}
+        "unknown_type",  # type not in known_types
+        "bad_data",  # data does not match the schema of its type
+        "device_mismatch",  # decode_message(deviceid=...): an event of another device (spoofing)
+        "bad_topic",  # edgebridge.topics.parse_device_topic: not one of our device topics
+    }
+)
+
+_NOT_EXTENSIONS = v.OWN_ATTRIBUTES | {"data_base64"}
+_SOURCE_PREFIX = v.SOURCE_PREFIX
+
+
+class Event(NamedTuple):
+    """One event of one device; ``source`` is derived from ``deviceid``.
+
+    Construct through :func:`new_reading`, :func:`new_gap` or a decoder, which validate; the constructor
+    itself does not. A named tuple rather than a frozen dataclass because the decoder builds one per
+    event on the bridge's hot path and a tuple is several times cheaper to make; it is immutable, compares
+    by value, and ``event._replace(type=PROCESSED_TYPE, data=...)`` derives a new one. ``data`` and
+    ``extensions`` are not copied: treat them as read-only.
+    """
+
+    id: str
+    deviceid: str
+    seq: int
+    type: str
+    time: str
+    data: dict[str, Any]
+    bootid: str | None = None
+    monotime: int | None = None
+    clocksynced: bool | None = None
+    extensions: Mapping[str, Any] = v.NO_EXTENSIONS  # shared by all events, hence read-only
+
+    @property
+    def source(self) -> str:
+        return _SOURCE_PREFIX + self.deviceid
+
+
+_new_event = tuple.__new__
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An event of a batch that :func:`decode_message_partial` refused, kept for the dead-letter topic."""
+
+    index: int
+    error: EnvelopeError
+    payload: bytes  # the item re-encoded as JSON
+
+
+# --- building events: validates --------------------------------------------------------------------
+
+
+def _build(
+    deviceid: str,
+    seq: int,
+    type_: str,
+    data: dict[str, Any],
+    time: str | None,
+    event_id: str | None,
+    bootid: str | None,
+    monotime: int | None,
+    clocksynced: bool | None,
+) -> Event:
+    v.check_deviceid(deviceid, None)
+    v.check_seq(seq, None)
+    if time is None:
+        time = now_rfc3339()
+    else:
+        v.parse_time(time)
+    if event_id is None:
+        event_id = new_event_id()
+    else:
+        v.check_text("id", event_id, v.MAX_ID_LEN, None)
+    if bootid is not None:
+        v.check_text("bootid", bootid, v.MAX_ID_LEN, None)
+    if monotime is not None:
+        v.check_monotime(monotime, None)
+    if clocksynced is not None:
+        v.check_clocksynced(clocksynced, None)
+    return Event(event_id, deviceid, seq, type_, time, data, bootid, monotime, clocksynced)
+
+
+def new_reading(
+    deviceid: str,
+    seq: int,
+    data: dict[str, Any],
+    *,
+    time: str | None = None,
+    event_id: str | None = None,
+    bootid: str | None = None,
+    monotime: int | None = None,
+    clocksynced: bool | None = None,
+) -> Event:
+    """A validated ``edgebridge.reading.v1`` event; ``time`` defaults to now, ``event_id`` to a UUIDv7.
+
+    Raises :class:`EnvelopeError` (``bad_data``, ``bad_seq``, ...) exactly as the decoder would refuse
+    the event, so the agent can count and skip a bad sensor line before it reaches the outbox.
+    """
+    v.check_reading_data(data, None)
+    return _build(deviceid, seq, READING_TYPE, data, time, event_id, bootid, monotime, clocksynced)
+
+
+def new_gap(
+    deviceid: str,
+    seq: int,
+    first: int,
+    last: int,
+    reason: str,
+    *,
+    time: str | None = None,
+    event_id: str | None = None,
+    bootid: str | None = None,
+    monotime: int | None = None,
+    clocksynced: bool | None = None,
+) -> Event:
+    """A validated ``edgebridge.gap.v1`` event: seqs ``first..last`` were lost; the gap itself is ``seq``."""
+    v.check_seq(seq, None)
+    count = last - first + 1 if v.is_int(first) and v.is_int(last) else 0
+    data = {"first": first, "last": last, "count": count, "reason": reason}
+    v.check_gap_data(data, seq, None)
+    return _build(deviceid, seq, GAP_TYPE, data, time, event_id, bootid, monotime, clocksynced)
+
+
+# --- encoding: trusts the event --------------------------------------------------------------------
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """The structured-mode JSON object of ``event`` (``data`` is shared, not copied)."""
+    obj: dict[str, Any] = {
+        "specversion": SPECVERSION,
+        "id": event.id,
+        "source": _SOURCE_PREFIX + event.deviceid,
+        "type": event.type,
+        "time": event.time,
+        "deviceid": event.deviceid,
+        "seq": event.seq,
+    }
+    if event.bootid is not None:
+        obj["bootid"] = event.bootid
+    if event.monotime is not None:
+        obj["monotime"] = event.monotime
+    if event.clocksynced is not None:
+        obj["clocksynced"] = event.clocksynced
+    if event.extensions:
+        for name, value in event.extensions.items():
+            if name not in _NOT_EXTENSIONS:  # an extension never overrides the envelope
+                obj[name] = value
+    obj["data"] = event.data
+    return obj
+
+
+def encode(event: Event) -> bytes:
+    """One event as ``application/cloudevents+json`` bytes."""
+    return _dumps(to_dict(event))
+
+
+def encode_batch(events: Iterable[Event]) -> bytes:
+    """A non-empty batch as ``application/cloudevents-batch+json`` bytes (a JSON array)."""
+    items = [to_dict(event) for event in events]
+    if not items:
+        raise EnvelopeError("empty_batch", "a batch holds at least one event")
+    return _dumps(items)
+
+
+def _dumps(obj: object) -> bytes:
+    try:
+        return orjson.dumps(obj)
+    except orjson.JSONEncodeError as exc:  # only reachable with an event built around the validators
+        raise EnvelopeError("not_json", f"cannot encode: {exc}") from exc
+
+
+# --- decoding: strict and total --------------------------------------------------------------------
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 timestamp as an aware ``datetime``; ``EnvelopeError("bad_time")`` otherwise."""
+    return v.parse_time(value)
+
+
+def from_dict(
+    obj: object, *, index: int | None = None, known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES
+) -> Event:
+    """Validate one parsed JSON value as an event; ``known_types=None`` admits any ``type``."""
+    fields = v.check_attributes(obj, index, known_types)
+    type_, data = fields[3], fields[5]
+    if type_ == READING_TYPE:
+        v.check_reading_data(data, index)
+    elif type_ == GAP_TYPE:
+        v.check_gap_data(data, fields[2], index)
+    else:
+        v.check_object_data(data, index)
+    return _new_event(Event, fields)  # Event._make without its length check: fields has 10
+
+
+def _load(payload: bytes | bytearray | memoryview | str, max_bytes: int) -> object:
+    size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+    if size > max_bytes:
+        raise EnvelopeError("oversized", f"{size} bytes, the limit is {max_bytes}")
+    try:
+        return orjson.loads(payload)
+    except Exception as exc:  # JSONDecodeError, or TypeError for a non-contiguous buffer
+        raise EnvelopeError("not_json", str(exc)) from exc
+
+
+def decode(
+    payload: bytes | bytearray | memoryview | str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES,
+) -> Event:
+    """One structured-mode event."""
+    return from_dict(_load(payload, max_bytes), known_types=known_types)
+
+
+def decode_batch(
+    payload: bytes | bytearray | memoryview | str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES,
+) -> list[Event]:
+    """A JSON batch; the first bad item fails the whole batch (``EnvelopeError.index`` says which)."""
+    items = _load(payload, max_bytes)
+    if not isinstance(items, list):
+        raise EnvelopeError("not_batch", f"a batch is a JSON array, got {type(items).__name__}")
+    if not items:
+        raise EnvelopeError("empty_batch", "a batch holds at least one event")
+    return [from_dict(item, index=i, known_types=known_types) for i, item in enumerate(items)]
+
+
+def decode_message(
+    payload: bytes | bytearray | memoryview | str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES,
+    deviceid: str | None = None,
+) -> list[Event]:
+    """An MQTT payload: one event or a batch, all or nothing.
+
+    With ``deviceid`` (the device of the topic it arrived on) every event must belong to that device,
+    else ``device_mismatch``: a device publishes only under its own id.
+    """
+    parsed = _load(payload, max_bytes)
+    if not isinstance(parsed, list):
+        return [_from_topic(parsed, None, known_types, deviceid)]
+    if not parsed:
+        raise EnvelopeError("empty_batch", "a batch holds at least one event")
+    return [_from_topic(item, i, known_types, deviceid) for i, item in enumerate(parsed)]
+
+
+def decode_message_partial(
+    payload: bytes | bytearray | memoryview | str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES,
+    deviceid: str | None = None,
+) -> tuple[list[Event], list[Rejected]]:
+    """Like :func:`decode_message`, but one bad item of a batch does not sink the others.
+
+    Returns the good events in order and the refused items with their errors, for the dead-letter
+    topic. What spoils the whole payload (``oversized``, ``not_json``, ``empty_batch``, a bad single
+    event) still raises.
+    """
+    parsed = _load(payload, max_bytes)
+    if not isinstance(parsed, list):
+        return [_from_topic(parsed, None, known_types, deviceid)], []
+    if not parsed:
+        raise EnvelopeError("empty_batch", "a batch holds at least one event")
+    good: list[Event] = []
+    bad: list[Rejected] = []
+    for i, item in enumerate(parsed):
+        try:
+            good.append(_from_topic(item, i, known_types, deviceid))
+        except EnvelopeError as exc:
+            bad.append(Rejected(i, exc, orjson.dumps(item)))
+    return good, bad
+
+
+def _from_topic(
+    item: object, index: int | None, known_types: frozenset[str] | None, deviceid: str | None
+) -> Event:
+    event = from_dict(item, index=index, known_types=known_types)
+    if deviceid is not None and event.deviceid != deviceid:
+        detail = f"event of {event.deviceid!r} published as {deviceid!r}"
+        raise EnvelopeError("device_mismatch", detail, index)
+    return event

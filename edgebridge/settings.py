@@ -1,0 +1,86 @@
+"""Configuration sections shared by several components: how to reach MQTT and Kafka, how to log.
+
+A component's config dataclass embeds these (``mqtt: MqttSettings``, ``kafka: KafkaSettings``,
+``log: LogSettings``, ``metrics: MetricsConfig``), so ``EDGEBRIDGE_MQTT_URL`` and
+``EDGEBRIDGE_KAFKA_BOOTSTRAP`` (what `edgebridge brokers env` prints) configure every component alike.
+Nothing here imports paho or confluent-kafka: the adapters in each component turn these into clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from edgebridge.config import Secret
+from edgebridge.errors import ConfigError
+
+__all__ = ["KafkaSettings", "LogSettings", "MqttSettings"]
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """``[mqtt]``: the broker address, credentials and TLS files. ``mqtts://`` turns TLS on."""
+
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: Secret | None = None
+    ca_file: Path | None = None  # CA bundle for mqtts:// (system CAs when unset)
+    cert_file: Path | None = None  # client certificate, for brokers that authenticate by certificate
+    key_file: Path | None = None
+    keepalive: int = 30
+    topic_prefix: str = "devices"
+
+    def validate(self) -> None:
+        parsed = urlparse(self.url)
+        if parsed.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parsed.hostname:
+            raise ConfigError("url", f"expected mqtt://host:port or mqtts://host:port, not {self.url!r}")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigError("cert_file", "cert_file and key_file go together")
+        if not self.topic_prefix or any(c in self.topic_prefix for c in "+#"):
+            raise ConfigError("topic_prefix", f"not a usable topic prefix: {self.topic_prefix!r}")
+        if self.keepalive < 5:
+            raise ConfigError("keepalive", "must be at least 5 seconds")
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.url).hostname or "127.0.0.1"
+
+    @property
+    def tls(self) -> bool:
+        return urlparse(self.url).scheme in ("mqtts", "ssl")
+
+    @property
+    def port(self) -> int:
+        return urlparse(self.url).port or (8883 if self.tls else 1883)
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """``[kafka]``: bootstrap servers plus a raw librdkafka passthrough (SASL/SSL and tuning).
+
+    ``[kafka.librdkafka]`` keys are passed to every client verbatim, except those a component declares
+    protected because its delivery guarantee depends on them (``enable.idempotence``,
+    ``isolation.level``, ``enable.auto.commit``...): setting one of those is a configuration error,
+    not a silent weakening.
+    """
+
+    bootstrap: str = "127.0.0.1:9092"
+    librdkafka: dict[str, str] = field(default_factory=dict)
+
+    def client_config(self, ours: Mapping[str, Any], protected: Iterable[str] = ()) -> dict[str, Any]:
+        """librdkafka settings for one client: ``ours``, then the passthrough on top."""
+        clash = sorted(set(self.librdkafka) & set(protected))
+        if clash:
+            raise ConfigError(f"librdkafka.{clash[0]}", "is set by edgebridge for its delivery guarantee")
+        return {"bootstrap.servers": self.bootstrap, **ours, **self.librdkafka}
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """``[log]``: level and line format of the stderr log."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["logfmt", "json"] = "logfmt"

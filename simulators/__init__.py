@@ -1,0 +1,1 @@
+"""Virtual devices, fleets and fault injection for tests, benchmarks and the demo."""

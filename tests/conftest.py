@@ -1,0 +1,140 @@
+"""Session fixtures: one real Mosquitto and one real Kafka per test session, and factories on top.
+
+The brokers are the ones named by ``EDGEBRIDGE_MQTT_URL`` / ``EDGEBRIDGE_KAFKA_BOOTSTRAP`` when both are
+set, otherwise started here with the same code as `edgebridge brokers up`. Under ``CI=true`` a broker
+that cannot start fails the run; elsewhere the tests that need it are skipped with the reason.
+
+Isolation between tests comes from names, not from fresh brokers: every test gets its own MQTT topic
+prefix, Kafka topics and consumer group from the factory fixtures. Tests that stop, kill or freeze a
+broker ask ``private_brokers`` for their own instance instead, so they never disturb the others.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+from edgebridge.devbrokers import KafkaOptions, LocalBrokers, MosquittoOptions
+from edgebridge.errors import EdgeBridgeError
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class BrokerAddresses:
+    mqtt_url: str
+    kafka_bootstrap: str
+
+    @property
+    def mqtt_host(self) -> str:
+        return urlparse(self.mqtt_url).hostname or "127.0.0.1"
+
+    @property
+    def mqtt_port(self) -> int:
+        return urlparse(self.mqtt_url).port or 1883
+
+
+def _unavailable(message: str) -> None:
+    if IN_CI:
+        pytest.fail(f"broker unavailable in CI: {message}", pytrace=False)
+    pytest.skip(f"broker unavailable: {message}")
+
+
+@pytest.fixture(scope="session")
+def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerAddresses]:
+    """The session's real Mosquitto and Kafka."""
+    url = os.environ.get("EDGEBRIDGE_MQTT_URL")
+    bootstrap = os.environ.get("EDGEBRIDGE_KAFKA_BOOTSTRAP")
+    if url and bootstrap:
+        yield BrokerAddresses(url, bootstrap)
+        return
+    local = LocalBrokers(tmp_path_factory.mktemp("brokers"))
+    try:
+        local.up()
+    except EdgeBridgeError as exc:
+        local.down()
+        _unavailable(str(exc))
+    try:
+        yield BrokerAddresses(local.mosquitto.url, local.kafka.bootstrap)
+    finally:
+        local.down()
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Names no other test uses: ``unique_name("raw")`` -> ``raw-test_x-1a2b3c4d``."""
+    test = request.node.name.replace("[", "-").replace("]", "").replace("/", "-")[:40]
+
+    def make(prefix: str) -> str:
+        return f"{prefix}-{test}-{uuid.uuid4().hex[:8]}"
+
+    return make
+
+
+@pytest.fixture
+def mqtt_prefix(unique_name: Callable[[str], str]) -> str:
+    """A topic prefix of this test's own, used where components take ``devices`` by default."""
+    return unique_name("devices")
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(brokers: BrokerAddresses) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": brokers.kafka_bootstrap})
+
+
+@pytest.fixture
+def kafka_topic(
+    kafka_admin: Any, unique_name: Callable[[str], str]
+) -> Callable[..., str]:
+    """Create a topic of this test's own: ``kafka_topic("raw", partitions=3, config={...})``."""
+    from confluent_kafka.admin import NewTopic
+
+    def make(prefix: str = "topic", partitions: int = 1, config: dict[str, str] | None = None) -> str:
+        name = unique_name(prefix)
+        futures = kafka_admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})]
+        )
+        futures[name].result(timeout=30)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def consumer_group(unique_name: Callable[[str], str]) -> Callable[[], str]:
+    return lambda: unique_name("group")
+
+
+@pytest.fixture
+def private_brokers(tmp_path: Path) -> Iterator[Callable[..., LocalBrokers]]:
+    """Brokers of this test alone, for tests that stop, kill or freeze them.
+
+    ``private_brokers("mosquitto", mosquitto=MosquittoOptions(...))`` starts and returns a
+    :class:`LocalBrokers`; everything started is stopped when the test ends.
+    """
+    started: list[LocalBrokers] = []
+
+    def start(
+        *only: str, mosquitto: MosquittoOptions | None = None, kafka: KafkaOptions | None = None
+    ) -> LocalBrokers:
+        local = LocalBrokers(tmp_path / f"brokers-{len(started)}", mosquitto=mosquitto, kafka=kafka,
+                             only=only or ("mosquitto", "kafka"))
+        started.append(local)
+        try:
+            local.up()
+        except EdgeBridgeError as exc:
+            _unavailable(str(exc))
+        return local
+
+    yield start
+    for local in started:
+        local.down()
