@@ -1,1 +1,13 @@
-"""The edge agent: sensors to a durable SQLite outbox to MQTT (see DESIGN.md)."""
+"""The edge agent: sensors to a durable SQLite outbox to MQTT (see DESIGN.md).
+
+Modules: :mod:`~edge_agent.outbox` (the durable bounded queue), :mod:`~edge_agent.forwarder` and
+:mod:`~edge_agent.mqtt_link` (QoS 1 to the broker), :mod:`~edge_agent.sources` (simulated, serial,
+local ingest), :mod:`~edge_agent.commands`, :mod:`~edge_agent.clock`, :mod:`~edge_agent.sdnotify`,
+:mod:`~edge_agent.agent` (the loop) and :mod:`~edge_agent.cli` (``edgebridge agent``).
+"""
+
+from edge_agent.agent import Agent
+from edge_agent.config import AgentConfig, OutboxConfig
+from edge_agent.outbox import CommitResult, Outbox, OutboxError, read_status
+
+__all__ = ["Agent", "AgentConfig", "CommitResult", "Outbox", "OutboxConfig", "OutboxError", "read_status"]

@@ -19,6 +19,8 @@ __all__ = ["COMMANDS", "main"]
 # name -> (dotted path of a module with main(argv, prog), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "brokers": ("edgebridge.devbrokers.cli", "start, stop and show the local Mosquitto and Kafka"),
+    "bridge": ("bridge.cli", "MQTT to Kafka (ack only what Kafka has) and Kafka commands to MQTT"),
+    "agent": ("edge_agent.cli", "the edge agent: sensors to a durable SQLite outbox to MQTT (run, status)"),
     "demo": ("simulators.demo", "the main job: local brokers and simulated devices end to end"),
 }
 

@@ -20,11 +20,19 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from edgebridge.devbrokers import KafkaOptions, LocalBrokers, MosquittoOptions
 from edgebridge.errors import EdgeBridgeError
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Property tests judge correctness, not speed: a loaded two-core CI machine must not turn a slow
+# example into a failure. In CI the examples are derandomized so that a run is reproducible.
+settings.register_profile(
+    "edgebridge", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=IN_CI
+)
+settings.load_profile("edgebridge")
 
 
 @dataclass(frozen=True)

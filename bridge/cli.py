@@ -1,0 +1,56 @@
+"""`edgebridge bridge`: run the MQTT ⇄ Kafka bridge."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+
+from bridge.config import BridgeConfig
+from edgebridge.config import add_config_arguments, config_from_args, dump_config
+from edgebridge.errors import ConfigError
+from edgebridge.lifecycle import install_stop_handlers
+from edgebridge.logs import setup_logging
+
+__all__ = ["main"]
+
+log = logging.getLogger("bridge")
+
+
+def main(argv: list[str], prog: str = "edgebridge bridge") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="MQTT to Kafka bridge that acknowledges a device's message only after Kafka has "
+        "every event in it, and Kafka to MQTT for commands.",
+        epilog="Exit status: 0 after a clean stop (SIGTERM/SIGINT), 1 on a fatal error, 2 on a bad "
+        "configuration.",
+    )
+    sub = parser.add_subparsers(dest="action", metavar="run")
+    run = sub.add_parser("run", help="run the bridge until SIGTERM", description="Run the bridge.")
+    add_config_arguments(run)
+    args = parser.parse_args(argv)
+    if args.action != "run":
+        parser.print_help()
+        return 2
+    try:
+        config = config_from_args(BridgeConfig, args)
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(dump_config(config), end="")
+        return 0
+    setup_logging(config.log.level, config.log.format)
+    from bridge.service import Bridge  # imports paho and confluent-kafka: only when running
+
+    stop = threading.Event()
+    restore = install_stop_handlers(stop)
+    try:
+        Bridge(config).run(stop)
+    except Exception:
+        log.exception("bridge failed")
+        return 1
+    finally:
+        restore()
+    return 0

@@ -1,0 +1,77 @@
+"""The bridge's configuration: ``bridge.toml`` plus ``EDGEBRIDGE_*`` overrides (see edgebridge.config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgebridge.errors import ConfigError
+from edgebridge.metrics import MetricsConfig
+from edgebridge.settings import KafkaSettings, LogSettings, MqttSettings
+
+__all__ = ["BridgeConfig", "DownlinkConfig", "UplinkConfig"]
+
+
+@dataclass(frozen=True)
+class UplinkConfig:
+    """``[uplink]``: MQTT (events, status, command responses) into Kafka.
+
+    ``receive_maximum`` is the MQTT 5 Receive Maximum the bridge announces: the broker sends at most that
+    many unacknowledged QoS 1 messages, which bounds the bridge's in-flight work (and its memory) however
+    long Kafka is away. The bridge's intake queue has the same size, so it cannot overflow while the
+    broker honours it.
+    """
+
+    client_id: str = "edgebridge-bridge"
+    session_expiry: int = 7 * 24 * 3600  # seconds the broker keeps our session (and queues for it)
+    receive_maximum: int = 1000
+    share_group: str | None = None  # "$share/<group>/..." so several replicas split the stream
+    events_filter: str | None = None  # default: {topic_prefix}/+/events
+    status_filter: str | None = None  # default: {topic_prefix}/+/status
+    responses_filter: str | None = None  # default: {topic_prefix}/+/commands/response
+    raw_topic: str = "iot.events.raw"
+    status_topic: str = "iot.devices.status"
+    responses_topic: str = "iot.commands.responses"
+    deadletter_topic: str = "iot.events.deadletter"
+    max_message_bytes: int = 256 * 1024  # larger MQTT payloads are dead-lettered as "oversized"
+    max_deadletter_payload: int = 64 * 1024  # the dead letter keeps at most this much of the payload
+    message_timeout_ms: int = 300_000  # librdkafka's delivery timeout; a timed-out event is re-produced
+    retry_backoff_max: float = 10.0  # cap of the jittered wait before re-producing failed deliveries
+    linger_ms: int = 5
+    compression: str = "lz4"
+    drain_timeout: float = 30.0  # on SIGTERM: how long to wait for Kafka to confirm in-flight events
+
+    def validate(self) -> None:
+        if self.session_expiry < 0:
+            raise ConfigError("session_expiry", "must be >= 0")
+        if not 1 <= self.receive_maximum <= 65535:
+            raise ConfigError("receive_maximum", "must be in 1..65535 (MQTT 5 Receive Maximum)")
+        group = self.share_group
+        if group is not None and (not group or any(c in group for c in "/+#")):
+            raise ConfigError("share_group", f"not a usable share group name: {self.share_group!r}")
+        if self.message_timeout_ms < 0:
+            raise ConfigError("message_timeout_ms", "must be >= 0 (0: librdkafka never times out)")
+        if self.max_message_bytes < 1 or self.max_deadletter_payload < 0:
+            raise ConfigError("max_message_bytes", "sizes must be positive")
+        if self.retry_backoff_max <= 0.1:
+            raise ConfigError("retry_backoff_max", "must be > 0.1 seconds")
+
+
+@dataclass(frozen=True)
+class DownlinkConfig:
+    """``[downlink]``: commands from Kafka to devices over MQTT."""
+
+    enabled: bool = True
+    client_id: str = "edgebridge-bridge-downlink"
+    group_id: str = "edgebridge-bridge-downlink"
+    commands_topic: str = "iot.commands"
+    max_in_flight: int = 100  # commands published and not yet PUBACKed
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    uplink: UplinkConfig = field(default_factory=UplinkConfig)
+    downlink: DownlinkConfig = field(default_factory=DownlinkConfig)
+    metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig(port=9109))
+    log: LogSettings = field(default_factory=LogSettings)

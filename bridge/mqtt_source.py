@@ -1,0 +1,208 @@
+"""The uplink's MQTT side: a persistent QoS 1 session with manual acknowledgements.
+
+paho's network thread (``loop_start``) owns the socket; ``on_message`` only puts the message on a
+bounded queue, so it never blocks the network loop. The service thread takes messages with
+:meth:`MqttSource.get` and acknowledges them with :meth:`MqttSource.ack` once Kafka has them.
+
+Session: ``clean_start=False``, a stable client id and a session expiry, so the broker keeps our
+subscription and queues messages while the bridge is down or restarting; MQTT 5 Receive Maximum caps how
+many unacknowledged messages the broker sends us. Subscriptions are QoS 1, never QoS 2 (paho completes
+the QoS 2 handshake before the application could refuse).
+
+Connection generations: message ids restart on every connection, so each message is tagged with the
+generation it arrived on, and :meth:`MqttSource.ack` refuses an ack of an older generation. The
+generation moves on ``on_disconnect`` and again before each reconnect, under a lock that ``ack`` also
+holds, so a PUBACK can never slip onto a new connection with an id from the old one.
+
+Intake queue: sized at twice Receive Maximum (the old generation's leftovers plus the redelivered
+window after a reconnect). Overflow policy, ``resync``: the message is dropped un-acknowledged, counted
+in ``edgebridge_bridge_intake_overflow_total``, and the service reconnects, which makes the broker
+redeliver everything unacknowledged. A compliant broker never triggers it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from bridge.metrics import BridgeMetrics
+from bridge.mqtt_client import connect_properties, new_client
+from edgebridge.logs import rate_limited
+from edgebridge.settings import MqttSettings
+
+__all__ = ["Inbound", "MqttSource"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    generation: int
+    message: mqtt.MQTTMessage
+    received: float  # time.monotonic() at arrival
+    received_wall: float  # time.time() at arrival, for the dead-letter header
+
+
+class MqttSource:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        client_id: str,
+        filters: list[str],
+        *,
+        session_expiry: int,
+        receive_maximum: int,
+        metrics: BridgeMetrics,
+    ) -> None:
+        self._settings = settings
+        self._filters = filters
+        self._session_expiry = session_expiry
+        self._receive_maximum = receive_maximum
+        self._metrics = metrics
+        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=2 * receive_maximum)
+        # Guards only the generation against the ack that checks it (see module docstring).
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._connected = False
+        self._accepting = True
+        self.resync_requested = threading.Event()
+        self.connected_once = threading.Event()
+        self.subscribed = threading.Event()  # the broker granted every filter at least once
+        self._barrier = threading.Event()
+        self._barrier_mid: int | None = None
+        self._client = new_client(settings, client_id, manual_ack=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_pre_connect = self._on_pre_connect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        props = connect_properties(self._session_expiry, self._receive_maximum)
+        self._client.connect_async(
+            self._settings.host, self._settings.port, self._settings.keepalive,
+            clean_start=False, properties=props,
+        )
+        self._client.loop_start()
+
+    def stop_intake(self) -> None:
+        """Refuse further messages (left un-acknowledged: the session keeps them for the next start)."""
+        self._accepting = False
+
+    def close(self, barrier_timeout: float = 5.0) -> None:
+        """Make sure the broker has processed our PUBACKs, then disconnect and stop paho's thread.
+
+        Why the barrier: paho writes the PUBACKs and DISCONNECT in order and closes the socket, but if
+        the broker has meanwhile sent more messages (the acks opened its window), closing a socket with
+        unread data makes Linux send a RST, and the broker discards what it had not yet read: the last
+        PUBACKs. A SUBSCRIBE to the filters we already hold is answered only after everything before it
+        was processed, so its SUBACK proves the acks arrived (retainHandling=1: nothing is resent).
+        """
+        if self._connected:
+            with self._lock:
+                self._barrier.clear()
+                _, self._barrier_mid = self._client.subscribe(
+                    [(f, SubscribeOptions(qos=1, retainHandling=1)) for f in self._filters])
+            if not self._barrier.wait(barrier_timeout):
+                log.warning("no SUBACK before disconnect: the last acks may be redelivered")
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def resync(self) -> None:
+        """Reconnect so the broker redelivers every unacknowledged message (after an intake overflow)."""
+        self.resync_requested.clear()
+        self._client.loop_stop()
+        self._bump(connected=False)
+        self._client.reconnect()
+        self._client.loop_start()
+
+    # -- service side ----------------------------------------------------------------------------
+
+    def get(self, timeout: float) -> Inbound | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def get_nowait(self) -> Inbound | None:
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def ack(self, generation: int, mid: int) -> bool:
+        """PUBACK ``mid`` if it belongs to the current connection; ``False`` when it does not."""
+        with self._lock:
+            if generation != self._generation or not self._connected:
+                return False
+            return self._client.ack(mid, 1) == mqtt.MQTT_ERR_SUCCESS
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    # -- paho's thread ---------------------------------------------------------------------------
+
+    def _bump(self, *, connected: bool) -> None:
+        with self._lock:
+            self._generation += 1
+            self._connected = connected
+
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        self._bump(connected=False)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.warning("mqtt connect refused", extra={"reason": str(reason)})
+            return
+        with self._lock:
+            self._connected = True
+        # retainHandling=1: retained status only when the subscription is new, not on every reconnect
+        opts = SubscribeOptions(qos=1, retainHandling=1)
+        client.subscribe([(f, opts) for f in self._filters])
+        if self.connected_once.is_set():
+            self._metrics.reconnects.inc()
+        self.connected_once.set()
+        log.info("mqtt connected", extra={"session_present": bool(flags.session_present),
+                                          "filters": self._filters})
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        with self._lock:
+            if mid == self._barrier_mid:
+                self._barrier.set()
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("subscription refused", extra={"filters": self._filters, "reasons": refused})
+        else:
+            self.subscribed.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self._bump(connected=False)
+        if self._accepting:
+            log.warning("mqtt disconnected", extra={"reason": str(reason)})
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if not self._accepting:
+            return  # shutting down: the broker keeps it for the session
+        inbound = Inbound(self._generation, message, time.monotonic(), time.time())
+        try:
+            self._queue.put_nowait(inbound)
+        except queue.Full:
+            self._metrics.intake_overflow.inc()
+            rate_limited(log, "intake-overflow", 10.0).error(
+                "intake queue full: dropping un-acknowledged and resyncing the session",
+                extra={"size": self._queue.maxsize})
+            self.resync_requested.set()

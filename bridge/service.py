@@ -1,0 +1,60 @@
+"""The bridge process: uplink (and, in P2, downlink) plus the metrics endpoint, with one lifecycle.
+
+``Bridge.run(stop)`` returns once ``stop`` is set and both directions have drained (SIGTERM: stop taking
+messages, finish deliveries, acknowledge what Kafka confirmed, disconnect).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from bridge.config import BridgeConfig
+from bridge.metrics import BridgeMetrics
+from bridge.uplink import Uplink
+from edgebridge.metrics import MetricsServer
+
+__all__ = ["Bridge"]
+
+log = logging.getLogger(__name__)
+
+
+class Bridge:
+    def __init__(self, config: BridgeConfig, metrics: BridgeMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or BridgeMetrics()
+        self.uplink = Uplink(config, self.metrics)
+        self.downlink: Any = None
+        if config.downlink.enabled:
+            from bridge.downlink import Downlink
+
+            self.downlink = Downlink(config, self.metrics)
+        self.server: MetricsServer | None = None
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        ok, detail = self.uplink.health()
+        if self.downlink is not None:
+            down_ok, down_detail = self.downlink.health()
+            ok, detail = ok and down_ok, {**detail, **down_detail}
+        return ok, detail
+
+    def run(self, stop: threading.Event) -> None:
+        m = self.config.metrics
+        if m.enabled:
+            self.server = MetricsServer(m.host, m.port, self.metrics.registry, health=self.health).start()
+        down_thread = None
+        try:
+            self.uplink.start()
+            if self.downlink is not None:
+                # the downlink has its own consumer poll loop and MQTT client: its own thread
+                down_thread = threading.Thread(target=self.downlink.run, args=(stop,), name="downlink")
+                down_thread.start()
+            self.uplink.run(stop)
+        finally:
+            stop.set()
+            if down_thread is not None:
+                down_thread.join()
+            if self.server is not None:
+                self.server.stop()
+            log.info("bridge stopped")

@@ -1,0 +1,175 @@
+"""The uplink: MQTT → Kafka, acknowledging an MQTT message only after Kafka confirmed all of it.
+
+Delivery guarantee (at least once, nothing acknowledged early): for every QoS 1 message, in order,
+
+1. the message is taken from the intake queue and translated into records (events, or dead letters);
+2. every record is produced to Kafka (idempotent producer, ``acks=all``);
+3. each delivery report counts one record of the message as safe; a failed one is produced again;
+4. the message's PUBACK is sent once all its records are confirmed *and* every message received
+   before it on the same connection has been acknowledged (the ack frontier);
+5. an ack whose connection has ended is dropped: the broker redelivers that message to the session.
+
+A crash anywhere before 4 leaves the message un-acknowledged in the broker's session, which redelivers
+it: the raw topic may then hold duplicates (the enricher removes them), never a gap.
+
+Backpressure: while Kafka is away nothing is acknowledged, so the broker stops sending once Receive
+Maximum messages are in flight. The bridge holds at most that window (frontier, intake queue, producer
+queue and retry list are all bounded by it), whatever the length of the outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from bridge.ack_frontier import AckFrontier, Pending
+from bridge.config import BridgeConfig
+from bridge.deadletter import KAFKA_REJECTED, dead_letter
+from bridge.kafka_sink import KafkaSink
+from bridge.metrics import BridgeMetrics
+from bridge.mqtt_source import Inbound, MqttSource
+from bridge.records import Record
+from bridge.routes import filters
+from bridge.validate import Translator
+from edgebridge.errors import ShutdownRequested
+
+__all__ = ["Uplink"]
+
+log = logging.getLogger(__name__)
+
+_BATCH = 1000  # messages taken per loop turn before serving delivery reports and acks
+
+
+class Uplink:
+    def __init__(self, config: BridgeConfig, metrics: BridgeMetrics) -> None:
+        up = config.uplink
+        self._config = up
+        self._metrics = metrics
+        self._translator = Translator(config.mqtt.topic_prefix, up)
+        self._frontier = AckFrontier()
+        self._replacements: list[tuple[Record, Pending | None]] = []
+        self.source = MqttSource(
+            config.mqtt, up.client_id, filters(config.mqtt.topic_prefix, up),
+            session_expiry=up.session_expiry, receive_maximum=up.receive_maximum, metrics=metrics,
+        )
+        self.sink = KafkaSink(config.kafka, up, metrics, on_delivered=self._delivered,
+                              on_rejected=self._rejected, client_id=up.client_id)
+
+    def start(self) -> None:
+        self.source.start()
+
+    def run(self, stop: threading.Event) -> None:
+        """Bridge until ``stop`` is set, then drain (see :meth:`drain`)."""
+        try:
+            while not stop.is_set():
+                self.step(stop)
+        except ShutdownRequested:
+            pass
+        self.drain()
+
+    def step(self, stop: threading.Event) -> None:
+        """One turn: take what arrived, produce it, serve delivery reports, send the acks now due."""
+        inbound = self.source.get(timeout=0.02)
+        taken = 0
+        while inbound is not None:
+            self._take(inbound, stop)
+            taken += 1
+            inbound = self.source.get_nowait() if taken < _BATCH else None
+        self._produce_replacements(stop)
+        self.sink.poll(0)
+        self._ack_ready()
+        if self.source.resync_requested.is_set():
+            self.source.resync()
+
+    def drain(self) -> None:
+        """Stop taking messages, finish what was received, ack what Kafka confirmed, disconnect.
+
+        What Kafka does not confirm within ``drain_timeout`` stays un-acknowledged for the next run.
+        """
+        self.source.stop_intake()
+        never = threading.Event()
+        try:
+            while (inbound := self.source.get_nowait()) is not None:
+                self._take(inbound, never)
+            deadline = time.monotonic() + self._config.drain_timeout
+            while (len(self.sink) or self._replacements) and time.monotonic() < deadline:
+                self._produce_replacements(never)
+                self.sink.poll(0.05)
+                self._ack_ready()
+            self._ack_ready()
+        finally:
+            left = len(self._frontier)
+            sample = self._metrics.registry.get_sample_value
+            log.info("uplink drained", extra={
+                "unacknowledged": left, "unconfirmed": len(self.sink),
+                "received": sample("edgebridge_bridge_received_messages_total"),
+                "acked": sample("edgebridge_bridge_acked_messages_total")})
+            self.source.close()
+            self.sink.close()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        ok = self.source.connected and self.source.subscribed.is_set()
+        return ok, {"mqtt_connected": self.source.connected, "subscribed": self.source.subscribed.is_set(),
+                                       "in_flight": len(self._frontier), "unconfirmed": len(self.sink)}
+
+    # -- steps ---------------------------------------------------------------------------------------
+
+    def _take(self, inbound: Inbound, stop: threading.Event) -> None:
+        msg = inbound.message
+        self._metrics.received.inc()
+        self._metrics.received_bytes.inc(len(msg.payload))
+        records = self._translator.records(msg.topic, bytes(msg.payload), inbound.received_wall,
+                                           getattr(msg, "properties", None))
+        # QoS 0 needs no ack; its records are still produced
+        entry = self._frontier.add(inbound.generation, msg.mid, inbound.received) if msg.qos else None
+        for record in records:
+            if entry is not None:
+                entry.outstanding += 1
+            self.sink.produce(record, entry, stop)
+        if entry is not None:
+            entry.sealed = True
+
+    def _ack_ready(self) -> None:
+        now = time.monotonic()
+        for entry in self._frontier.ready():
+            if self.source.ack(entry.generation, entry.mid):
+                self._metrics.acked.inc()
+                self._metrics.ack_latency.observe(now - entry.received)
+            else:
+                self._metrics.stale_acks.inc()
+        self._metrics.in_flight.set(len(self._frontier))
+
+    def _produce_replacements(self, stop: threading.Event) -> None:
+        while self._replacements:
+            record, entry = self._replacements.pop(0)
+            self.sink.produce(record, entry, stop)
+
+    # -- delivery callbacks (inside sink.poll) -----------------------------------------------------
+
+    def _delivered(self, record: Record, entry: Pending | None) -> None:
+        if record.kind == "event":
+            self._metrics.events.inc()
+        elif record.kind == "deadletter":
+            self._metrics.deadletters.labels(record.reason).inc()
+        if entry is not None:
+            entry.outstanding -= 1
+
+    def _rejected(self, record: Record, entry: Pending | None, error: str) -> None:
+        """Kafka will never take ``record``: dead-letter its headers (no payload) in its place."""
+        if record.reason == KAFKA_REJECTED:
+            # even the payload-less dead letter was refused: give up on it rather than stall the stream
+            log.error("dead letter refused by kafka, dropped", extra={"error": error})
+            self._metrics.deadletters.labels("dropped").inc()
+            if entry is not None:
+                entry.outstanding -= 1
+            return
+        topic = next((v for k, v in record.headers if k == "mqtt_topic"), b"") or b""
+        replacement = dead_letter(
+            self._config.deadletter_topic, reason=KAFKA_REJECTED, error=error,
+            mqtt_topic=topic.decode("utf-8", "replace") if isinstance(topic, bytes) else topic,
+            received_wall=time.time(), payload=record.value,
+            deviceid=record.key.decode() if record.key else None, max_payload=0,
+        )
+        self._replacements.append((replacement, entry))

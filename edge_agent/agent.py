@@ -1,0 +1,274 @@
+"""The agent loop: sources -> group commit into the outbox -> forwarder -> PUBACK -> delete.
+
+One thread (the caller's) owns the SQLite connection and runs the loop; source threads (serial,
+ingest) and paho's network thread talk to it through bounded queues (:class:`Intake`,
+:class:`MqttLink`). Each iteration is a short list of steps::
+
+    collect  -> take events from polled sources and the intake, up to commit_every_events
+    commit   -> when N events are pending or T ms passed: one transaction deletes acked rows,
+                inserts the new events (seq assigned), evicts per the bound
+    forward  -> publish committed rows while the in-flight window has room
+    command  -> answer commands from the broker
+    beat     -> heartbeat, WATCHDOG=1 when every loop progresses, STATUS= with the backlog
+
+Shutdown (``stop`` set, e.g. by SIGTERM): sources stop, what they produced is committed, the agent
+waits up to ``forwarder.drain_on_stop`` seconds for the PUBACKs of what is in flight, commits those
+deletions, publishes the retained ``offline`` status and closes. Whatever was not acked stays in the
+outbox for the next start: a kill -9 at any point loses nothing committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import orjson
+
+from edge_agent.clock import Clock
+from edge_agent.commands import CommandHandler
+from edge_agent.config import AgentConfig
+from edge_agent.forwarder import Forwarder
+from edge_agent.mqtt_link import MqttLink
+from edge_agent.outbox import Outbox
+from edge_agent.sdnotify import Notifier, Watchdog
+from edge_agent.sources.base import Intake, PolledSource, ThreadedSource
+from edgebridge import __version__
+from edgebridge.envelope import Event
+
+__all__ = ["Agent"]
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.clock = Clock(config.clock.trust)
+        self.wake = threading.Event()
+        self.stop_event = threading.Event()
+        self._sources_stop = threading.Event()
+        self.intake = Intake(config.queue_size, self.wake, self._sources_stop)
+        self.outbox = Outbox(config.outbox_path, config.device_id, config.outbox, stamp=self.clock.fields)
+        prefix = f"{config.mqtt.topic_prefix}/{config.device_id}"
+        self.topics = {
+            "events": f"{prefix}/events",
+            "status": f"{prefix}/status",
+            "commands": f"{prefix}/commands",
+            "response": f"{prefix}/commands/response",
+        }
+        self.link = MqttLink(
+            config.mqtt,
+            config.forwarder,
+            config.device_id,
+            status_topic=self.topics["status"],
+            online=self._status_payload,
+            offline=orjson.dumps({"status": "offline", "deviceid": config.device_id}),
+            subscribe=self.topics["commands"],
+            wake=self.wake,
+        )
+        self.forwarder = Forwarder(self.link, config.forwarder, self.topics["events"])
+        self.polled: list[PolledSource] = []
+        self.threaded: list[ThreadedSource] = []
+        self._build_sources()
+        self.commands = CommandHandler(
+            self.topics["response"],
+            {
+                "ping": lambda args: {"pong": True, "version": __version__},
+                "status": lambda args: self.status(),
+                "set-interval": self._set_interval,
+                "flush": self._flush,
+            },
+        )
+        self.notifier = notifier or (Notifier() if config.systemd.notify else Notifier({}))
+        self.heartbeat = 0.0
+        self.watchdog = Watchdog(self.notifier, self._probes(), config.systemd.stall_after)
+        self._pending: list[Event] = []
+        self._deadline = 0.0
+        self._flush_requested = False
+        self._last_status = 0.0
+        self.started = threading.Event()  # the outbox is open and the loop is about to run
+
+    def _build_sources(self) -> None:
+        c = self.config
+        if c.simulated.enabled:
+            from edge_agent.sources.simulated import SimulatedSource
+
+            s = c.simulated
+            self.polled.append(
+                SimulatedSource(c.device_id, self.clock, s.sensors, s.interval, s.seed, s.limit)
+            )
+        if c.serial.enabled:
+            from edge_agent.sources.serial_port import SerialSource
+
+            self.threaded.append(SerialSource(c.device_id, self.clock, c.serial))
+        if c.ingest.enabled:
+            from edge_agent.sources.ingest import IngestSource
+
+            self.threaded.append(IngestSource(c.device_id, self.clock, c.ingest_path, c.ingest))
+
+    def _probes(self) -> dict[str, Any]:
+        probes: dict[str, Any] = {"drain-loop": lambda: self.heartbeat}
+        for src in self.threaded:
+            probes[f"source:{src.name}"] = lambda src=src: src.stats.heartbeat
+        return probes
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until :attr:`stop_event` is set; return the exit code (0 after a clean stop)."""
+        self.outbox.open()
+        try:
+            self.heartbeat = time.monotonic()
+            self.notifier.notify(f"READY=1\nSTATUS=outbox open, backlog {self.outbox.stats.rows}")
+            for src in self.threaded:
+                src.stats.heartbeat = time.monotonic()
+                src.start(self.intake)
+            self.link.start()
+            self.started.set()
+            log.info(
+                "agent started", extra={"device": self.config.device_id, "backlog": self.outbox.stats.rows}
+            )
+            while not self.stop_event.is_set():
+                self.step()
+            self._shutdown()
+        finally:
+            self._sources_stop.set()
+            for src in self.threaded:
+                src.stop()
+            self.link.stop()
+            self.outbox.close()
+            self.notifier.close()
+        return 0
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.wake.set()
+
+    def step(self) -> None:
+        """One iteration of the loop."""
+        self._collect()
+        now = time.monotonic()
+        if len(self._pending) >= self.config.outbox.commit_every_events or now >= self._deadline:
+            self._commit(now)
+        self.forwarder.collect_acks()  # frees the window now; the rows go at the next commit
+        self.forwarder.pump(self.outbox)
+        self._command()
+        self._beat(now)
+        self._wait()
+
+    def _collect(self) -> None:
+        room = self.config.outbox.commit_every_events - len(self._pending)
+        for src in self.polled:
+            if room > 0:
+                got = src.poll(room)
+                self._pending.extend(got)
+                room -= len(got)
+        if room > 0:
+            self._pending.extend(self.intake.take(room))
+
+    def _commit(self, now: float) -> None:
+        self.forwarder.collect_acks()
+        acked = self.forwarder.take_acked()
+        if self._pending or acked:
+            self.outbox.commit(self._pending, acked)
+            self._pending = []
+        self._deadline = now + self.config.outbox.commit_every_ms / 1000
+
+    def _command(self) -> None:
+        while True:
+            try:
+                msg = self.link.commands.get_nowait()
+            except Exception:
+                return
+            props = getattr(msg, "properties", None)
+            reply = self.commands.handle(
+                bytes(msg.payload),
+                getattr(props, "ResponseTopic", None),
+                getattr(props, "CorrelationData", None),
+            )
+            self.link.publish(
+                reply.topic, reply.payload, correlation=reply.correlation, content_type="application/json"
+            )
+
+    def _beat(self, now: float) -> None:
+        self.heartbeat = now
+        if self.watchdog.tick(now) and now - self._last_status >= 5.0:
+            self._last_status = now
+            s = self.outbox.stats
+            self.notifier.notify(f"STATUS=backlog {s.rows} events, {s.bytes} bytes; last seq {s.last_seq}")
+
+    def _wait(self) -> None:
+        if self._pending and any(getattr(s, "interval", 1) == 0 for s in self.polled):
+            return  # a source with more to give: no sleeping
+        timeout = max(0.0, min(self._deadline - time.monotonic(), 0.05))
+        if self.forwarder.inflight >= self.config.forwarder.window or not self.wake.is_set():
+            self.wake.wait(timeout)
+        self.wake.clear()
+
+    def _shutdown(self) -> None:
+        self.notifier.notify("STOPPING=1")
+        self._sources_stop.set()
+        for src in self.threaded:
+            src.stop()
+        self._collect()
+        self._commit(time.monotonic())
+        deadline = time.monotonic() + self.config.forwarder.drain_on_stop
+        while self.forwarder.inflight and self.link.current is not None and time.monotonic() < deadline:
+            self.wake.wait(0.05)
+            self.wake.clear()
+            self.forwarder.collect_acks()
+        self._commit(time.monotonic())
+        offline = self.link.publish(
+            self.topics["status"],
+            orjson.dumps({"status": "offline", "deviceid": self.config.device_id}),
+            retain=True,
+        )
+        if offline is not None:
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end and not any(a[1] == offline[1] for a in list(self.link.acks)):
+                time.sleep(0.01)
+        log.info("agent stopped", extra={"backlog": self.outbox.stats.rows})
+
+    # -- introspection and commands ----------------------------------------------------------------
+
+    def _status_payload(self) -> bytes:
+        return orjson.dumps(
+            {
+                "status": "online",
+                "deviceid": self.config.device_id,
+                "version": __version__,
+                "bootid": self.clock.bootid,
+            }
+        )
+
+    def status(self) -> dict[str, Any]:
+        s = self.outbox.stats
+        oldest_age = round(time.time() - s.oldest_ms / 1000, 3) if s.oldest_ms is not None else None
+        return {
+            "version": __version__,
+            "backlog_rows": s.rows,
+            "backlog_bytes": s.bytes,
+            "oldest_age_s": oldest_age,
+            "last_seq": s.last_seq,
+            "last_ack_seq": s.last_ack_seq,
+            "evicted": s.evicted,
+            "connected": self.link.current is not None,
+        }
+
+    def _sources(self) -> list[PolledSource | ThreadedSource]:
+        return [*self.polled, *self.threaded]
+
+    def _set_interval(self, args: dict[str, Any]) -> dict[str, Any]:
+        seconds = args.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 86400:
+            raise ValueError("seconds must be a number between 0 and 86400")
+        for src in self._sources():
+            src.set_interval(float(seconds))
+        return {"interval": float(seconds), "sources": [s.name for s in self._sources()]}
+
+    def _flush(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._commit(time.monotonic())
+        self.forwarder.pump(self.outbox)
+        return {"committed_seq": self.outbox.last_seq, "backlog_rows": self.outbox.stats.rows}

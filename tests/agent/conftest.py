@@ -1,0 +1,217 @@
+"""Agent test helpers: a Mosquitto of the session (no Kafka: the agent never talks to it), an
+independent subscriber that records what reached the broker, and agent configs/processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+
+from edgebridge.devbrokers import LocalBrokers
+from edgebridge.errors import EdgeBridgeError
+
+
+@pytest.fixture(scope="session")
+def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's Mosquitto: ``EDGEBRIDGE_MQTT_URL`` when set, else started here (Mosquitto only)."""
+    url = os.environ.get("EDGEBRIDGE_MQTT_URL")
+    if url:
+        yield url
+        return
+    local = LocalBrokers(tmp_path_factory.mktemp("agent-mqtt"), only=("mosquitto",))
+    try:
+        local.up()
+    except EdgeBridgeError as exc:
+        local.down()
+        pytest.fail(f"mosquitto unavailable: {exc}")
+    try:
+        yield local.mosquitto.url
+    finally:
+        local.down()
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str = "condition", every: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def status(db: Path) -> dict[str, Any]:
+    """``read_status`` of an outbox the agent may still be creating: ``{}`` until its schema exists."""
+    import sqlite3
+
+    from edge_agent.outbox import read_status
+
+    if not db.exists():
+        return {}
+    try:
+        return read_status(db)
+    except sqlite3.OperationalError:
+        return {}
+
+
+class Subscriber:
+    """An independent MQTT 5 client with a persistent session: records every message of ``topic``."""
+
+    def __init__(self, host: str, port: int, topic: str, persistent: bool = False) -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+        )
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_a: self._subscribed.set()
+        self.connects = 0
+        self.reconnect_index: list[int] = []
+
+        def on_connect(c: mqtt.Client, *_a: object) -> None:
+            self.connects += 1
+            self.reconnect_index.append(len(self.messages))
+            c.subscribe(topic, qos=1)
+
+        self.client.on_connect = on_connect
+        props = None
+        if persistent:  # the broker queues for us while we are away (a broker restart)
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect(host, port, clean_start=not persistent, properties=props)
+        self.client.loop_start()
+        assert self._subscribed.wait(10), "subscription not acknowledged"
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(msg)
+
+    def snapshot(self) -> list[mqtt.MQTTMessage]:
+        with self._lock:
+            return list(self.messages)
+
+    def events(self, topic_suffix: str = "/events") -> list[dict[str, Any]]:
+        """Every event received on ``*/events``, batches flattened, in arrival order."""
+        out: list[dict[str, Any]] = []
+        for msg in self.snapshot():
+            if not msg.topic.endswith(topic_suffix):
+                continue
+            body = orjson.loads(msg.payload)
+            out.extend(body if isinstance(body, list) else [body])
+        return out
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscriber(mqtt_url: str) -> Iterator[Callable[[str], Subscriber]]:
+    from urllib.parse import urlparse
+
+    made: list[Subscriber] = []
+
+    def make(topic: str, url: str | None = None, persistent: bool = False) -> Subscriber:
+        u = urlparse(url or mqtt_url)
+        sub = Subscriber(u.hostname or "127.0.0.1", u.port or 1883, topic, persistent)
+        made.append(sub)
+        return sub
+
+    yield make
+    for sub in made:
+        sub.close()
+
+
+def write_config(path: Path, body: str) -> Path:
+    path.write_text(body)
+    return path
+
+
+def agent_toml(state: Path, url: str, prefix: str, device: str = "dev-1", extra: str = "") -> str:
+    return f"""
+device_id = "{device}"
+state_dir = "{state}"
+[mqtt]
+url = "{url}"
+topic_prefix = "{prefix}"
+[metrics]
+enabled = false
+[log]
+level = "WARNING"
+{extra}
+"""
+
+
+class AgentProcess:
+    """``edgebridge agent run`` as a subprocess (what kill -9 tests need)."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log_path = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, **(env or {})}
+        env.pop("EDGEBRIDGE_MQTT_URL", None)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "edgebridge", "agent", "run", "--config", str(self.config)],
+                stdout=log,
+                stderr=log,
+                env=env,
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def rss_kb(self) -> int:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def agent_process() -> Iterator[Callable[[Path, Path], AgentProcess]]:
+    made: list[AgentProcess] = []
+
+    def make(config: Path, log: Path) -> AgentProcess:
+        p = AgentProcess(config, log)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.cleanup()

@@ -1,0 +1,146 @@
+"""Guarantee 4 at the edge: while the broker is away the backlog grows on disk, not in memory; when it
+returns the backlog drains in seq order and live events keep flowing. And the bound, end to end."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edge_agent.outbox import read_status
+from edgebridge.devbrokers import LocalBrokers
+from edgebridge.envelope import GAP_TYPE
+from tests.agent.conftest import AgentProcess, Subscriber, agent_toml, status, wait_for
+
+pytestmark = pytest.mark.brokers
+
+
+def test_broker_outage_backlog_on_disk_flat_memory_then_ordered_drain(
+    tmp_path: Path,
+    mqtt_prefix: str,
+    private_brokers: Callable[..., LocalBrokers],
+    subscriber: Callable[..., Subscriber],
+    agent_process: Callable[[Path, Path], AgentProcess],
+) -> None:
+    local = private_brokers("mosquitto")
+    url, device = local.mosquitto.url, "dev-outage"
+    sub = subscriber(f"{mqtt_prefix}/{device}/events", url=url, persistent=True)
+    state = tmp_path / "state"
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        agent_toml(
+            state,
+            url,
+            mqtt_prefix,
+            device,
+            """
+[simulated]
+enabled = true
+interval = 0.0002
+[forwarder]
+batch = true
+batch_max_events = 200
+reconnect_initial = 0.1
+reconnect_max = 0.5
+""",
+        )
+    )
+    db = state / "outbox.db"
+    agent = agent_process(config, tmp_path / "agent.log")
+    agent.start()
+    wait_for(lambda: len(sub.events()) >= 500, 30, "live events before the outage")
+    local.mosquitto.stop()
+    wait_for(lambda: status(db).get("backlog_rows", 0) >= 5_000, 60, "a backlog of 5,000")
+    rss_start = agent.rss_kb()
+    backlog_start = read_status(db)["backlog_rows"]
+    wait_for(lambda: read_status(db)["backlog_rows"] >= backlog_start + 25_000, 90,
+             "25,000 more rows of backlog", every=0.2)
+    rss_end = agent.rss_kb()
+    backlog_end = read_status(db)["backlog_rows"]
+    assert backlog_end - backlog_start >= 25_000  # on disk ...
+    assert rss_end - rss_start < 4 * 1024, (
+        f"RSS grew from {rss_start} kB to {rss_end} kB"
+    )  # ... not in memory
+    local.mosquitto.start()
+    wait_for(lambda: read_status(db)["backlog_rows"] < 1000, 90, "the backlog drained", every=0.2)
+    after_drain = read_status(db)["last_seq"][device]  # type: ignore[index]
+    # live events keep flowing after the drain
+    wait_for(
+        lambda: max(e["seq"] for e in sub.events()) > after_drain + 500, 30, "live events after the drain"
+    )
+    assert agent.terminate() == 0
+    events = sub.events()
+    seqs = [e["seq"] for e in events]
+    firsts: list[int] = []
+    seen: set[int] = set()
+    for seq in seqs:
+        if seq not in seen:
+            seen.add(seq)
+            firsts.append(seq)
+    inversions = [(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(firsts)) if b != a + 1]
+    assert not inversions, f"first appearances out of seq order: {inversions[:10]}"
+    acked = read_status(db)["last_ack_seq"]
+    assert isinstance(acked, int)
+    assert set(range(1, acked + 1)) <= set(seqs)
+    assert not [e for e in events if e["type"] == GAP_TYPE]
+
+
+def test_bound_drop_oldest_gap_events_cover_exactly_the_evicted_seqs(
+    tmp_path: Path,
+    mqtt_prefix: str,
+    private_brokers: Callable[..., LocalBrokers],
+    subscriber: Callable[..., Subscriber],
+    agent_process: Callable[[Path, Path], AgentProcess],
+) -> None:
+    local = private_brokers("mosquitto")
+    url, device = local.mosquitto.url, "dev-bound"
+    sub = subscriber(f"{mqtt_prefix}/{device}/events", url=url, persistent=True)
+    local.mosquitto.stop()
+    state = tmp_path / "state"
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        agent_toml(
+            state,
+            url,
+            mqtt_prefix,
+            device,
+            """
+[simulated]
+enabled = true
+interval = 0
+limit = 5000
+[outbox]
+max_rows = 1000
+commit_every_events = 300
+[forwarder]
+reconnect_initial = 0.1
+reconnect_max = 0.5
+""",
+        )
+    )
+    db = state / "outbox.db"
+    agent = agent_process(config, tmp_path / "agent.log")
+    agent.start()
+    wait_for(lambda: status(db).get("last_seq", {}).get(device, 0) >= 5000, 60, "5000 readings")
+    final = read_status(db)
+    assert final["backlog_rows"] <= 1000
+    local.mosquitto.start()
+    wait_for(lambda: read_status(db)["backlog_rows"] == 0, 60, "drained")
+    assert agent.terminate() == 0
+    last = read_status(db)["last_seq"][device]  # type: ignore[index]
+    wait_for(lambda: len({e["seq"] for e in sub.events()}) >= 1000 - 1, 30, "the kept events")
+    events = {e["seq"]: e for e in sub.events()}
+    readings = {s for s, e in events.items() if e["type"] != GAP_TYPE}
+    gaps = [e["data"] for e in events.values() if e["type"] == GAP_TYPE]
+    announced: set[int] = set()
+    for gap in gaps:
+        assert gap["reason"] == "evicted" and gap["count"] == gap["last"] - gap["first"] + 1
+        announced |= set(range(gap["first"], gap["last"] + 1))
+    # every seq is delivered or announced lost, and nothing delivered is announced lost
+    assert readings | set(events) | announced == set(range(1, last + 1))
+    assert not readings & announced
+    assert len(readings) + len([1 for e in events.values() if e["type"] == GAP_TYPE]) <= 1000
+    assert final["evicted"] >= last - 1000
+    assert sum(1 for s in readings) >= 1000 - len(gaps) - 1

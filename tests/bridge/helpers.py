@@ -1,0 +1,259 @@
+"""Test helpers for the bridge: an independent paho publisher, a Kafka reader, bridges to run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from confluent_kafka import Consumer, KafkaError
+from prometheus_client.parser import text_string_to_metric_families
+
+from bridge.config import BridgeConfig
+from bridge.service import Bridge
+from edgebridge.config import load_config
+from edgebridge.devbrokers._process import free_port
+from edgebridge.envelope import encode, encode_batch, new_reading
+
+__all__ = [
+    "BridgeProcess",
+    "BridgeThread",
+    "KafkaRecord",
+    "Publisher",
+    "bridge_config",
+    "read_topic",
+    "readings",
+    "wait_until",
+]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+def readings(deviceid: str, first: int, count: int) -> list[Any]:
+    return [new_reading(deviceid, seq, {"temperature": {"v": 20 + seq % 10, "u": "Cel"}})
+            for seq in range(first, first + count)]
+
+
+class Publisher:
+    """An independent MQTT 5 client publishing at QoS 1 and counting the broker's PUBACKs."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
+                                  protocol=mqtt.MQTTv5)
+        self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(100)
+        self.client.connect(host, port)
+        self.client.loop_start()
+        self.infos: list[mqtt.MQTTMessageInfo] = []
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, properties: Any = None) -> None:
+        self.infos.append(self.client.publish(topic, payload, qos=1, retain=retain, properties=properties))
+
+    def events(self, prefix: str, events: Iterable[Any]) -> None:
+        for event in events:
+            self.publish(f"{prefix}/{event.deviceid}/events", encode(event))
+
+    def batch(self, prefix: str, events: list[Any]) -> None:
+        self.publish(f"{prefix}/{events[0].deviceid}/events", encode_batch(events))
+
+    def wait_all(self, timeout: float = 30.0) -> None:
+        for info in self.infos:
+            info.wait_for_publish(timeout)
+        assert all(i.is_published() for i in self.infos)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+    partition: int
+    offset: int
+
+
+def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 60.0,
+               settle: float = 0.0) -> list[KafkaRecord]:
+    """Read ``topic`` from the start until ``expect`` records (then ``settle`` s more for extras)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex[:8]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    out: list[KafkaRecord] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(out) >= expect:
+                deadline = min(deadline, time.monotonic() + settle)
+                if settle == 0:
+                    break
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                    continue
+                raise AssertionError(msg.error())
+            headers = {k: v for k, v in (msg.headers() or [])}
+            out.append(KafkaRecord(msg.key(), msg.value(), headers, msg.partition(), msg.offset()))
+    finally:
+        consumer.close()
+    return out
+
+
+def bridge_config(mqtt_url: str, bootstrap: str, prefix: str, **overrides: Any) -> BridgeConfig:
+    base: dict[str, Any] = {
+        "mqtt.url": mqtt_url,
+        "mqtt.topic_prefix": prefix,
+        "kafka.bootstrap": bootstrap,
+        "uplink.client_id": f"bridge-{prefix}"[:60],
+        "downlink.enabled": False,
+        "metrics.enabled": False,
+    }
+    base.update(overrides)
+    return load_config(BridgeConfig, None, env={}, overrides=base)
+
+
+class BridgeThread:
+    """A bridge run in this process (for tests that need no signals and no kill)."""
+
+    def __init__(self, config: BridgeConfig) -> None:
+        self.bridge = Bridge(config)
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="bridge-under-test")
+
+    def _run(self) -> None:
+        try:
+            self.bridge.run(self.stop)
+        except BaseException as exc:  # surfaced by close()
+            self.error = exc
+
+    def start(self, timeout: float = 30.0) -> BridgeThread:
+        self.thread.start()
+        assert wait_until(lambda: self.bridge.health()[0] or self.error is not None, timeout), "not ready"
+        assert self.error is None, self.error
+        return self
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        value = self.bridge.metrics.registry.get_sample_value(name, labels or {})
+        return value or 0.0
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive()
+        if self.error is not None:
+            raise self.error
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class BridgeProcess:
+    """`edgebridge bridge run --config FILE` as a subprocess, its metrics read over HTTP."""
+
+    def __init__(self, tmp_path: Path, settings: dict[str, Any]) -> None:
+        self.port = free_port()
+        sections: dict[str, dict[str, Any]] = {}
+        for dotted, value in {**settings, "metrics.port": self.port, "metrics.enabled": True}.items():
+            section, key = dotted.split(".", 1)
+            sections.setdefault(section, {})[key] = value
+        text = "".join(
+            f"[{name}]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in values.items()) + "\n"
+            for name, values in sections.items()
+        )
+        self.config_path = tmp_path / f"bridge-{uuid.uuid4().hex[:6]}.toml"
+        self.config_path.write_text(text)
+        self.log_path = self.config_path.with_suffix(".log")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    def start(self, timeout: float = 30.0) -> BridgeProcess:
+        self._log = self.log_path.open("ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgebridge", "bridge", "run", "--config", str(self.config_path)],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+        )
+        assert wait_until(self.healthy, timeout, 0.1), f"bridge not healthy: {self.log_path.read_text()}"
+        return self
+
+    def healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"bridge exited {self.proc.returncode}: {self.log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> dict[str, float]:
+        """``name{label="v"}`` -> value, from /metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return out
+
+    def metric(self, name: str) -> float:
+        return self.metrics().get(name, 0.0)
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self._close_log()
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout)
+        self._close_log()
+        return rc
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self._close_log()

@@ -1,0 +1,95 @@
+"""Commands: iot.commands → MQTT device → reply → iot.commands.responses, offsets after PUBACK."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from tests.bridge.helpers import BridgeThread, bridge_config, read_topic, wait_until
+from tests.conftest import BrokerAddresses
+
+pytestmark = pytest.mark.brokers
+
+
+class Device:
+    """A paho client playing the device: answers every command on its response topic."""
+
+    def __init__(self, host: str, port: int, prefix: str, deviceid: str) -> None:
+        self.commands: list[bytes] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"{deviceid}-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_a: subscribed.set()
+        self.client.on_message = self._on_command
+        self.client.connect(host, port)
+        self.client.subscribe(f"{prefix}/{deviceid}/commands", qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def _on_command(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.commands.append(msg.payload)
+        props = Properties(PacketTypes.PUBLISH)
+        props.CorrelationData = msg.properties.CorrelationData
+        client.publish(msg.properties.ResponseTopic, b"done:" + msg.payload, qos=1, properties=props)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_commands_reach_the_device_and_replies_come_back_with_correlation_data(
+    brokers: BrokerAddresses, mqtt_prefix: str, kafka_topic: Callable[..., str],
+    consumer_group: Callable[[], str],
+) -> None:
+    commands, responses = kafka_topic("cmd", partitions=2), kafka_topic("resp")
+    group = consumer_group()
+    config = bridge_config(brokers.mqtt_url, brokers.kafka_bootstrap, mqtt_prefix, **{
+        "downlink.enabled": True, "downlink.commands_topic": commands, "downlink.group_id": group,
+        "downlink.client_id": f"down-{mqtt_prefix}"[:60], "uplink.responses_topic": responses})
+    devices = [Device(brokers.mqtt_host, brokers.mqtt_port, mqtt_prefix, d) for d in ("dev-1", "dev-2")]
+    bridge = BridgeThread(config).start()
+    n = 30
+    try:
+        producer = Producer({"bootstrap.servers": brokers.kafka_bootstrap})
+        for i in range(n):
+            headers = [("correlation_id", f"corr-{i}".encode())] if i % 2 == 0 else []
+            producer.produce(commands, f"cmd-{i}".encode(), f"dev-{1 + i % 2}".encode(), headers=headers)
+        producer.produce(commands, b"nobody", b"bad key/with/slashes")  # unroutable: counted, skipped
+        assert producer.flush(30) == 0
+        assert wait_until(lambda: sum(len(d.commands) for d in devices) == n, 30)
+        assert sorted(devices[0].commands) == sorted(f"cmd-{i}".encode() for i in range(0, n, 2))
+        replies = read_topic(brokers.kafka_bootstrap, responses, n, settle=1.0)
+        assert len(replies) == n
+        by_payload = {r.value: r for r in replies}
+        for i in range(n):
+            r = by_payload[f"done:cmd-{i}".encode()]
+            assert r.key == f"dev-{1 + i % 2}".encode()
+            if i % 2 == 0:
+                assert r.headers["correlation_data"] == f"corr-{i}".encode()
+            else:  # no correlation id given: topic/partition/offset of the command
+                assert r.headers["correlation_data"].startswith(f"{commands}/".encode())
+        # every offset committed once PUBACKed: the group's committed offsets cover all n + 1 records
+        assert wait_until(lambda: _committed(brokers.kafka_bootstrap, group, commands) == n + 1, 20)
+        assert bridge.metric("edgebridge_bridge_commands_invalid_total", {"reason": "bad_key"}) == 1
+        assert bridge.metric("edgebridge_bridge_commands_published_total") == n
+    finally:
+        bridge.close()
+        for d in devices:
+            d.close()
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        parts = consumer.committed([TopicPartition(topic, p) for p in (0, 1)], timeout=10)
+        return sum(max(p.offset, 0) for p in parts)
+    finally:
+        consumer.close()

@@ -1,0 +1,116 @@
+"""Fault injection: kill -9 of the bridge, Kafka away for longer than the delivery timeout."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from edgebridge.devbrokers import LocalBrokers
+from tests.bridge.helpers import BridgeProcess, Publisher, read_topic, readings, wait_until
+from tests.conftest import BrokerAddresses
+
+pytestmark = pytest.mark.brokers
+
+ACKED = "edgebridge_bridge_acked_messages_total"
+IN_FLIGHT = "edgebridge_bridge_in_flight_messages"
+
+
+def _settings(mqtt_url: str, bootstrap: str, prefix: str, raw: str, **more: object) -> dict[str, object]:
+    return {"mqtt.url": mqtt_url, "mqtt.topic_prefix": prefix, "kafka.bootstrap": bootstrap,
+            "uplink.client_id": f"bridge-{prefix}"[:60], "uplink.raw_topic": raw,
+            "downlink.enabled": False, **more}
+
+
+def _publish(pub: Publisher, prefix: str, devices: list[str], first: int, count: int) -> None:
+    for seq in range(first, first + count):
+        for d in devices:
+            pub.events(prefix, readings(d, seq, 1))
+
+
+def _distinct(records: list[object]) -> set[tuple[bytes, int]]:
+    return {(r.key, orjson.loads(r.value)["seq"]) for r in records}  # type: ignore[attr-defined]
+
+
+def test_kill_9_mid_run_then_restart_loses_nothing(
+    brokers: BrokerAddresses, mqtt_prefix: str, kafka_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    raw = kafka_topic("raw", partitions=2)
+    window = 200
+    settings = _settings(brokers.mqtt_url, brokers.kafka_bootstrap, mqtt_prefix, raw,
+                         **{"uplink.receive_maximum": window})
+    devices = ["dev-a", "dev-b", "dev-c"]
+    bridge = BridgeProcess(tmp_path, settings).start()
+    pub = Publisher(brokers.mqtt_host, brokers.mqtt_port)
+    try:
+        _publish(pub, mqtt_prefix, devices, 1, 500)  # 1500 messages
+        assert wait_until(lambda: bridge.metric(ACKED) >= 200, 30)
+        bridge.kill()  # mid-run: the rest of the 1500 are in flight or still queued at the broker
+        _publish(pub, mqtt_prefix, devices, 501, 500)  # 1500 more while the bridge is dead
+        pub.wait_all()
+        bridge = BridgeProcess(tmp_path, settings).start()
+        expected = {(d.encode(), s) for d in devices for s in range(1, 1001)}
+        assert wait_until(lambda: bridge.metric(ACKED) >= 1500, 60)
+        records = read_topic(brokers.kafka_bootstrap, raw, len(expected), settle=1.0)
+        assert _distinct(records) == expected  # nothing lost
+        # duplicates only from the window that was un-acknowledged at the kill
+        assert len(expected) <= len(records) <= len(expected) + window
+    finally:
+        pub.close()
+        bridge.close()
+
+
+def test_kafka_down_longer_than_delivery_timeout_nothing_acked_nothing_lost_bounded_memory(
+    brokers: BrokerAddresses, mqtt_prefix: str, private_brokers: Callable[..., LocalBrokers],
+    unique_name: Callable[[str], str], tmp_path: Path,
+) -> None:
+    local = private_brokers("kafka")
+    kafka = local.kafka
+    raw = unique_name("raw")
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.create_topics([NewTopic(raw, num_partitions=3, replication_factor=1)])[raw].result(30)
+    window = 100
+    settings = _settings(brokers.mqtt_url, kafka.bootstrap, mqtt_prefix, raw, **{
+        "uplink.receive_maximum": window,
+        "uplink.message_timeout_ms": 3000,  # shorter than the outage: deliveries time out, retried
+        "uplink.retry_backoff_max": 2.0,
+    })
+    devices = ["dev-a", "dev-b", "dev-c", "dev-d"]
+    bridge = BridgeProcess(tmp_path, settings).start()
+    pub = Publisher(brokers.mqtt_host, brokers.mqtt_port)
+    try:
+        _publish(pub, mqtt_prefix, devices, 1, 100)  # 400 before the outage
+        pub.wait_all()
+        assert wait_until(lambda: bridge.metric(ACKED) == 400, 30)
+        rss_before = bridge.rss_mb()
+        kafka.stop()
+        _publish(pub, mqtt_prefix, devices, 101, 500)  # 2000 during the outage
+        pub.wait_all()  # the broker has them (queued for the bridge's session)
+        rss_max, in_flight_max = rss_before, 0.0
+        outage_end = time.monotonic() + 20  # > message_timeout_ms several times over
+        while time.monotonic() < outage_end:
+            m = bridge.metrics()
+            assert m[ACKED] == 400  # nothing acknowledged while Kafka is away
+            in_flight_max = max(in_flight_max, m[IN_FLIGHT])
+            rss_max = max(rss_max, bridge.rss_mb())
+            time.sleep(0.5)
+        m = bridge.metrics()
+        assert 0 < in_flight_max <= window  # the broker honours our Receive Maximum
+        assert m["edgebridge_bridge_reproduced_records_total"] > 0  # timeouts were retried, not dropped
+        assert sum(v for k, v in m.items() if k.startswith("edgebridge_bridge_delivery_errors_total")) > 0
+        kafka.start()
+        assert wait_until(lambda: bridge.metric(ACKED) == 2400, 120, 0.5), bridge.metrics().get(ACKED)
+        expected = {(d.encode(), s) for d in devices for s in range(1, 601)}
+        records = read_topic(kafka.bootstrap, raw, len(expected), settle=1.0)
+        assert _distinct(records) == expected  # none lost
+        rss_growth = rss_max - rss_before
+        print(f"bridge RSS before outage {rss_before:.1f} MiB, max during {rss_max:.1f} MiB")
+        assert rss_growth < 20.0, f"RSS grew {rss_growth:.1f} MiB during the outage"
+        assert bridge.terminate() == 0
+    finally:
+        pub.close()
+        bridge.close()

@@ -1,0 +1,107 @@
+"""Pure logic of the bridge: the ack frontier, topic routes, translation into records. Never sleeps."""
+
+from __future__ import annotations
+
+import orjson
+
+from bridge.ack_frontier import AckFrontier
+from bridge.config import UplinkConfig
+from bridge.routes import Route, filters, parse_topic
+from bridge.validate import Translator
+from edgebridge.envelope import encode, encode_batch, new_reading, to_dict
+
+
+def test_frontier_acks_in_arrival_order_whatever_the_delivery_order() -> None:
+    f = AckFrontier()
+    entries = [f.add(1, mid, 0.0) for mid in (10, 11, 12)]
+    for e in entries:
+        e.outstanding = 2
+        e.sealed = True
+    for _ in range(2):
+        f.delivered(entries[2])  # the last message is complete first
+    assert f.ready() == []  # ...but waits for the ones before it
+    f.delivered(entries[0])
+    assert f.ready() == []
+    f.delivered(entries[0])
+    assert [e.mid for e in f.ready()] == [10]
+    f.delivered(entries[1])
+    f.delivered(entries[1])
+    assert [e.mid for e in f.ready()] == [11, 12]
+    assert len(f) == 0
+
+
+def test_frontier_waits_for_an_unsealed_message() -> None:
+    f = AckFrontier()
+    e = f.add(1, 1, 0.0)
+    f.produced(e)
+    f.delivered(e)  # its first record is confirmed before the second was produced
+    assert f.ready() == []
+    f.seal(e)
+    assert f.ready() == [e]
+
+
+def test_frontier_keeps_generation_for_the_caller_to_drop_stale_acks() -> None:
+    f = AckFrontier()
+    old, new = f.add(1, 7, 0.0), f.add(2, 7, 0.0)  # same mid, reused on the next connection
+    for e in (old, new):
+        e.sealed = True
+    assert [(e.generation, e.mid) for e in f.ready()] == [(1, 7), (2, 7)]
+
+
+def test_routes() -> None:
+    assert parse_topic("a/b", "a/b/dev-1/events") == Route("events", "dev-1")
+    assert parse_topic("a/b", "a/b/dev-1/status") == Route("status", "dev-1")
+    assert parse_topic("a/b", "a/b/dev-1/commands/response") == Route("response", "dev-1")
+    assert parse_topic("a/b", "a/b/dev-1/other") is None
+    assert parse_topic("a/b", "a/x/dev-1/events") is None
+    assert parse_topic("a", "a/dev 1/events") is None
+    assert filters("p", UplinkConfig(share_group="g"))[0] == "$share/g/p/+/events"
+
+
+def _translator(**kw: object) -> Translator:
+    return Translator("devices", UplinkConfig(raw_topic="raw", deadletter_topic="dlq", **kw))  # type: ignore[arg-type]
+
+
+def test_translator_one_record_per_event_of_a_batch() -> None:
+    events = [new_reading("d1", s, {"t": {"v": s}}) for s in (1, 2, 3)]
+    records = _translator().records("devices/d1/events", encode_batch(events), 0.0)
+    assert [r.topic for r in records] == ["raw"] * 3
+    assert [orjson.loads(r.value)["seq"] for r in records] == [1, 2, 3]
+    assert {r.key for r in records} == {b"d1"}
+
+
+def test_translator_dead_letters_spoofing_and_size_and_partial_batches() -> None:
+    t = _translator(max_message_bytes=2000, max_deadletter_payload=100)
+    [spoof] = t.records("devices/d2/events", encode(new_reading("d1", 1, {"t": {"v": 1}})), 0.0)
+    assert (spoof.topic, spoof.reason, spoof.key) == ("dlq", "device_mismatch", b"d2")
+    [big] = t.records("devices/d2/events", b"x" * 2001, 0.0)
+    assert big.reason == "oversized" and len(big.value) == 100
+    assert dict(big.headers)["dlq_truncated"] == b"2001"
+    items = [to_dict(new_reading("d1", s, {"t": {"v": s}})) for s in (1, 2)]
+    items[0]["deviceid"], items[0]["source"] = "d9", "/devices/d9"
+    out = t.records("devices/d1/events", orjson.dumps(items), 0.0)
+    assert [(r.topic, r.reason) for r in out] == [("raw", ""), ("dlq", "device_mismatch")]
+    [odd] = t.records("elsewhere/d1/events", b"{}", 0.0)
+    assert odd.reason == "bad_topic" and odd.key is None
+
+
+def test_example_config_loads_and_guarantee_settings_are_protected() -> None:
+    from pathlib import Path
+
+    import pytest
+
+    from bridge.config import BridgeConfig
+    from bridge.kafka_sink import PROTECTED
+    from edgebridge.config import dump_config, load_config
+    from edgebridge.errors import ConfigError
+
+    example = Path(__file__).parents[2] / "deploy" / "bridge.example.toml"
+    config = load_config(BridgeConfig, example, env={"EDGEBRIDGE_KAFKA_LIBRDKAFKA__SASL_PASSWORD": "hunter2"})
+    assert config.kafka.librdkafka["sasl.password"] == "hunter2"
+    assert "hunter2" not in dump_config(config)
+    env = {"EDGEBRIDGE_KAFKA_LIBRDKAFKA__ENABLE_IDEMPOTENCE": "false"}
+    weakened = load_config(BridgeConfig, example, env=env)
+    with pytest.raises(ConfigError, match=r"enable\.idempotence"):
+        weakened.kafka.client_config({}, PROTECTED)
+    with pytest.raises(ConfigError, match=r"uplink\.receive_maximum"):
+        load_config(BridgeConfig, None, env={}, overrides={"uplink.receive_maximum": 0})
