@@ -19,6 +19,9 @@ __all__ = ["COMMANDS", "main"]
 # name -> (dotted path of a module with main(argv, prog), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "brokers": ("edgebridge.devbrokers.cli", "start, stop and show the local Mosquitto and Kafka"),
+    "enricher": ("enricher.cli", "exactly-once enrichment of iot.events.raw into iot.events.processed"),
+    "sink": ("enricher.sinks.cli", "processed events into SQLite or PostgreSQL, exactly once"),
+    "devices": ("enricher.devices_cli", "put, get, list and import devices of the registry (iot.devices)"),
     "bridge": ("bridge.cli", "MQTT to Kafka (ack only what Kafka has) and Kafka commands to MQTT"),
     "agent": ("edge_agent.cli", "the edge agent: sensors to a durable SQLite outbox to MQTT (run, status)"),
     "demo": ("simulators.demo", "the main job: local brokers and simulated devices end to end"),

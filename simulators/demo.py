@@ -1,144 +1,207 @@
-"""`edgebridge demo`: the main job of the README's `make demo`.
+"""`edgebridge demo`: the main job of the README's `make demo`: a simulated fleet end to end.
 
-Until the agent, bridge and enricher stand, the demo proves the ground they stand on: it brings up the
-local brokers (real Mosquitto, real single-node Kafka), publishes a simulated device's readings as
-CloudEvents over MQTT QoS 1, receives them from the broker, writes them to Kafka with an idempotent
-producer keyed by device id, reads them back with a ``read_committed`` consumer and checks that every
-``seq`` arrived exactly once and in order. It prints each step with counts and timings.
+1. Local brokers up (real Mosquitto, real single-node Kafka in KRaft mode) and the contract's topics.
+2. One bridge and one enricher as child processes, exactly as an operator runs them.
+3. ``--devices`` edge agents, each a child process with its own SQLite outbox and a simulated sensor
+   that produces ``--events`` readings at ``--rate`` per second.
+4. A live view, once a second: committed at the edge, acknowledged by the bridge, in
+   ``iot.events.raw``, enriched into ``iot.events.processed``.
+5. An audit per device once the fleet is done: every seq 1..N present in the raw topic (duplicates
+   allowed) and exactly once in the processed topic (read_committed). Exit 0 only if both hold.
+
+Device ids carry a run id, so a broker state reused across runs never mixes runs in the audit.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import random
-import threading
+import shutil
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from edgebridge.devbrokers import LocalBrokers, default_state_dir
-from edgebridge.envelope import CONTENT_TYPE, decode, encode, new_reading
 from edgebridge.errors import EdgeBridgeError
-from edgebridge.topics import events_topic
+from edgebridge.topics import KafkaTopics
+from simulators.audit import audit_records, format_table, read_topic
+from simulators.kafka_topics import ensure_topics
+from simulators.processes import ComponentProcess
 
 __all__ = ["main"]
 
-
-def _readings(device: str, n: int) -> list[bytes]:
-    rng = random.Random(device)
-    out = []
-    for seq in range(1, n + 1):
-        temp = 21.0 + 3 * math.sin(seq / 20) + rng.gauss(0, 0.2)
-        data = {"temperature": {"v": round(temp, 2), "u": "Cel"},
-                "humidity": {"v": round(45 + rng.gauss(0, 2), 1), "u": "%RH"}}
-        out.append(encode(new_reading(device, seq, data)))
-    return out
+PROCESSED_METRIC = 'edgebridge_enricher_produced_total{output="processed"}'
 
 
-def _mqtt_leg(url_host: str, port: int, device: str, payloads: list[bytes]) -> list[bytes]:
-    import paho.mqtt.client as mqtt
-
-    topic = events_topic(device, prefix=f"demo-{uuid.uuid4().hex[:6]}")
-    received: list[bytes] = []
-    done, subscribed = threading.Event(), threading.Event()
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"demo-sub-{device}", protocol=mqtt.MQTTv5)
-
-    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-        received.append(bytes(msg.payload))
-        if len(received) == len(payloads):
-            done.set()
-
-    sub.on_message = on_message
-    sub.on_subscribe = lambda *_a: subscribed.set()
-    sub.connect(url_host, port)
-    sub.subscribe(topic, qos=1)
-    sub.loop_start()
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv5)
-    try:
-        subscribed.wait(10)
-        pub.connect(url_host, port)
-        pub.loop_start()
-        infos = [pub.publish(topic, p, qos=1) for p in payloads]
-        for info in infos:
-            info.wait_for_publish(30)
-        print(f"  mqtt: published {len(payloads)} events to {topic} at QoS 1, "
-              f"{sum(i.is_published() for i in infos)} PUBACKs")
-        done.wait(30)
-    finally:
-        pub.disconnect()
-        pub.loop_stop()
-        sub.disconnect()
-        sub.loop_stop()
-    print(f"  mqtt: a subscriber received {len(received)} of them")
-    return received
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run the whole pipeline locally: brokers, bridge, enricher and a simulated fleet of "
+        "edge agents, with a live view and a per-device audit at the end.",
+    )
+    parser.add_argument("--devices", type=int, default=5, help="simulated edge agents (default 5)")
+    parser.add_argument("--events", type=int, default=2000, help="readings per device (default 2000)")
+    parser.add_argument("--rate", type=float, default=200.0, help="readings per second per device")
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    parser.add_argument("--state-dir", default=None, help=f"brokers' state (default {default_state_dir()})")
+    parser.add_argument("--keep", action="store_true", help="leave the brokers running afterwards")
+    return parser
 
 
-def _kafka_leg(bootstrap: str, device: str, payloads: list[bytes]) -> list[bytes]:
-    from confluent_kafka import Consumer, Producer
+def _high_watermarks(consumer: object, topic: str) -> int:
+    from confluent_kafka import TopicPartition
 
-    topic = f"demo.events.raw.{uuid.uuid4().hex[:6]}"
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
-    errors: list[object] = []
-    for p in payloads:
-        producer.produce(topic, key=device.encode(), value=p, headers={"content-type": CONTENT_TYPE},
-                         on_delivery=lambda err, _m: errors.append(err) if err else None)
-        producer.poll(0)
-    left = producer.flush(30)
-    print(f"  kafka: produced {len(payloads)} records to {topic} (idempotent, key={device}), "
-          f"{left} undelivered, {len(errors)} delivery errors")
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-{uuid.uuid4().hex[:6]}",
-                         "auto.offset.reset": "earliest", "isolation.level": "read_committed",
-                         "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    deadline = time.monotonic() + 30
-    try:
-        while len(values) < len(payloads) and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and not msg.error():
-                values.append(msg.value() or b"")
-    finally:
-        consumer.close()
-    print(f"  kafka: a read_committed consumer read {len(values)} records back")
-    return values
+    meta = consumer.list_topics(topic, timeout=5)  # type: ignore[attr-defined]
+    total = 0
+    for p in meta.topics[topic].partitions:
+        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)  # type: ignore[attr-defined]
+        total += high
+    return total
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace, brokers: LocalBrokers, workdir: Path) -> None:
+        self.args = args
+        self.brokers = brokers
+        self.workdir = workdir
+        self.run_id = uuid.uuid4().hex[:6]
+        self.topics = KafkaTopics()
+        self.devices = [f"demo-{self.run_id}-{i:02d}" for i in range(1, args.devices + 1)]
+        mqtt = {"url": brokers.mosquitto.url}
+        kafka = {"bootstrap": brokers.kafka.bootstrap}
+        log = {"level": "WARNING"}
+        self.bridge = ComponentProcess("bridge", "bridge", {
+            "mqtt": mqtt, "kafka": kafka, "log": log,
+            "uplink": {"client_id": "demo-bridge-1"},
+        }, workdir)
+        self.enricher = ComponentProcess("enricher", "enricher", {
+            "instance_id": "demo-enricher-1", "kafka": kafka, "log": log,
+        }, workdir)
+        self.agents = [
+            ComponentProcess("agent", device, {
+                "device_id": device, "state_dir": str(workdir / device), "mqtt": mqtt, "log": log,
+                "simulated": {"enabled": True, "interval": 1.0 / args.rate, "limit": args.events},
+                "systemd": {"notify": False},
+            }, workdir, metrics=False)
+            for device in self.devices
+        ]
+
+    def start(self) -> None:
+        for proc in (self.bridge, self.enricher):
+            proc.start()
+            if not proc.wait_healthy(60):
+                raise RuntimeError(f"{proc.name} did not become healthy; see {proc.log_path}")
+        for agent in self.agents:
+            agent.start()
+        print(f"2. bridge and enricher up; {len(self.agents)} agents started "
+              f"({self.args.events} readings each at {self.args.rate:g}/s); logs in {self.workdir}")
+
+    def _edge(self) -> tuple[int, int]:
+        from edge_agent.outbox import read_status
+
+        committed = backlog = 0
+        for device in self.devices:
+            db = self.workdir / device / "outbox.db"
+            try:
+                status = read_status(db)
+            except Exception:  # the agent may still be creating its outbox
+                continue
+            last_seq: dict[str, int] = status["last_seq"]  # type: ignore[assignment]
+            committed += last_seq.get(device, 0)
+            backlog += int(status["backlog_rows"])  # type: ignore[call-overload]
+        return committed, backlog
+
+    def watch(self) -> bool:
+        from confluent_kafka import Consumer
+
+        target = len(self.devices) * self.args.events
+        probe = Consumer({"bootstrap.servers": self.brokers.kafka.bootstrap, "group.id": "demo-watch"})
+        began = time.monotonic()
+        try:
+            while time.monotonic() - began < self.args.timeout:
+                committed, backlog = self._edge()
+                raw = _high_watermarks(probe, self.topics.raw)
+                events = int(self.bridge.metric("edgebridge_bridge_events_total"))
+                processed = int(self.enricher.metric(PROCESSED_METRIC))
+                dups = int(self.enricher.metric("edgebridge_enricher_duplicates_dropped_total"))
+                print(f"  t={time.monotonic() - began:5.1f}s  edge committed {committed:>7}/{target} "
+                      f"backlog {backlog:>6} | bridge events {events:>7} | raw offsets {raw:>7} | "
+                      f"processed {processed:>7} (duplicates dropped {dups})", flush=True)
+                if committed >= target and backlog == 0 and processed >= target:
+                    return True
+                time.sleep(1.0)
+            return False
+        finally:
+            probe.close()
+
+    def stop(self) -> None:
+        codes = {a.name: a.terminate() for a in self.agents}
+        codes["bridge"] = self.bridge.terminate()
+        codes["enricher"] = self.enricher.terminate()
+        bad = {k: v for k, v in codes.items() if v != 0}
+        print(f"4. stopped with SIGTERM: {len(codes) - len(bad)} of {len(codes)} processes exited 0"
+              + (f"; not 0: {bad}" if bad else ""))
+
+    def audit(self) -> bool:
+        expected = dict.fromkeys(self.devices, self.args.events)
+        ours = f'"deviceid":"demo-{self.run_id}-'.encode()
+        ok = True
+        for name, topic, exactly_once in (("raw", self.topics.raw, False),
+                                          ("processed", self.topics.processed, True)):
+            values = [v for v in read_topic(self.brokers.kafka.bootstrap, topic) if ours in v]
+            audits = audit_records(values, expected)
+            print(f"5. audit of {topic} ({len(values)} records of this run):")
+            print("   " + format_table(audits).replace("\n", "\n   "))
+            complete = all(a.complete for a in audits.values())
+            dup_free = all(a.duplicates == 0 for a in audits.values()) if exactly_once else True
+            verdict = "complete" if complete else "MISSING EVENTS"
+            if exactly_once:
+                verdict += ", exactly once" if dup_free else ", DUPLICATES"
+            print(f"   {name}: {verdict}")
+            ok = ok and complete and dup_free
+        return ok
 
 
 def main(argv: Sequence[str], prog: str = "edgebridge demo") -> int:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Bring up the local brokers and prove an event round trip through MQTT and Kafka.",
-    )
-    parser.add_argument("--events", type=int, default=500, help="events the simulated device sends")
-    parser.add_argument("--device", default="demo-sensor-1", help="the simulated device's id")
-    parser.add_argument("--state-dir", default=None, help=f"brokers' state (default {default_state_dir()})")
-    parser.add_argument("--keep", action="store_true", help="leave the brokers running afterwards")
-    args = parser.parse_args(list(argv))
-
+    args = _parser(prog).parse_args(list(argv))
     brokers = LocalBrokers(args.state_dir)
     began = time.monotonic()
     try:
         status = brokers.up()
+        created = ensure_topics(brokers.kafka.bootstrap)
     except EdgeBridgeError as exc:
-        print(f"{prog}: {exc}")
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     m, k = status["mosquitto"], status["kafka"]
     print(f"1. brokers up in {time.monotonic() - began:.1f}s: mosquitto {m['url']} "
           f"(max_inflight_messages={m['max_inflight_messages']}, "
           f"max_queued_messages={m['max_queued_messages']}), "
-          f"kafka {k['bootstrap']} {k['version']} KRaft (rss {k['rss_mb']} MB)")
+          f"kafka {k['bootstrap']} {k['version']} KRaft (rss {k['rss_mb']} MB); "
+          f"topics created: {', '.join(created) or 'none (already there)'}")
+    workdir = Path(tempfile.mkdtemp(prefix="edgebridge-demo-"))
+    demo = Demo(args, brokers, workdir)
+    ok = False
     try:
-        payloads = _readings(args.device, args.events)
-        print(f"2. device {args.device}: {len(payloads)} readings as CloudEvents, seq 1..{len(payloads)}")
-        via_mqtt = _mqtt_leg("127.0.0.1", brokers.mosquitto.port, args.device, payloads)
-        via_kafka = _kafka_leg(brokers.kafka.bootstrap, args.device, via_mqtt)
-        seqs = [decode(v).seq for v in via_kafka]
-        ok = seqs == list(range(1, args.events + 1))
-        print(f"3. check: {len(set(seqs))} distinct seqs of {args.events}, in order: {ok}")
-        return 0 if ok else 1
+        demo.start()
+        print("3. live view (edge -> bridge -> Kafka -> enricher):")
+        finished = demo.watch()
+        if not finished:
+            print(f"   not complete after {args.timeout:.0f}s")
+        demo.stop()
+        ok = demo.audit() and finished
+    except (RuntimeError, EdgeBridgeError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
     finally:
+        for proc in (*demo.agents, demo.bridge, demo.enricher):
+            proc.kill()
         if args.keep:
             print("brokers left running: `edgebridge brokers env` / `edgebridge brokers down`")
         else:
             brokers.down()
-            print("brokers stopped (data kept in the state folder)")
+        if ok:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("RESULT: every event of every device arrived; processed exactly once" if ok
+          else f"RESULT: FAILED (logs kept in {workdir})")
+    return 0 if ok else 1

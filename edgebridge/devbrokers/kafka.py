@@ -89,7 +89,9 @@ class Kafka(ManagedBroker):
     def prepare(self) -> None:
         if not self.port or not port_is_free(self.port):
             self.port = free_port()
-        if not self.controller_port or not port_is_free(self.controller_port):
+        # Two free_port() calls can return the same number (the first socket is closed by then).
+        while (not self.controller_port or self.controller_port == self.port
+               or not port_is_free(self.controller_port)):
             self.controller_port = free_port()
         o = self.options
         n = o.internal_topic_partitions

@@ -1,7 +1,7 @@
 """The pair of local brokers behind `edgebridge brokers` and the test session fixture.
 
 State lives in one folder (default ``.edgebridge/brokers`` under the current directory, or
-``EDGEBRIDGE_STATE_DIR``): each broker's config, data and log in a subfolder, plus ``state.json`` with
+``EDGEBRIDGE_BROKERS_DIR``): each broker's config, data and log in a subfolder, plus ``state.json`` with
 pids and ports so that a later `status`, `env` or `down` finds the running brokers.
 """
 
@@ -23,7 +23,7 @@ BROKER_NAMES = ("mosquitto", "kafka")
 
 
 def default_state_dir() -> Path:
-    return Path(os.environ.get("EDGEBRIDGE_STATE_DIR") or Path.cwd() / ".edgebridge" / "brokers")
+    return Path(os.environ.get("EDGEBRIDGE_BROKERS_DIR") or Path.cwd() / ".edgebridge" / "brokers")
 
 
 class LocalBrokers:

@@ -1,0 +1,90 @@
+"""The enricher's configuration: ``[topics]``, ``[commit]``, ``[pipeline]`` and the shared sections.
+
+Every topic name is configurable (tests give each run its own). ``instance_id`` makes the Kafka
+``transactional.id`` (``{transactional_id_prefix}-{instance_id}``): it must be stable across restarts of
+one instance, so that a restarted instance fences its own zombie and aborts its open transaction at once,
+and different between instances running side by side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from edgebridge.errors import ConfigError
+from edgebridge.metrics import MetricsConfig
+from edgebridge.settings import KafkaSettings, LogSettings
+from edgebridge.topics import KafkaTopics
+
+__all__ = ["CommitSettings", "EnricherConfig", "PipelineSettings"]
+
+DEFAULT_STEPS = ["validate", "dedup", "calibrate", "normalise", "derive", "flag", "route"]
+
+
+@dataclass(frozen=True)
+class CommitSettings:
+    """A transaction is committed every ``interval_ms`` or every ``max_messages`` consumed, first wins."""
+
+    interval_ms: int = 100
+    max_messages: int = 5000
+    # librdkafka transaction.timeout.ms: how long a crashed instance's open transaction blocks
+    # read_committed readers of its partitions when *another* instance takes them over (a restart of
+    # the same instance aborts it at once through the stable transactional.id).
+    transaction_timeout_ms: int = 60000
+
+    def validate(self) -> None:
+        if self.interval_ms < 1:
+            raise ConfigError("interval_ms", "must be at least 1")
+        if self.max_messages < 1:
+            raise ConfigError("max_messages", "must be at least 1")
+        if self.transaction_timeout_ms < 1000:
+            raise ConfigError("transaction_timeout_ms", "must be at least 1000")
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The steps, in order: built-in names or ``module:callable`` of your own."""
+
+    steps: list[str] = field(default_factory=lambda: list(DEFAULT_STEPS))
+    unknown_devices: Literal["process", "deadletter"] = "process"
+    # dedup: at most this many disjoint seen-ranges above the contiguous mark per device; past it the
+    # oldest hole is given up (counted as an expired gap) so memory and state records stay bounded.
+    max_seen_ranges: int = 256
+    # derive: dew point from these two measurements (after calibration and normalisation)
+    temperature: str = "temperature"
+    humidity: str = "humidity"
+    # flag: the same value this many times in a row flags a stuck sensor (0: off)
+    stuck_count: int = 10
+    max_bytes: int = 256 * 1024
+
+    def validate(self) -> None:
+        if not self.steps:
+            raise ConfigError("steps", "at least one step")
+        if self.max_seen_ranges < 1:
+            raise ConfigError("max_seen_ranges", "must be at least 1")
+        if self.stuck_count < 0:
+            raise ConfigError("stuck_count", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class EnricherConfig:
+    instance_id: str = "enricher-0"
+    group_id: str = "edgebridge-enricher"
+    transactional_id_prefix: str = "edgebridge-enricher"
+    # static group membership (group.instance.id = instance_id): a restarted instance gets its partitions
+    # back at once instead of after a rebalance that waits out the dead member's session.timeout.ms
+    static_membership: bool = True
+    topics: KafkaTopics = field(default_factory=KafkaTopics)
+    commit: CommitSettings = field(default_factory=CommitSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def validate(self) -> None:
+        if not self.instance_id:
+            raise ConfigError("instance_id", "must be set (stable per instance)")
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.transactional_id_prefix}-{self.instance_id}"

@@ -1,0 +1,48 @@
+"""The enricher's Prometheus metrics, on its own registry: every count an audit of exactly-once needs."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from edgebridge.metrics import new_registry
+
+__all__ = ["EnricherMetrics"]
+
+P = "edgebridge_enricher_"
+
+
+class EnricherMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry if registry is not None else new_registry()
+        self.consumed = Counter(P + "consumed", "Raw records consumed (replays after an abort included)",
+                                registry=r)
+        self.produced = Counter(P + "produced", "Records committed, by output", ["output"], registry=r)
+        self.duplicates = Counter(P + "duplicates_dropped", "Events dropped as duplicates (committed)",
+                                  registry=r)
+        self.late = Counter(P + "late", "Events below the top seen seq, processed and flagged", registry=r)
+        self.gaps_opened = Counter(P + "gaps_opened", "Jumps in a device's seq", registry=r)
+        self.gaps_closed = Counter(P + "gaps_closed", "Gaps closed by arrivals or gap events", registry=r)
+        self.gaps_explained = Counter(P + "gaps_explained", "Gaps closed by an edgebridge.gap.v1 event",
+                                      registry=r)
+        self.seqs_expired = Counter(P + "seqs_expired", "Missing seqs given up to keep dedup state bounded",
+                                    registry=r)
+        self.open_gaps = Gauge(P + "open_gaps", "Open gaps of the devices of the assigned partitions",
+                               registry=r)
+        self.unregistered = Counter(P + "unregistered", "Events of devices not in the registry", registry=r)
+        self.deadletters = Counter(P + "deadletters", "Records sent to the dead letters (committed)",
+                                   ["reason"], registry=r)
+        self.commits = Counter(P + "commits", "Transactions committed", registry=r)
+        self.aborts = Counter(P + "aborts", "Transactions aborted (then rewound to committed offsets)",
+                              ["cause"], registry=r)
+        self.commit_seconds = Histogram(
+            P + "commit_seconds", "Transaction commit latency (state, offsets, commit)", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+        self.restored_devices = Counter(P + "state_restored_devices",
+                                        "Device dedup states restored from the state topic", registry=r)
+        self.restored_records = Counter(P + "state_restored_records",
+                                        "State records read while restoring", registry=r)
+        self.registry_devices = Gauge(P + "registry_devices", "Devices in the registry", registry=r)
+        self.registry_updates = Counter(P + "registry_updates", "Registry records applied", registry=r)
+        self.lag = Gauge(P + "consumer_lag", "Records behind the end of the raw partition", ["partition"],
+                         registry=r)
+        self.assigned = Gauge(P + "assigned_partitions", "Raw partitions assigned", registry=r)

@@ -1,0 +1,346 @@
+"""The enricher's core: consume ``iot.events.raw``, run the pipeline, produce, all in Kafka transactions.
+
+Delivery guarantee: each (device id, seq) of the raw topic appears once in ``iot.events.processed`` as
+read by ``read_committed`` consumers (or once in the dead letters), across kill -9, restarts and
+rebalances. How: outputs, dedup state and consumed offsets share one transaction (the commit order is in
+:mod:`enricher.checkpoint`); the dedup state drops what an at-least-once upstream sent twice.
+
+Rebalancing is cooperative-sticky. On revoke: commit the open transaction (its offsets and state still
+belong to us), then forget the revoked partitions. On lost: abort (we may no longer commit for them), forget
+them, rewind the rest. On assign: wait until the group's committed offsets are stable, restore the dedup
+state of the new partitions from the state topic, then start at the committed offsets.
+
+The loop body, in order: follow the registry; consume up to the next commit deadline; process each record
+(decode -> pipeline -> produce); commit when due. SIGTERM sets ``stop``: the loop commits what it has and
+closes. A fenced or fatally failed producer raises :class:`FatalKafkaError` (exit non-zero, the supervisor
+restarts us and our ``init_transactions`` aborts whatever was left open).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from edgebridge import envelope
+from edgebridge.errors import ConfigError, EnvelopeError
+from edgebridge.retry import StopEvent
+from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError, kafka_call
+from enricher.config import EnricherConfig
+from enricher.dedup import DedupTable
+from enricher.metrics import EnricherMetrics
+from enricher.registry import Registry
+from enricher.state import StateStore
+from enricher.steps import Context, Item, Reject, Stats, StepFailed, build_pipeline
+
+__all__ = ["CONSUMER_PROTECTED", "PRODUCER_PROTECTED", "Processor"]
+
+log = logging.getLogger(__name__)
+
+# librdkafka settings our guarantee rests on: setting them in [kafka.librdkafka] is a config error
+CONSUMER_PROTECTED = ("isolation.level", "enable.auto.commit", "group.id", "partition.assignment.strategy")
+PRODUCER_PROTECTED = ("transactional.id", "enable.idempotence", "acks")
+PROTECTED = CONSUMER_PROTECTED + PRODUCER_PROTECTED + ("transaction.timeout.ms",)
+
+
+def _rfc3339_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Processor:
+    def __init__(self, config: EnricherConfig, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.topics = config.topics
+        self.metrics = EnricherMetrics(registry)
+        k = config.kafka
+        plain = k.client_config({}, PROTECTED)
+        self.consumer = Consumer(k.client_config({
+            "group.id": config.group_id,
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            **({"group.instance.id": config.instance_id} if config.static_membership else {}),
+        }, PROTECTED))
+        self.producer = Producer(k.client_config({
+            "transactional.id": config.transactional_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            "transaction.timeout.ms": config.commit.transaction_timeout_ms,
+            "linger.ms": 5,
+        }, PROTECTED))
+        self.dedup = DedupTable(config.pipeline.max_seen_ranges)
+        restore_timeout = config.commit.transaction_timeout_ms / 1000 + 60
+        self.state = StateStore(plain, self.topics.enricher_state, restore_timeout)
+        self.registry = Registry(plain, self.topics.devices)
+        self.pipeline = build_pipeline(config.pipeline)
+        self.stats = Stats()
+        self.ctx = Context(self.registry, self.dedup, config.pipeline, self.stats)
+        self.checkpoint = Checkpoint(self.producer, self.consumer, self.dedup, self.topics.raw,
+                                     self.topics.enricher_state, self.metrics, config.commit.interval_ms,
+                                     config.commit.max_messages)
+        self.checkpoint.on_commit = self._stats_committed
+        self.checkpoint.on_abort = self._stats_aborted
+        self.assigned: set[int] = set()
+        self._needs_rewind = False
+        self._fatal: BaseException | None = None
+        self._next_lag = 0.0
+        self._registry_updates = 0
+        self.ready = threading.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def run(self, stop: StopEvent) -> None:
+        """Process until ``stop`` is set, then commit and close. Raises FatalKafkaError on fencing."""
+        try:
+            self._start()
+            while not stop.is_set():
+                self._step()
+            self._commit_or_abort("shutdown")
+        finally:
+            self.close()
+
+    def _start(self) -> None:
+        raw_parts = self._partitions(self.topics.raw)
+        state_parts = self.state.partitions()
+        if state_parts != raw_parts:
+            raise ConfigError("topics.enricher_state", f"{self.topics.enricher_state!r} has {state_parts} "
+                              f"partitions, {self.topics.raw!r} has {raw_parts}: they must be equal")
+        kafka_call("init_transactions", lambda: self.producer.init_transactions(60))
+        self.registry.load()
+        self.metrics.registry_devices.set(len(self.registry.devices))
+        self._registry_updates = self.registry.updates
+        self.consumer.subscribe([self.topics.raw], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        log.info("enricher started", extra={"instance": self.config.instance_id,
+                                            "transactional_id": self.config.transactional_id,
+                                            "raw": self.topics.raw, "partitions": raw_parts,
+                                            "steps": ",".join(self.pipeline.names)})
+
+    def _partitions(self, topic: str) -> int:
+        tmeta = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if tmeta is None or tmeta.error is not None:
+            raise ConfigError("topics.raw", f"topic {topic!r} does not exist")
+        return len(tmeta.partitions)
+
+    def close(self) -> None:
+        for closing in (self.consumer.close, self.state.close, self.registry.close):
+            try:
+                closing()
+            except Exception:  # closing after a fatal error: nothing left to save
+                log.debug("close failed", exc_info=True)
+        self.producer.flush(5)
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def _step(self) -> None:
+        if self.registry.poll():
+            self.metrics.registry_devices.set(len(self.registry.devices))
+            self.metrics.registry_updates.inc(self.registry.updates - self._registry_updates)
+            self._registry_updates = self.registry.updates
+        timeout = min(self.checkpoint.remaining(), 0.5)  # 0.5 s: how soon a stop is noticed when idle
+        messages = self.consumer.consume(self.config.commit.max_messages, timeout)
+        if self._fatal is not None:
+            raise self._fatal
+        if self._needs_rewind:
+            self._rewind()
+            return
+        try:
+            for msg in messages:
+                self._handle(msg)
+            if self.checkpoint.due():
+                self._commit_or_abort("commit")
+        except AbortNeeded as exc:
+            self._abort_and_rewind(str(exc))
+        self._report_lag()
+
+    def _handle(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume error", extra={"error": str(err)})
+            return
+        partition = msg.partition()
+        if partition not in self.assigned:
+            return  # fetched before a revoke: no longer ours
+        self.metrics.consumed.inc()
+        self.checkpoint.track(partition, msg.offset() or 0)
+        value = msg.value() or b""
+        key = msg.key()
+        try:
+            event = envelope.decode(value, max_bytes=self.config.pipeline.max_bytes)
+        except EnvelopeError as exc:
+            self._deadletter(msg, exc.reason, exc)
+            return
+        ts_type, ts = msg.timestamp()
+        keytext = key.decode("utf-8", "replace") if key is not None else None
+        item = Item(event, keytext, ts if ts_type else None)
+        self.ctx.partition = partition
+        try:
+            out = self.pipeline.run(item, self.ctx)
+        except Reject as exc:
+            self._deadletter(msg, exc.reason, exc)
+            return
+        except StepFailed as exc:
+            self._deadletter(msg, "step_failed", exc.error, step=exc.step)
+            return
+        if out is not None:
+            self._emit(out)
+
+    def _emit(self, item: Item) -> None:
+        event = item.event
+        key = event.deviceid.encode()
+        if item.is_reading:
+            device = item.device
+            data: dict[str, Any] = {
+                "readings": item.readings,
+                "derived": item.derived,
+                "flags": item.flags,
+                "late": item.late,
+                "device": {"registered": device is not None,
+                           **({k: v for k, v in device.to_json().items()
+                               if k in ("name", "site", "location", "model")} if device else {})},
+                "ingesttime": _rfc3339_ms(item.ingest_ms) if item.ingest_ms else None,
+                "processtime": envelope.now_rfc3339(),
+            }
+            processed = envelope.Event(event.id, event.deviceid, event.seq, envelope.PROCESSED_TYPE,
+                                       event.time, data, event.bootid, event.monotime, event.clocksynced,
+                                       event.extensions)
+            value = envelope.encode(processed)
+        else:
+            value = envelope.encode(event)  # a gap event goes on as it came, so every hole stays explained
+        self.checkpoint.produce("processed", self.topics.processed, value, key,
+                                [("content-type", envelope.CONTENT_TYPE.encode())])
+        for alert in item.alerts:
+            record = {"deviceid": event.deviceid, "seq": event.seq, "eventid": event.id, "time": event.time,
+                      **alert}
+            self.checkpoint.produce("alerts", self.topics.alerts, envelope.orjson.dumps(record), key)
+
+    def _deadletter(self, msg: Message, reason: str, error: BaseException, step: str | None = None) -> None:
+        headers = [
+            ("reason", reason.encode()),
+            ("error.class", type(error).__name__.encode()),
+            ("error.message", str(error)[:1000].encode()),
+            ("original.topic", (msg.topic() or "").encode()),
+            ("original.partition", str(msg.partition()).encode()),
+            ("original.offset", str(msg.offset()).encode()),
+            ("enricher.instance", self.config.instance_id.encode()),
+        ]
+        if step is not None:
+            headers.append(("step", step.encode()))
+        self.checkpoint.produce("deadletter", self.topics.deadletter, msg.value() or b"", msg.key(), headers)
+        self.checkpoint.deadletter(reason)
+
+    # -- commit, abort, rewind ----------------------------------------------------------------------------
+    def _commit_or_abort(self, cause: str) -> None:
+        try:
+            self.checkpoint.commit()
+        except AbortNeeded as exc:
+            self._abort_and_rewind(f"{cause}: {exc}")
+
+    def _abort_and_rewind(self, cause: str) -> None:
+        log.warning("transaction aborted, rewinding to committed offsets", extra={"cause": cause})
+        self.checkpoint.abort("error")
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Back to the committed offsets and the committed dedup state of every assigned partition."""
+        self._needs_rewind = False
+        if not self.assigned:
+            return
+        parts = [TopicPartition(self.topics.raw, p) for p in sorted(self.assigned)]
+        committed = self.consumer.committed(parts, timeout=self.state.timeout)
+        for tp in committed:
+            self.consumer.seek(TopicPartition(self.topics.raw, tp.partition,
+                                              tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+        self.dedup.drop_partitions(set(self.assigned))
+        self.state.restore(self.dedup, self.assigned)
+
+    def _stats_committed(self) -> None:
+        s, m = self.stats, self.metrics
+        m.duplicates.inc(s.duplicates)
+        m.late.inc(s.late)
+        m.gaps_opened.inc(s.gaps_opened)
+        m.gaps_closed.inc(s.gaps_closed)
+        m.gaps_explained.inc(s.gaps_explained)
+        m.seqs_expired.inc(s.seqs_expired)
+        m.unregistered.inc(s.unregistered)
+        m.open_gaps.set(self.dedup.open_gaps())
+        self._stats_aborted()
+
+    def _stats_aborted(self) -> None:
+        for name in vars(self.stats):
+            setattr(self.stats, name, 0)
+
+    # -- rebalancing (called from inside consumer.consume) ------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        mine = {tp.partition for tp in partitions if tp.topic == self.topics.raw}
+        if not mine:
+            return
+        try:
+            # offsets first: with require_stable this waits out a pending transactional offset commit of
+            # the previous owner, so the state read next matches the offsets we will start from
+            committed = consumer.committed(partitions, timeout=self.state.timeout)
+            began = time.monotonic()
+            devices, records = self.state.restore(self.dedup, mine)
+        except Exception as exc:
+            self._fatal = exc
+            return
+        self.assigned |= mine
+        self.metrics.assigned.set(len(self.assigned))
+        self.metrics.restored_devices.inc(devices)
+        self.metrics.restored_records.inc(records)
+        log.info("partitions assigned, dedup state restored", extra={
+            "partitions": ",".join(map(str, sorted(mine))),
+            "offsets": ",".join(f"{tp.partition}:{tp.offset}" for tp in committed),
+            "devices": devices, "state_records": records,
+            "seconds": round(time.monotonic() - began, 3)})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in partitions if tp.topic == self.topics.raw}
+        try:
+            self.checkpoint.commit()
+        except AbortNeeded as exc:
+            self.checkpoint.abort("revoke")
+            self._needs_rewind = True
+            log.warning("commit on revoke failed, aborted", extra={"error": str(exc)})
+        except FatalKafkaError as exc:
+            self._fatal = exc
+        self._forget(gone, "revoked")
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in partitions if tp.topic == self.topics.raw}
+        try:
+            self.checkpoint.abort("lost")
+        except (AbortNeeded, FatalKafkaError) as exc:
+            self._fatal = exc
+        self._needs_rewind = True
+        self._forget(gone, "lost")
+
+    def _forget(self, gone: set[int], why: str) -> None:
+        self.assigned -= gone
+        dropped = self.dedup.drop_partitions(gone)
+        self.metrics.assigned.set(len(self.assigned))
+        for p in gone:
+            with contextlib.suppress(KeyError):  # never reported
+                self.metrics.lag.remove(str(p))
+        log.info(f"partitions {why}",
+                 extra={"partitions": ",".join(map(str, sorted(gone))), "devices": dropped})
+
+    def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lag or not self.assigned:
+            return
+        self._next_lag = now + 5.0
+        try:
+            for tp in self.consumer.position([TopicPartition(self.topics.raw, p) for p in self.assigned]):
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=1, cached=False)
+                if tp.offset >= 0:
+                    self.metrics.lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
+        except Exception:  # lag is advisory; a slow broker must not stop processing
+            log.debug("lag report failed", exc_info=True)

@@ -1,0 +1,16 @@
+"""Sinks: ``iot.events.processed`` (read_committed) into a database, exactly once.
+
+Delivery guarantee: each processed event becomes exactly one row. The consumed offsets are stored in the
+database, in the same database transaction as the rows of the batch, and on assignment the sink starts
+from the offsets it stored (not from Kafka's committed offsets), so a crash between the two cannot
+happen: a batch's rows and its offsets are both there or both absent. Rows are keyed by event id and
+inserted with "ignore on conflict" as a second line of defence.
+
+A store is a 3-method protocol (:class:`Store`); :class:`SinkRunner` owns the consumer and the loop.
+"""
+
+from __future__ import annotations
+
+from enricher.sinks.base import Row, SinkConfig, SinkRunner, Store, row_of
+
+__all__ = ["Row", "SinkConfig", "SinkRunner", "Store", "row_of"]

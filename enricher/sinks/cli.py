@@ -1,0 +1,58 @@
+"""``edgebridge sink sqlite --db FILE`` and ``edgebridge sink postgres --dsn DSN``: processed events into a
+database, exactly once (offsets stored with the rows). SIGTERM finishes the batch and exits 0."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from edgebridge.config import add_config_arguments, config_from_args, dump_config
+from edgebridge.errors import ConfigError
+from edgebridge.lifecycle import install_stop_handlers
+from edgebridge.logs import setup_logging
+from enricher.sinks.base import SinkConfig, SinkRunner, Store
+
+log = logging.getLogger("enricher.sinks")
+
+
+def main(argv: list[str], prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Write iot.events.processed (read_committed) "
+                                     "into a database, exactly once: offsets live in the database.")
+    sub = parser.add_subparsers(dest="kind", required=True, metavar="{sqlite,postgres}")
+    sq = sub.add_parser("sqlite", help="into a SQLite file (sqlite-utils)")
+    sq.add_argument("--db", type=Path, required=True, help="the SQLite database file")
+    pg = sub.add_parser("postgres", help="into PostgreSQL (psycopg 3)")
+    pg.add_argument("--dsn", required=True, help="libpq connection string")
+    for p in (sq, pg):
+        add_config_arguments(p)
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(SinkConfig, args)
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(dump_config(config), end="")
+        return 0
+    setup_logging(config.log.level, config.log.format)
+    store: Store
+    if args.kind == "sqlite":
+        from enricher.sinks.sqlite import SqliteStore
+
+        store = SqliteStore(args.db)
+    else:
+        from enricher.sinks.postgres import PostgresStore
+
+        store = PostgresStore(args.dsn)
+    stop = threading.Event()
+    restore = install_stop_handlers(stop)
+    try:
+        runner = SinkRunner(config, store)
+        runner.run(stop)
+    finally:
+        restore()
+    log.info("sink stopped", extra={"written": runner.written, "skipped": runner.skipped})
+    return 0

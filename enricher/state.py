@@ -1,0 +1,85 @@
+"""Restoring dedup state from the compacted ``iot.enricher.state`` topic on partition assignment.
+
+Raw partition ``p`` owns state partition ``p`` (see :mod:`enricher.dedup`), so a restore reads only the
+state partitions of the raw partitions just assigned, from the beginning to their end, ``read_committed``:
+the state of every committed transaction, none of an aborted or open one. Compaction keeps that to about
+one record per device.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from enricher.checkpoint import FatalKafkaError
+from enricher.dedup import DedupTable
+
+__all__ = ["StateStore"]
+
+log = logging.getLogger(__name__)
+
+
+class StateStore:
+    def __init__(self, consumer_config: Mapping[str, Any], topic: str, timeout: float) -> None:
+        self.topic = topic
+        self.timeout = timeout
+        self._consumer = Consumer({
+            **consumer_config,
+            "group.id": "edgebridge-enricher-state-reader",  # never used to commit
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": 10,  # reading to the end: do not let the broker sit on an empty fetch
+            "isolation.level": "read_committed",
+        })
+
+    def partitions(self) -> int:
+        meta = self._consumer.list_topics(self.topic, timeout=10)
+        tmeta = meta.topics.get(self.topic)
+        if tmeta is None or tmeta.error is not None:
+            return 0
+        return len(tmeta.partitions)
+
+    def restore(self, table: DedupTable, partitions: Iterable[int]) -> tuple[int, int]:
+        """Load the state of ``partitions`` into ``table``; returns (devices, records read)."""
+        wanted = sorted(set(partitions))
+        if not wanted:
+            return 0, 0
+        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in wanted])
+        pending = set(wanted)
+        devices: set[str] = set()
+        records = 0
+        deadline = time.monotonic() + self.timeout
+        try:
+            while pending:
+                if time.monotonic() > deadline:
+                    raise FatalKafkaError(f"state partitions {sorted(pending)} of {self.topic} not read to "
+                                          f"their end in {self.timeout:.0f}s")
+                for msg in self._consumer.consume(5000, 0.5):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            pending.discard(msg.partition())
+                        else:
+                            log.warning("state read error", extra={"error": str(err)})
+                        continue
+                    key = msg.key()
+                    if key is None:
+                        continue
+                    deviceid = key.decode()
+                    table.load(msg.partition() or 0, deviceid, msg.value())
+                    records += 1
+                    if msg.value() is None:
+                        devices.discard(deviceid)
+                    else:
+                        devices.add(deviceid)
+        finally:
+            self._consumer.unassign()
+        return len(devices), records
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,33 @@
+"""``derive``: values computed from others; today the dew point from temperature and humidity."""
+
+from __future__ import annotations
+
+import math
+
+from enricher.steps import Context, Item
+
+__all__ = ["derive", "dew_point"]
+
+# Magnus formula coefficients (Alduchov and Eskridge 1996), good to 0.35 degC for -45..60 degC
+_B, _C = 17.625, 243.04
+
+
+def dew_point(celsius: float, relative_humidity: float) -> float:
+    gamma = math.log(relative_humidity / 100.0) + _B * celsius / (_C + celsius)
+    return _C * gamma / (_B - gamma)
+
+
+def derive(item: Item, ctx: Context) -> Item:
+    if not item.is_reading:
+        return item
+    t = item.readings.get(ctx.settings.temperature)
+    h = item.readings.get(ctx.settings.humidity)
+    if t is None or h is None or t.get("u") != "Cel" or h.get("u") != "%RH":
+        return item
+    tv, hv = t["v"], h["v"]
+    if isinstance(tv, bool) or isinstance(hv, bool) or not isinstance(tv, int | float):
+        return item
+    if not isinstance(hv, int | float) or not 0 < hv <= 100:
+        return item
+    item.derived["dew_point"] = {"v": round(dew_point(float(tv), float(hv)), 3), "u": "Cel"}
+    return item

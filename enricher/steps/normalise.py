@@ -1,0 +1,31 @@
+"""``normalise``: one unit per quantity (``degF``/``K`` -> ``Cel``, ``hPa``/``kPa`` -> ``Pa``, ...).
+
+Uses :func:`edgebridge.units.normalise`. A reading without a unit takes the registry's expected unit for
+that measurement; a reading whose canonical unit differs from the expected one's is flagged
+``unit_mismatch:<name>`` (and kept: a wrong registry entry must not eat data).
+"""
+
+from __future__ import annotations
+
+from edgebridge import units
+from enricher.steps import Context, Item
+
+__all__ = ["normalise"]
+
+
+def normalise(item: Item, ctx: Context) -> Item:
+    if not item.is_reading:
+        return item
+    expected = item.device.units if item.device is not None else {}
+    for name, reading in item.readings.items():
+        unit = reading.get("u") or expected.get(name)
+        if unit is None:
+            continue
+        value, canonical = units.normalise(reading["v"], unit)
+        if canonical != unit:
+            reading.setdefault("raw", reading["v"])
+            reading["raw_u"] = unit
+        reading["v"], reading["u"] = value, canonical
+        if name in expected and units.canonical_unit(expected[name]) != canonical:
+            item.flags.append(f"unit_mismatch:{name}")
+    return item

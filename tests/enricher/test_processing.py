@@ -1,0 +1,144 @@
+"""The enricher against the real Kafka: exactly once with enrichment, registry updates, dead letters."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+
+import orjson
+import pytest
+
+from edgebridge.envelope import new_gap, new_reading
+from edgebridge.topics import KafkaTopics
+from tests.conftest import BrokerAddresses
+from tests.enricher.conftest import InProcess, enricher_config, produce, read_all, values
+
+pytestmark = pytest.mark.brokers
+
+
+def _reading(device: str, seq: int, temp_f: float = 68.0) -> object:
+    return new_reading(device, seq, {"temperature": {"v": temp_f, "u": "degF"},
+                                     "humidity": {"v": 50, "u": "%RH"}})
+
+
+def test_duplicates_and_reordering_come_out_exactly_once_enriched(
+    brokers: BrokerAddresses, make_topics: Callable[[int], KafkaTopics], consumer_group: Callable[[], str]
+) -> None:
+    topics = make_topics(3)
+    bs = brokers.kafka_bootstrap
+    produce(bs, topics.devices, [("dev-0", orjson.dumps({
+        "site": "plant-a", "location": "hall 2",
+        "calibration": {"temperature": {"offset": 1.8, "scale": 1.0}},
+        "thresholds": {"temperature": {"max": 30.0}}}))])
+    rng = random.Random(7)
+    devices, per_device = 6, 60
+    events = {(f"dev-{d}", s): _reading(f"dev-{d}", s)
+              for d in range(devices) for s in range(1, per_device + 1)}
+    records = list(events.items())
+    dups = rng.sample(records, 90)  # resends of a lost PUBACK
+    stream = records + dups
+    rng.shuffle(stream)  # reordering within each device, too
+    produce(bs, topics.raw, [(dev, ev) for (dev, _), ev in stream])  # type: ignore[misc]
+    config = enricher_config(brokers, topics, consumer_group())
+    total = devices * per_device
+    with InProcess(config) as run:
+        out = read_all(bs, topics.processed, total, timeout=60)
+    assert run.error is None
+    got = values(read_all(bs, topics.processed))
+    assert len(got) == total
+    assert Counter((e["deviceid"], e["seq"]) for e in got) == Counter(events.keys())
+    assert len(out) == total
+    assert all(e["type"] == "edgebridge.reading.processed.v1" for e in got)
+    d0 = [e for e in got if e["deviceid"] == "dev-0"]
+    # calibration in the raw unit (68 + 1.8 degF), then degF -> Cel: 21 Cel
+    assert {round(e["data"]["readings"]["temperature"]["v"], 6) for e in d0} == {21.0}
+    assert {e["data"]["readings"]["temperature"]["u"] for e in got} == {"Cel"}
+    assert {e["data"]["device"].get("site") for e in d0} == {"plant-a"}
+    assert all(e["data"]["derived"]["dew_point"]["u"] == "Cel" for e in got)
+    assert round(d0[0]["data"]["derived"]["dew_point"]["v"], 1) == 10.2  # 21 Cel at 50 %RH
+    late = sum(e["data"]["late"] for e in got)
+    assert late == sum("late" in e["data"]["flags"] for e in got) and late > 0
+    m = run.processor.metrics
+    assert m.duplicates._value.get() == 90
+    assert m.late._value.get() == late
+    assert m.deadletters.labels("x")._value.get() == 0
+    assert m.open_gaps._value.get() == 0  # every hole was filled by its late event
+
+
+def test_registry_update_applies_to_the_next_events_without_restart(
+    brokers: BrokerAddresses, make_topics: Callable[[int], KafkaTopics], consumer_group: Callable[[], str]
+) -> None:
+    topics = make_topics(1)
+    bs = brokers.kafka_bootstrap
+    produce(bs, topics.devices, [("dev-r", orjson.dumps({"site": "old"}))])
+    with InProcess(enricher_config(brokers, topics, consumer_group())) as run:
+        produce(bs, topics.raw, [("dev-r", _reading("dev-r", s)) for s in (1, 2, 3)])
+        assert len(read_all(bs, topics.processed, 3)) == 3
+        produce(bs, topics.devices, [("dev-r", orjson.dumps({
+            "site": "new", "calibration": {"temperature": {"offset": 9.0, "scale": 1.0}}}))])
+        reg = run.processor.registry
+        deadline_ok = _wait(lambda: (reg.get("dev-r") or None) and reg.get("dev-r").site == "new")  # type: ignore[union-attr]
+        assert deadline_ok
+        produce(bs, topics.raw, [("dev-r", _reading("dev-r", s)) for s in (4, 5)])
+        got = sorted(values(read_all(bs, topics.processed, 5)), key=lambda e: e["seq"])
+    assert [e["seq"] for e in got] == [1, 2, 3, 4, 5]
+    assert [e["data"]["device"]["site"] for e in got] == ["old"] * 3 + ["new"] * 2
+    assert [round(e["data"]["readings"]["temperature"]["v"], 6) for e in got] == [20.0] * 3 + [25.0] * 2
+
+
+def _wait(predicate: Callable[[], object], timeout: float = 20.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def boom(item: object, ctx: object) -> object:
+    """A user step (loaded by module:callable) that fails on seq 13."""
+    if getattr(item, "event").seq == 13:  # noqa: B009
+        raise ValueError("thirteen is unlucky")
+    return item
+
+
+def test_poison_events_go_to_dead_letters_with_headers_and_the_rest_flows(
+    brokers: BrokerAddresses, make_topics: Callable[[int], KafkaTopics], consumer_group: Callable[[], str]
+) -> None:
+    topics = make_topics(1)
+    bs = brokers.kafka_bootstrap
+    good = [("dev-p", _reading("dev-p", s)) for s in range(1, 21)]
+    poison = [
+        ("dev-p", b"\xff\xfe not json"),
+        ("dev-p", orjson.dumps({"specversion": "1.0", "id": "x", "source": "/devices/dev-p",
+                                "type": "edgebridge.reading.v1", "time": "2024-01-01T00:00:00Z",
+                                "deviceid": "dev-p", "seq": 0, "data": {}})),
+        ("dev-q", _reading("dev-p", 99)),  # key says another device: spoofing
+    ]
+    stream = good[:5] + poison[:2] + good[5:15] + poison[2:] + good[15:]
+    gap = ("dev-p", new_gap("dev-p", 30, 21, 29, "evicted"))
+    produce(bs, topics.raw, [*stream, gap])  # type: ignore[list-item]
+    steps = ["validate", "dedup", "calibrate", "normalise", "tests.enricher.test_processing:boom", "derive"]
+    config = enricher_config(brokers, topics, consumer_group(), **{"pipeline.steps": steps})
+    with InProcess(config) as run:
+        processed = read_all(bs, topics.processed, 20)
+        dead = read_all(bs, topics.deadletter, 4)
+    got = values(processed)
+    assert sorted(e["seq"] for e in got) == [s for s in range(1, 21) if s != 13] + [30]
+    assert [e["type"] for e in got if e["seq"] == 30] == ["edgebridge.gap.v1"]
+    headers = [dict((k, v.decode()) for k, v in m.headers()) for m in dead]
+    assert [h["reason"] for h in headers] == ["not_json", "bad_seq", "step_failed", "device_mismatch"]
+    assert [int(h["original.offset"]) for h in headers] == [5, 6, 14, 17]
+    assert {h["original.topic"] for h in headers} == {topics.raw}
+    assert {h["original.partition"] for h in headers} == {"0"}
+    assert headers[2]["error.class"] == "ValueError" and headers[2]["error.message"] == "thirteen is unlucky"
+    assert headers[2]["step"] == "tests.enricher.test_processing:boom"
+    assert headers[0]["error.class"] == "EnvelopeError"
+    assert dead[0].value() == b"\xff\xfe not json"
+    m = run.processor.metrics
+    assert m.deadletters.labels("step_failed")._value.get() == 1
+    assert m.gaps_opened._value.get() == 1 and m.gaps_explained._value.get() == 1
+    assert m.open_gaps._value.get() == 0
