@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devices": ("enricher.devices_cli", "put, get, list and import devices of the registry (iot.devices)"),
     "bridge": ("bridge.cli", "MQTT to Kafka (ack only what Kafka has) and Kafka commands to MQTT"),
     "agent": ("edge_agent.cli", "the edge agent: sensors to a durable SQLite outbox to MQTT (run, status)"),
+    "topics": ("edgebridge.kafka_admin", "create the Kafka topics of the wire contract (idempotent)"),
     "demo": ("simulators.demo", "the main job: local brokers and simulated devices end to end"),
 }
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from edgebridge.devbrokers import LocalBrokers, default_state_dir
 from edgebridge.errors import EdgeBridgeError
+from edgebridge.kafka_admin import ensure_topics
 from edgebridge.topics import KafkaTopics
 from simulators.audit import audit_records, format_table, read_topic
-from simulators.kafka_topics import ensure_topics
 from simulators.processes import ComponentProcess
 
 __all__ = ["main"]

@@ -18,16 +18,17 @@ FORBIDDEN = {
     "edge_agent": {"confluent_kafka", "bridge", "enricher", "simulators"},
     "bridge": {"enricher", "edge_agent", "simulators"},
     "enricher": {"bridge", "edge_agent", "simulators", "paho"},
-    "edgebridge": {"confluent_kafka", "paho", "serial", "sqlite_utils"},
+    "edgebridge": {"edge_agent", "bridge", "enricher", "simulators"},
 }
-# edgebridge/ may name components only as strings (the CLI's lazy dispatch), never import them.
-COMPONENTS = {"edge_agent", "bridge", "enricher", "simulators"}
+# edgebridge/ is installed everywhere, devices included: a client library of one side only may be
+# imported there inside a function (an admin command), never at module level.
+MODULE_LEVEL_FORBIDDEN = {"edgebridge": {"confluent_kafka", "paho", "serial", "sqlite_utils", "psycopg"}}
 
 
-def _imports(path: Path) -> list[tuple[str, int]]:
+def _imports(path: Path, module_level_only: bool = False) -> list[tuple[str, int]]:
     tree = ast.parse(path.read_text(), filename=str(path))
     found = []
-    for node in ast.walk(tree):
+    for node in (tree.body if module_level_only else ast.walk(tree)):
         if isinstance(node, ast.Import):
             found += [(alias.name.split(".")[0], node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -37,7 +38,7 @@ def _imports(path: Path) -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_package_respects_its_boundaries(package: str) -> None:
-    forbidden = FORBIDDEN[package] | (COMPONENTS if package == "edgebridge" else set())
+    forbidden = FORBIDDEN[package]
     violations = [
         f"{path.relative_to(ROOT)}:{line} imports {module}"
         for path in sorted((ROOT / package).rglob("*.py"))
@@ -45,3 +46,21 @@ def test_package_respects_its_boundaries(package: str) -> None:
         if module in forbidden
     ]
     assert violations == []
+
+
+@pytest.mark.parametrize("package", sorted(MODULE_LEVEL_FORBIDDEN))
+def test_package_imports_side_specific_libraries_only_lazily(package: str) -> None:
+    violations = [
+        f"{path.relative_to(ROOT)}:{line} imports {module} at module level"
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for module, line in _imports(path, module_level_only=True)
+        if module in MODULE_LEVEL_FORBIDDEN[package]
+    ]
+    assert violations == []
+
+
+def test_the_import_scanner_sees_what_it_must(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text("import paho.mqtt.client\nfrom bridge import x\n\ndef f():\n    import confluent_kafka\n")
+    assert [m for m, _ in _imports(source)] == ["paho", "bridge", "confluent_kafka"]
+    assert [m for m, _ in _imports(source, module_level_only=True)] == ["paho", "bridge"]

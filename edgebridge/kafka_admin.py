@@ -1,4 +1,4 @@
-"""Create the Kafka topics of the wire contract with the settings each one needs.
+"""`edgebridge topics create`: the Kafka topics of the wire contract, with the settings each one needs.
 
 The registry and the enricher's dedup state are compacted (only the latest value per key matters and
 must be kept forever); the state topic has as many partitions as the raw topic, because the enricher
@@ -7,13 +7,18 @@ restores a raw partition's dedup state from the state partition of the same numb
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Sequence
+
 from edgebridge.topics import KafkaTopics
 
-__all__ = ["ensure_topics"]
+__all__ = ["ensure_topics", "main"]
 
 
 def ensure_topics(bootstrap: str, topics: KafkaTopics | None = None, partitions: int = 3) -> list[str]:
     """Create whichever contract topics do not exist yet; return the names created."""
+    # Imported here: edgebridge/ is also installed on devices, which have no confluent-kafka.
     from confluent_kafka.admin import AdminClient, NewTopic
 
     t = topics or KafkaTopics()
@@ -37,3 +42,24 @@ def ensure_topics(bootstrap: str, topics: KafkaTopics | None = None, partitions:
         for future in admin.create_topics(new).values():
             future.result(timeout=30)
     return [n.topic for n in new]
+
+
+def main(argv: Sequence[str], prog: str = "edgebridge topics") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Create the Kafka topics of the wire contract that do not exist yet (idempotent): "
+        "compacted iot.devices and iot.enricher.state, the state topic partitioned like the raw topic.",
+    )
+    sub = parser.add_subparsers(dest="action", required=True, metavar="{create}")
+    create = sub.add_parser("create", help="create the missing topics")
+    create.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
+    create.add_argument("--partitions", type=int, default=3,
+                        help="partitions of the raw, processed, commands and state topics (default 3)")
+    args = parser.parse_args(list(argv))
+    try:
+        created = ensure_topics(args.bootstrap, partitions=args.partitions)
+    except Exception as exc:  # librdkafka's KafkaException and timeouts: one line for the operator
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
+    return 0

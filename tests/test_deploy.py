@@ -1,0 +1,60 @@
+"""deploy/ checked without a Docker engine or systemd: schema, lint, and agreement with the code."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgebridge.cli import COMMANDS
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(found).exists():
+        pytest.fail(f"{name} is not installed: it is in the dev extras (pip install -e '.[dev]')")
+    return found
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    result = subprocess.run(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(DEPLOY / "compose.yaml")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    result = subprocess.run([_tool("hadolint"), str(DEPLOY / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_commands_are_real_edgebridge_commands() -> None:
+    from ruamel.yaml import YAML  # comes with check-jsonschema
+
+    services = YAML(typ="safe").load((DEPLOY / "compose.yaml").read_text())["services"]
+    ours = {name: s for name, s in services.items() if s.get("image") == "edgebridge:latest"}
+    assert {"topics", "bridge", "enricher", "sink"} <= set(ours)
+    for name, service in ours.items():
+        assert service["command"][0] in COMMANDS, name
+
+
+def test_systemd_unit_has_what_the_agent_issue_requires() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(DEPLOY / "systemd" / "edge-agent.service")
+    service = unit["Service"]
+    assert service["Type"] == "notify"
+    assert service["Restart"] == "on-failure"
+    assert service["DynamicUser"] == "yes"
+    assert service["SupplementaryGroups"] == "dialout"
+    assert service["ProtectSystem"] == "strict"
+    assert "WatchdogSec" in service and "StateDirectory" in service
+    assert "PrivateDevices" not in service  # it would hide the serial ports
+    assert service["ExecStart"].split()[1:3] == ["agent", "run"]
