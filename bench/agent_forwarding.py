@@ -4,9 +4,12 @@
                                                [--backlog 1000000] [--repeats 3]
 
 1. per-message forwarding, FULL outbox (source -> commit -> publish -> PUBACK -> delete) vs a bare
-   paho QoS 1 publish loop with the same window and payload size; medians and ratio;
+   paho QoS 1 publish loop with the same window and payload size (one encoded simulated event), run
+   interleaved in pairs; medians, the median of per-pair ratios, and the work per message that does
+   not depend on the machine's momentary load: CPU time and voluntary context switches;
 2. batch mode events/s from source to PUBACK;
-3. agent RSS while a backlog builds with the broker unreachable (subprocess, sampled);
+3. agent RSS while a backlog builds with the broker unreachable (subprocess, sampled), and the RSS of
+   a fresh interpreter after the agent's imports (the floor);
 4. bytes written to disk per event (``/proc/<pid>/io`` write_bytes).
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import socket
 import statistics
 import subprocess
@@ -40,6 +44,35 @@ def _write_bytes(pid: int | str = "self") -> int:
             if line.startswith("write_bytes:"):
                 return int(line.split()[1])
     return 0
+
+
+def _usage() -> tuple[float, int]:
+    """CPU seconds (user + system) and voluntary context switches of this process so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime, r.ru_nvcsw
+
+
+def _event_size() -> int:
+    """The encoded size of one simulated event with the default sensors: the baseline's payload."""
+    from edge_agent.clock import Clock
+    from edge_agent.sources.simulated import SimulatedSource
+    from edgebridge.envelope import encode
+
+    event = SimulatedSource("bench-1", Clock("never"), ["temperature", "humidity", "pressure"], 0, 1).poll(1)[
+        0
+    ]
+    return len(encode(event._replace(seq=12345)))
+
+
+def import_rss_kb() -> int:
+    """RSS of a fresh interpreter that imported what ``edgebridge agent run`` imports, before any work."""
+    code = (
+        "import edge_agent.agent, edge_agent.cli, edgebridge.logs, edgebridge.lifecycle, re; "
+        "print(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
+    )
+    return int(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    )
 
 
 def bare_paho(host: str, port: int, n: int, payload: bytes) -> float:
@@ -172,30 +205,54 @@ def main() -> int:
                 f"mosquitto max_inflight_messages={m.options.max_inflight_messages} "
                 f"max_queued_messages={m.options.max_queued_messages}; window={WINDOW}"
             )
-            payload = b"x" * 330  # the size of one simulated event with 3 sensors
-            bare, ours, disk = [], [], []
-            for i in range(args.repeats):
+            payload = b"x" * _event_size()  # the size of one encoded simulated event, 3 sensors
+            bare, ours, disk, ratios = [], [], [], []
+            work: dict[str, list[tuple[float, float]]] = {"bare": [], "ours": []}
+            for i in range(args.repeats):  # interleaved: each pair shares the machine's momentary load
+                before = _usage()
                 bare.append(bare_paho("127.0.0.1", m.port, args.events, payload))
+                mid = _usage()
                 rate, per_event = agent_run(m.url, Path(tmp) / f"single-{i}", args.events, batch=False)
+                after = _usage()
                 ours.append(rate)
                 disk.append(per_event)
+                ratios.append(rate / bare[-1])
+                for name, (u0, u1) in (("bare", (before, mid)), ("ours", (mid, after))):
+                    work[name].append(((u1[0] - u0[0]) * 1e6 / args.events, (u1[1] - u0[1]) / args.events))
             b, o = statistics.median(bare), statistics.median(ours)
             print(
-                f"per-message: ours {o:,.0f} ev/s, bare paho {b:,.0f} msg/s, ratio {o / b:.2f} "
-                f"(runs ours={[round(x) for x in ours]}, bare={[round(x) for x in bare]})"
+                f"per-message: ours {o:,.0f} ev/s, bare paho {b:,.0f} msg/s ({len(payload)} B), "
+                f"median of per-pair ratios {statistics.median(ratios):.2f}, ratio of medians {o / b:.2f} "
+                f"(runs ours={[round(x) for x in ours]}, bare={[round(x) for x in bare]}, "
+                f"ratios={[round(x, 2) for x in ratios]})"
             )
+            for name, runs in work.items():
+                print(
+                    f"  {name}: CPU per message {statistics.median(c for c, _ in runs):.0f} us, "
+                    f"voluntary context switches per message {statistics.median(v for _, v in runs):.2f}"
+                )
             print(f"disk bytes written per event (per-message run): {statistics.median(disk):,.0f}")
-            batch = [
-                agent_run(m.url, Path(tmp) / f"batch-{i}", args.batch_events, batch=True)
-                for i in range(args.repeats)
-            ]
+            batch, batch_cpu = [], []
+            for i in range(args.repeats):
+                before = _usage()
+                batch.append(agent_run(m.url, Path(tmp) / f"batch-{i}", args.batch_events, batch=True))
+                batch_cpu.append((_usage()[0] - before[0]) * 1e6 / args.batch_events)
             print(
                 f"batch mode: {statistics.median(r for r, _ in batch):,.0f} ev/s source->PUBACK "
                 f"(runs {[round(r) for r, _ in batch]}), "
+                f"CPU per event {statistics.median(batch_cpu):.1f} us "
+                f"(runs {[round(c, 1) for c in batch_cpu]}), "
                 f"disk bytes/event {statistics.median(d for _, d in batch):,.0f}"
             )
+            print(f"RSS of the interpreter after the agent's imports: {import_rss_kb():,} kB")
             samples = backlog_rss(Path(tmp) / "rss", args.backlog)
-            print("backlog rows -> RSS kB:", [s for s in samples if s[0] >= 0])
+            rss = [s for s in samples if s[0] >= 0]
+            print("backlog rows -> RSS kB:", rss)
+            steady = [kb for rows, kb in rss if rows >= args.backlog // 10]
+            if steady:
+                print(
+                    f"RSS from {args.backlog // 10:,} rows on: min {min(steady):,} kB, max {max(steady):,} kB"
+                )
             print("disk bytes written per event while the backlog built:", samples[-1][1])
             print(
                 f"machine: {os.cpu_count()} cores, "

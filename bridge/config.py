@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgebridge.errors import ConfigError
-from edgebridge.metrics import MetricsConfig
-from edgebridge.settings import KafkaSettings, LogSettings, MqttSettings
+from edgebridge.settings import KafkaSettings, LogSettings, MetricsConfig, MqttSettings
 
 __all__ = ["BridgeConfig", "DownlinkConfig", "UplinkConfig"]
 

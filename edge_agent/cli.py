@@ -11,11 +11,16 @@ import argparse
 import json
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from edgebridge.config import add_config_arguments, config_from_args, dump_config
 from edgebridge.errors import ConfigError, EdgeBridgeError
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from edge_agent.agent import Agent
+    from edgebridge.metrics import MetricsServer
+
+__all__ = ["main", "serve_metrics"]
 
 log = logging.getLogger("edge_agent")
 
@@ -70,30 +75,36 @@ def _status(config: object, as_json: bool, prog: str) -> int:
     return 0
 
 
+def serve_metrics(agent: Agent) -> MetricsServer | None:
+    """Start ``/metrics`` and ``/healthz`` (:meth:`Agent.health`) for ``agent`` per its ``[metrics]``;
+    ``None`` when disabled. prometheus_client is imported only here, so an agent without metrics
+    does not pay for it in memory."""
+    if not agent.config.metrics.enabled:
+        return None
+    from edge_agent.metrics import register
+    from edgebridge.metrics import MetricsServer, new_registry
+
+    registry = new_registry()
+    register(agent, registry)
+    m = agent.config.metrics
+    server = MetricsServer(m.host, m.port, registry, health=agent.health)
+    server.start()
+    return server
+
+
 def _run(config: object) -> int:
     from edge_agent.agent import Agent
     from edge_agent.config import AgentConfig
-    from edge_agent.metrics import register
     from edgebridge.lifecycle import install_stop_handlers
     from edgebridge.logs import setup_logging
-    from edgebridge.metrics import MetricsServer, new_registry
 
     assert isinstance(config, AgentConfig)
     setup_logging(config.log.level, config.log.format)
     agent = Agent(config)
     restore = install_stop_handlers(agent.stop)
-    registry = new_registry()
-    register(agent, registry)
     server = None
     try:
-        if config.metrics.enabled:
-            server = MetricsServer(
-                config.metrics.host,
-                config.metrics.port,
-                registry,
-                health=lambda: (agent.link.current is not None or True, agent.status()),
-            )
-            server.start()
+        server = serve_metrics(agent)
         return agent.run()
     except EdgeBridgeError as exc:
         log.error("agent failed", extra={"error": str(exc)})

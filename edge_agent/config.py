@@ -13,8 +13,7 @@ from typing import Literal
 
 from edgebridge.envelope import is_deviceid
 from edgebridge.errors import ConfigError
-from edgebridge.metrics import MetricsConfig
-from edgebridge.settings import LogSettings, MqttSettings
+from edgebridge.settings import LogSettings, MetricsConfig, MqttSettings
 
 __all__ = [
     "AgentConfig",

@@ -66,6 +66,11 @@ class Forwarder:
     def inflight(self) -> int:
         return len(self._inflight)
 
+    @property
+    def next_seq(self) -> int:
+        """The seq the next publish starts from."""
+        return self._next_seq
+
     def pump(self, outbox: Outbox) -> int:
         """Publish committed rows until the window is full or the outbox is caught up; return messages."""
         generation = self.link.generation
@@ -73,6 +78,11 @@ class Forwarder:
             self._restart(outbox, generation)
         if self.link.current is None:
             return 0
+        sent = self._fill_window(outbox)
+        self.link.ack_wake = max(1, min(self.config.window // 4, len(self._inflight)))
+        return sent
+
+    def _fill_window(self, outbox: Outbox) -> int:
         sent = 0
         window = self.config.window
         while len(self._inflight) < window:

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -85,6 +87,10 @@ class MqttLink:
         self._drop = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(config.reconnect_initial, config.reconnect_max)
+        # PUBACKs that wake the agent loop; the forwarder sets it after each burst to a quarter window,
+        # or to what is in flight when that is less: the loop refills the window in bursts (fewer GIL
+        # hand-offs between the two threads) and still learns at once when everything is acked.
+        self.ack_wake = 1
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -120,15 +126,15 @@ class MqttLink:
             return None
         generation, client = current
         props = None
-        if self.v5 and (user or content_type or correlation):
-            props = Properties(PacketTypes.PUBLISH)
-            if user:
-                props.UserProperty = user
-            if content_type:
-                props.ContentType = content_type
-            if correlation is not None:
-                props.CorrelationData = correlation
+        if self.v5 and (user or content_type or correlation is not None):
+            props = PackedProperties(content_type, correlation, user)
         info = client.publish(topic, payload, qos=1, retain=retain, properties=props)
+        if client.want_write():
+            # paho could not write it all from this thread (socket buffer full, or the network thread
+            # was in a callback): the network thread must, so wake it (see _QuietWake)
+            wake = client._sockpairW
+            if isinstance(wake, _QuietWake):
+                wake.wake()
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return None
         return generation, info.mid
@@ -223,6 +229,7 @@ class MqttLink:
             self._drop.set()
             return
         self._backoff.reset()
+        _quiet_wakeups(client)
         client.publish(self.status_topic, self._online(), qos=1, retain=True)
         if self._subscribe:
             client.subscribe(self._subscribe, qos=1)
@@ -242,8 +249,11 @@ class MqttLink:
     def _on_publish(self, client: mqtt.Client, _u: object, mid: int, rc: Any, _p: Any) -> None:
         current = self.current
         if current is not None and current[1] is client:
-            self.acks.append((current[0], mid, not rc.is_failure))
-            self._wake.set()
+            ok = not rc.is_failure
+            self.acks.append((current[0], mid, ok))
+            # Wake the agent loop per ``ack_wake`` PUBACKs, not per PUBACK (see there).
+            if len(self.acks) >= self.ack_wake or not ok:
+                self._wake.set()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -255,6 +265,92 @@ class MqttLink:
             )
             return
         self._wake.set()
+
+
+class PackedProperties(Properties):
+    """PUBLISH properties packed once, in :meth:`__init__`.
+
+    paho's :class:`Properties` packs itself by probing every property name of MQTT 5 (~40 ``hasattr``
+    and list lookups per message); on the per-event path that cost more than the rest of a publish.
+    paho only calls :meth:`pack` on an outgoing PUBLISH, so this subclass hands it the bytes built here:
+    Content Type (0x03), Correlation Data (0x09), then one User Property (0x26) per pair, in that order.
+    """
+
+    __slots__ = ("_packed", "_summary")
+    _packed: bytes
+    _summary: tuple[str | None, bytes | None, list[tuple[str, str]] | None]
+
+    def __init__(
+        self,
+        content_type: str | None = None,
+        correlation: bytes | None = None,
+        user: list[tuple[str, str]] | None = None,
+    ) -> None:
+        # Properties.__init__ is skipped on purpose: it sets ~10 attributes through a validating
+        # __setattr__ (20 us); nothing but pack() and str() is ever asked of an outgoing PUBLISH's.
+        parts = [_content_type(content_type)] if content_type else []
+        if correlation is not None:
+            parts += (b"\x09", _str16(correlation))
+        for key, value in user or ():
+            parts += (b"\x26", _str16(key.encode()), _str16(value.encode()))
+        body = b"".join(parts)
+        size = len(body)
+        head = bytes((size,)) if size < 128 else _varint(size)
+        object.__setattr__(self, "_packed", head + body)
+        object.__setattr__(self, "_summary", (content_type, correlation, user))
+
+    def pack(self) -> bytes:
+        return self._packed
+
+    def __str__(self) -> str:
+        content_type, correlation, user = self._summary
+        return f"[ContentType: {content_type}, CorrelationData: {correlation!r}, UserProperty: {user}]"
+
+
+@functools.lru_cache(maxsize=16)
+def _content_type(value: str) -> bytes:
+    return b"\x03" + _str16(value.encode())
+
+
+def _str16(data: bytes) -> bytes:
+    return len(data).to_bytes(2, "big") + data
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class _QuietWake:
+    """Stands in for paho's wake-up socket (``_sockpairW``): paho sends one byte on it per publish to
+    break its network loop out of ``select``, a syscall in the publishing thread plus a wake-up, a read
+    and a write attempt in the network thread, per message. Our publishes are written by paho directly
+    from the agent loop (paho does that when no ``loop_start`` thread exists), so the wake-up is only
+    needed when something is left to write, which :meth:`MqttLink.publish` checks."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def send(self, data: bytes) -> int:
+        return len(data)
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            self.sock.send(b"0")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _quiet_wakeups(client: mqtt.Client) -> None:
+    """Install :class:`_QuietWake` on a connected client (paho made its socket pair in ``loop()``)."""
+    wake = client._sockpairW
+    if wake is not None and not isinstance(wake, _QuietWake):
+        client._sockpairW = _QuietWake(wake)  # type: ignore[assignment]
 
 
 def _close(client: mqtt.Client) -> None:

@@ -20,6 +20,12 @@ the outbox behaves as full while the file system has less than ``min_free_bytes`
 deletes are reused (``auto_vacuum=INCREMENTAL`` set at creation); a drained outbox gives back at most a
 few pages per commit through ``incremental_vacuum``, never a full ``VACUUM`` (SD-card wear).
 
+Cost per event. Events are encoded once, at commit, and stored as bytes (a batch is those bytes
+joined); one prepared INSERT per group commit (``executemany``); acked rows go by seq range, counted in
+SQLite. The rows of the latest commits stay in memory (bounded: two group commits) so the forwarder
+publishes live events without reading back what was just written; while the broker is away the agent
+asks for none (``keep_recent=False``), so a backlog costs no memory.
+
 At open, ``PRAGMA quick_check`` (or ``integrity_check``); a corrupt file is renamed aside with its
 ``-wal``/``-shm`` (kept, never deleted), a new outbox starts, and the possibly lost range from the seq
 sidecar (:mod:`edge_agent.seqfile`) is announced as a gap with reason ``quarantined``.
@@ -27,6 +33,7 @@ sidecar (:mod:`edge_agent.seqfile`) is announced as a gap with reason ``quaranti
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 import os
@@ -35,13 +42,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
 from edge_agent.config import OutboxConfig
 from edge_agent.seqfile import SeqMarks, read_marks, write_marks
-from edgebridge.envelope import GAP_TYPE, Event, encode, new_gap
-from edgebridge.errors import EdgeBridgeError
+from edgebridge.envelope import GAP_TYPE, Event, encode, new_gap, to_dict
+from edgebridge.errors import EdgeBridgeError, EnvelopeError
 
 __all__ = ["CommitResult", "Outbox", "OutboxError", "OutboxStats", "Row", "read_status"]
 
@@ -69,6 +77,16 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 
 
+_INSERT_ROW = (
+    "INSERT INTO outbox VALUES (?1, ?2, ?3,"
+    " CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), length(?4), ?4)"
+)
+
+
+def _seq_of(row: Row) -> int:
+    return row.seq
+
+
 class OutboxError(EdgeBridgeError):
     """The outbox cannot be opened or written (disk, permissions); ``path`` says which file."""
 
@@ -77,8 +95,9 @@ class OutboxError(EdgeBridgeError):
         self.path = path
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
+    """One committed event as the forwarder sends it (a tuple: cheap to make, one per event)."""
+
     seq: int
     eventid: str
     type: str
@@ -134,6 +153,14 @@ class Outbox:
         self._db: sqlite3.Connection | None = None
         self._marks = SeqMarks(deviceid)
         self._last_seq = 0
+        # The rows of the latest commits, so that live events are published without reading back what
+        # was just written. Exact by construction: it holds every row with seq >= _recent_from, and is
+        # only used for reads above _deleted_max (nothing at or above that seq was ever deleted).
+        self._recent: list[Row] = []
+        self._recent_from = 1
+        self._recent_cap = 2 * self.config.commit_every_events
+        self._deleted_max = 0
+        self._keep_recent = True
 
     # -- opening -----------------------------------------------------------------------------------
 
@@ -198,6 +225,9 @@ class Outbox:
             db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only possible before the first table
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.config.synchronous}")
+        # 256 KiB of page cache instead of 2 MiB: the writer appends at the tail and the forwarder
+        # reads just behind it, so hits stay high; the agent's RSS budget is 35 MB (bench/RESULTS.md)
+        db.execute("PRAGMA cache_size=-256")
         return db
 
     def _migrate(self) -> None:
@@ -231,6 +261,7 @@ class Outbox:
         oldest = db.execute("SELECT created_ms FROM outbox ORDER BY seq LIMIT 1").fetchone()
         s.oldest_ms = oldest[0] if oldest else None
         s.last_seq = self._last_seq
+        self._reset_recent()
         acked = (self.head() or self._last_seq + 1) - 1
         self._marks = SeqMarks(self.deviceid, max(self._last_seq, marks.reserved if marks else 0), acked)
         write_marks(self.sidecar, self._marks)
@@ -271,17 +302,56 @@ class Outbox:
 
     def read(self, from_seq: int, limit: int) -> list[Row]:
         """Up to ``limit`` committed rows with ``seq >= from_seq``, in seq order."""
+        if from_seq >= self._recent_from and from_seq > self._deleted_max:
+            recent = self._recent
+            i = bisect.bisect_left(recent, from_seq, key=_seq_of)
+            return recent[i : i + limit]
         rows = self._conn.execute(
             "SELECT seq, eventid, type, payload FROM outbox WHERE seq >= ? ORDER BY seq LIMIT ?",
             (from_seq, limit),
         ).fetchall()
-        return [Row(*r) for r in rows]
+        return list(map(Row._make, rows))
+
+    def _reset_recent(self) -> None:
+        self._recent = []
+        self._recent_from = self._last_seq + 1
+
+    def _remember(self, rows: list[Row]) -> None:
+        if not self._keep_recent:
+            self._recent = []
+            self._recent_from = rows[-1].seq + 1
+            return
+        recent = self._recent
+        recent.extend(rows)
+        if len(recent) > self._recent_cap:
+            drop = len(recent) - self._recent_cap
+            self._recent_from = recent[drop - 1].seq + 1
+            del recent[:drop]
+
+    def _deleted_upto(self, seq: int) -> None:
+        """Rows up to ``seq`` may be gone: the recent rows at or below it are no longer needed."""
+        if seq > self._deleted_max:
+            self._deleted_max = seq
+            if seq >= self._recent_from:
+                i = bisect.bisect_right(self._recent, seq, key=_seq_of)
+                del self._recent[:i]
+                self._recent_from = seq + 1
 
     # -- the group commit --------------------------------------------------------------------------
 
-    def commit(self, events: Sequence[Event] = (), acked: Iterable[tuple[int, int]] = ()) -> CommitResult:
+    def commit(
+        self,
+        events: Sequence[Event] = (),
+        acked: Iterable[tuple[int, int]] = (),
+        *,
+        keep_recent: bool = True,
+    ) -> CommitResult:
         """Delete ``acked`` seq ranges and insert ``events`` (their ``seq`` is replaced) in one
-        transaction; see the module docstring for the order. Raises :class:`OutboxError`."""
+        transaction; see the module docstring for the order. Raises :class:`OutboxError`.
+
+        ``keep_recent``: keep the new rows in memory for :meth:`read` (the forwarder is about to send
+        them); pass ``False`` while nobody will (broker away), so a backlog costs no memory."""
+        self._keep_recent = keep_recent
         result = CommitResult()
         try:
             self._in_tx(lambda db: self._commit(db, events, list(acked), result))
@@ -300,6 +370,7 @@ class Outbox:
         except BaseException:
             db.execute("ROLLBACK")
             self.stats, self._last_seq = saved  # what the database says again
+            self._reset_recent()
             raise
         self.stats.commits += 1
         self.stats.last_seq = self._last_seq
@@ -313,12 +384,16 @@ class Outbox:
     ) -> None:
         s = self.stats
         for first, last in acked:
-            sizes = db.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING size", (first, last))
-            freed = [r[0] for r in sizes]
-            s.rows -= len(freed)
-            s.bytes -= sum(freed)
-            s.acked += len(freed)
+            # count and sum in SQLite, not one Python object per deleted row
+            count, freed = db.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE seq BETWEEN ? AND ?", (first, last)
+            ).fetchone()
+            db.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (first, last))
+            s.rows -= count
+            s.bytes -= freed
+            s.acked += count
             s.last_ack_seq = max(s.last_ack_seq, last)
+            self._deleted_upto(last)
         if acked:
             self._set_counter(db, "last_ack_seq", s.last_ack_seq)
             self._set_counter(db, "last_ack_ms", int(time.time() * 1000))
@@ -370,14 +445,25 @@ class Outbox:
             return
         first = self._last_seq + 1
         self._reserve(first + len(events) - 1)
-        now_ms = int(time.time() * 1000)
-        rows = []
-        for offset, event in enumerate(events):
-            payload = encode(event._replace(seq=first + offset))
-            rows.append((first + offset, event.id, event.type, now_ms, len(payload), payload))
-        db.executemany("INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?)", rows)
+        dumps, make = orjson.dumps, Row._make
+        rows: list[Row] = []
+        sizes = 0
+        seq = first
+        try:
+            for event in events:
+                obj = to_dict(event)
+                obj["seq"] = seq  # the placeholder's key keeps its place: the envelope's encoding
+                payload = dumps(obj)
+                sizes += len(payload)
+                rows.append(make((seq, event.id, event.type, payload)))
+                seq += 1
+        except orjson.JSONEncodeError as exc:  # an event built around the validators
+            raise EnvelopeError("not_json", f"cannot encode: {exc}") from exc
+        # one prepared statement for every commit; the wall clock (ms) is taken by SQLite
+        db.executemany(_INSERT_ROW, rows)
+        self._remember(rows)
         self._last_seq = first + len(events) - 1
-        added = sum(r[4] for r in rows)
+        added = sizes
         s = self.stats
         s.rows += len(rows)
         s.bytes += added
@@ -393,10 +479,9 @@ class Outbox:
         self._reserve(seq)
         gap = new_gap(self.deviceid, seq, first, last, reason, **self._stamp())  # type: ignore[arg-type]
         payload = encode(gap)
-        db.execute(
-            "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?)",
-            (seq, gap.id, GAP_TYPE, int(time.time() * 1000), len(payload), payload),
-        )
+        row = Row(seq, gap.id, GAP_TYPE, payload)
+        db.execute(_INSERT_ROW, row)
+        self._remember([row])
         self._last_seq = seq
         s = self.stats
         s.rows += 1
@@ -446,6 +531,7 @@ class Outbox:
             if not picked:
                 break
             db.execute("DELETE FROM outbox WHERE seq <= ?", (picked[-1][0],))
+            self._deleted_upto(picked[-1][0])
             s.rows -= len(picked)
             s.bytes -= freed
             s.evicted += len(picked)

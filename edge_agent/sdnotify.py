@@ -69,12 +69,17 @@ class Watchdog:
         self._last = 0.0
         self.stalled: list[str] = []
 
+    def stalled_now(self, now: float | None = None) -> list[str]:
+        """The probes whose last heartbeat is older than ``stall_after`` (also the health check's)."""
+        now = time.monotonic() if now is None else now
+        return [name for name, beat in self.probes.items() if now - beat() > self.stall_after]
+
     def tick(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         if now - self._last < self.interval:
             return False
         self._last = now
-        self.stalled = [name for name, beat in self.probes.items() if now - beat() > self.stall_after]
+        self.stalled = self.stalled_now(now)
         if self.stalled:
             return False
         return self.notifier.notify("WATCHDOG=1")

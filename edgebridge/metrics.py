@@ -26,7 +26,6 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -35,26 +34,13 @@ from urllib.parse import urlsplit
 from prometheus_client import REGISTRY, CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
-from edgebridge.errors import ConfigError
+from edgebridge.settings import MetricsConfig  # re-exported: it used to live here
 
 __all__ = ["HealthCheck", "MetricsConfig", "MetricsServer", "new_registry"]
 
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], tuple[bool, Mapping[str, Any] | str | None]]
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    """The ``[metrics]`` section every component's configuration can embed."""
-
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = 9108
-
-    def validate(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ConfigError("port", f"must be between 0 and 65535, not {self.port}")
 
 
 def new_registry(*, process_metrics: bool = True) -> CollectorRegistry:

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 from edgebridge.config import Secret
 from edgebridge.errors import ConfigError
 
-__all__ = ["KafkaSettings", "LogSettings", "MqttSettings"]
+__all__ = ["KafkaSettings", "LogSettings", "MetricsConfig", "MqttSettings"]
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,20 @@ class LogSettings:
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["logfmt", "json"] = "logfmt"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: where the Prometheus metrics and health endpoint listen.
+
+    It lives here, not in :mod:`edgebridge.metrics`, so that reading a configuration does not import
+    ``http.server`` and ``prometheus_client``: on a device every megabyte of RSS counts.
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9108
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port", f"must be between 0 and 65535, not {self.port}")

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from edgebridge.errors import ConfigError
-from edgebridge.metrics import MetricsConfig
-from edgebridge.settings import KafkaSettings, LogSettings
+from edgebridge.settings import KafkaSettings, LogSettings, MetricsConfig
 from edgebridge.topics import KafkaTopics
 
 __all__ = ["CommitSettings", "EnricherConfig", "PipelineSettings"]

@@ -61,6 +61,8 @@ def test_package_imports_side_specific_libraries_only_lazily(package: str) -> No
 
 def test_the_import_scanner_sees_what_it_must(tmp_path: Path) -> None:
     source = tmp_path / "m.py"
-    source.write_text("import paho.mqtt.client\nfrom bridge import x\n\ndef f():\n    import confluent_kafka\n")
+    source.write_text(
+        "import paho.mqtt.client\nfrom bridge import x\n\ndef f():\n    import confluent_kafka\n"
+    )
     assert [m for m, _ in _imports(source)] == ["paho", "bridge", "confluent_kafka"]
     assert [m for m, _ in _imports(source, module_level_only=True)] == ["paho", "bridge"]

@@ -3,6 +3,7 @@ independent subscriber that records what reached the broker, and agent configs/p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -66,7 +67,17 @@ def status(db: Path) -> dict[str, Any]:
 class Subscriber:
     """An independent MQTT 5 client with a persistent session: records every message of ``topic``."""
 
-    def __init__(self, host: str, port: int, topic: str, persistent: bool = False) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topic: str,
+        persistent: bool = False,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -84,6 +95,10 @@ class Subscriber:
             c.subscribe(topic, qos=1)
 
         self.client.on_connect = on_connect
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if ca_file is not None:
+            self.client.tls_set(ca_certs=str(ca_file))
         props = None
         if persistent:  # the broker queues for us while we are away (a broker restart)
             from paho.mqtt.packettypes import PacketTypes
@@ -91,7 +106,7 @@ class Subscriber:
 
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 3600
-            self.client.reconnect_delay_set(0.1, 0.5)
+            self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]  # floats work
         self.client.connect(host, port, clean_start=not persistent, properties=props)
         self.client.loop_start()
         assert self._subscribed.wait(10), "subscription not acknowledged"
@@ -125,9 +140,9 @@ def subscriber(mqtt_url: str) -> Iterator[Callable[[str], Subscriber]]:
 
     made: list[Subscriber] = []
 
-    def make(topic: str, url: str | None = None, persistent: bool = False) -> Subscriber:
+    def make(topic: str, url: str | None = None, persistent: bool = False, **auth: Any) -> Subscriber:
         u = urlparse(url or mqtt_url)
-        sub = Subscriber(u.hostname or "127.0.0.1", u.port or 1883, topic, persistent)
+        sub = Subscriber(u.hostname or "127.0.0.1", u.port or 1883, topic, persistent, **auth)
         made.append(sub)
         return sub
 
@@ -215,3 +230,38 @@ def agent_process() -> Iterator[Callable[[Path, Path], AgentProcess]]:
     yield make
     for p in made:
         p.cleanup()
+
+
+def agent_config(state: Path, url: str, prefix: str, device: str = "dev-1", **overrides: Any) -> Any:
+    """An in-process agent's config: ``overrides`` are dotted keys (``"mqtt.username": "x"``)."""
+    from edge_agent.config import AgentConfig
+    from edgebridge.config import load_config
+
+    base = {
+        "device_id": device,
+        "state_dir": str(state),
+        "mqtt.url": url,
+        "mqtt.topic_prefix": prefix,
+        "metrics.enabled": False,
+        "systemd.notify": False,
+        "forwarder.reconnect_initial": 0.05,
+        "forwarder.reconnect_max": 0.2,
+    }
+    return load_config(AgentConfig, overrides={**base, **overrides}, env={})
+
+
+@contextlib.contextmanager
+def agent_running(config: Any) -> Iterator[Any]:
+    """An :class:`~edge_agent.agent.Agent` running in a thread; stopped (and joined) on exit."""
+    from edge_agent.agent import Agent
+
+    agent = Agent(config)
+    thread = threading.Thread(target=agent.run, name="agent-under-test")
+    thread.start()
+    try:
+        assert agent.started.wait(15), "the agent did not start"
+        yield agent
+    finally:
+        agent.stop()
+        thread.join(30)
+        assert not thread.is_alive(), "the agent did not stop"

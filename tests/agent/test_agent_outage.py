@@ -55,8 +55,12 @@ reconnect_max = 0.5
     wait_for(lambda: status(db).get("backlog_rows", 0) >= 5_000, 60, "a backlog of 5,000")
     rss_start = agent.rss_kb()
     backlog_start = read_status(db)["backlog_rows"]
-    wait_for(lambda: read_status(db)["backlog_rows"] >= backlog_start + 25_000, 90,
-             "25,000 more rows of backlog", every=0.2)
+    wait_for(
+        lambda: read_status(db)["backlog_rows"] >= backlog_start + 25_000,
+        90,
+        "25,000 more rows of backlog",
+        every=0.2,
+    )
     rss_end = agent.rss_kb()
     backlog_end = read_status(db)["backlog_rows"]
     assert backlog_end - backlog_start >= 25_000  # on disk ...

@@ -150,3 +150,38 @@ def test_corrupt_outbox_quarantined_with_gap_for_lost_range(tmp_path: Path, wher
         )
         assert box.commit(readings(1)).first_seq == 1202
         assert box.stats.quarantined == 1
+
+
+def test_reads_from_recent_rows_match_the_database(tmp_path: Path) -> None:
+    """The in-memory recent rows serve the forwarder exactly what a SELECT would, through acks (also
+    out of order), evictions with gaps, a rolled-back commit and commits that keep nothing."""
+    path = tmp_path / "outbox.db"
+
+    def check(box: Outbox) -> None:
+        db = sqlite3.connect(path)
+        try:
+            for start in range(1, box.last_seq + 3):
+                for limit in (1, 7, 10**6):
+                    want = db.execute(
+                        "SELECT seq, eventid, type, payload FROM outbox WHERE seq >= ? ORDER BY seq LIMIT ?",
+                        (start, limit),
+                    ).fetchall()
+                    assert [tuple(r) for r in box.read(start, limit)] == want, (start, limit)
+        finally:
+            db.close()
+
+    with Outbox(path, DEV, OutboxConfig(max_rows=30, min_free_bytes=0, commit_every_events=8)) as box:
+        box.commit(readings(10))
+        check(box)
+        box.commit(readings(5), acked=[(3, 4), (7, 7)])  # acks out of order leave holes
+        check(box)
+        box.commit(readings(40))  # past the bound: evictions and a gap event
+        check(box)
+        bad = Event("x", DEV, 1, "edgebridge.reading.v1", "2024-01-01T00:00:00Z", {"n": {"v": object()}})
+        with pytest.raises(EnvelopeError):
+            box.commit([*readings(2), bad])
+        check(box)
+        box.commit(readings(3), keep_recent=False)
+        check(box)
+        box.commit(readings(4), acked=[(box.last_seq - 6, box.last_seq - 5)])
+        check(box)
