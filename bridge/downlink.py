@@ -34,6 +34,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.mqtt_client import new_client
 from edgebridge.envelope import is_deviceid
 from edgebridge.logs import rate_limited
+from edgebridge.topics import command_response_topic, commands_topic
 
 __all__ = ["Downlink"]
 
@@ -124,13 +125,13 @@ class Downlink:
             return
         headers = dict(msg.headers() or [])
         props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = f"{self._prefix}/{device}/commands/response"
+        props.ResponseTopic = command_response_topic(device, self._prefix)
         correlation = headers.get("correlation_id") or f"{topic}/{partition}/{offset}".encode()
         props.CorrelationData = correlation if isinstance(correlation, bytes) else correlation.encode()
         content_type = headers.get("content-type")
         if content_type:
             props.ContentType = content_type.decode() if isinstance(content_type, bytes) else content_type
-        info = self._mqtt.publish(f"{self._prefix}/{device}/commands", msg.value() or b"", qos=1,
+        info = self._mqtt.publish(commands_topic(device, self._prefix), msg.value() or b"", qos=1,
                                   properties=props)
         self._sent.append(_Sent(topic, partition, offset, info))
 

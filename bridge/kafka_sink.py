@@ -80,6 +80,7 @@ class KafkaSink:
         self._retry_at = 0.0
         self._backoff = Backoff(initial=0.5, maximum=config.retry_backoff_max)
         self._fatal: KafkaError | None = None
+        self._produced: dict[str, Any] = {}
 
     def __len__(self) -> int:
         """Records not yet confirmed: in librdkafka's queue or waiting for a retry."""
@@ -139,7 +140,10 @@ class KafkaSink:
     def _report(self, record: Record, token: Any, err: KafkaError | None, msg: Any) -> None:
         if err is None:
             self._backoff.reset()
-            self._metrics.produced.labels(record.topic).inc()
+            produced = self._produced.get(record.topic)
+            if produced is None:  # labels() is a locked dict lookup: once per topic, not per record
+                produced = self._produced[record.topic] = self._metrics.produced.labels(record.topic)
+            produced.inc()
             self._on_delivered(record, token)
             return
         self._metrics.delivery_errors.labels(err.name()).inc()

@@ -40,9 +40,13 @@ class BridgeMetrics:
                              ["client"], registry=r)
         self.reconnects = reconnects.labels("uplink")
         self.downlink_reconnects = reconnects.labels("downlink")
-        self.intake_overflow = Counter(_P + "intake_overflow",
-                                       "Messages dropped un-acknowledged because the intake queue was full "
-                                       "(policy: resync the session)", registry=r)
+        self.intake_waits = Counter(_P + "intake_waits",
+                                    "Times paho's thread waited for room in the intake queue because the "
+                                    "broker sent past our Receive Maximum (policy: stop reading)", registry=r)
+        self.redelivered = Counter(_P + "redelivered_messages",
+                                   "MQTT messages received with the DUP flag (re-sent after a connection "
+                                   "ended un-acknowledged): the upper bound of duplicates produced",
+                                   registry=r)
         self.in_flight = Gauge(_P + "in_flight_messages", "MQTT messages received, not yet acknowledged",
                                registry=r)
         self.producer_queue = Gauge(_P + "producer_queue", "Records in the producer's queue", registry=r)

@@ -1,8 +1,9 @@
 """The uplink's MQTT side: a persistent QoS 1 session with manual acknowledgements.
 
 paho's network thread (``loop_start``) owns the socket; ``on_message`` only puts the message on a
-bounded queue, so it never blocks the network loop. The service thread takes messages with
-:meth:`MqttSource.get` and acknowledges them with :meth:`MqttSource.ack` once Kafka has them.
+bounded queue (it waits only when the broker overruns our window, see "Intake queue" below). The
+service thread takes messages with :meth:`MqttSource.get_nowait` and acknowledges them with
+:meth:`MqttSource.ack_many` once Kafka has them.
 
 Session: ``clean_start=False``, a stable client id and a session expiry, so the broker keeps our
 subscription and queues messages while the bridge is down or restarting; MQTT 5 Receive Maximum caps how
@@ -10,14 +11,24 @@ many unacknowledged messages the broker sends us. Subscriptions are QoS 1, never
 the QoS 2 handshake before the application could refuse).
 
 Connection generations: message ids restart on every connection, so each message is tagged with the
-generation it arrived on, and :meth:`MqttSource.ack` refuses an ack of an older generation. The
-generation moves on ``on_disconnect`` and again before each reconnect, under a lock that ``ack`` also
+generation it arrived on, and :meth:`MqttSource.ack_many` refuses an ack of an older generation. The
+generation moves on ``on_disconnect`` and again before each reconnect, under a lock that ``ack_many`` also
 holds, so a PUBACK can never slip onto a new connection with an id from the old one.
 
 Intake queue: sized at twice Receive Maximum (the old generation's leftovers plus the redelivered
-window after a reconnect). Overflow policy, ``resync``: the message is dropped un-acknowledged, counted
-in ``edgebridge_bridge_intake_overflow_total``, and the service reconnects, which makes the broker
-redeliver everything unacknowledged. A compliant broker never triggers it.
+window after a reconnect). Overflow policy, ``backpressure``: ``on_message`` waits for room (counted in
+``edgebridge_bridge_intake_waits_total``), so paho stops reading the socket and TCP flow control holds
+the broker back. A broker that honours our Receive Maximum never triggers it, but Mosquitto 2.0.11 does
+not once PUBACKs flow: measured, it had 367 (at 50 ms ack lag) and 1528 (200 ms) messages outstanding
+against a Receive Maximum of 200; it honours the limit only while nothing is acknowledged (a Kafka
+outage). Waiting cannot deadlock: the service thread empties the queue without paho's thread (its
+PUBACKs are queued in paho and written when the loop runs again), and the wait gives up as soon as
+:meth:`stop_intake` is called (the message stays un-acknowledged in the session). The previous policy,
+drop and reconnect, turned every overflow into a redelivery of the whole window, i.e. duplicates.
+
+Redeliveries (PUBLISH with the DUP flag: the broker re-sends what an ended connection left
+un-acknowledged) are counted in ``edgebridge_bridge_redelivered_messages_total``; they are the only
+source of duplicates in the raw topic, so that counter bounds them.
 """
 
 from __future__ import annotations
@@ -72,7 +83,6 @@ class MqttSource:
         self._generation = 0
         self._connected = False
         self._accepting = True
-        self.resync_requested = threading.Event()
         self.connected_once = threading.Event()
         self.subscribed = threading.Event()  # the broker granted every filter at least once
         self._barrier = threading.Event()
@@ -117,21 +127,7 @@ class MqttSource:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def resync(self) -> None:
-        """Reconnect so the broker redelivers every unacknowledged message (after an intake overflow)."""
-        self.resync_requested.clear()
-        self._client.loop_stop()
-        self._bump(connected=False)
-        self._client.reconnect()
-        self._client.loop_start()
-
     # -- service side ----------------------------------------------------------------------------
-
-    def get(self, timeout: float) -> Inbound | None:
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
 
     def get_nowait(self) -> Inbound | None:
         try:
@@ -139,12 +135,23 @@ class MqttSource:
         except queue.Empty:
             return None
 
-    def ack(self, generation: int, mid: int) -> bool:
-        """PUBACK ``mid`` if it belongs to the current connection; ``False`` when it does not."""
+    def ack_many(self, entries: list[Any]) -> list[Any]:
+        """PUBACK those of ``entries`` (``.generation``, ``.mid``) that belong to the current connection.
+
+        Returns the acknowledged ones. The others are stale: their connection has ended and message ids
+        are reused on the next one, so they are dropped (the broker redelivers those messages). The
+        lock makes the generation check and the PUBACKs one step against a reconnect.
+        """
+        done: list[Any] = []
         with self._lock:
-            if generation != self._generation or not self._connected:
-                return False
-            return self._client.ack(mid, 1) == mqtt.MQTT_ERR_SUCCESS
+            if not self._connected:
+                return done
+            generation = self._generation
+            ack = self._client.ack
+            for entry in entries:
+                if entry.generation == generation and ack(entry.mid, 1) == mqtt.MQTT_ERR_SUCCESS:
+                    done.append(entry)
+        return done
 
     @property
     def connected(self) -> bool:
@@ -197,12 +204,22 @@ class MqttSource:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if not self._accepting:
             return  # shutting down: the broker keeps it for the session
+        if message.dup:
+            self._metrics.redelivered.inc()
         inbound = Inbound(self._generation, message, time.monotonic(), time.time())
         try:
             self._queue.put_nowait(inbound)
+            return
         except queue.Full:
-            self._metrics.intake_overflow.inc()
-            rate_limited(log, "intake-overflow", 10.0).error(
-                "intake queue full: dropping un-acknowledged and resyncing the session",
-                extra={"size": self._queue.maxsize})
-            self.resync_requested.set()
+            pass
+        # backpressure (see the module docstring): stop reading the socket until there is room
+        self._metrics.intake_waits.inc()
+        rate_limited(log, "intake-full", 10.0).warning(
+            "intake queue full: the broker sent past our Receive Maximum; pausing reads",
+            extra={"size": self._queue.maxsize})
+        while self._accepting:
+            try:
+                self._queue.put(inbound, timeout=0.1)
+                return
+            except queue.Full:
+                continue

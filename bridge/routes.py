@@ -3,6 +3,9 @@
 ``{prefix}/{device}/events``            -> ``uplink.raw_topic``       (validated events, one record each)
 ``{prefix}/{device}/status``            -> ``uplink.status_topic``    (online/offline, verbatim)
 ``{prefix}/{device}/commands/response`` -> ``uplink.responses_topic`` (command replies, verbatim)
+
+Topic grammar and device-id rules are :mod:`edgebridge.topics`'; this module only maps its kinds onto
+the uplink's routes (``commands`` flows the other way, so it is not one of them).
 """
 
 from __future__ import annotations
@@ -11,16 +14,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bridge.config import UplinkConfig
-from edgebridge.envelope import is_deviceid
+from edgebridge.errors import EnvelopeError
+from edgebridge.topics import COMMAND_RESPONSE, EVENTS, STATUS, parse_device_topic, subscription
 
 __all__ = ["Route", "filters", "parse_topic"]
 
 Kind = Literal["events", "status", "response"]
-_SUFFIXES: dict[tuple[str, ...], Kind] = {
-    ("events",): "events",
-    ("status",): "status",
-    ("commands", "response"): "response",
-}
+_ROUTES: dict[str, Kind] = {EVENTS: "events", STATUS: "status", COMMAND_RESPONSE: "response"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,21 +31,20 @@ class Route:
 
 def parse_topic(prefix: str, topic: str) -> Route | None:
     """The route of ``topic``, or ``None`` when it is not one of our device topics (or the id is bad)."""
-    if not topic.startswith(prefix + "/"):
+    try:
+        deviceid, kind = parse_device_topic(topic, prefix)
+    except EnvelopeError:
         return None
-    parts = topic[len(prefix) + 1 :].split("/")
-    kind = _SUFFIXES.get(tuple(parts[1:]))
-    if kind is None or not is_deviceid(parts[0]):
-        return None
-    return Route(kind, parts[0])
+    route = _ROUTES.get(kind)
+    return Route(route, deviceid) if route is not None else None
 
 
 def filters(prefix: str, config: UplinkConfig) -> list[str]:
     """The subscription filters, with ``$share/<group>/`` in front when replicas share them."""
     plain = [
-        config.events_filter or f"{prefix}/+/events",
-        config.status_filter or f"{prefix}/+/status",
-        config.responses_filter or f"{prefix}/+/commands/response",
+        config.events_filter or subscription(EVENTS, prefix),
+        config.status_filter or subscription(STATUS, prefix),
+        config.responses_filter or subscription(COMMAND_RESPONSE, prefix),
     ]
     if config.share_group:
         return [f"$share/{config.share_group}/{f}" for f in plain]

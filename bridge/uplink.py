@@ -12,9 +12,11 @@ Delivery guarantee (at least once, nothing acknowledged early): for every QoS 1 
 A crash anywhere before 4 leaves the message un-acknowledged in the broker's session, which redelivers
 it: the raw topic may then hold duplicates (the enricher removes them), never a gap.
 
-Backpressure: while Kafka is away nothing is acknowledged, so the broker stops sending once Receive
-Maximum messages are in flight. The bridge holds at most that window (frontier, intake queue, producer
-queue and retry list are all bounded by it), whatever the length of the outage.
+Backpressure: the loop takes a message only while fewer than Receive Maximum are in flight (the
+frontier), so the bridge itself keeps the window it announced even when the broker does not (Mosquitto
+2.0.11 overshoots it while acks flow, see ``mqtt_source``); the intake queue then fills and paho stops
+reading the socket. While Kafka is away nothing is acknowledged and nothing more is taken: frontier,
+intake queue, producer queue and retry list are all bounded by the window, whatever the outage length.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = ["Uplink"]
 log = logging.getLogger(__name__)
 
 _BATCH = 1000  # messages taken per loop turn before serving delivery reports and acks
+_IDLE_WAIT = 0.005  # seconds: the most a message waits in the intake queue when the loop is idle
 
 
 class Uplink:
@@ -49,6 +52,8 @@ class Uplink:
         self._metrics = metrics
         self._translator = Translator(config.mqtt.topic_prefix, up)
         self._frontier = AckFrontier()
+        self._window = up.receive_maximum
+        self._received = self._received_bytes = self._events = 0  # counts not yet in the metrics
         self._replacements: list[tuple[Record, Pending | None]] = []
         self.source = MqttSource(
             config.mqtt, up.client_id, filters(config.mqtt.topic_prefix, up),
@@ -70,18 +75,28 @@ class Uplink:
         self.drain()
 
     def step(self, stop: threading.Event) -> None:
-        """One turn: take what arrived, produce it, serve delivery reports, send the acks now due."""
-        inbound = self.source.get(timeout=0.02)
-        taken = 0
-        while inbound is not None:
-            self._take(inbound, stop)
-            taken += 1
-            inbound = self.source.get_nowait() if taken < _BATCH else None
-        self._produce_replacements(stop)
-        self.sink.poll(0)
+        """One turn: take what arrived (within the window), produce it, serve delivery reports, ack."""
+        room = min(self._window - len(self._frontier), _BATCH)
+        if room > 0:
+            inbound = self.source.get_nowait()
+            if inbound is None:
+                # Nothing waiting: sleep in librdkafka (GIL released), woken early by a delivery report,
+                # rather than on the intake queue: a wake-up per arriving message would hand the GIL
+                # back and forth with paho's thread for every message; this way they gather and are
+                # taken in one batch.
+                self.sink.poll(_IDLE_WAIT)
+                inbound = self.source.get_nowait()
+            while inbound is not None:
+                self._take(inbound, stop)
+                room -= 1
+                inbound = self.source.get_nowait() if room > 0 else None
+            self._produce_replacements(stop)
+            self.sink.poll(0)
+        else:
+            # the window is full: wait for delivery reports instead of taking more
+            self._produce_replacements(stop)
+            self.sink.poll(0.02)
         self._ack_ready()
-        if self.source.resync_requested.is_set():
-            self.source.resync()
 
     def drain(self) -> None:
         """Stop taking messages, finish what was received, ack what Kafka confirmed, disconnect.
@@ -118,9 +133,10 @@ class Uplink:
 
     def _take(self, inbound: Inbound, stop: threading.Event) -> None:
         msg = inbound.message
-        self._metrics.received.inc()
-        self._metrics.received_bytes.inc(len(msg.payload))
-        records = self._translator.records(msg.topic, bytes(msg.payload), inbound.received_wall,
+        payload = bytes(msg.payload)  # no copy: paho hands bytes
+        self._received += 1
+        self._received_bytes += len(payload)
+        records = self._translator.records(msg.topic, payload, inbound.received_wall,
                                            getattr(msg, "properties", None))
         # QoS 0 needs no ack; its records are still produced
         entry = self._frontier.add(inbound.generation, msg.mid, inbound.received) if msg.qos else None
@@ -132,14 +148,31 @@ class Uplink:
             entry.sealed = True
 
     def _ack_ready(self) -> None:
-        now = time.monotonic()
-        for entry in self._frontier.ready():
-            if self.source.ack(entry.generation, entry.mid):
-                self._metrics.acked.inc()
-                self._metrics.ack_latency.observe(now - entry.received)
-            else:
-                self._metrics.stale_acks.inc()
-        self._metrics.in_flight.set(len(self._frontier))
+        """Acknowledge the done prefix of the frontier, and publish the counts gathered since last time.
+
+        Counters are added per turn, not per message (a prometheus ``inc`` costs about a microsecond);
+        ``events`` before ``acked``, so a reader never sees a message acknowledged before its events.
+        """
+        m = self._metrics
+        if self._received:
+            m.received.inc(self._received)
+            m.received_bytes.inc(self._received_bytes)
+            self._received = self._received_bytes = 0
+        if self._events:
+            m.events.inc(self._events)
+            self._events = 0
+        ready = self._frontier.ready()
+        if ready:
+            now = time.monotonic()
+            acked = self.source.ack_many(ready)
+            observe = m.ack_latency.observe
+            for entry in acked:
+                observe(now - entry.received)
+            if acked:
+                m.acked.inc(len(acked))
+            if len(acked) < len(ready):
+                m.stale_acks.inc(len(ready) - len(acked))
+        m.in_flight.set(len(self._frontier))
 
     def _produce_replacements(self, stop: threading.Event) -> None:
         while self._replacements:
@@ -150,7 +183,7 @@ class Uplink:
 
     def _delivered(self, record: Record, entry: Pending | None) -> None:
         if record.kind == "event":
-            self._metrics.events.inc()
+            self._events += 1  # added to the counter in _ack_ready
         elif record.kind == "deadletter":
             self._metrics.deadletters.labels(record.reason).inc()
         if entry is not None:

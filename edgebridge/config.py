@@ -59,8 +59,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import hmac
-import math
 import os
 import tomllib
 import types
@@ -69,7 +67,9 @@ from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from edgebridge.config_dump import dump_config
 from edgebridge.errors import ConfigError
+from edgebridge.secret import MASK, Secret, looks_secret
 
 __all__ = [
     "MASK",
@@ -82,52 +82,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-MASK = "***"
 ENV_PREFIX = "EDGEBRIDGE_"
 CONFIG_ENV = "EDGEBRIDGE_CONFIG"
-# Substrings of a key (librdkafka's or ours) whose value must never be printed.
-SECRET_HINTS = ("password", "secret", "token", "private", "credential", "key.pem", "sasl.oauthbearer", "jaas")
-_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
-
-
-class Secret:
-    """A password or token. ``str()``, ``repr()`` and f-strings show ``***``; ``reveal()`` gives the value."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        if not isinstance(value, str):
-            raise TypeError("Secret wraps a str")
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __str__(self) -> str:
-        return MASK
-
-    def __repr__(self) -> str:
-        return f"Secret({MASK!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Secret):
-            return NotImplemented
-        # constant-time, as for any credential comparison
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash((Secret, self._value))
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-
-def looks_secret(key: str) -> bool:
-    """True when a setting named ``key`` probably holds a credential (``sasl.password``, ``api_token``)."""
-    lowered = key.lower()
-    return any(hint in lowered for hint in SECRET_HINTS)
 
 
 # -- loading -------------------------------------------------------------------------------------------
@@ -383,66 +341,6 @@ def _from_env(text: str, tp: Any, key: str, var: str) -> Any:
     if base is Secret:
         return Secret(text)
     return _from_value(text, base, key)
-
-
-# -- printing ------------------------------------------------------------------------------------------
-
-
-def dump_config(obj: Any) -> str:
-    """The effective configuration as TOML text, secrets masked; ``None`` settings as comments."""
-    out: list[str] = []
-    _dump_table(obj, (), out)
-    return "\n".join(out).lstrip("\n") + "\n"
-
-
-def _dump_table(obj: Any, path: tuple[str, ...], out: list[str]) -> None:
-    lines: list[str] = []
-    tables: list[tuple[str, Any]] = []
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value) or isinstance(value, Mapping):
-            tables.append((f.name, value))
-        elif value is None:
-            lines.append(f"# {_toml_key(f.name)} is not set")
-        else:
-            secret = isinstance(value, str) and looks_secret(f.name)
-            lines.append(f"{_toml_key(f.name)} = {_toml_value(Secret(value) if secret else value)}")
-    if path and (lines or not tables):
-        out.extend(["", f"[{'.'.join(map(_toml_key, path))}]"])
-    out.extend(lines)
-    for name, value in tables:
-        if isinstance(value, Mapping):
-            out.extend(["", f"[{'.'.join(map(_toml_key, (*path, name)))}]"])
-            for key, val in value.items():
-                out.append(f"{_toml_key(key)} = {_toml_value(MASK if looks_secret(key) else val)}")
-        else:
-            _dump_table(value, (*path, name), out)
-
-
-def _toml_key(key: str) -> str:
-    bare = key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key)
-    return key if bare else _toml_str(key)
-
-
-def _toml_str(text: str) -> str:
-    def escape(c: str) -> str:
-        return _TOML_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if c < " " or c == "\x7f" else c)
-
-    return '"' + "".join(map(escape, text)) + '"'
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return _toml_str(str(value))  # str, Path, and Secret (whose str() is the mask)
 
 
 # -- command line --------------------------------------------------------------------------------------

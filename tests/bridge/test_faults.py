@@ -1,4 +1,4 @@
-"""Fault injection: kill -9 of the bridge, Kafka away for longer than the delivery timeout."""
+"""Fault injection: kill -9 of the bridge; Kafka stopped, or frozen, for longer than the delivery timeout."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ pytestmark = pytest.mark.brokers
 
 ACKED = "edgebridge_bridge_acked_messages_total"
 IN_FLIGHT = "edgebridge_bridge_in_flight_messages"
+REDELIVERED = "edgebridge_bridge_redelivered_messages_total"
 
 
 def _settings(mqtt_url: str, bootstrap: str, prefix: str, raw: str, **more: object) -> dict[str, object]:
@@ -49,6 +50,7 @@ def test_kill_9_mid_run_then_restart_loses_nothing(
     try:
         _publish(pub, mqtt_prefix, devices, 1, 500)  # 1500 messages
         assert wait_until(lambda: bridge.metric(ACKED) >= 200, 30)
+        redelivered_before = bridge.metric(REDELIVERED)  # 0 unless its connection dropped
         bridge.kill()  # mid-run: the rest of the 1500 are in flight or still queued at the broker
         _publish(pub, mqtt_prefix, devices, 501, 500)  # 1500 more while the bridge is dead
         pub.wait_all()
@@ -57,8 +59,14 @@ def test_kill_9_mid_run_then_restart_loses_nothing(
         assert wait_until(lambda: bridge.metric(ACKED) >= 1500, 60)
         records = read_topic(brokers.kafka_bootstrap, raw, len(expected), settle=1.0)
         assert _distinct(records) == expected  # nothing lost
-        # duplicates only from the window that was un-acknowledged at the kill
-        assert len(expected) <= len(records) <= len(expected) + window
+        # A duplicate is an event of a message the broker delivered twice, and it re-sends only what a
+        # connection left un-acknowledged, with the DUP flag. So the redeliveries bound the duplicates.
+        # Not the window: Mosquitto 2.0.11 sends past Receive Maximum while acks flow (up to 313
+        # un-acknowledged with a window of 200 measured here under CPU load), and all of those come back.
+        duplicates = len(records) - len(expected)
+        redelivered = redelivered_before + bridge.metric(REDELIVERED)
+        print(f"duplicates {duplicates}, redelivered {redelivered}")
+        assert 0 <= duplicates <= redelivered
     finally:
         pub.close()
         bridge.close()
@@ -110,6 +118,57 @@ def test_kafka_down_longer_than_delivery_timeout_nothing_acked_nothing_lost_boun
         rss_growth = rss_max - rss_before
         print(f"bridge RSS before outage {rss_before:.1f} MiB, max during {rss_max:.1f} MiB")
         assert rss_growth < 20.0, f"RSS grew {rss_growth:.1f} MiB during the outage"
+        assert bridge.terminate() == 0
+    finally:
+        pub.close()
+        bridge.close()
+
+
+def test_kafka_frozen_nothing_acked_while_frozen_nothing_lost_after_resume(
+    brokers: BrokerAddresses, mqtt_prefix: str, private_brokers: Callable[..., LocalBrokers],
+    unique_name: Callable[[str], str], tmp_path: Path,
+) -> None:
+    """SIGSTOP, not a shutdown: connections stay open and simply stop answering, the nastier outage."""
+    local = private_brokers("kafka")
+    kafka = local.kafka
+    raw = unique_name("raw")
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.create_topics([NewTopic(raw, num_partitions=3, replication_factor=1)])[raw].result(30)
+    window = 100
+    settings = _settings(brokers.mqtt_url, kafka.bootstrap, mqtt_prefix, raw, **{
+        "uplink.receive_maximum": window,
+        "uplink.message_timeout_ms": 2000,  # the freeze outlasts it: deliveries time out, retried
+        "uplink.retry_backoff_max": 1.0,
+    })
+    devices = ["dev-a", "dev-b"]
+    bridge = BridgeProcess(tmp_path, settings).start()
+    pub = Publisher(brokers.mqtt_host, brokers.mqtt_port)
+    errors = "edgebridge_bridge_delivery_errors_total"
+    try:
+        _publish(pub, mqtt_prefix, devices, 1, 100)  # 200 before the freeze
+        pub.wait_all()
+        assert wait_until(lambda: bridge.metric(ACKED) == 200, 30)
+        kafka.pause()
+        try:
+            _publish(pub, mqtt_prefix, devices, 101, 300)  # 600 while frozen
+            pub.wait_all()
+
+            def timed_out_and_nothing_acked() -> bool:
+                m = bridge.metrics()
+                assert m[ACKED] == 200  # nothing acknowledged while Kafka is frozen
+                assert m[IN_FLIGHT] <= window
+                return sum(v for k, v in m.items() if k.startswith(errors)) > 0
+
+            # frozen until librdkafka has given up on deliveries at least once (message timeout)
+            assert wait_until(timed_out_and_nothing_acked, 60, 0.2)
+            assert bridge.metric(IN_FLIGHT) > 0
+        finally:
+            kafka.resume()
+        assert wait_until(lambda: bridge.metric(ACKED) == 800, 120, 0.5), bridge.metrics().get(ACKED)
+        expected = {(d.encode(), s) for d in devices for s in range(1, 401)}
+        records = read_topic(kafka.bootstrap, raw, len(expected), settle=1.0)
+        assert _distinct(records) == expected  # none lost
+        assert bridge.metric("edgebridge_bridge_reproduced_records_total") > 0  # timed out, produced again
         assert bridge.terminate() == 0
     finally:
         pub.close()
