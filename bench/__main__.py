@@ -13,7 +13,8 @@ from pathlib import Path
 
 SCENARIOS = sorted(
     m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
-    if not m.name.startswith("_") and m.name not in ("common",)
+    # Not scenarios: shared helpers, the profiler, and the Quix app (it runs in bench/.venv-quix).
+    if not m.name.startswith("_") and m.name not in ("common", "enricher_profile", "enricher_quix_app")
 )
 
 

@@ -19,6 +19,26 @@ Abort path (:meth:`Checkpoint.abort`): ``abort_transaction``; the caller then re
 committed offsets and reloads the dedup state of its partitions from the state topic, discarding
 everything this instance did since the last commit.
 
+Why a zombie cannot commit after a takeover. A *zombie* is an instance that lost its partitions
+without knowing it (frozen by GC, swap or SIGSTOP past ``session.timeout.ms``) and then wakes up with a
+transaction open. Two fences, one per kind of zombie:
+
+- The same instance restarted (same ``transactional.id``): the new process's ``init_transactions`` bumps
+  the producer epoch, aborts the old open transaction and fences the old producer (its next call fails
+  as fenced: fatal, exit). Static membership (same ``group.instance.id``) fences its group member too.
+- Another instance took the partitions over (KIP-447): step 2 sends the consumer's group metadata
+  (generation, member id) *as of the call*, never a copy cached earlier, so a zombie sends the
+  generation in which it owned the partitions. The new owner got them only in a later generation, so
+  the group coordinator rejects the zombie's offsets (ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID /
+  FENCED_INSTANCE_ID), librdkafka flags the transaction abortable, and the zombie aborts, outputs and
+  state records included. The other order is safe too: if the zombie's offsets reached the
+  coordinator first (step 2 done, step 3 pending), the new owner's ``committed()`` in its assign
+  callback (``read_committed`` makes librdkafka ask for *stable* offsets, KIP-447 ``require_stable``)
+  waits until that transaction is committed or aborted (at the latest by ``transaction.timeout.ms``),
+  and only then reads the state topic up to its last stable offset. So the new owner always starts
+  from offsets and state of the same committed transaction, and nothing the zombie does after the
+  takeover can commit. ``tests/enricher/test_crash.py`` freezes an instance with SIGSTOP to check it.
+
 Errors, by class (librdkafka's flags on ``KafkaError``): *retriable* -> the same call again (capped,
 jittered); *txn_requires_abort* -> :class:`AbortNeeded` (abort, rewind, continue); *fatal* (a fenced
 producer among them) -> :class:`FatalKafkaError`: the process exits non-zero and its supervisor
@@ -174,6 +194,7 @@ class Checkpoint:
         # 4. committed: now, and only now, forget
         self.metrics.commit_seconds.observe(time.monotonic() - began)
         self.metrics.commits.inc()
+        self.metrics.consumed.inc(self.consumed)
         for output, n in self.pending.items():
             self.metrics.produced.labels(output).inc(n)
         for reason, n in self.pending_deadletters.items():
@@ -188,6 +209,8 @@ class Checkpoint:
         if self.open:
             kafka_call("abort_transaction", lambda: self.producer.abort_transaction(30))
             self.metrics.aborts.labels(cause).inc()
+            self.metrics.consumed.inc(self.consumed)
+            self.metrics.replayed.inc(self.consumed)
         self.on_abort()
         self._reset()
 

@@ -14,8 +14,11 @@ P = "edgebridge_enricher_"
 class EnricherMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry if registry is not None else new_registry()
-        self.consumed = Counter(P + "consumed", "Raw records consumed (replays after an abort included)",
-                                registry=r)
+        self.consumed = Counter(P + "consumed", "Raw records consumed, counted when their transaction "
+                                "commits or aborts (replays after an abort included)", registry=r)
+        self.replayed = Counter(P + "consumed_aborted",
+                                "Raw records consumed in transactions that were aborted (consumed again "
+                                "after the rewind)", registry=r)
         self.produced = Counter(P + "produced", "Records committed, by output", ["output"], registry=r)
         self.duplicates = Counter(P + "duplicates_dropped", "Events dropped as duplicates (committed)",
                                   registry=r)

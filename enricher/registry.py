@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -48,6 +49,12 @@ class DeviceInfo:
     calibration: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     units: Mapping[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        """The ``device`` block of a processed event (built once per registry entry, shared: read only)."""
+        return {"registered": True, **{k: v for k in ("name", "site", "location", "model")
+                                       if (v := getattr(self, k)) is not None}}
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: getattr(self, k) for k in ("name", "site", "location", "model")}

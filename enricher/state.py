@@ -59,7 +59,8 @@ class StateStore:
                 if time.monotonic() > deadline:
                     raise FatalKafkaError(f"state partitions {sorted(pending)} of {self.topic} not read to "
                                           f"their end in {self.timeout:.0f}s")
-                for msg in self._consumer.consume(5000, 0.5):
+                # a short wait: consume() returns early only with a full batch, and the end is near
+                for msg in self._consumer.consume(5000, 0.05):
                     err = msg.error()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:

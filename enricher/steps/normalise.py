@@ -7,10 +7,14 @@ that measurement; a reading whose canonical unit differs from the expected one's
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from edgebridge import units
 from enricher.steps import Context, Item
 
 __all__ = ["normalise"]
+
+_canonical = lru_cache(maxsize=1024)(units.canonical_unit)  # a handful of units, looked up per reading
 
 
 def normalise(item: Item, ctx: Context) -> Item:
@@ -26,6 +30,6 @@ def normalise(item: Item, ctx: Context) -> Item:
             reading.setdefault("raw", reading["v"])
             reading["raw_u"] = unit
         reading["v"], reading["u"] = value, canonical
-        if name in expected and units.canonical_unit(expected[name]) != canonical:
+        if name in expected and _canonical(expected[name]) != canonical:
             item.flags.append(f"unit_mismatch:{name}")
     return item

@@ -85,11 +85,13 @@ def produce(bootstrap: str, topic: str, records: list[tuple[str | None, bytes | 
     assert producer.flush(30) == 0
 
 
-def read_all(bootstrap: str, topic: str, expect: int | None = None, timeout: float = 60.0) -> list[Any]:
+def read_all(bootstrap: str, topic: str, expect: int | None = None, timeout: float = 60.0,
+             isolation: str = "read_committed") -> list[Any]:
     """Every committed record of ``topic`` (read_committed, from the start): waits until at least
-    ``expect`` are there and every partition is read to its end, or ``timeout``."""
+    ``expect`` are there and every partition is read to its end, or ``timeout``. With
+    ``isolation="read_uncommitted"`` the records of aborted transactions are included."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False,
-                         "isolation.level": "read_committed", "enable.partition.eof": True})
+                         "isolation.level": isolation, "enable.partition.eof": True})
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         parts = sorted(meta.partitions)

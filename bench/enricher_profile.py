@@ -1,0 +1,82 @@
+"""cProfile of the enricher's hot path: one in-process Processor over a pre-filled raw topic.
+
+    .venv/bin/python -m bench.enricher_profile [--events 50000] [--interval-ms 100] [--top 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from bench.enricher_throughput import Bench, create, fill, raw_events
+from edgebridge.config import load_config
+from edgebridge.devbrokers import LocalBrokers
+from enricher.config import EnricherConfig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--interval-ms", type=int, default=100)
+    parser.add_argument("--top", type=int, default=40)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="edgebridge-prof-") as tmp:
+        brokers = LocalBrokers(Path(tmp) / "brokers", only=("kafka",))
+        brokers.up()
+        try:
+            bs = brokers.kafka.bootstrap
+            raw = f"prof-raw-{uuid.uuid4().hex[:6]}"
+            create(AdminClient({"bootstrap.servers": bs}), [(raw, 2, {})])
+            fill(bs, raw, raw_events(args.events))
+            bench = Bench(bs, raw, 2, Path(tmp))
+            names = {k: f"prof-{k}-{uuid.uuid4().hex[:6]}"
+                     for k in ("processed", "dlq", "alerts", "state")}
+            create(bench.admin, [(names["processed"], 2, {}), (names["dlq"], 1, {}), (names["alerts"], 1, {}),
+                                 (names["state"], 2, {"cleanup.policy": "compact"})])
+            group = f"prof-{uuid.uuid4().hex[:6]}"
+            config = load_config(EnricherConfig, None, env={}, overrides={
+                "instance_id": "p", "group_id": group, "transactional_id_prefix": group,
+                "kafka.bootstrap": bs, "metrics.enabled": False, "commit.interval_ms": args.interval_ms,
+                "topics.raw": raw, "topics.devices": bench.devices_topic,
+                "topics.processed": names["processed"],
+                "topics.deadletter": names["dlq"], "topics.alerts": names["alerts"],
+                "topics.enricher_state": names["state"]})
+            from enricher.processor import Processor
+
+            processor = Processor(config)
+            stop = threading.Event()
+            total = sum(bench.target)
+
+            def watch() -> None:
+                c = Consumer({"bootstrap.servers": bs, "group.id": group})
+                parts = [TopicPartition(raw, p) for p in range(2)]
+                while sum(max(0, tp.offset) for tp in c.committed(parts, timeout=30)) < total:
+                    time.sleep(0.05)
+                c.close()
+                stop.set()
+
+            threading.Thread(target=watch, daemon=True).start()
+            profile = cProfile.Profile()
+            began = time.monotonic()
+            cpu = time.process_time()
+            profile.runcall(processor.run, stop)
+            print(f"{total} events in {time.monotonic() - began:.1f} s wall, "
+                  f"{time.process_time() - cpu:.1f} s CPU")
+            stats = pstats.Stats(profile)
+            stats.sort_stats("tottime").print_stats(args.top)
+            stats.sort_stats("cumulative").print_stats(args.top)
+        finally:
+            brokers.down()
+
+
+if __name__ == "__main__":
+    main()
