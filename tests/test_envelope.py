@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edgebridge import _validate as v
 from edgebridge import envelope as ev
 from edgebridge.envelope import GAP_TYPE, PROCESSED_TYPE, READING_TYPE, REASONS, Event
 from edgebridge.errors import EnvelopeError
@@ -566,3 +567,107 @@ def test_from_dict_on_arbitrary_python_objects_raises_only_envelope_error(obj: d
         ev.from_dict(obj, known_types=None)
     except EnvelopeError as exc:
         assert exc.reason in REASONS
+
+
+# --- the fast tier agrees with the detailed checks -------------------------------------------------
+
+
+def detailed_from_dict(obj: object, known_types: frozenset[str] | None) -> Event:
+    """``from_dict`` through the detailed checks alone: the reference the fast tier must agree with."""
+    fields = v.check_attributes(obj, None, known_types)
+    type_, data = fields[3], fields[5]
+    if type_ == READING_TYPE:
+        if not isinstance(data, dict) or not data:
+            raise EnvelopeError("bad_data", "reading data must be a non-empty object")
+        for name, measurement in data.items():
+            v._check_measurement(name, measurement, None)
+    elif type_ == GAP_TYPE:
+        v.check_gap_data(data, fields[2], None)
+    else:
+        v.check_object_data(data, None)
+    return Event._make(fields)
+
+
+def outcome(call: Callable[[], object]) -> object:
+    """What a decoder call gives: its value, or the reason and index it refuses with."""
+    try:
+        return call()
+    except EnvelopeError as exc:
+        return (exc.reason, exc.index)
+
+
+def assert_tiers_agree(obj: object, known_types: frozenset[str] | None = ev.DEFAULT_KNOWN_TYPES) -> None:
+    expected = outcome(lambda: detailed_from_dict(obj, known_types))
+    fast = v.fast_attributes(obj, known_types)
+    assert fast is None or fast == v.check_attributes(obj, None, known_types)
+    # Twice: the first call may learn the event's strings, the second finds them remembered.
+    assert outcome(lambda: ev.from_dict(obj, known_types=known_types)) == expected
+    assert outcome(lambda: ev.from_dict(obj, known_types=known_types)) == expected
+
+
+def test_the_common_shape_takes_the_fast_tier() -> None:
+    """Otherwise the fast tier would stay correct but silently stop paying for itself."""
+    agent = wire(bootid="b1", monotime=81234, clocksynced=True)
+    for obj in [wire(), agent, wire(time="2024-05-01T12:00:00Z"), gap_wire()]:
+        assert v.fast_attributes(obj, ev.DEFAULT_KNOWN_TYPES) is not None
+    for slow in [wire(time="2024-05-01T12:00:00.5+02:00"), wire(subject="x"), wire(bootid=None)]:
+        assert v.fast_attributes(slow, ev.DEFAULT_KNOWN_TYPES) is None
+        assert ev.from_dict(slow) == detailed_from_dict(slow, ev.DEFAULT_KNOWN_TYPES)
+
+
+@FAST
+@given(events(), st.sampled_from([ev.DEFAULT_KNOWN_TYPES, None, frozenset({READING_TYPE, ""})]))
+def test_fast_tier_agrees_on_valid_events(event: Event, known_types: frozenset[str] | None) -> None:
+    assert_tiers_agree(orjson.loads(ev.encode(event)), known_types)
+
+
+@FAST
+@given(mutated_events())
+def test_fast_tier_agrees_on_mutated_events(obj: dict[str, Any]) -> None:
+    assert_tiers_agree(obj)
+
+
+@pytest.mark.parametrize(("obj", "reason"), REJECTED_EVENTS)
+def test_fast_tier_agrees_on_each_malformation(obj: dict[str, Any], reason: str) -> None:
+    assert_tiers_agree(obj)
+    assert_tiers_agree(orjson.loads(orjson.dumps(obj)))
+
+
+def parses(time: str) -> bool:
+    try:
+        ev.parse_time(time)
+    except EnvelopeError:
+        return False
+    return True
+
+
+common_times = st.from_regex(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,4})?[Zz]", fullmatch=True)
+
+
+@FAST
+@given(common_times | common_times.map(lambda t: t[:-1] + "+00:00") | st.text(max_size=26))
+def test_fast_time_check_accepts_only_what_parse_time_accepts(time: str) -> None:
+    assert not v._is_common_time(time) or parses(time)
+    assert_tiers_agree(wire(time=time))
+
+
+@FAST
+@given(
+    st.integers(1, 9999), st.integers(1, 12), st.integers(1, 31), st.integers(0, 86399), st.integers(0, 999),
+)
+def test_fast_time_check_takes_every_valid_common_time(y: int, mo: int, d: int, s: int, ms: int) -> None:
+    time = f"{y:04d}-{mo:02d}-{d:02d}T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
+    for text in (f"{time}Z", f"{time}.{ms:03d}Z"):
+        assert v._is_common_time(text) == parses(text)
+
+
+def test_remembered_strings_stay_bounded_and_never_change_an_answer() -> None:
+    for i in range(v._SEEN_LIMIT + 10):
+        deviceid = f"dev-{i}"
+        obj = wire(deviceid=deviceid, source=f"/devices/{deviceid}", bootid=f"b-{i}",
+                   data={f"m{i}": {"v": i, "u": f"u{i % 1000}"}})
+        assert ev.from_dict(obj).deviceid == deviceid
+    for seen in (v._seen_sources, v._seen_ids, v._seen_names, v._seen_units):
+        assert 0 < len(seen) <= v._SEEN_LIMIT
+    assert reason_of(lambda: ev.from_dict(wire(source="/devices/dev-1"))) == ("source_mismatch", None)
+    assert reason_of(lambda: ev.from_dict(wire(data={"m1": {"v": 1, "u": "u1" * 20}}))) == ("bad_data", None)
