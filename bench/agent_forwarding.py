@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.agent_forwarding [--events 20000] [--batch-events 200000]
                                                [--backlog 1000000] [--repeats 3]
+                                               [--only {single,batch,rss}]...
 
 1. per-message forwarding, FULL outbox (source -> commit -> publish -> PUBACK -> delete) vs a bare
    paho QoS 1 publish loop with the same window and payload size (one encoded simulated event), run
@@ -27,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -195,7 +197,15 @@ def main() -> int:
     parser.add_argument("--batch-events", type=int, default=200_000)
     parser.add_argument("--backlog", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=("single", "batch", "rss"),
+        help="run only this scenario (repeatable): single = per-message pairs with disk bytes, "
+        "batch = batch mode, rss = import floor and the backlog RSS with its disk bytes",
+    )
     args = parser.parse_args()
+    only = set(args.only or ("single", "batch", "rss"))
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
         brokers = LocalBrokers(Path(tmp) / "brokers", only=("mosquitto",))
         brokers.up()
@@ -205,55 +215,12 @@ def main() -> int:
                 f"mosquitto max_inflight_messages={m.options.max_inflight_messages} "
                 f"max_queued_messages={m.options.max_queued_messages}; window={WINDOW}"
             )
-            payload = b"x" * _event_size()  # the size of one encoded simulated event, 3 sensors
-            bare, ours, disk, ratios = [], [], [], []
-            work: dict[str, list[tuple[float, float]]] = {"bare": [], "ours": []}
-            for i in range(args.repeats):  # interleaved: each pair shares the machine's momentary load
-                before = _usage()
-                bare.append(bare_paho("127.0.0.1", m.port, args.events, payload))
-                mid = _usage()
-                rate, per_event = agent_run(m.url, Path(tmp) / f"single-{i}", args.events, batch=False)
-                after = _usage()
-                ours.append(rate)
-                disk.append(per_event)
-                ratios.append(rate / bare[-1])
-                for name, (u0, u1) in (("bare", (before, mid)), ("ours", (mid, after))):
-                    work[name].append(((u1[0] - u0[0]) * 1e6 / args.events, (u1[1] - u0[1]) / args.events))
-            b, o = statistics.median(bare), statistics.median(ours)
-            print(
-                f"per-message: ours {o:,.0f} ev/s, bare paho {b:,.0f} msg/s ({len(payload)} B), "
-                f"median of per-pair ratios {statistics.median(ratios):.2f}, ratio of medians {o / b:.2f} "
-                f"(runs ours={[round(x) for x in ours]}, bare={[round(x) for x in bare]}, "
-                f"ratios={[round(x, 2) for x in ratios]})"
-            )
-            for name, runs in work.items():
-                print(
-                    f"  {name}: CPU per message {statistics.median(c for c, _ in runs):.0f} us, "
-                    f"voluntary context switches per message {statistics.median(v for _, v in runs):.2f}"
-                )
-            print(f"disk bytes written per event (per-message run): {statistics.median(disk):,.0f}")
-            batch, batch_cpu = [], []
-            for i in range(args.repeats):
-                before = _usage()
-                batch.append(agent_run(m.url, Path(tmp) / f"batch-{i}", args.batch_events, batch=True))
-                batch_cpu.append((_usage()[0] - before[0]) * 1e6 / args.batch_events)
-            print(
-                f"batch mode: {statistics.median(r for r, _ in batch):,.0f} ev/s source->PUBACK "
-                f"(runs {[round(r) for r, _ in batch]}), "
-                f"CPU per event {statistics.median(batch_cpu):.1f} us "
-                f"(runs {[round(c, 1) for c in batch_cpu]}), "
-                f"disk bytes/event {statistics.median(d for _, d in batch):,.0f}"
-            )
-            print(f"RSS of the interpreter after the agent's imports: {import_rss_kb():,} kB")
-            samples = backlog_rss(Path(tmp) / "rss", args.backlog)
-            rss = [s for s in samples if s[0] >= 0]
-            print("backlog rows -> RSS kB:", rss)
-            steady = [kb for rows, kb in rss if rows >= args.backlog // 10]
-            if steady:
-                print(
-                    f"RSS from {args.backlog // 10:,} rows on: min {min(steady):,} kB, max {max(steady):,} kB"
-                )
-            print("disk bytes written per event while the backlog built:", samples[-1][1])
+            if "single" in only:
+                single(m, Path(tmp), args.events, args.repeats)
+            if "batch" in only:
+                batch_mode(m.url, Path(tmp), args.batch_events, args.repeats)
+            if "rss" in only:
+                rss(Path(tmp), args.backlog)
             print(
                 f"machine: {os.cpu_count()} cores, "
                 f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 20} MB RAM, "
@@ -262,6 +229,64 @@ def main() -> int:
         finally:
             brokers.down()
     return 0
+
+
+def single(m: Any, tmp: Path, events: int, repeats: int) -> None:
+    """Per-message pairs (bare paho, then the agent), interleaved: each pair shares the momentary load."""
+    payload = b"x" * _event_size()  # the size of one encoded simulated event, 3 sensors
+    bare, ours, disk, ratios = [], [], [], []
+    work: dict[str, list[tuple[float, float]]] = {"bare": [], "ours": []}
+    for i in range(repeats):
+        before = _usage()
+        bare.append(bare_paho("127.0.0.1", m.port, events, payload))
+        mid = _usage()
+        rate, per_event = agent_run(m.url, tmp / f"single-{i}", events, batch=False)
+        after = _usage()
+        ours.append(rate)
+        disk.append(per_event)
+        ratios.append(rate / bare[-1])
+        for name, (u0, u1) in (("bare", (before, mid)), ("ours", (mid, after))):
+            work[name].append(((u1[0] - u0[0]) * 1e6 / events, (u1[1] - u0[1]) / events))
+    b, o = statistics.median(bare), statistics.median(ours)
+    print(
+        f"per-message: ours {o:,.0f} ev/s, bare paho {b:,.0f} msg/s ({len(payload)} B), "
+        f"median of per-pair ratios {statistics.median(ratios):.2f}, ratio of medians {o / b:.2f} "
+        f"(runs ours={[round(x) for x in ours]}, bare={[round(x) for x in bare]}, "
+        f"ratios={[round(x, 2) for x in ratios]})"
+    )
+    for name, runs in work.items():
+        print(
+            f"  {name}: CPU per message {statistics.median(c for c, _ in runs):.0f} us "
+            f"(runs {[round(c) for c, _ in runs]}), voluntary context switches per message "
+            f"{statistics.median(v for _, v in runs):.2f}"
+        )
+    print(f"disk bytes written per event (per-message run): {statistics.median(disk):,.0f}")
+
+
+def batch_mode(url: str, tmp: Path, events: int, repeats: int) -> None:
+    batch, batch_cpu = [], []
+    for i in range(repeats):
+        before = _usage()
+        batch.append(agent_run(url, tmp / f"batch-{i}", events, batch=True))
+        batch_cpu.append((_usage()[0] - before[0]) * 1e6 / events)
+    print(
+        f"batch mode: {statistics.median(r for r, _ in batch):,.0f} ev/s source->PUBACK "
+        f"(runs {[round(r) for r, _ in batch]}), "
+        f"CPU per event {statistics.median(batch_cpu):.1f} us "
+        f"(runs {[round(c, 1) for c in batch_cpu]}), "
+        f"disk bytes/event {statistics.median(d for _, d in batch):,.0f}"
+    )
+
+
+def rss(tmp: Path, backlog: int) -> None:
+    print(f"RSS of the interpreter after the agent's imports: {import_rss_kb():,} kB")
+    samples = backlog_rss(tmp / "rss", backlog)
+    kb = [s for s in samples if s[0] >= 0]
+    print("backlog rows -> RSS kB:", kb)
+    steady = [k for rows, k in kb if rows >= backlog // 10]
+    if steady:
+        print(f"RSS from {backlog // 10:,} rows on: min {min(steady):,} kB, max {max(steady):,} kB")
+    print("disk bytes written per event while the backlog built:", samples[-1][1])
 
 
 if __name__ == "__main__":

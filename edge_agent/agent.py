@@ -1,8 +1,9 @@
 """The agent loop: sources -> group commit into the outbox -> forwarder -> PUBACK -> delete.
 
-One thread (the caller's) owns the SQLite connection and runs the loop; source threads (serial,
-ingest) and paho's network thread talk to it through bounded queues (:class:`Intake`,
-:class:`MqttLink`). Each iteration is a short list of steps::
+One thread (the caller's) owns the SQLite connection and the MQTT socket and runs the loop; source
+threads (serial, ingest) talk to it through a bounded queue (:class:`Intake`) and wake it through a
+:class:`Waker`, which the loop polls together with the broker socket (:meth:`MqttLink.poll`: paho's
+callbacks run in this thread). Each iteration is a short list of steps::
 
     collect  -> take events from polled sources and the intake, up to commit_every_events
     commit   -> when N events are pending or T ms passed: one transaction deletes acked rows,
@@ -10,6 +11,7 @@ ingest) and paho's network thread talk to it through bounded queues (:class:`Int
     forward  -> publish committed rows while the in-flight window has room
     command  -> answer commands from the broker
     beat     -> heartbeat, WATCHDOG=1 when every loop progresses, STATUS= with the backlog
+    wait     -> poll the broker socket and the waker: PUBACKs, commands, (re)connecting
 
 Shutdown (``stop`` set, e.g. by SIGTERM): sources stop, what they produced is committed, the agent
 waits up to ``forwarder.drain_on_stop`` seconds for the PUBACKs of what is in flight, commits those
@@ -34,6 +36,7 @@ from edge_agent.mqtt_link import MqttLink
 from edge_agent.outbox import Outbox
 from edge_agent.sdnotify import Notifier, Watchdog
 from edge_agent.sources.base import Intake, PolledSource, ThreadedSource
+from edge_agent.waker import Waker
 from edgebridge import __version__
 from edgebridge.envelope import Event
 
@@ -46,7 +49,7 @@ class Agent:
     def __init__(self, config: AgentConfig, *, notifier: Notifier | None = None) -> None:
         self.config = config
         self.clock = Clock(config.clock.trust)
-        self.wake = threading.Event()
+        self.wake = Waker()
         self.stop_event = threading.Event()
         self._sources_stop = threading.Event()
         self.intake = Intake(config.queue_size, self.wake, self._sources_stop)
@@ -140,6 +143,7 @@ class Agent:
             self.link.stop()
             self.outbox.close()
             self.notifier.close()
+            self.wake.close()
         return 0
 
     def stop(self) -> None:
@@ -200,22 +204,19 @@ class Agent:
             self.notifier.notify(f"STATUS=backlog {s.rows} events, {s.bytes} bytes; last seq {s.last_seq}")
 
     def _wait(self) -> None:
-        full = self.forwarder.inflight >= self.config.forwarder.window
+        timeout = max(0.0, min(self._deadline - time.monotonic(), 0.05))
         if any(getattr(s, "interval", 1) == 0 and not getattr(s, "exhausted", False) for s in self.polled):
             # A source with more to give (interval 0: benchmarks) is polled without sleeping while the
             # broker is away, or while the forwarder keeps up (window not full, less than half a
             # commit behind: what it sends is still in the outbox's recent rows, not read back).
-            # Otherwise PUBACKs come first: the loop sleeps until a burst of them arrives, which
-            # leaves paho's network thread the interpreter (fewer GIL hand-offs per message).
+            # Otherwise PUBACKs come first: the loop sleeps until they arrive.
+            full = self.forwarder.inflight >= self.config.forwarder.window
             behind = self.outbox.last_seq - self.forwarder.next_seq
             if self.link.current is None or (
                 not full and behind < self.config.outbox.commit_every_events // 2
             ):
-                return
-        timeout = max(0.0, min(self._deadline - time.monotonic(), 0.05))
-        if full or not self.wake.is_set():
-            self.wake.wait(timeout)
-        self.wake.clear()
+                timeout = 0.0
+        self.link.poll(timeout)
 
     def _shutdown(self) -> None:
         self.notifier.notify("STOPPING=1")
@@ -226,8 +227,7 @@ class Agent:
         self._commit(time.monotonic())
         deadline = time.monotonic() + self.config.forwarder.drain_on_stop
         while self.forwarder.inflight and self.link.current is not None and time.monotonic() < deadline:
-            self.wake.wait(0.05)
-            self.wake.clear()
+            self.link.poll(0.05)
             self.forwarder.collect_acks()
         self._commit(time.monotonic())
         offline = self.link.publish(
@@ -237,8 +237,12 @@ class Agent:
         )
         if offline is not None:
             end = time.monotonic() + 2.0
-            while time.monotonic() < end and not any(a[1] == offline[1] for a in list(self.link.acks)):
-                time.sleep(0.01)
+            while (
+                time.monotonic() < end
+                and self.link.current is not None
+                and not any(a[1] == offline[1] for a in self.link.acks)
+            ):
+                self.link.poll(0.05)
         log.info("agent stopped", extra={"backlog": self.outbox.stats.rows})
 
     # -- introspection and commands ----------------------------------------------------------------

@@ -78,9 +78,7 @@ class Forwarder:
             self._restart(outbox, generation)
         if self.link.current is None:
             return 0
-        sent = self._fill_window(outbox)
-        self.link.ack_wake = max(1, min(self.config.window // 4, len(self._inflight)))
-        return sent
+        return self._fill_window(outbox)
 
     def _fill_window(self, outbox: Outbox) -> int:
         sent = 0

@@ -1,7 +1,11 @@
-"""The MQTT connection: paho-mqtt 2.x behind a small adapter, one network thread.
+"""The MQTT connection: paho-mqtt 2.x behind a small adapter, driven by the agent loop (no thread).
 
-paho owns a blocking network loop, so this is the one thread the forwarder needs. It talks to the agent
-loop through:
+paho runs in its "external event loop" mode: the agent loop waits in :meth:`MqttLink.poll`, which polls
+paho's socket and the loop's :class:`~edge_agent.waker.Waker` together, then calls ``loop_read`` /
+``loop_write`` / ``loop_misc``. Every paho callback therefore runs in the agent thread, and publishes
+are written to the socket by ``client.publish`` itself. Reconnecting is a state of the same loop:
+``poll`` opens a connection once the backoff delay has passed, and in between only waits on the waker.
+The agent loop reads:
 
 - ``current``: ``(generation, client)`` of the live connection or ``None``; ``generation`` grows at each
   successful CONNACK, which is how the agent loop learns it must resend from the lowest un-acked seq;
@@ -15,18 +19,19 @@ persistent session (MQTT 5: ``clean_start=False`` and a session expiry; 3.1.1: `
 so no message hides in a previous client's buffers: everything un-acked is in the outbox and is
 republished by the agent. Reconnects wait :class:`edgebridge.retry.Backoff` (exponential, capped, full
 jitter). On connect: a retained ``online`` status; the Last Will is a retained ``offline``.
+
+The TCP connect and TLS handshake of an attempt are blocking (paho has no asynchronous connect) and
+bounded by ``min(connect_timeout, 5 s)``; the CONNACK is awaited in the loop, up to ``connect_timeout``.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import logging
 import queue
-import socket
+import select
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +42,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.config import ForwarderConfig
+from edge_agent.mqtt_fastpath import BufferedSocket, FastClient, PackedProperties
+from edge_agent.waker import Waker
 from edgebridge.logs import RateLimitedLogger
 from edgebridge.retry import Backoff
 from edgebridge.settings import MqttSettings
@@ -45,6 +52,9 @@ __all__ = ["LinkStats", "MqttLink"]
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLogger(log, interval=30.0)
+
+_READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+_MISC_EVERY = 1.0  # seconds between loop_misc calls (keepalive PINGREQ, PINGRESP timeout)
 
 
 @dataclass
@@ -67,7 +77,7 @@ class MqttLink:
         online: Callable[[], bytes],
         offline: bytes,
         subscribe: str | None,
-        wake: threading.Event,
+        wake: Waker,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -83,30 +93,45 @@ class MqttLink:
         self.acks: collections.deque[tuple[int, int, bool]] = collections.deque()
         self.commands: queue.Queue[mqtt.MQTTMessage] = queue.Queue(64)
         self.stats = LinkStats()
-        self._stop = threading.Event()
-        self._drop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._backoff = Backoff(config.reconnect_initial, config.reconnect_max)
-        # PUBACKs that wake the agent loop; the forwarder sets it after each burst to a quarter window,
-        # or to what is in flight when that is less: the loop refills the window in bursts (fewer GIL
-        # hand-offs between the two threads) and still learns at once when everything is acked.
-        self.ack_wake = 1
+        # the session: a paho client with an open socket (None: waiting for ``_retry_at``)
+        self._client: mqtt.Client | None = None
+        self._sock: BufferedSocket | None = None
+        self._poller = select.poll()
+        self._poller.register(wake.fileno(), select.POLLIN)
+        self._mask = 0  # what the socket is registered for in the poller (0: not registered)
+        self._retry_at = 0.0
+        self._began = 0.0
+        self._misc_at = 0.0
+        self._drop = False
+        self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
-        self._thread.start()
+        """Connect at the next :meth:`poll`."""
+        self._closed = False
+        self._retry_at = 0.0
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def stop(self, timeout: float = 1.0) -> None:
+        """Send DISCONNECT (no Last Will) if connected, close the socket; no reconnect after this."""
+        self._closed = True
+        client = self._client
+        if client is None:
+            return
+        if self.current is not None:
+            self.current = None  # a disconnect of ours: _on_disconnect stays quiet
+            self.stats.disconnects += 1
+            client.disconnect()
+            end = time.monotonic() + timeout
+            while client.want_write() and client.socket() is not None and time.monotonic() < end:
+                select.select([], [client.socket()], [], 0.05)  # type: ignore[type-var]
+                client.loop_write()
+        self._end_session()
 
     def reconnect(self) -> None:
-        """Drop the connection; the network thread reconnects after a backoff."""
-        self._drop.set()
+        """Drop the connection; :meth:`poll` reconnects after a backoff."""
+        self._drop = True
 
     # -- publishing, from the agent loop -----------------------------------------------------------
 
@@ -120,7 +145,8 @@ class MqttLink:
         content_type: str | None = None,
         correlation: bytes | None = None,
     ) -> tuple[int, int] | None:
-        """Publish QoS 1 on the live connection: ``(generation, mid)``, or ``None`` when offline."""
+        """Publish QoS 1 on the live connection: ``(generation, mid)``, or ``None`` when offline.
+        paho writes the packet from here; what the socket did not take, :meth:`poll` writes."""
         current = self.current
         if current is None:
             return None
@@ -129,55 +155,63 @@ class MqttLink:
         if self.v5 and (user or content_type or correlation is not None):
             props = PackedProperties(content_type, correlation, user)
         info = client.publish(topic, payload, qos=1, retain=retain, properties=props)
-        if client.want_write():
-            # paho could not write it all from this thread (socket buffer full, or the network thread
-            # was in a callback): the network thread must, so wake it (see _QuietWake)
-            wake = client._sockpairW
-            if isinstance(wake, _QuietWake):
-                wake.wake()
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return None
         return generation, info.mid
 
-    # -- the network thread ------------------------------------------------------------------------
+    # -- the agent loop's wait ---------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            client = self._new_client()
-            self._session(client)
-            if self._stop.is_set():
-                break
-            if not self._backoff.wait(self._stop):
-                break
+    def poll(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the broker socket or the waker, then do the network work:
+        read (PUBACKs, CONNACK, commands: their callbacks run here), write what is pending, keepalive,
+        and connect or reconnect when due. Clears the waker."""
+        now = time.monotonic()
+        self.stats.heartbeat = now
+        if self._drop and self._client is not None:
+            self._end_session()
+        self._drop = False
+        if self._client is None and not self._closed and now >= self._retry_at:
+            self._connect(now)
+        client, sock = self._client, self._sock
+        if client is None or sock is None:
+            wait = min(timeout, max(0.0, self._retry_at - now)) if not self._closed else timeout
+            self._wait(wait)
+            return
+        if not sock.flush():
+            self._end_session()
+            return
+        mask = _READ | select.POLLOUT if sock.unsent or client.want_write() else _READ
+        if mask != self._mask:
+            self._poller.modify(sock.fd, mask)
+            self._mask = mask
+        ready = self._wait(0.0 if sock.buffered() else timeout)
+        rc = mqtt.MQTT_ERR_SUCCESS
+        if sock.buffered() or ready.get(sock.fd, 0) & _READ:
+            rc = client.loop_read()
+        if rc == mqtt.MQTT_ERR_SUCCESS and client.want_write():
+            rc = client.loop_write()
+        now = time.monotonic()
+        if rc == mqtt.MQTT_ERR_SUCCESS and now >= self._misc_at:
+            self._misc_at = now + _MISC_EVERY
+            rc = client.loop_misc()
+        if rc != mqtt.MQTT_ERR_SUCCESS or client.socket() is None or self._drop or not sock.flush():
+            self._end_session()
+        elif self.current is None and now - self._began > self.config.connect_timeout:
+            self.stats.connect_failures += 1
+            _limited.warning("connack", "no CONNACK in time", extra={"url": self.settings.url})
+            self._end_session()
 
-    def _new_client(self) -> mqtt.Client:
+    def _wait(self, timeout: float) -> dict[int, int]:
+        ready = dict(self._poller.poll(timeout * 1000.0))
+        if ready.get(self._wake.fileno()) or self._wake.is_set():
+            self._wake.clear()
+        return ready
+
+    # -- connection states ---------------------------------------------------------------------------
+
+    def _connect(self, now: float) -> None:
         s = self.settings
-        protocol = mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311
-        kwargs: dict[str, Any] = {} if self.v5 else {"clean_session": False}
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol, **kwargs
-        )
-        # the agent enforces the window; paho's own limit must never be the smaller one
-        client.max_inflight_messages_set(self.config.window + 2)
-        client.max_queued_messages_set(0)
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password.reveal() if s.password else None)
-        if s.tls:
-            client.tls_set(
-                ca_certs=str(s.ca_file) if s.ca_file else None,
-                certfile=str(s.cert_file) if s.cert_file else None,
-                keyfile=str(s.key_file) if s.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        client.will_set(self.status_topic, self._offline, qos=1, retain=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
-        return client
-
-    def _session(self, client: mqtt.Client) -> None:
-        s = self.settings
+        client = self._new_client()
         props = None
         if self.v5:
             props = Properties(PacketTypes.CONNECT)
@@ -194,42 +228,70 @@ class MqttLink:
             self.stats.connect_failures += 1
             _limited.warning("connect", "mqtt connect failed", extra={"url": s.url, "error": str(exc)})
             _close(client)
+            self._retry_at = time.monotonic() + self._backoff.next_delay()
             return
-        began = time.monotonic()
-        self._drop.clear()
-        try:
-            while not self._stop.is_set() and not self._drop.is_set():
-                self.stats.heartbeat = time.monotonic()
-                rc = client.loop(timeout=0.05)
-                if rc != mqtt.MQTT_ERR_SUCCESS:
-                    break
-                if self.current is None and time.monotonic() - began > self.config.connect_timeout:
-                    self.stats.connect_failures += 1
-                    _limited.warning("connack", "no CONNACK in time", extra={"url": s.url})
-                    break
-        finally:
-            was_connected = self.current is not None
-            self.current = None
-            if was_connected:
-                self.stats.disconnects += 1
-            if self._stop.is_set() and was_connected:
-                client.disconnect()
-                for _ in range(20):
-                    if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
-                        break
-            _close(client)
-            self._wake.set()
+        raw = client.socket()
+        assert raw is not None
+        sock = BufferedSocket(raw)
+        client._sock = sock
+        self._client, self._sock = client, sock
+        self._poller.register(sock.fd, _READ)
+        self._mask = _READ
+        self._began = self._misc_at = time.monotonic()
 
-    # -- paho callbacks (network thread) -----------------------------------------------------------
+    def _end_session(self) -> None:
+        """Close the session's socket and schedule the next attempt after a backoff."""
+        client, sock = self._client, self._sock
+        self._client = self._sock = None
+        if sock is not None and self._mask:
+            self._poller.unregister(sock.fd)
+        self._mask = 0
+        was_connected = self.current is not None
+        self.current = None
+        if was_connected:
+            self.stats.disconnects += 1
+        if client is not None:
+            _close(client)
+        self._retry_at = time.monotonic() + self._backoff.next_delay()
+
+    def _new_client(self) -> mqtt.Client:
+        s = self.settings
+        protocol = mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311
+        kwargs: dict[str, Any] = {} if self.v5 else {"clean_session": False}
+        client = FastClient(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol, **kwargs
+        )
+        client.connect_timeout = min(self.config.connect_timeout, 5.0)
+        # The agent enforces the window, so paho's limit is off (0): paho would otherwise scan every
+        # message in flight for a queued one to send, on each PUBACK.
+        client.max_inflight_messages_set(0)
+        client.max_queued_messages_set(0)
+        if s.username is not None:
+            client.username_pw_set(s.username, s.password.reveal() if s.password else None)
+        if s.tls:
+            client.tls_set(
+                ca_certs=str(s.ca_file) if s.ca_file else None,
+                certfile=str(s.cert_file) if s.cert_file else None,
+                keyfile=str(s.key_file) if s.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.will_set(self.status_topic, self._offline, qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.acked = self._on_acked
+        client.on_message = self._on_message
+        return client
+
+    # -- paho callbacks (in the agent loop, from poll) -----------------------------------------------
 
     def _on_connect(self, client: mqtt.Client, _u: object, flags: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
             self.stats.connect_failures += 1
             _limited.error("refused", "mqtt connection refused", extra={"reason": str(rc)})
-            self._drop.set()
+            self._drop = True
             return
         self._backoff.reset()
-        _quiet_wakeups(client)
         client.publish(self.status_topic, self._online(), qos=1, retain=True)
         if self._subscribe:
             client.subscribe(self._subscribe, qos=1)
@@ -239,21 +301,20 @@ class MqttLink:
         log.info(
             "mqtt connected", extra={"url": self.settings.url, "session_present": bool(flags.session_present)}
         )
-        self._wake.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: Any, rc: Any, _p: Any) -> None:
         if self.current is not None:
             _limited.warning("disconnect", "mqtt disconnected", extra={"reason": str(rc)})
-        self.current = None
 
     def _on_publish(self, client: mqtt.Client, _u: object, mid: int, rc: Any, _p: Any) -> None:
         current = self.current
         if current is not None and current[1] is client:
-            ok = not rc.is_failure
-            self.acks.append((current[0], mid, ok))
-            # Wake the agent loop per ``ack_wake`` PUBACKs, not per PUBACK (see there).
-            if len(self.acks) >= self.ack_wake or not ok:
-                self._wake.set()
+            self.acks.append((current[0], mid, not rc.is_failure))
+
+    def _on_acked(self, client: mqtt.Client, mid: int) -> None:
+        current = self.current
+        if current is not None and current[1] is client:
+            self.acks.append((current[0], mid, True))
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -263,94 +324,6 @@ class MqttLink:
             _limited.warning(
                 "commands-full", "command queue full, command dropped", extra={"topic": msg.topic}
             )
-            return
-        self._wake.set()
-
-
-class PackedProperties(Properties):
-    """PUBLISH properties packed once, in :meth:`__init__`.
-
-    paho's :class:`Properties` packs itself by probing every property name of MQTT 5 (~40 ``hasattr``
-    and list lookups per message); on the per-event path that cost more than the rest of a publish.
-    paho only calls :meth:`pack` on an outgoing PUBLISH, so this subclass hands it the bytes built here:
-    Content Type (0x03), Correlation Data (0x09), then one User Property (0x26) per pair, in that order.
-    """
-
-    __slots__ = ("_packed", "_summary")
-    _packed: bytes
-    _summary: tuple[str | None, bytes | None, list[tuple[str, str]] | None]
-
-    def __init__(
-        self,
-        content_type: str | None = None,
-        correlation: bytes | None = None,
-        user: list[tuple[str, str]] | None = None,
-    ) -> None:
-        # Properties.__init__ is skipped on purpose: it sets ~10 attributes through a validating
-        # __setattr__ (20 us); nothing but pack() and str() is ever asked of an outgoing PUBLISH's.
-        parts = [_content_type(content_type)] if content_type else []
-        if correlation is not None:
-            parts += (b"\x09", _str16(correlation))
-        for key, value in user or ():
-            parts += (b"\x26", _str16(key.encode()), _str16(value.encode()))
-        body = b"".join(parts)
-        size = len(body)
-        head = bytes((size,)) if size < 128 else _varint(size)
-        object.__setattr__(self, "_packed", head + body)
-        object.__setattr__(self, "_summary", (content_type, correlation, user))
-
-    def pack(self) -> bytes:
-        return self._packed
-
-    def __str__(self) -> str:
-        content_type, correlation, user = self._summary
-        return f"[ContentType: {content_type}, CorrelationData: {correlation!r}, UserProperty: {user}]"
-
-
-@functools.lru_cache(maxsize=16)
-def _content_type(value: str) -> bytes:
-    return b"\x03" + _str16(value.encode())
-
-
-def _str16(data: bytes) -> bytes:
-    return len(data).to_bytes(2, "big") + data
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-class _QuietWake:
-    """Stands in for paho's wake-up socket (``_sockpairW``): paho sends one byte on it per publish to
-    break its network loop out of ``select``, a syscall in the publishing thread plus a wake-up, a read
-    and a write attempt in the network thread, per message. Our publishes are written by paho directly
-    from the agent loop (paho does that when no ``loop_start`` thread exists), so the wake-up is only
-    needed when something is left to write, which :meth:`MqttLink.publish` checks."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-
-    def send(self, data: bytes) -> int:
-        return len(data)
-
-    def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            self.sock.send(b"0")
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _quiet_wakeups(client: mqtt.Client) -> None:
-    """Install :class:`_QuietWake` on a connected client (paho made its socket pair in ``loop()``)."""
-    wake = client._sockpairW
-    if wake is not None and not isinstance(wake, _QuietWake):
-        client._sockpairW = _QuietWake(wake)  # type: ignore[assignment]
 
 
 def _close(client: mqtt.Client) -> None:

@@ -59,6 +59,12 @@ class IntakeStats:
     blocked: int = 0  # puts that found the queue full and had to wait (policy: block the producer)
 
 
+class Wakeable(Protocol):
+    """What wakes the agent loop: a ``threading.Event`` or :class:`edge_agent.waker.Waker`."""
+
+    def set(self) -> None: ...
+
+
 class Intake:
     """A bounded queue from source threads to the agent loop.
 
@@ -68,7 +74,7 @@ class Intake:
     announces it. ``put`` gives up only when ``stop`` is set (the event was never committed).
     """
 
-    def __init__(self, maxsize: int, wake: threading.Event, stop: threading.Event) -> None:
+    def __init__(self, maxsize: int, wake: Wakeable, stop: threading.Event) -> None:
         self._queue: queue.Queue[Event] = queue.Queue(maxsize)
         self._wake = wake
         self._stop = stop

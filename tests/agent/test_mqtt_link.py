@@ -1,0 +1,132 @@
+"""MqttLink in the agent loop's thread, against a scripted MQTT 5 peer: which PUBACKs count as acks
+(paho's path and the fast path must agree), and the link's socket buffering under a full kernel buffer."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from edge_agent.config import ForwarderConfig
+from edge_agent.mqtt_fastpath import BufferedSocket
+from edge_agent.mqtt_link import MqttLink
+from edge_agent.waker import Waker
+from edgebridge.settings import MqttSettings
+
+
+def _read_packet(conn: socket.socket) -> tuple[int, bytes]:
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("peer closed")
+            data += chunk
+        return data
+
+    kind = exactly(1)[0]
+    size, shift = 0, 0
+    while True:
+        byte = exactly(1)[0]
+        size |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    return kind, exactly(size)
+
+
+def _peer(server: socket.socket, pubacks: list[bytes], seen: list[int]) -> None:
+    """Accept one client: CONNACK, SUBACK, PUBACK 0 for the status message, then the scripted
+    PUBACK tails (reason code, properties) for the next publishes, in order."""
+    conn, _ = server.accept()
+    with conn:
+        script = iter(pubacks)
+        status_acked = False
+        while True:
+            try:
+                kind, body = _read_packet(conn)
+            except (ConnectionError, OSError):
+                return
+            if kind == 0x10:  # CONNECT
+                conn.sendall(b"\x20\x03\x00\x00\x00")
+            elif kind == 0x82:  # SUBSCRIBE
+                conn.sendall(b"\x90\x04" + body[:2] + b"\x00\x01")
+            elif kind & 0xF0 == 0x30:  # PUBLISH, QoS 1
+                pid = body[2 + int.from_bytes(body[:2], "big") :][:2]
+                seen.append(int.from_bytes(pid, "big"))
+                tail = b"" if not status_acked else next(script)
+                status_acked = True
+                conn.sendall(bytes((0x40, 2 + len(tail))) + pid + tail)
+            elif kind == 0xE0:  # DISCONNECT
+                return
+
+
+def test_pubacks_success_reasons_ack_and_failures_refuse() -> None:
+    # 0x00 short form, 0x00, 0x10 No matching subscribers, 0x00 with empty properties: acks (fast path);
+    # 0x00 with a reason string property, 0x87 Not authorized: paho's own path; 0x87 must be refused.
+    tails = [b"", b"\x00", b"\x10", b"\x00\x00", b"\x00\x04\x1f\x00\x01x", b"\x87"]
+    expected = [True, True, True, True, True, False]
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        seen: list[int] = []
+        peer = threading.Thread(target=_peer, args=(server, tails, seen), daemon=True)
+        peer.start()
+        waker = Waker()
+        link = MqttLink(
+            MqttSettings(url=f"mqtt://127.0.0.1:{server.getsockname()[1]}"),
+            ForwarderConfig(),
+            "dev-link",
+            status_topic="t/dev-link/status",
+            online=lambda: b"online",
+            offline=b"offline",
+            subscribe="t/dev-link/commands",
+            wake=waker,
+        )
+        link.start()
+        try:
+            deadline = time.monotonic() + 10
+            while link.current is None and time.monotonic() < deadline:
+                link.poll(0.05)
+            assert link.current is not None
+            mids = []
+            for i in range(len(tails)):
+                sent = link.publish("t/dev-link/events", b"%d" % i, user=[("seq", str(i))])
+                assert sent is not None
+                mids.append(sent[1])
+            deadline = time.monotonic() + 10
+            while len([a for a in link.acks if a[1] in mids]) < len(tails) and time.monotonic() < deadline:
+                link.poll(0.05)
+            acks = {mid: ok for _, mid, ok in link.acks}
+            assert [acks.get(mid) for mid in mids] == expected
+            assert len(seen) == 1 + len(tails)  # the status message, then ours, once each
+        finally:
+            link.stop()
+            peer.join(5)
+            waker.close()
+        assert link.stats.connects == 1 and link.stats.disconnects == 1
+
+
+def test_buffered_socket_keeps_order_through_partial_writes_and_split_reads() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        sock = BufferedSocket(a)
+        packets = [bytes([i % 251]) * 1000 for i in range(3000)]  # 3 MB: more than the kernel buffers
+        for p in packets:
+            assert sock.send(p) == len(p)
+        expected = b"".join(packets)
+        received = bytearray()
+        partial = 0
+        deadline = time.monotonic() + 30
+        while (sock.unsent or len(received) < len(expected)) and time.monotonic() < deadline:
+            assert sock.flush()
+            partial += bool(sock.unsent)
+            received += b.recv(1 << 20)
+        assert received == expected
+        assert partial >= 1  # the kernel took only part of it at least once
+        # reads: one recv syscall, handed out in paho's sizes
+        b.sendall(b"\x40\x02\x00\x01\x40\x02\x00\x02")  # a socketpair delivers at once
+        got = [sock.recv(1), sock.recv(1), sock.recv(2), sock.recv(1), sock.recv(1), sock.recv(2)]
+        assert got == [b"\x40", b"\x02", b"\x00\x01", b"\x40", b"\x02", b"\x00\x02"]
+        assert not sock.buffered()
+        sock.close()
+        assert a.fileno() == -1
