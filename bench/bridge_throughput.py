@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from confluent_kafka import Producer
@@ -36,6 +36,7 @@ from edgebridge.devbrokers import LocalBrokers
 from edgebridge.envelope import encode, encode_batch, new_reading
 
 PREFIX = "bench"
+DEFAULT_WINDOW = 1000  # the bridge's default uplink.receive_maximum
 
 
 def _client(client_id: str, manual_ack: bool = False) -> mqtt.Client:
@@ -106,7 +107,23 @@ def thread_cpu(names: dict[int, str]) -> dict[str, float]:
     return out
 
 
-def run_ours(brokers: LocalBrokers, payloads: list[tuple[str, bytes]]) -> tuple[float, Any, dict[str, float]]:
+def rss() -> int:
+    """Resident set size of this process, bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Run(NamedTuple):
+    elapsed: float
+    metrics: Any
+    cpu: dict[str, float]
+    rss_growth: int  # peak RSS during the drain minus RSS just before the bridge was built
+    max_in_flight: int  # most messages un-acknowledged at once (sampled)
+
+
+def run_ours(brokers: LocalBrokers, payloads: list[tuple[str, bytes]], receive_maximum: int = 1000) -> Run:
     from bridge.config import BridgeConfig
     from bridge.service import Bridge
 
@@ -117,7 +134,8 @@ def run_ours(brokers: LocalBrokers, payloads: list[tuple[str, bytes]]) -> tuple[
         "mqtt.url": brokers.mosquitto.url, "mqtt.topic_prefix": PREFIX,
         "kafka.bootstrap": brokers.kafka.bootstrap, "uplink.client_id": client_id,
         "uplink.raw_topic": new_topic(brokers.kafka.bootstrap), "downlink.enabled": False,
-        "metrics.enabled": False})
+        "uplink.receive_maximum": receive_maximum, "metrics.enabled": False})
+    rss_before = rss()
     bridge = Bridge(config)
     stop = threading.Event()
     thread = threading.Thread(target=bridge.run, args=(stop,))
@@ -129,15 +147,20 @@ def run_ours(brokers: LocalBrokers, payloads: list[tuple[str, bytes]]) -> tuple[
     paho = bridge.uplink.source._client._thread  # paho's network thread, for the CPU split
     names = {thread.native_id or 0: "service", getattr(paho, "native_id", 0) or 0: "paho"}
     cpu_before = thread_cpu(names)
+    peak, in_flight, turn = 0, 0, 0
     while (get("edgebridge_bridge_acked_messages_total") or 0) < len(payloads):
         time.sleep(0.002)
+        in_flight = max(in_flight, int(get("edgebridge_bridge_in_flight_messages") or 0))
+        turn += 1
+        if turn % 10 == 0:  # reading /proc costs the bridge's CPU too: every 20 ms is enough
+            peak = max(peak, rss())
     elapsed = time.perf_counter() - began
     cpu_after = thread_cpu(names)
     stop.set()
     thread.join()
     cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()
            if k in ("service", "paho") or k.startswith("rdk:broker")}
-    return elapsed, bridge.metrics, cpu
+    return Run(elapsed, bridge.metrics, cpu, max(peak, rss()) - rss_before, in_flight)
 
 
 def run_naive(brokers: LocalBrokers, payloads: list[tuple[str, bytes]]) -> float:
@@ -248,7 +271,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rate", type=int, default=2000, help="msg/s for the latency run")
+    parser.add_argument("--windows", default=str(DEFAULT_WINDOW),
+                        help="comma-separated receive_maximum values for the single-event runs")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated sections to skip: singles,batches,latency")
     args = parser.parse_args()
+    windows = [int(w) for w in args.windows.split(",")]
+    skip = set(args.skip.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
         brokers = LocalBrokers(Path(tmp))
         brokers.up()
@@ -256,36 +285,55 @@ def main() -> None:
             m = brokers.mosquitto.options
             print(f"machine: {os.cpu_count()} cores; mosquitto "
                   f"max_inflight_messages={m.max_inflight_messages} "
-                  f"max_queued_messages={m.max_queued_messages}; bridge receive_maximum=1000, linger.ms=5, "
-                  "lz4, idempotent acks=all; naive: auto-ack, linger.ms=5, no idempotence")
-            payloads = singles(args.messages)
-            ours, naive, cpus = [], [], []
-            for r in range(args.repeats):
-                elapsed, _, cpu = run_ours(brokers, payloads)
-                ours.append(args.messages / elapsed)
-                cpus.append(cpu)
-                naive.append(args.messages / run_naive(brokers, payloads))
-                print(f"repeat {r + 1}: ours {ours[-1]:,.0f} msg/s, naive {naive[-1]:,.0f} msg/s, "
-                      f"ratio {ours[-1] / naive[-1]:.2f}; ours CPU us/msg {per(cpu, args.messages)}")
-            mo, mn = statistics.median(ours), statistics.median(naive)
-            ratio = statistics.median(o / n for o, n in zip(ours, naive, strict=True))
-            print(f"single events: ours {mo:,.0f} msg/s, naive {mn:,.0f} msg/s, median ratio {ratio:.2f}; "
-                  f"ours CPU us/msg (medians) {median_cpu(cpus, args.messages)}")
-            bpay = batches(args.batches, args.batch_size)
-            events = args.batches * args.batch_size
-            rates, bcpus = [], []
-            for _ in range(args.repeats):
-                elapsed, _, cpu = run_ours(brokers, bpay)
-                rates.append(events / elapsed)
-                bcpus.append(cpu)
-            print(f"batches of {args.batch_size}: ours {statistics.median(rates):,.0f} events/s "
-                  f"(runs: {', '.join(f'{x:,.0f}' for x in rates)}); "
-                  f"CPU us/event (medians) {median_cpu(bcpus, events)}")
-            p50, p99, n = steady_latency(brokers, args.rate, 5.0)
-            print(f"ack latency at {args.rate} msg/s ({n} messages): p50 {p50 * 1000:.1f} ms, "
-                  f"p99 {p99 * 1000:.1f} ms")
+                  f"max_queued_messages={m.max_queued_messages}; bridge receive_maximum={args.windows}, "
+                  "linger.ms=5, lz4, idempotent acks=all; naive: auto-ack, linger.ms=5, no idempotence")
+            if "singles" not in skip:
+                singles_section(brokers, args.messages, args.repeats, windows)
+            if "batches" not in skip:
+                bpay = batches(args.batches, args.batch_size)
+                events = args.batches * args.batch_size
+                rates, bcpus = [], []
+                for _ in range(args.repeats):
+                    run = run_ours(brokers, bpay, windows[0])
+                    rates.append(events / run.elapsed)
+                    bcpus.append(run.cpu)
+                runs = ", ".join(f"{x:,.0f}" for x in rates)
+                print(f"batches of {args.batch_size} (receive_maximum {windows[0]}): ours "
+                      f"{statistics.median(rates):,.0f} events/s (runs: {runs}); "
+                      f"CPU us/event (medians) {median_cpu(bcpus, events)}")
+            if "latency" not in skip:
+                p50, p99, n = steady_latency(brokers, args.rate, 5.0)
+                print(f"ack latency at {args.rate} msg/s ({n} messages): p50 {p50 * 1000:.1f} ms, "
+                      f"p99 {p99 * 1000:.1f} ms")
         finally:
             brokers.down()
+
+
+def singles_section(brokers: LocalBrokers, n: int, repeats: int, windows: list[int]) -> None:
+    """Each repeat: the naive bridge once, then ours at every window, interleaved."""
+    payloads = singles(n)
+    naive: list[float] = []
+    ours: dict[int, list[Run]] = {w: [] for w in windows}
+    for r in range(repeats):
+        naive.append(n / run_naive(brokers, payloads))
+        line = [f"repeat {r + 1}: naive {naive[-1]:,.0f} msg/s"]
+        for w in windows:
+            run = run_ours(brokers, payloads, w)
+            ours[w].append(run)
+            line.append(f"ours@{w} {n / run.elapsed:,.0f} msg/s (ratio {n / run.elapsed / naive[-1]:.2f}, "
+                        f"RSS +{run.rss_growth / 2**20:.1f} MiB, max in flight {run.max_in_flight}; "
+                        f"CPU us/msg {per(run.cpu, n)})")
+        print("; ".join(line), flush=True)
+    for w in windows:
+        runs = ours[w]
+        rates = [n / run.elapsed for run in runs]
+        ratio = statistics.median(o / b for o, b in zip(rates, naive, strict=True))
+        print(f"single events, receive_maximum {w}: ours {statistics.median(rates):,.0f} msg/s, "
+              f"naive {statistics.median(naive):,.0f} msg/s, median ratio {ratio:.2f}; "
+              f"RSS growth median {statistics.median(run.rss_growth for run in runs) / 2**20:.1f} MiB, "
+              f"max {max(run.rss_growth for run in runs) / 2**20:.1f} MiB; "
+              f"max in flight {max(run.max_in_flight for run in runs)}; "
+              f"CPU us/msg (medians) {median_cpu([run.cpu for run in runs], n)}", flush=True)
 
 
 if __name__ == "__main__":

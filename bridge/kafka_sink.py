@@ -14,6 +14,9 @@ un-acknowledged messages are redelivered to the next run).
 
 Threading: ``produce``, ``poll`` and ``flush`` are called by the service loop only, and delivery
 callbacks run inside them, so the ack frontier is never touched by two threads.
+
+Per record, the hot path is one C call (``produce``, pre-bound), one ``partial`` and, in ``poll``, one
+short callback; counters are gathered in a dict and added to Prometheus once per ``poll``.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class KafkaSink:
             "error_cb": self._on_error,
         }
         self._producer = Producer(settings.client_config(ours, PROTECTED))
+        self._produce = self._producer.produce
         self._metrics = metrics
         self._on_delivered = on_delivered
         self._on_rejected = on_rejected
@@ -80,7 +84,9 @@ class KafkaSink:
         self._retry_at = 0.0
         self._backoff = Backoff(initial=0.5, maximum=config.retry_backoff_max)
         self._fatal: KafkaError | None = None
-        self._produced: dict[str, Any] = {}
+        self._produced: dict[str, Any] = {}  # topic -> its bound Prometheus child
+        self._confirmed: dict[str, int] = {}  # topic -> confirmations not yet added to the metric
+        self._failing = False  # a delivery failed since the last success: reset the backoff on success
 
     def __len__(self) -> int:
         """Records not yet confirmed: in librdkafka's queue or waiting for a retry."""
@@ -94,7 +100,7 @@ class KafkaSink:
         callback = partial(self._report, record, token)
         while True:
             try:
-                self._producer.produce(record.topic, record.value, record.key, headers=record.headers,
+                self._produce(record.topic, record.value, record.key, headers=record.headers,
                                        on_delivery=callback)
                 return
             except KafkaException as exc:
@@ -108,9 +114,21 @@ class KafkaSink:
                 if stop.is_set():
                     raise ShutdownRequested("stopping while the producer queue is full") from None
 
+    def produce_all(self, records: list[Record], token: Any, stop: threading.Event) -> None:
+        """:meth:`produce` each of ``records``, in order, all with the same ``token``."""
+        produce, report = self._produce, self._report
+        for record in records:
+            try:
+                produce(record.topic, record.value, record.key, headers=record.headers,
+                        on_delivery=partial(report, record, token))
+            except (BufferError, KafkaException):
+                self.produce(record, token, stop)  # not queued: the slow path waits or rejects it
+
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery reports (running the callbacks) and re-produce failed records when due."""
         self._producer.poll(timeout)
+        if self._confirmed:
+            self._count_confirmed()
         if self._fatal is not None:
             raise KafkaFatalError(f"fatal producer error: {self._fatal}")
         if self._retry and time.monotonic() >= self._retry_at:
@@ -118,8 +136,8 @@ class KafkaSink:
             self._metrics.reproduced.inc(len(retry))
             for record, token in retry:
                 try:
-                    self._producer.produce(record.topic, record.value, record.key, headers=record.headers,
-                                           on_delivery=partial(self._report, record, token))
+                    self._produce(record.topic, record.value, record.key, headers=record.headers,
+                                  on_delivery=partial(self._report, record, token))
                 except BufferError:
                     self._retry.append((record, token))  # keep order: the rest waits too
         self._metrics.producer_queue.set(len(self))
@@ -133,19 +151,20 @@ class KafkaSink:
 
     def close(self) -> None:
         # confluent-kafka has no close(); dropping the last reference destroys the handle
-        self._producer = None  # type: ignore[assignment]
+        self._producer = self._produce = None  # type: ignore[assignment]
 
     # -- inside poll() -----------------------------------------------------------------------------
 
     def _report(self, record: Record, token: Any, err: KafkaError | None, msg: Any) -> None:
         if err is None:
-            self._backoff.reset()
-            produced = self._produced.get(record.topic)
-            if produced is None:  # labels() is a locked dict lookup: once per topic, not per record
-                produced = self._produced[record.topic] = self._metrics.produced.labels(record.topic)
-            produced.inc()
+            if self._failing:
+                self._failing = False
+                self._backoff.reset()
+            confirmed = self._confirmed
+            confirmed[record.topic] = confirmed.get(record.topic, 0) + 1  # into the metric after poll
             self._on_delivered(record, token)
             return
+        self._failing = True
         self._metrics.delivery_errors.labels(err.name()).inc()
         if err.code() in _PERMANENT:
             self._on_rejected(record, token, str(err))
@@ -155,6 +174,14 @@ class KafkaSink:
         self._retry.append((record, token))
         rate_limited(log, ("delivery-failed", err.code()), 10.0).warning(
             "kafka delivery failed, will produce again", extra={"error": str(err), "topic": record.topic})
+
+    def _count_confirmed(self) -> None:
+        for topic, n in self._confirmed.items():
+            produced = self._produced.get(topic)
+            if produced is None:  # labels() is a locked dict lookup: once per topic, not per record
+                produced = self._produced[topic] = self._metrics.produced.labels(topic)
+            produced.inc(n)
+        self._confirmed.clear()
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():

@@ -37,8 +37,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -53,8 +52,9 @@ __all__ = ["Inbound", "MqttSource"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
+class Inbound(NamedTuple):
+    """One message as paho's thread hands it over (a named tuple: made per message, and cheaply)."""
+
     generation: int
     message: mqtt.MQTTMessage
     received: float  # time.monotonic() at arrival

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Header", "Record"]
 
 Header = tuple[str, str | bytes | None]  # what confluent-kafka accepts
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """Immutable; a named tuple rather than a frozen dataclass because the uplink makes one per event
+    (a frozen dataclass's ``__init__`` costs a ``object.__setattr__`` per field)."""
+
     topic: str
     key: bytes | None
     value: bytes

@@ -138,14 +138,15 @@ class Uplink:
         self._received_bytes += len(payload)
         records = self._translator.records(msg.topic, payload, inbound.received_wall,
                                            getattr(msg, "properties", None))
-        # QoS 0 needs no ack; its records are still produced
-        entry = self._frontier.add(inbound.generation, msg.mid, inbound.received) if msg.qos else None
-        for record in records:
-            if entry is not None:
-                entry.outstanding += 1
-            self.sink.produce(record, entry, stop)
-        if entry is not None:
-            entry.sealed = True
+        if not msg.qos:  # QoS 0 needs no ack; its records are still produced
+            self.sink.produce_all(records, None, stop)
+            return
+        entry = self._frontier.add(inbound.generation, msg.mid, inbound.received)
+        # counted before producing: a report served while produce waits for room cannot complete the
+        # entry early, since it is sealed only after the last record is queued
+        entry.outstanding = len(records)
+        self.sink.produce_all(records, entry, stop)
+        entry.sealed = True
 
     def _ack_ready(self) -> None:
         """Acknowledge the done prefix of the frontier, and publish the counts gathered since last time.

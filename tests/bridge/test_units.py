@@ -68,6 +68,24 @@ def test_translator_one_record_per_event_of_a_batch() -> None:
     assert [r.topic for r in records] == ["raw"] * 3
     assert [orjson.loads(r.value)["seq"] for r in records] == [1, 2, 3]
     assert {r.key for r in records} == {b"d1"}
+    assert records[1].value == encode(events[1])  # a batch item is re-encoded on its own
+
+
+def test_translator_single_event_value_is_the_payload_and_batch_of_one_is_re_encoded() -> None:
+    event = new_reading("d1", 7, {"t": {"v": 1.5, "u": "Cel"}})
+    payload = b"  " + encode(event)  # leading whitespace: still one JSON object
+    t = _translator()
+    for _ in range(2):  # the second time the topic's route comes from the cache
+        [record] = t.records("devices/d1/events", payload, 0.0)
+        assert record.value is payload
+        headers = dict(record.headers)
+        assert headers["ce_id"] == event.id.encode() and headers["ce_seq"] == b"7"
+        assert headers["content-type"] == b"application/cloudevents+json"
+        assert headers["mqtt_topic"] == b"devices/d1/events"
+    [one] = t.records("devices/d1/events", encode_batch([event]), 0.0)
+    assert one.value == encode(event)
+    [bad] = t.records("devices/x y/events", payload, 0.0)  # a bad topic is remembered as bad, too
+    assert bad.reason == "bad_topic"
 
 
 def test_translator_dead_letters_spoofing_and_size_and_partial_batches() -> None:
