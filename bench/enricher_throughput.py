@@ -13,7 +13,7 @@ second, the figure least disturbed by other load on a shared machine. Ours and t
 run by run (ABAB...), ``--repeats`` times each; medians and the ratio of medians.
 
     .venv/bin/python -m bench.enricher_throughput [--events 200000] [--repeats 3] [--partitions 2]
-        [--interval-ms 100] [--sweep 50,100,250,500,1000,2000] [--no-quix]
+        [--interval-ms 100] [--sweep 50,100,250,500,1000,2000] [--no-quix] [--against TREE]
 
 Set up the baseline once:
 ``python3 -m venv bench/.venv-quix && bench/.venv-quix/bin/pip install quixstreams``.
@@ -128,14 +128,14 @@ def ends(bootstrap: str, topic: str, partitions: int) -> list[int]:
 
 
 def timed(name: str, cmd: list[str], env: dict[str, str], bootstrap: str, group: str, topic: str,
-          target: list[int], log: Path) -> Run:
+          target: list[int], log: Path, cwd: Path = ROOT) -> Run:
     watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
                         "isolation.level": "read_uncommitted"})
     parts = [TopicPartition(topic, p) for p in range(len(target))]
     total = sum(target)
     with open(log, "wb") as out:
         began = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     try:
         first_at, first = 0.0, 0
         deadline = began + 600
@@ -176,9 +176,10 @@ class Bench:
         (workdir / "registry.json").write_text(json.dumps(registry()))
         self.n = 0
 
-    def ours(self, interval_ms: int) -> Run:
+    def ours(self, interval_ms: int, tree: Path = ROOT, label: str = "ours") -> Run:
+        """Our enricher as a process; ``tree``: another source tree of it (``--against``)."""
         self.n += 1
-        tag = f"ours{self.n}"
+        tag = f"{label}{self.n}"
         names = {k: f"bench-{k}-{tag}-{uuid.uuid4().hex[:6]}" for k in
                  ("processed", "deadletter", "alerts", "state")}
         create(self.admin, [(names["processed"], self.partitions, {}), (names["deadletter"], 1, {}),
@@ -195,8 +196,9 @@ class Bench:
         path = self.workdir / f"{tag}.toml"
         path.write_text(dump_config(config))
         cmd = [sys.executable, "-m", "edgebridge", "enricher", "run", "--config", str(path)]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        return timed(tag, cmd, env, self.bootstrap, group, self.raw, self.target, self.workdir / f"{tag}.log")
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        return timed(tag, cmd, env, self.bootstrap, group, self.raw, self.target, self.workdir / f"{tag}.log",
+                     cwd=tree)
 
     def quix(self, interval_ms: int) -> Run:
         self.n += 1
@@ -225,6 +227,9 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=int, default=100)
     parser.add_argument("--sweep", default="50,100,250,500,1000,2000")
     parser.add_argument("--no-quix", action="store_true")
+    parser.add_argument("--against", type=Path,
+                        help="another source tree of the enricher (the last commit's: `git archive HEAD "
+                        "enricher`, edgebridge linked in) to run alternately with ours")
     args = parser.parse_args()
     quix = not args.no_quix
     if quix and not QUIX_PYTHON.exists():
@@ -235,7 +240,7 @@ def main() -> None:
           f"confluent-kafka {confluent_kafka.__version__}, "
           f"librdkafka {confluent_kafka.libversion()[0]}")
     print(f"events {args.events:,} ({DEVICES} devices, 5 % duplicates), raw partitions {args.partitions}, "
-          f"ours: linger.ms=5, consume batch 500, commit.max_messages=5000; quix: its defaults", flush=True)
+          f"ours: linger.ms=50, consume batch 500, commit.max_messages=5000; quix: its defaults", flush=True)
     with tempfile.TemporaryDirectory(prefix="edgebridge-bench-") as tmp:
         work = Path(tmp)
         brokers = LocalBrokers(work / "brokers", only=("kafka",))
@@ -249,16 +254,26 @@ def main() -> None:
             print(f"filled {raw} in {time.monotonic() - began:.1f} s", flush=True)
             bench = Bench(bs, raw, args.partitions, work)
             print(f"\nexactly-once throughput, commit interval {args.interval_ms} ms (alternating runs):")
-            ours_runs, quix_runs = [], []
+            ours_runs, quix_runs, base_runs = [], [], []
             for _ in range(args.repeats):
                 ours_runs.append(bench.ours(args.interval_ms))
                 show(ours_runs[-1])
+                if args.against:
+                    base_runs.append(bench.ours(args.interval_ms, args.against.resolve(), "base"))
+                    show(base_runs[-1])
                 if quix:
                     quix_runs.append(bench.quix(args.interval_ms))
                     show(quix_runs[-1])
             o_rate = statistics.median(r.rate for r in ours_runs)
             o_cpu = statistics.median(r.per_cpu for r in ours_runs)
-            print(f"  median ours: {o_rate:,.0f} ev/s, {o_cpu:,.0f} ev/CPU-s")
+            print(f"  median ours: {o_rate:,.0f} ev/s, {o_cpu:,.0f} ev/CPU-s "
+                  f"({1e6 / o_cpu:.1f} us of CPU per event)")
+            if base_runs:
+                b_rate = statistics.median(r.rate for r in base_runs)
+                b_cpu = statistics.median(r.per_cpu for r in base_runs)
+                print(f"  median base ({args.against}): {b_rate:,.0f} ev/s, {b_cpu:,.0f} ev/CPU-s "
+                      f"({1e6 / b_cpu:.1f} us of CPU per event)")
+                print(f"  ratio ours/base: {o_rate / b_rate:.2f} (ev/s), {o_cpu / b_cpu:.2f} (ev/CPU-s)")
             if quix:
                 q_rate = statistics.median(r.rate for r in quix_runs)
                 q_cpu = statistics.median(r.per_cpu for r in quix_runs)

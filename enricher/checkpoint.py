@@ -50,7 +50,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -59,10 +59,12 @@ from edgebridge.retry import Backoff
 from enricher.dedup import DedupTable
 from enricher.metrics import EnricherMetrics
 
-__all__ = ["AbortNeeded", "Checkpoint", "FatalKafkaError", "classify", "kafka_call", "raise_classified"]
+__all__ = ["AbortNeeded", "Checkpoint", "FatalKafkaError", "Headers", "classify", "kafka_call",
+           "raise_classified"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Headers = list[tuple[str, str | bytes | None]]  # what Producer.produce takes
 RETRIABLE, ABORTABLE, FATAL = "retriable", "abortable", "fatal"
 
 
@@ -118,6 +120,7 @@ class Checkpoint:
     def __init__(self, producer: Producer, consumer: Consumer, dedup: DedupTable, raw_topic: str,
                  state_topic: str, metrics: EnricherMetrics, interval_ms: int, max_messages: int) -> None:
         self.producer = producer
+        self._produce = producer.produce
         self.consumer = consumer
         self.dedup = dedup
         self.raw_topic = raw_topic
@@ -146,20 +149,19 @@ class Checkpoint:
         self.consumed += 1
 
     def produce(self, output: str, topic: str, value: bytes, key: bytes | None,
-                headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
-        kwargs: dict[str, Any] = {"key": key, "headers": headers}
-        if partition is not None:
-            kwargs["partition"] = partition
+                headers: Headers | None = None, partition: int | None = None) -> None:
         while True:
             try:
-                self.producer.produce(topic, value, **kwargs)
+                # -1: librdkafka's "unassigned", the partitioner decides (keyword-free: a per-record cost)
+                self._produce(topic, value, key, -1 if partition is None else partition, headers=headers)
                 break
             except BufferError:
                 # librdkafka's queue is full (bounded by queue.buffering.max.*): wait for deliveries
                 self.producer.poll(0.05)
             except KafkaException as exc:
                 raise_classified("produce", exc)
-        self.pending[output] = self.pending.get(output, 0) + 1
+        pending = self.pending
+        pending[output] = pending.get(output, 0) + 1
 
     def deadletter(self, reason: str) -> None:
         self.pending_deadletters[reason] = self.pending_deadletters.get(reason, 0) + 1

@@ -45,6 +45,10 @@ class Observation:
     expired: int = 0  # seqs given up to keep the state bounded
 
 
+_NEW = Observation(Verdict.NEW)
+_DUPLICATE = Observation(Verdict.DUPLICATE)
+
+
 @dataclass(slots=True)
 class DeviceDedup:
     high: int = 0
@@ -66,8 +70,14 @@ class DeviceDedup:
         return i >= 0 and self.ranges[i][0] <= seq <= self.ranges[i][1]
 
     def observe(self, seq: int, max_ranges: int) -> Observation:
+        if not self.ranges:  # no open gap, the common case: answered without building ranges
+            if seq <= self.high:
+                return _DUPLICATE
+            if seq == self.high + 1:
+                self.high = seq
+                return _NEW
         if self.seen(seq):
-            return Observation(Verdict.DUPLICATE)
+            return _DUPLICATE
         top = self.top
         gap = (top + 1, seq - 1) if seq > top + 1 else None
         verdict = Verdict.LATE if seq < top else Verdict.NEW

@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry
 from edgebridge import envelope
 from edgebridge.errors import ConfigError, EnvelopeError
 from edgebridge.retry import StopEvent
-from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError, kafka_call
+from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError, Headers, kafka_call
 from enricher.config import EnricherConfig
 from enricher.dedup import DedupTable
 from enricher.metrics import EnricherMetrics
@@ -59,17 +59,24 @@ PROTECTED = CONSUMER_PROTECTED + PRODUCER_PROTECTED + ("transaction.timeout.ms",
 
 
 _second: tuple[int, str] = (-1, "")
+_last: tuple[int, str] = (-1, "")
 _UNREGISTERED: dict[str, Any] = {"registered": False}
-_CONTENT_TYPE = [("content-type", envelope.CONTENT_TYPE.encode())]
+_CONTENT_TYPE: Headers = [("content-type", envelope.CONTENT_TYPE.encode())]
+_READING, _PROCESSED = envelope.READING_TYPE, envelope.PROCESSED_TYPE
+_dumps = envelope.orjson.dumps
 
 
 def _rfc3339_ms(ms: int) -> str:
-    """A Kafka timestamp as RFC 3339 with milliseconds (the second's prefix is cached: per event cost)."""
-    global _second
+    """A Kafka timestamp as RFC 3339 with milliseconds; cached, since a backlog's records share their
+    millisecond by the hundreds and their second by the thousands (per event cost)."""
+    global _second, _last
+    if _last[0] == ms:
+        return _last[1]
     sec, milli = divmod(ms, 1000)
     if _second[0] != sec:
         _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-    return f"{_second[1]}.{milli:03d}Z"
+    _last = (ms, f"{_second[1]}.{milli:03d}Z")
+    return _last[1]
 
 
 class Processor:
@@ -93,7 +100,9 @@ class Processor:
             "enable.idempotence": True,
             "acks": "all",
             "transaction.timeout.ms": config.commit.transaction_timeout_ms,
-            "linger.ms": 5,
+            # outputs are visible only at the commit (read_committed), which flushes: lingering costs no
+            # latency, and 50 ms instead of 5 cut the producer thread's CPU per event ~3x (fewer requests)
+            "linger.ms": 50,
         }, PROTECTED))
         self.dedup = DedupTable(config.pipeline.max_seen_ranges)
         restore_timeout = config.commit.transaction_timeout_ms / 1000 + 60
@@ -223,15 +232,28 @@ class Processor:
         except StepFailed as exc:
             self._deadletter(msg, "step_failed", exc.error, step=exc.step)
             return
-        if out is not None:
-            self._emit(out)
+        if out is None:
+            return
+        try:
+            value, alerts = self._encode(out)
+        except TypeError as exc:  # orjson: an integer past 64 bits (a conversion made it), a foreign type
+            self._deadletter(msg, "unencodable", exc)
+            return
+        key = out.event.deviceid.encode()
+        produce = self.checkpoint.produce
+        produce("processed", self.topics.processed, value, key, _CONTENT_TYPE)
+        for record in alerts:
+            produce("alerts", self.topics.alerts, record, key)
 
-    def _emit(self, item: Item) -> None:
+    def _encode(self, item: Item) -> tuple[bytes, list[bytes]]:
+        """The processed record and the alert records, all encoded before any is produced."""
         event = item.event
-        key = event.deviceid.encode()
-        if item.is_reading:
+        if event.type == _READING:
             device = item.device
-            data: dict[str, Any] = {
+            # the raw event's envelope with the processed type and data, encoded once (no Event between)
+            obj = envelope.to_dict(event)
+            obj["type"] = _PROCESSED
+            obj["data"] = {
                 "readings": item.readings,
                 "derived": item.derived,
                 "flags": item.flags,
@@ -240,20 +262,15 @@ class Processor:
                 "ingesttime": _rfc3339_ms(item.ingest_ms) if item.ingest_ms else None,
                 "processtime": self._processtime,
             }
-            processed = envelope.Event(event.id, event.deviceid, event.seq, envelope.PROCESSED_TYPE,
-                                       event.time, data, event.bootid, event.monotime, event.clocksynced,
-                                       event.extensions)
-            value = envelope.encode(processed)
+            value = _dumps(obj)
         else:
             value = envelope.encode(event)  # a gap event goes on as it came, so every hole stays explained
-        self.checkpoint.produce("processed", self.topics.processed, value, key, _CONTENT_TYPE)
-        for alert in item.alerts:
-            record = {"deviceid": event.deviceid, "seq": event.seq, "eventid": event.id, "time": event.time,
-                      **alert}
-            self.checkpoint.produce("alerts", self.topics.alerts, envelope.orjson.dumps(record), key)
+        alerts = [_dumps({"deviceid": event.deviceid, "seq": event.seq, "eventid": event.id,
+                          "time": event.time, **alert}) for alert in item.alerts]
+        return value, alerts
 
     def _deadletter(self, msg: Message, reason: str, error: BaseException, step: str | None = None) -> None:
-        headers = [
+        headers: Headers = [
             ("reason", reason.encode()),
             ("error.class", type(error).__name__.encode()),
             ("error.message", str(error)[:1000].encode()),

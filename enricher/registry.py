@@ -26,6 +26,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from edgebridge.errors import ConfigError, EdgeBridgeError
+from edgebridge.units import canonical_unit
 
 __all__ = ["DeviceInfo", "Registry", "RegistryError", "parse_device"]
 
@@ -55,6 +56,16 @@ class DeviceInfo:
         """The ``device`` block of a processed event (built once per registry entry, shared: read only)."""
         return {"registered": True, **{k: v for k in ("name", "site", "location", "model")
                                        if (v := getattr(self, k)) is not None}}
+
+    @cached_property
+    def rated(self) -> bool:
+        """A rate-of-change limit on some measurement (only then does ``flag`` need the event time)."""
+        return any("rate" in limits for limits in self.thresholds.values())
+
+    @cached_property
+    def canonical_units(self) -> dict[str, str]:
+        """The expected unit of each measurement, normalised (what ``normalise`` compares against)."""
+        return {name: canonical_unit(unit) for name, unit in self.units.items()}
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: getattr(self, k) for k in ("name", "site", "location", "model")}

@@ -11,6 +11,9 @@ A step is any callable ``step(item, ctx) -> Item | None``:
 Built-in names: ``validate``, ``dedup``, ``calibrate``, ``normalise``, ``derive``, ``flag``, ``route``.
 Your own: ``"package.module:callable"`` in ``[pipeline] steps``. Steps that transform readings leave
 gap events (``edgebridge.gap.v1``) alone; ``dedup`` handles both.
+
+The default chain, exactly as configured by default, runs fused (:mod:`enricher.steps.fused`: one call,
+two passes over the readings, the same results); any other list runs step by step, as written above.
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ from typing import Any, Protocol
 
 from edgebridge.envelope import READING_TYPE, Event
 from edgebridge.errors import ConfigError, EdgeBridgeError
-from enricher.config import PipelineSettings
+from enricher.config import DEFAULT_STEPS, PipelineSettings
 from enricher.dedup import DedupTable
 from enricher.registry import DeviceInfo
 
-__all__ = ["Context", "Item", "Pipeline", "Reject", "Step", "StepFailed", "build_pipeline"]
+__all__ = ["Context", "FusedPipeline", "Item", "Pipeline", "Reject", "Step", "StepFailed", "build_pipeline"]
 
 
 class Reject(EdgeBridgeError):
@@ -93,13 +96,14 @@ class History:
     def __init__(self, max_entries: int = 100_000) -> None:
         self.max_entries = max_entries
         self.evicted = 0
-        self._data: OrderedDict[tuple[str, str], tuple[float, Any, int]] = OrderedDict()
+        # (device id, measurement) -> (event time, value, repeats); public for the fused chain's inlined swap
+        self.entries: OrderedDict[tuple[str, str], tuple[float, Any, int]] = OrderedDict()
 
     def swap(self, key: tuple[str, str], entry: tuple[float, Any, int]) -> tuple[float, Any, int] | None:
-        old = self._data.pop(key, None)
-        self._data[key] = entry
-        if len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
+        old = self.entries.pop(key, None)
+        self.entries[key] = entry
+        if len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
             self.evicted += 1
         return old
 
@@ -173,5 +177,21 @@ def load_step(spec: str) -> Step:
     return obj
 
 
-def build_pipeline(settings: PipelineSettings) -> Pipeline:
+class FusedPipeline(Pipeline):
+    """The default chain run as one function (:mod:`enricher.steps.fused`): same results, less work."""
+
+    def __init__(self) -> None:
+        from enricher.steps.fused import run_default
+
+        super().__init__([(spec, load_step(spec)) for spec in DEFAULT_STEPS])
+        self._run = run_default
+
+    def run(self, item: Item, ctx: Context) -> Item | None:
+        return self._run(item, ctx)
+
+
+def build_pipeline(settings: PipelineSettings, fuse: bool = True) -> Pipeline:
+    """The configured steps; the default chain fused unless ``fuse`` is false (tests compare the two)."""
+    if fuse and list(settings.steps) == DEFAULT_STEPS:
+        return FusedPipeline()
     return Pipeline([(spec, load_step(spec)) for spec in settings.steps])

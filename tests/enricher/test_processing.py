@@ -120,18 +120,21 @@ def test_poison_events_go_to_dead_letters_with_headers_and_the_rest_flows(
     ]
     stream = good[:5] + poison[:2] + good[5:15] + poison[2:] + good[15:]
     gap = ("dev-p", new_gap("dev-p", 30, 21, 29, "evicted"))
-    produce(bs, topics.raw, [*stream, gap])  # type: ignore[list-item]
+    # valid in, not encodable out: 2**62 kWh is 2**62 * 3.6e6 J, past JSON's 64-bit integers
+    huge = ("dev-p", new_reading("dev-p", 31, {"energy": {"v": 2**62, "u": "kWh"}}))
+    produce(bs, topics.raw, [*stream, gap, huge])  # type: ignore[list-item]
     steps = ["validate", "dedup", "calibrate", "normalise", "tests.enricher.test_processing:boom", "derive"]
     config = enricher_config(brokers, topics, consumer_group(), **{"pipeline.steps": steps})
     with InProcess(config) as run:
         processed = read_all(bs, topics.processed, 20)
-        dead = read_all(bs, topics.deadletter, 4)
+        dead = read_all(bs, topics.deadletter, 5)
     got = values(processed)
     assert sorted(e["seq"] for e in got) == [s for s in range(1, 21) if s != 13] + [30]
     assert [e["type"] for e in got if e["seq"] == 30] == ["edgebridge.gap.v1"]
     headers = [dict((k, v.decode()) for k, v in m.headers()) for m in dead]
-    assert [h["reason"] for h in headers] == ["not_json", "bad_seq", "step_failed", "device_mismatch"]
-    assert [int(h["original.offset"]) for h in headers] == [5, 6, 14, 17]
+    assert [h["reason"] for h in headers] == ["not_json", "bad_seq", "step_failed", "device_mismatch",
+                                              "unencodable"]
+    assert [int(h["original.offset"]) for h in headers] == [5, 6, 14, 17, 24]
     assert {h["original.topic"] for h in headers} == {topics.raw}
     assert {h["original.partition"] for h in headers} == {"0"}
     assert headers[2]["error.class"] == "ValueError" and headers[2]["error.message"] == "thirteen is unlucky"
@@ -140,5 +143,6 @@ def test_poison_events_go_to_dead_letters_with_headers_and_the_rest_flows(
     assert dead[0].value() == b"\xff\xfe not json"
     m = run.processor.metrics
     assert m.deadletters.labels("step_failed")._value.get() == 1
+    assert m.deadletters.labels("unencodable")._value.get() == 1
     assert m.gaps_opened._value.get() == 1 and m.gaps_explained._value.get() == 1
     assert m.open_gaps._value.get() == 0
