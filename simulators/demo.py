@@ -9,6 +9,9 @@
 5. An audit per device once the fleet is done: every seq 1..N present in the raw topic (duplicates
    allowed) and exactly once in the processed topic (read_committed). Exit 0 only if both hold.
 
+With ``--chaos`` the bridge, the enricher and one agent are each killed with SIGKILL mid-run and
+restarted: the audit must come out the same (guarantees 1 and 2 under crashes).
+
 Device ids carry a run id, so a broker state reused across runs never mixes runs in the audit.
 """
 
@@ -47,6 +50,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     parser.add_argument("--state-dir", default=None, help=f"brokers' state (default {default_state_dir()})")
     parser.add_argument("--keep", action="store_true", help="leave the brokers running afterwards")
+    parser.add_argument("--chaos", action="store_true",
+                        help="kill -9 the bridge, the enricher and one agent mid-run, and restart them")
     return parser
 
 
@@ -69,6 +74,10 @@ class Demo:
         self.run_id = uuid.uuid4().hex[:6]
         self.topics = KafkaTopics()
         self.devices = [f"demo-{self.run_id}-{i:02d}" for i in range(1, args.devices + 1)]
+        # The last seq each device will have committed; a restarted agent's source starts counting anew.
+        self.expected = dict.fromkeys(self.devices, args.events)
+        self.chaos_steps = ["bridge", "enricher", "agent"] if args.chaos else []
+        self.enricher_restarted = False
         mqtt = {"url": brokers.mosquitto.url}
         kafka = {"bootstrap": brokers.kafka.bootstrap}
         log = {"level": "WARNING"}
@@ -98,10 +107,12 @@ class Demo:
         print(f"2. bridge and enricher up; {len(self.agents)} agents started "
               f"({self.args.events} readings each at {self.args.rate:g}/s); logs in {self.workdir}")
 
-    def _edge(self) -> tuple[int, int]:
+    def _edge(self) -> tuple[dict[str, int], int]:
+        """Per device the last committed seq, and the backlog of all outboxes (read-only)."""
         from edge_agent.outbox import read_status
 
-        committed = backlog = 0
+        committed: dict[str, int] = {}
+        backlog = 0
         for device in self.devices:
             db = self.workdir / device / "outbox.db"
             try:
@@ -109,19 +120,46 @@ class Demo:
             except Exception:  # the agent may still be creating its outbox
                 continue
             last_seq: dict[str, int] = status["last_seq"]  # type: ignore[assignment]
-            committed += last_seq.get(device, 0)
+            committed[device] = last_seq.get(device, 0)
             backlog += int(status["backlog_rows"])  # type: ignore[call-overload]
         return committed, backlog
+
+    def _chaos(self, fraction: float, began: float) -> None:
+        """Kill -9 one more component once the fleet is far enough along; restart it at once."""
+        if not self.chaos_steps or fraction < 0.25 + 0.2 * (3 - len(self.chaos_steps)):
+            return
+        step = self.chaos_steps.pop(0)
+        if step == "agent":
+            proc = self.agents[0]
+            proc.kill()
+            committed, _ = self._edge()
+            self.expected[proc.name] = committed.get(proc.name, 0) + self.args.events
+        else:
+            proc = self.bridge if step == "bridge" else self.enricher
+            proc.kill()
+            self.enricher_restarted |= step == "enricher"
+        proc.start()
+        print(f"  chaos t={time.monotonic() - began:5.1f}s: kill -9 {proc.name}, restarted", flush=True)
+
+    def _processed_complete(self) -> bool:
+        values = self._records(self.topics.processed)
+        return all(a.complete for a in audit_records(values, self.expected).values())
+
+    def _records(self, topic: str) -> list[bytes]:
+        ours = f'"deviceid":"demo-{self.run_id}-'.encode()
+        return [v for v in read_topic(self.brokers.kafka.bootstrap, topic, idle=1.0) if ours in v]
 
     def watch(self) -> bool:
         from confluent_kafka import Consumer
 
-        target = len(self.devices) * self.args.events
         probe = Consumer({"bootstrap.servers": self.brokers.kafka.bootstrap, "group.id": "demo-watch"})
         began = time.monotonic()
         try:
             while time.monotonic() - began < self.args.timeout:
-                committed, backlog = self._edge()
+                target = sum(self.expected.values())
+                per_device, backlog = self._edge()
+                committed = sum(per_device.values())
+                self._chaos(committed / target, began)
                 raw = _high_watermarks(probe, self.topics.raw)
                 events = int(self.bridge.metric("edgebridge_bridge_events_total"))
                 processed = int(self.enricher.metric(PROCESSED_METRIC))
@@ -129,7 +167,11 @@ class Demo:
                 print(f"  t={time.monotonic() - began:5.1f}s  edge committed {committed:>7}/{target} "
                       f"backlog {backlog:>6} | bridge events {events:>7} | raw offsets {raw:>7} | "
                       f"processed {processed:>7} (duplicates dropped {dups})", flush=True)
-                if committed >= target and backlog == 0 and processed >= target:
+                edge_done = backlog == 0 and all(
+                    per_device.get(d, 0) >= n for d, n in self.expected.items())
+                # A restarted enricher's counters start at zero: then ask the topic itself.
+                if edge_done and (processed >= target if not self.enricher_restarted
+                                  else self._processed_complete()):
                     return True
                 time.sleep(1.0)
             return False
@@ -145,13 +187,11 @@ class Demo:
               + (f"; not 0: {bad}" if bad else ""))
 
     def audit(self) -> bool:
-        expected = dict.fromkeys(self.devices, self.args.events)
-        ours = f'"deviceid":"demo-{self.run_id}-'.encode()
         ok = True
         for name, topic, exactly_once in (("raw", self.topics.raw, False),
                                           ("processed", self.topics.processed, True)):
-            values = [v for v in read_topic(self.brokers.kafka.bootstrap, topic) if ours in v]
-            audits = audit_records(values, expected)
+            values = self._records(topic)
+            audits = audit_records(values, self.expected)
             print(f"5. audit of {topic} ({len(values)} records of this run):")
             print("   " + format_table(audits).replace("\n", "\n   "))
             complete = all(a.complete for a in audits.values())
