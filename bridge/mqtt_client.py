@@ -6,12 +6,30 @@ releasing and re-taking the GIL that the uplink's service thread wants too, were
 MQTT cost. :class:`_BufferedSocket` serves those reads from one 64 KiB ``recv`` and reports the rest
 through ``pending()``, the hook paho's loop already uses for TLS buffers (it then polls the socket
 with a zero timeout and reads on). TLS sockets buffer a record themselves and are left alone.
+
+Incoming PUBLISH fast path (round 4, found with cProfile on paho's thread): for every PUBLISH, paho
+builds an MQTT 5 ``Properties`` object (its ``__init__`` sets ~10 attributes through a validating
+``__setattr__``: ~half of the thread's CPU per message, even with no properties), an ``MQTTMessage``
+(with a ``threading.Condition``), a debug log line, and matches the topic against per-filter callbacks.
+:meth:`_Client._handle_publish` decodes the common shape itself: MQTT 5, QoS 0 or 1, a UTF-8 topic, and
+only the properties a broker forwards from a publisher (:data:`_PROPS`), into a :class:`FastMessage`
+with :class:`FastProperties`; anything else (QoS 2, MQTT 3.1.1, other properties, invalid UTF-8,
+per-filter callbacks, a malformed packet) takes paho's own path unchanged.
+
+PUBACKs: :meth:`_Client.ack_all` queues all of a turn's PUBACKs as one write, instead of one queued
+packet, one wake-up byte to paho's thread and one ``send`` each.
+
+Both rely on paho 2.x internals (``_in_packet``, ``_packet_queue``, ``_on_message_filtered``,
+``_in_callback_mutex``), pinned by ``paho-mqtt>=2.1,<3`` and exercised by every uplink test. The edge
+agent has the same kind of code for its side (``edge_agent/mqtt_fastpath.py``); the buffered socket
+and the property codec should become one shared module.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
+import struct
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -19,7 +37,7 @@ from paho.mqtt.properties import Properties
 
 from edgebridge.settings import MqttSettings
 
-__all__ = ["connect_properties", "new_client"]
+__all__ = ["FastMessage", "FastProperties", "connect_properties", "new_client"]
 
 
 class _BufferedSocket:
@@ -49,14 +67,149 @@ class _BufferedSocket:
         return getattr(self._sock, name)  # send, fileno, close, setblocking, ...
 
 
+class FastProperties:
+    """The PUBLISH properties a broker forwards, as plain attributes (``None``: absent); read like
+    paho's ``Properties`` (``getattr(props, "ContentType", None)``)."""
+
+    __slots__ = ("ContentType", "CorrelationData", "MessageExpiryInterval", "PayloadFormatIndicator",
+                 "ResponseTopic", "UserProperty")
+
+    def __init__(self) -> None:
+        self.ContentType: str | None = None
+        self.CorrelationData: bytes | None = None
+        self.MessageExpiryInterval: int | None = None
+        self.PayloadFormatIndicator: int | None = None
+        self.ResponseTopic: str | None = None
+        self.UserProperty: list[tuple[str, str]] | None = None
+
+
+class FastMessage:
+    """What the uplink reads of an incoming PUBLISH (the attributes of paho's ``MQTTMessage`` it uses)."""
+
+    __slots__ = ("dup", "mid", "payload", "properties", "qos", "retain", "topic")
+
+    def __init__(self, topic: str, payload: bytes, qos: int, mid: int, dup: bool, retain: bool,
+                 properties: FastProperties) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.mid = mid
+        self.dup = dup
+        self.retain = retain
+        self.properties = properties
+
+
+class _Malformed(Exception):
+    """Not the common shape: let paho decode (and judge) the packet."""
+
+
+def _str(data: bytes, pos: int) -> tuple[bytes, int]:
+    end = pos + 2 + (data[pos] << 8 | data[pos + 1])
+    if end > len(data):
+        raise _Malformed
+    return data[pos + 2 : end], end
+
+
+def _decode_props(data: bytes, pos: int, end: int) -> FastProperties:
+    props = FastProperties()
+    seen = 0
+    while pos < end:
+        ident = data[pos]
+        pos += 1
+        if ident != 0x26:  # only the user property may repeat: paho rejects any other twice
+            bit = 1 << (ident & 0x3F)
+            if seen & bit:
+                raise _Malformed
+            seen |= bit
+        if ident == 0x03:
+            raw, pos = _str(data, pos)
+            props.ContentType = raw.decode()
+        elif ident == 0x26:
+            key, pos = _str(data, pos)
+            value, pos = _str(data, pos)
+            if props.UserProperty is None:
+                props.UserProperty = []
+            props.UserProperty.append((key.decode(), value.decode()))
+        elif ident == 0x09:
+            props.CorrelationData, pos = _str(data, pos)
+        elif ident == 0x08:
+            raw, pos = _str(data, pos)
+            props.ResponseTopic = raw.decode()
+        elif ident == 0x01:
+            props.PayloadFormatIndicator = data[pos]
+            pos += 1
+        elif ident == 0x02:
+            props.MessageExpiryInterval = int.from_bytes(data[pos : pos + 4], "big")
+            pos += 4
+        else:
+            raise _Malformed  # e.g. a topic alias or subscription identifier: paho's path
+    if pos != end:
+        raise _Malformed
+    return props
+
+
+_PUBACK = struct.Struct("!BBH")
+
+
 class _Client(mqtt.Client):
     # paho 2.1/2.2 create the socket in this (private) method; see the module docstring for why
     def _create_socket(self) -> object:  # type: ignore[override]
         sock = super()._create_socket()
         return _BufferedSocket(sock) if type(sock) is socket.socket else sock
 
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        header = self._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        on_message = self.on_message
+        if (qos > 1 or self._protocol != mqtt.MQTTv5 or on_message is None
+                or (qos == 1 and not self._manual_ack) or self._on_message_filtered._root._children):
+            return super()._handle_publish()
+        data = bytes(self._in_packet["packet"])  # no copy: paho reads into bytes
+        try:
+            raw_topic, pos = _str(data, 0)
+            topic = raw_topic.decode()
+            mid = 0
+            if qos:
+                mid = data[pos] << 8 | data[pos + 1]
+                pos += 2
+            size = data[pos]  # the property length: a variable byte integer
+            pos += 1
+            if size > 127:
+                size &= 127
+                shift = 7
+                while True:
+                    byte = data[pos]
+                    pos += 1
+                    size |= (byte & 127) << shift
+                    if byte < 128:
+                        break
+                    shift += 7
+                    if shift > 21:
+                        raise _Malformed
+            end = pos + size
+            if end > len(data):
+                raise _Malformed
+            props = _decode_props(data, pos, end)
+        except (_Malformed, IndexError, UnicodeDecodeError):
+            return super()._handle_publish()
+        dup, retain = bool(header & 0x08), bool(header & 0x01)
+        message = FastMessage(topic, data[end:], qos, mid, dup, retain, props)
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)  # type: ignore[arg-type]
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+        return mqtt.MQTT_ERR_SUCCESS
 
-def new_client(settings: MqttSettings, client_id: str, *, manual_ack: bool) -> mqtt.Client:
+    def ack_all(self, mids: list[int]) -> None:
+        """Queue a PUBACK (QoS 1, success) for each of ``mids``, as one write to the socket."""
+        pack = _PUBACK.pack
+        self._packet_queue(mqtt.PUBACK, b"".join([pack(mqtt.PUBACK, 2, mid) for mid in mids]), 0, 0)
+
+
+def new_client(settings: MqttSettings, client_id: str, *, manual_ack: bool) -> _Client:
     client = _Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,

@@ -43,7 +43,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.metrics import BridgeMetrics
-from bridge.mqtt_client import connect_properties, new_client
+from bridge.mqtt_client import FastMessage, connect_properties, new_client
 from edgebridge.logs import rate_limited
 from edgebridge.settings import MqttSettings
 
@@ -56,7 +56,7 @@ class Inbound(NamedTuple):
     """One message as paho's thread hands it over (a named tuple: made per message, and cheaply)."""
 
     generation: int
-    message: mqtt.MQTTMessage
+    message: FastMessage | mqtt.MQTTMessage  # FastMessage for the common shape (see mqtt_client)
     received: float  # time.monotonic() at arrival
     received_wall: float  # time.time() at arrival, for the dead-letter header
 
@@ -140,17 +140,16 @@ class MqttSource:
 
         Returns the acknowledged ones. The others are stale: their connection has ended and message ids
         are reused on the next one, so they are dropped (the broker redelivers those messages). The
-        lock makes the generation check and the PUBACKs one step against a reconnect.
+        lock makes the generation check and the PUBACKs one step against a reconnect. The PUBACKs
+        are queued as one write (``ack_all``): one wake-up of paho's thread and one ``send`` per call.
         """
-        done: list[Any] = []
         with self._lock:
             if not self._connected:
-                return done
+                return []
             generation = self._generation
-            ack = self._client.ack
-            for entry in entries:
-                if entry.generation == generation and ack(entry.mid, 1) == mqtt.MQTT_ERR_SUCCESS:
-                    done.append(entry)
+            done = [entry for entry in entries if entry.generation == generation]
+            if done:
+                self._client.ack_all([entry.mid for entry in done])
         return done
 
     @property
@@ -201,7 +200,8 @@ class MqttSource:
         if self._accepting:
             log.warning("mqtt disconnected", extra={"reason": str(reason)})
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any,
+                    message: FastMessage | mqtt.MQTTMessage) -> None:
         if not self._accepting:
             return  # shutting down: the broker keeps it for the session
         if message.dup:

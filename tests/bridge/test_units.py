@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import orjson
+import pytest
+from paho.mqtt.exception import MalformedPacket, MQTTException
 
 from bridge.ack_frontier import AckFrontier
 from bridge.config import UplinkConfig
@@ -123,3 +125,87 @@ def test_example_config_loads_and_guarantee_settings_are_protected() -> None:
         weakened.kafka.client_config({}, PROTECTED)
     with pytest.raises(ConfigError, match=r"uplink\.receive_maximum"):
         load_config(BridgeConfig, None, env={}, overrides={"uplink.receive_maximum": 0})
+
+
+# -- paho fast path for incoming PUBLISH (bridge.mqtt_client): same result as paho's own decoding ----
+
+def _publish_body(topic: bytes, mid: int | None, props: bytes, payload: bytes) -> bytes:
+    def s16(b: bytes) -> bytes:
+        return len(b).to_bytes(2, "big") + b
+
+    size, varint = len(props), bytearray()
+    while True:
+        size, digit = divmod(size, 128)
+        varint.append(digit | (0x80 if size else 0))
+        if not size:
+            break
+    return s16(topic) + (mid.to_bytes(2, "big") if mid is not None else b"") + bytes(varint) + props + payload
+
+
+def _decode_with(client: object, header: int, body: bytes) -> object:
+    got: list[object] = []
+    client.on_message = lambda c, u, m: got.append(m)  # type: ignore[attr-defined]
+    client._in_packet = {"command": header, "packet": body}  # type: ignore[attr-defined]
+    assert client._handle_publish() == 0  # type: ignore[attr-defined]
+    assert len(got) == 1
+    return got[0]
+
+
+def _both(header: int, body: bytes) -> tuple[object, object]:
+    import paho.mqtt.client as mqtt
+
+    from bridge.mqtt_client import new_client
+    from edgebridge.settings import MqttSettings
+
+    fast = new_client(MqttSettings(), "unit", manual_ack=True)
+    plain = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="unit", protocol=mqtt.MQTTv5,
+                        manual_ack=True)
+    return _decode_with(fast, header, body), _decode_with(plain, header, body)
+
+
+def test_fast_publish_decoding_matches_paho() -> None:
+    from bridge.mqtt_client import FastMessage
+
+    def s16(b: bytes) -> bytes:
+        return len(b).to_bytes(2, "big") + b
+
+    long_value = b"v" * 300  # a property length of two bytes
+    props = (b"\x03" + s16(b"application/cloudevents+json") + b"\x26" + s16(b"eventid") + s16(b"e-1")
+             + b"\x26" + s16(b"big") + s16(long_value) + b"\x09" + s16(b"\x00corr") + b"\x01\x01"
+             + b"\x02\x00\x00\x01\x00" + b"\x08" + s16(b"reply/here"))
+    cases = [
+        (0x3A, _publish_body(b"p/devices/d-1/events", 513, props, b'{"x":1}')),  # QoS 1, dup
+        (0x32, _publish_body("p/devices/dé/events".encode(), 7, b"", b"")),  # no properties, empty payload
+        # QoS 0, retained
+        (0x31, _publish_body(b"p/devices/d-1/status", None, b"\x03" + s16(b"text/plain"), b"on")),
+    ]
+    for header, body in cases:
+        fast, paho = _both(header, body)
+        assert isinstance(fast, FastMessage)
+        for name in ("topic", "payload", "qos", "mid", "dup", "retain"):
+            assert getattr(fast, name) == getattr(paho, name), name
+        for name in ("ContentType", "CorrelationData", "UserProperty", "PayloadFormatIndicator",
+                     "MessageExpiryInterval", "ResponseTopic"):
+            assert getattr(fast.properties, name) == getattr(paho.properties, name, None), name  # type: ignore[attr-defined]
+
+
+def test_fast_publish_leaves_other_shapes_to_paho() -> None:
+    import paho.mqtt.client as mqtt
+
+    def s16(b: bytes) -> bytes:
+        return len(b).to_bytes(2, "big") + b
+
+    cases = [
+        (0x32, _publish_body(b"p/devices/d-1/events", 1, b"\x23\x00\x01", b"x")),  # a topic alias
+        (0x32, _publish_body(b"p/devices/d-1/events", 1, b"\x0b\x05", b"x")),  # a subscription identifier
+        (0x32, _publish_body(b"p/devices/\xff/events", 1, b"", b"x")),  # invalid UTF-8 topic
+    ]
+    twice = b"\x03" + s16(b"a/b") + b"\x03" + s16(b"c/d")  # a property other than user property, twice
+    with pytest.raises(MQTTException):
+        _both(0x32, _publish_body(b"p/devices/d-1/events", 1, twice, b"x"))
+    for header, body in cases:
+        fast, _ = _both(header, body)
+        assert isinstance(fast, mqtt.MQTTMessage)
+    # invalid UTF-8 in a property: paho's verdict, a malformed packet (the connection is dropped)
+    with pytest.raises(MalformedPacket):
+        _both(0x32, _publish_body(b"p/devices/d-1/events", 1, b"\x26" + s16(b"k") + s16(b"\xff"), b"x"))
