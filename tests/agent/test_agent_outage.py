@@ -3,6 +3,7 @@ returns the backlog drains in seq order and live events keep flowing. And the bo
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +76,11 @@ reconnect_max = 0.5
         lambda: max(e["seq"] for e in sub.events()) > after_drain + 500, 30, "live events after the drain"
     )
     assert agent.terminate() == 0
+    acked = read_status(db)["last_ack_seq"]
+    assert isinstance(acked, int)
+    # PUBACKed by the broker is not yet delivered to the subscriber: give the tail a moment.
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: set(range(1, acked + 1)) <= {e["seq"] for e in sub.events()}, 30, "the acked tail")
     events = sub.events()
     seqs = [e["seq"] for e in events]
     firsts: list[int] = []
@@ -85,8 +91,6 @@ reconnect_max = 0.5
             firsts.append(seq)
     inversions = [(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(firsts)) if b != a + 1]
     assert not inversions, f"first appearances out of seq order: {inversions[:10]}"
-    acked = read_status(db)["last_ack_seq"]
-    assert isinstance(acked, int)
     assert set(range(1, acked + 1)) <= set(seqs)
     assert not [e for e in events if e["type"] == GAP_TYPE]
 
@@ -134,7 +138,17 @@ reconnect_max = 0.5
     wait_for(lambda: read_status(db)["backlog_rows"] == 0, 60, "drained")
     assert agent.terminate() == 0
     last = read_status(db)["last_seq"][device]  # type: ignore[index]
-    wait_for(lambda: len({e["seq"] for e in sub.events()}) >= 1000 - 1, 30, "the kept events")
+
+    def covered() -> set[int]:
+        got = {e["seq"]: e for e in sub.events()}
+        spans = [e["data"] for e in got.values() if e["type"] == GAP_TYPE]
+        return set(got) | {s for g in spans for s in range(g["first"], g["last"] + 1)}
+
+    # The broker has PUBACKed everything (backlog 0), but its delivery to the subscriber may lag: wait
+    # until every seq is delivered or announced (the assertions below say which, if not in time).
+    # A timeout here is not the verdict: the exact assertion below reports what is missing.
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: covered() >= set(range(1, last + 1)), 30, "every seq delivered or announced")
     events = {e["seq"]: e for e in sub.events()}
     readings = {s for s, e in events.items() if e["type"] != GAP_TYPE}
     gaps = [e["data"] for e in events.values() if e["type"] == GAP_TYPE]
