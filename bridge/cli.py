@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import threading
 
 from bridge.config import BridgeConfig
-from edgebridge.config import add_config_arguments, config_from_args, dump_config
-from edgebridge.errors import ConfigError
+from edgebridge.config import add_config_arguments, config_or_exit_code
 from edgebridge.lifecycle import install_stop_handlers
 from edgebridge.logs import setup_logging
 
@@ -33,14 +31,9 @@ def main(argv: list[str], prog: str = "edgebridge bridge") -> int:
     if args.action != "run":
         parser.print_help()
         return 2
-    try:
-        config = config_from_args(BridgeConfig, args)
-    except ConfigError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print(dump_config(config), end="")
-        return 0
+    config = config_or_exit_code(BridgeConfig, args, prog)
+    if isinstance(config, int):
+        return config
     setup_logging(config.log.level, config.log.format)
     from bridge.service import Bridge  # imports paho and confluent-kafka: only when running
 

@@ -13,8 +13,8 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from edgebridge.config import add_config_arguments, config_from_args, dump_config
-from edgebridge.errors import ConfigError, EdgeBridgeError
+from edgebridge.config import add_config_arguments, config_or_exit_code
+from edgebridge.errors import EdgeBridgeError
 
 if TYPE_CHECKING:
     from edge_agent.agent import Agent
@@ -43,14 +43,9 @@ def main(argv: list[str], prog: str = "edgebridge agent") -> int:
 
     parser = _parser(prog)
     args = parser.parse_args(argv)
-    try:
-        config = config_from_args(AgentConfig, args)
-    except ConfigError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print(dump_config(config), end="")
-        return 0
+    config = config_or_exit_code(AgentConfig, args, prog)
+    if isinstance(config, int):
+        return config
     if args.action == "status":
         return _status(config, args.json, prog)
     if args.action == "run":

@@ -60,6 +60,7 @@ import argparse
 import dataclasses
 import difflib
 import os
+import sys
 import tomllib
 import types
 import typing
@@ -76,6 +77,7 @@ __all__ = [
     "Secret",
     "add_config_arguments",
     "config_from_args",
+    "config_or_exit_code",
     "dump_config",
     "load_config",
     "looks_secret",
@@ -366,3 +368,22 @@ def config_from_args(cls: type[T], args: argparse.Namespace, *, env: Mapping[str
     env = os.environ if env is None else env
     path = getattr(args, "config", None) or env.get(CONFIG_ENV) or None
     return load_config(cls, path, env=env)
+
+
+def config_or_exit_code(
+    cls: type[T], args: argparse.Namespace, prog: str, *, env: Mapping[str, str] | None = None
+) -> T | int:
+    """What every component's ``main()`` does first: the loaded configuration, or an exit code.
+
+    A bad configuration prints a one-line error naming the key and gives 2; ``--print-config`` prints
+    the effective configuration (secrets masked) and gives 0. The caller returns an ``int`` as is.
+    """
+    try:
+        config = config_from_args(cls, args, env=env)
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "print_config", False):
+        print(dump_config(config), end="")
+        return 0
+    return config

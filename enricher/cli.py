@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import threading
 
-from edgebridge.config import add_config_arguments, config_from_args, dump_config
+from edgebridge.config import add_config_arguments, config_or_exit_code
 from edgebridge.errors import ConfigError
 from edgebridge.lifecycle import install_stop_handlers
 from edgebridge.logs import setup_logging
@@ -33,14 +32,9 @@ def main(argv: list[str], prog: str) -> int:
                          description="Run the enricher until SIGTERM (commits, then exits 0).")
     add_config_arguments(run)
     args = parser.parse_args(argv)
-    try:
-        config = config_from_args(EnricherConfig, args)
-    except ConfigError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print(dump_config(config), end="")
-        return 0
+    config = config_or_exit_code(EnricherConfig, args, prog)
+    if isinstance(config, int):
+        return config
     setup_logging(config.log.level, config.log.format)
     from enricher.checkpoint import FatalKafkaError
     from enricher.processor import Processor

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgebridge.config import add_config_arguments, config_from_args, dump_config
-from edgebridge.errors import ConfigError, EdgeBridgeError
+from edgebridge.config import add_config_arguments, config_or_exit_code
+from edgebridge.errors import EdgeBridgeError
 from edgebridge.settings import KafkaSettings
 from edgebridge.topics import KafkaTopics
 
@@ -99,14 +99,9 @@ def main(argv: list[str], prog: str) -> int:
     sub.add_parser("import", help="put every device of a CSV or JSON file").add_argument("file", type=Path)
     sub.add_parser("delete", help="remove a device (a tombstone)").add_argument("id")
     args = parser.parse_args(argv)
-    try:
-        config = config_from_args(DevicesConfig, args)
-    except ConfigError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print(dump_config(config), end="")
-        return 0
+    config = config_or_exit_code(DevicesConfig, args, prog)
+    if isinstance(config, int):
+        return config
     if args.command is None:
         parser.print_usage(sys.stderr)
         return 2

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import threading
 from pathlib import Path
 
-from edgebridge.config import add_config_arguments, config_from_args, dump_config
-from edgebridge.errors import ConfigError
+from edgebridge.config import add_config_arguments, config_or_exit_code
 from edgebridge.lifecycle import install_stop_handlers
 from edgebridge.logs import setup_logging
 from enricher.sinks.base import SinkConfig, SinkRunner, Store
@@ -29,14 +27,9 @@ def main(argv: list[str], prog: str) -> int:
     for p in (sq, pg):
         add_config_arguments(p)
     args = parser.parse_args(argv)
-    try:
-        config = config_from_args(SinkConfig, args)
-    except ConfigError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print(dump_config(config), end="")
-        return 0
+    config = config_or_exit_code(SinkConfig, args, prog)
+    if isinstance(config, int):
+        return config
     setup_logging(config.log.level, config.log.format)
     store: Store
     if args.kind == "sqlite":
