@@ -1,0 +1,35 @@
+"""What ``edgebridge agent status`` shows of an outbox, read while the agent may be running."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+
+def read_status(path: Path) -> dict[str, object]:
+    """What ``edgebridge agent status`` shows, read through a read-only connection (the agent may run)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        rows, size = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM outbox").fetchone()
+        oldest = db.execute("SELECT seq, created_ms FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+        seqs = dict(db.execute("SELECT deviceid, last_seq FROM seqs").fetchall())
+        version = db.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+    finally:
+        db.close()
+    now_ms = int(time.time() * 1000)
+    last_ack_ms = counters.get("last_ack_ms")
+    return {
+        "backlog_rows": rows,
+        "backlog_bytes": size,
+        "oldest_seq": oldest[0] if oldest else None,
+        "oldest_age_s": round((now_ms - oldest[1]) / 1000, 3) if oldest else None,
+        "last_seq": seqs,
+        "evicted": counters.get("evicted", 0),
+        "rejected": counters.get("rejected", 0),
+        "last_ack_seq": counters.get("last_ack_seq", 0),
+        "last_ack_age_s": round((now_ms - last_ack_ms) / 1000, 3) if last_ack_ms else None,
+        "schema_version": version,
+        "file_bytes": path.stat().st_size,
+    }
