@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import tempfile
 import threading
@@ -23,11 +24,35 @@ from edgebridge.devbrokers import LocalBrokers
 from enricher.config import EnricherConfig
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds per thread of this process, summed by thread name (librdkafka names its threads)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # the thread ended
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def show_threads(before: dict[str, float], after: dict[str, float], events: int) -> None:
+    rows = sorted(((after[k] - before.get(k, 0.0), k) for k in after), reverse=True)
+    for seconds, name in rows:
+        if seconds > 0:
+            print(f"  {name:<24} {seconds:6.2f} s  {seconds / events * 1e6:6.1f} us/event")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--interval-ms", type=int, default=100)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--threads", action="store_true",
+                        help="no cProfile: report the CPU of each thread (Python main, librdkafka's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgebridge-prof-") as tmp:
         brokers = LocalBrokers(Path(tmp) / "brokers", only=("kafka",))
@@ -68,9 +93,17 @@ def main() -> None:
             profile = cProfile.Profile()
             began = time.monotonic()
             cpu = time.process_time()
-            profile.runcall(processor.run, stop)
-            print(f"{total} events in {time.monotonic() - began:.1f} s wall, "
+            before = thread_cpu()
+            if args.threads:
+                processor.run(stop)
+            else:
+                profile.runcall(processor.run, stop)
+            wall = time.monotonic() - began
+            print(f"{total} events in {wall:.1f} s wall ({total / wall:,.0f} ev/s), "
                   f"{time.process_time() - cpu:.1f} s CPU")
+            if args.threads:
+                show_threads(before, thread_cpu(), total)
+                return
             stats = pstats.Stats(profile)
             stats.sort_stats("tottime").print_stats(args.top)
             stats.sort_stats("cumulative").print_stats(args.top)

@@ -8,16 +8,23 @@ taking-over) instance resumes from the committed offsets with the matching commi
 Commit order (:meth:`Checkpoint.commit`), every ``commit.interval_ms`` or ``commit.max_messages``:
 
 1. Produce the dedup state of every device changed in this transaction to ``iot.enricher.state``
-   (compacted; partition = the raw partition of the device) inside the transaction.
+   (compacted; partition = the raw partition of the device) inside the transaction. [main thread]
 2. ``send_offsets_to_transaction``: the next offset of every raw partition consumed in this transaction,
-   with the consumer's group metadata (so a zombie of an older group generation is fenced).
+   with the consumer's group metadata taken at the hand-off (so a zombie of an older group generation
+   is fenced). [committer thread]
 3. ``commit_transaction``: flushes every record of steps 1-2 and of the processing (processed, alerts,
-   dead letters) and commits them atomically with the offsets.
-4. Only after that, forget the dirty marks and the tracked positions.
+   dead letters) and commits them atomically with the offsets. [committer thread]
+4. Only after that returns, count the transaction as committed (metrics, step counts), then open the
+   next transaction and produce into it the records held while 2-3 ran. [main thread, ``settle``]
 
-Abort path (:meth:`Checkpoint.abort`): ``abort_transaction``; the caller then rewinds the consumer to the
-committed offsets and reloads the dedup state of its partitions from the state topic, discarding
-everything this instance did since the last commit.
+While 2-3 run, the main thread goes on consuming and processing; the producer is busy committing, so
+those outputs are held in memory, not produced, and their offsets and dedup changes belong to the next
+transaction. One commit at a time: the next hand-off waits for the previous commit's outcome.
+
+Abort path (:meth:`Checkpoint.abort`): wait for a commit in flight (if it committed, it stays so),
+``abort_transaction``, drop the held records; the caller then rewinds the consumer to the committed
+offsets and reloads the dedup state of its partitions from the state topic, discarding everything this
+instance did since the last commit.
 
 Why a zombie cannot commit after a takeover. A *zombie* is an instance that lost its partitions
 without knowing it (frozen by GC, swap or SIGSTOP past ``session.timeout.ms``) and then wakes up with a
@@ -27,10 +34,10 @@ transaction open. Two fences, one per kind of zombie:
   the producer epoch, aborts the old open transaction and fences the old producer (its next call fails
   as fenced: fatal, exit). Static membership (same ``group.instance.id``) fences its group member too.
 - Another instance took the partitions over (KIP-447): step 2 sends the consumer's group metadata
-  (generation, member id) *as of the call*, never a copy cached earlier, so a zombie sends the
-  generation in which it owned the partitions. The new owner got them only in a later generation, so
-  the group coordinator rejects the zombie's offsets (ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID /
-  FENCED_INSTANCE_ID), librdkafka flags the transaction abortable, and the zombie aborts, outputs and
+  (generation, member id) *as of the hand-off* (taken just before the call), never an older copy, so a
+  zombie sends the generation in which it owned the partitions. The new owner got them only in a later
+  generation, so the group coordinator rejects the zombie's offsets (ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID
+  / FENCED_INSTANCE_ID), librdkafka flags the transaction abortable, and the zombie aborts, outputs and
   state records included. The other order is safe too: if the zombie's offsets reached the
   coordinator first (step 2 done, step 3 pending), the new owner's ``committed()`` in its assign
   callback (``read_committed`` makes librdkafka ask for *stable* offsets, KIP-447 ``require_stable``)
@@ -47,9 +54,12 @@ restarts it, whose ``init_transactions`` then fences and aborts what was left op
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -114,8 +124,29 @@ def raise_classified(what: str, exc: KafkaException) -> None:
     raise AbortNeeded(f"{what}: {error}") from exc
 
 
+@dataclass(slots=True)
+class _Batch:
+    """What one transaction consumed and produced: the counts its commit moves into the metrics."""
+
+    consumed: int = 0
+    started: float = 0.0
+    positions: dict[int, int] = field(default_factory=dict)  # raw partition -> next offset to consume
+    pending: dict[str, int] = field(default_factory=dict)  # output -> records produced
+    deadletters: dict[str, int] = field(default_factory=dict)  # reason -> dead letters produced
+    counts: object = None  # the processor's step counts, taken at the hand-off (``on_handoff``)
+
+
 class Checkpoint:
-    """The open transaction: what it consumed, and the commit order above."""
+    """The open transaction (what it consumed) and the commit order above, with one commit in flight.
+
+    Pipelining: ``commit(wait=False)`` does step 1 on the calling thread, then hands steps 2-3 to a
+    single committer thread (they block on broker round trips, ~20 ms per commit on a local broker,
+    a fifth of a 100 ms interval) and returns. The caller goes on processing; what it produces
+    meanwhile is *held* in memory (the producer is busy committing, a produce now would fail) and
+    produced into the next transaction as soon as the commit returns (:meth:`settle`, once per consume
+    batch). A failed commit makes the held records worthless: :meth:`abort` drops them, and the
+    rewind replays their raw records. At most one commit is in flight; the next hand-off waits for it.
+    """
 
     def __init__(self, producer: Producer, consumer: Consumer, dedup: DedupTable, raw_topic: str,
                  state_topic: str, metrics: EnricherMetrics, interval_ms: int, max_messages: int) -> None:
@@ -128,97 +159,169 @@ class Checkpoint:
         self.metrics = metrics
         self.interval = interval_ms / 1000.0
         self.max_messages = max_messages
-        self.open = False
-        self.started = 0.0
-        self.consumed = 0
-        self.positions: dict[int, int] = {}  # raw partition -> next offset to consume
-        self.pending: dict[str, int] = {}  # output -> records produced in this transaction
-        self.pending_deadletters: dict[str, int] = {}
-        # the processor's hooks: move what the steps counted into the metrics, or forget it
-        self.on_commit: Callable[[], None] = lambda: None
+        self.open = False  # a transaction is open at the broker
+        self.batch = _Batch()  # what was consumed since the last hand-off (open or held)
+        self.held: list[tuple[str, bytes, bytes | None, int, Headers | None]] = []
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="enricher-commit")
+        self._inflight: Future[None] | None = None
+        self._inflight_batch = _Batch()
+        self._failed = False  # a commit failed: the broker's transaction must be aborted
+        # the processor's hooks: take this batch's step counts, move them into the metrics, or forget them
+        self.on_handoff: Callable[[], object] = lambda: None
+        self.on_commit: Callable[[object], None] = lambda counts: None
         self.on_abort: Callable[[], None] = lambda: None
 
     # -- while processing -------------------------------------------------------------------------
-    def track(self, partition: int, offset: int) -> None:
-        """Record a consumed raw record; opens the transaction on the first one."""
-        if not self.open:
-            kafka_call("begin_transaction", self.producer.begin_transaction)
-            self.open = True
-            self.started = time.monotonic()
-        self.positions[partition] = offset + 1
-        self.consumed += 1
+    def start(self) -> None:
+        """Before a consumed batch is processed: open a transaction, unless one is open or the previous
+        one is still committing (then what the batch produces is held)."""
+        if not self.batch.consumed:
+            self.batch.started = time.monotonic()
+        if not self.open and self._inflight is None:
+            self._begin()
+
+    def _begin(self) -> None:
+        kafka_call("begin_transaction", self.producer.begin_transaction)
+        self.open = True
+
+    def consumed(self, positions: dict[int, int], count: int, processed: int = 0, alerts: int = 0) -> None:
+        """After the batch: the next offset per raw partition, and how many records it consumed and
+        produced (the processed and alert records it sent itself; :meth:`produce` counts the others)."""
+        batch = self.batch
+        batch.positions.update(positions)
+        batch.consumed += count
+        if processed:
+            batch.pending["processed"] = batch.pending.get("processed", 0) + processed
+        if alerts:
+            batch.pending["alerts"] = batch.pending.get("alerts", 0) + alerts
+
+    def hold(self, topic: str, value: bytes, key: bytes | None, partition: int = -1,
+             headers: Headers | None = None) -> None:
+        """Keep a record for the next transaction (the previous one is committing): :meth:`settle`
+        produces it. Same signature as ``Producer.produce`` as the processing loop calls it."""
+        self.held.append((topic, value, key, partition, headers))
 
     def produce(self, output: str, topic: str, value: bytes, key: bytes | None,
                 headers: Headers | None = None, partition: int | None = None) -> None:
+        """Produce (or hold) one record into the transaction, counted under ``output``."""
+        # -1: librdkafka's "unassigned", the partitioner decides
+        part = -1 if partition is None else partition
+        if self.open:
+            self.send(topic, value, key, part, headers)
+        else:
+            self.hold(topic, value, key, part, headers)
+        pending = self.batch.pending
+        pending[output] = pending.get(output, 0) + 1
+
+    def send(self, topic: str, value: bytes, key: bytes | None, partition: int,
+             headers: Headers | None) -> None:
+        """``Producer.produce``, waiting out a full queue; a Kafka error translated once."""
         while True:
             try:
-                # -1: librdkafka's "unassigned", the partitioner decides (keyword-free: a per-record cost)
-                self._produce(topic, value, key, -1 if partition is None else partition, headers=headers)
-                break
+                self._produce(topic, value, key, partition, headers=headers)
+                return
             except BufferError:
                 # librdkafka's queue is full (bounded by queue.buffering.max.*): wait for deliveries
                 self.producer.poll(0.05)
             except KafkaException as exc:
                 raise_classified("produce", exc)
-        pending = self.pending
-        pending[output] = pending.get(output, 0) + 1
 
     def deadletter(self, reason: str) -> None:
-        self.pending_deadletters[reason] = self.pending_deadletters.get(reason, 0) + 1
+        deadletters = self.batch.deadletters
+        deadletters[reason] = deadletters.get(reason, 0) + 1
 
     def due(self) -> bool:
-        return self.open and (self.consumed >= self.max_messages
-                              or time.monotonic() - self.started >= self.interval)
+        batch = self.batch
+        return bool(batch.consumed) and (batch.consumed >= self.max_messages
+                                         or time.monotonic() - batch.started >= self.interval)
 
     def remaining(self) -> float:
         """Seconds until the commit is due (for the consumer's poll timeout)."""
-        if not self.open:
+        if not self.batch.consumed:
             return self.interval
-        return max(0.0, self.started + self.interval - time.monotonic())
+        if self._inflight is not None:
+            return 0.005  # held records wait for the commit to return: look again soon
+        return max(0.0, self.batch.started + self.interval - time.monotonic())
 
     # -- the commit order -----------------------------------------------------------------------------
-    def commit(self) -> bool:
-        """Steps 1-4 of the module docstring; ``False`` when nothing was open. Raises AbortNeeded/Fatal."""
+    def commit(self, wait: bool = True) -> bool:
+        """Steps 1-4 of the module docstring; ``False`` when nothing was consumed since the last one.
+
+        ``wait=False`` returns after step 1 and leaves steps 2-4 to the committer thread and the next
+        :meth:`settle`. Raises AbortNeeded / FatalKafkaError (of this commit, or of the one before)."""
+        self.settle(block=True)  # the previous commit's outcome first, and its held records produced
         if not self.open:
             return False
         began = time.monotonic()
         # 1. dedup state of the devices changed in this transaction, to their raw partition's number
         for partition, deviceid, payload in self.dedup.dirty():
             self.produce("state", self.state_topic, payload, deviceid.encode(), partition=partition)
-        # 2. the consumed offsets, fenced by the group generation
-        offsets = [TopicPartition(self.raw_topic, p, o) for p, o in sorted(self.positions.items())]
+        self.dedup.clean()  # later changes belong to the next transaction; an abort reloads them all
+        # 2. the consumed offsets, fenced by the group generation as of now (never a cached copy)
+        offsets = [TopicPartition(self.raw_topic, p, o) for p, o in sorted(self.batch.positions.items())]
+        metadata = self.consumer.consumer_group_metadata() if offsets else None
+        self.batch.counts = self.on_handoff()
+        self._inflight_batch, self.batch = self.batch, _Batch()
+        self.open = False
+        self._inflight = self._committer.submit(self._finish, offsets, metadata, began)
+        if wait:
+            self.settle(block=True)
+        return True
+
+    def _finish(self, offsets: list[TopicPartition], metadata: object, began: float) -> None:
+        """Steps 2 and 3, on the committer thread."""
         if offsets:
-            metadata = self.consumer.consumer_group_metadata()
             kafka_call("send_offsets_to_transaction",
                        lambda: self.producer.send_offsets_to_transaction(offsets, metadata, 30))
         # 3. everything above and all outputs, atomically
         kafka_call("commit_transaction", lambda: self.producer.commit_transaction(30))
-        # 4. committed: now, and only now, forget
         self.metrics.commit_seconds.observe(time.monotonic() - began)
+
+    def settle(self, block: bool = False) -> None:
+        """Take the outcome of the commit in flight, if it is done (or ``block``): step 4 on success,
+        then open the next transaction for the held records. Raises what the commit raised."""
+        inflight = self._inflight
+        if inflight is None or not (block or inflight.done()):
+            return
+        self._inflight = None
+        try:
+            inflight.result()
+        except AbortNeeded:
+            self._failed = True  # the broker's transaction is still open, in an abortable state
+            raise
+        # 4. committed: now, and only now, count it
+        done = self._inflight_batch
+        self._inflight_batch = _Batch()
         self.metrics.commits.inc()
-        self.metrics.consumed.inc(self.consumed)
-        for output, n in self.pending.items():
+        self.metrics.consumed.inc(done.consumed)
+        for output, n in done.pending.items():
             self.metrics.produced.labels(output).inc(n)
-        for reason, n in self.pending_deadletters.items():
+        for reason, n in done.deadletters.items():
             self.metrics.deadletters.labels(reason).inc(n)
-        self.on_commit()
-        self.dedup.clean()
-        self._reset()
-        return True
+        self.on_commit(done.counts)
+        if self.batch.consumed:  # records processed while it committed: into a new transaction
+            self._begin()
+            held, self.held = self.held, []
+            for topic, value, key, partition, headers in held:
+                self.send(topic, value, key, partition, headers)
 
     def abort(self, cause: str) -> None:
-        """Abort the open transaction (if any); the caller rewinds and reloads state."""
-        if self.open:
+        """Abort the open transaction and drop the held records; the caller rewinds and reloads state.
+
+        A commit in flight is waited for first: if it committed, it stays committed."""
+        if self._inflight is not None:
+            with contextlib.suppress(AbortNeeded):  # _failed is set: aborted below
+                self.settle(block=True)
+        replayed = self.batch.consumed + (self._inflight_batch.consumed if self._failed else 0)
+        if self.open or self._failed:
             kafka_call("abort_transaction", lambda: self.producer.abort_transaction(30))
             self.metrics.aborts.labels(cause).inc()
-            self.metrics.consumed.inc(self.consumed)
-            self.metrics.replayed.inc(self.consumed)
+        if replayed:
+            self.metrics.consumed.inc(replayed)
+            self.metrics.replayed.inc(replayed)
         self.on_abort()
-        self._reset()
+        self.open = self._failed = False
+        self.batch, self._inflight_batch, self.held = _Batch(), _Batch(), []
 
-    def _reset(self) -> None:
-        self.open = False
-        self.consumed = 0
-        self.positions.clear()
-        self.pending.clear()
-        self.pending_deadletters.clear()
+    def close(self) -> None:
+        self._committer.shutdown(wait=True)

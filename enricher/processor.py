@@ -16,21 +16,31 @@ next partition's, and the first transactions after a start may all be of one par
 no committed offset also starts a round trip later (offset reset). Every partition progresses within
 one fetch of the others; ``tests/enricher/test_crash.py`` asserts each run commits on every partition.
 
-The loop body, in order: follow the registry; consume up to the next commit deadline; process each record
-(decode -> pipeline -> produce); commit when due. SIGTERM sets ``stop``: the loop commits what it has and
-closes. A fenced or fatally failed producer raises :class:`FatalKafkaError` (exit non-zero, the supervisor
-restarts us and our ``init_transactions`` aborts whatever was left open).
+The loop body, in order: follow the registry; consume up to the next commit deadline; take the outcome of
+the commit in flight; process each record (decode -> pipeline -> produce); when due, hand the commit to the
+committer thread and go on (the commit order is in :mod:`enricher.checkpoint`). SIGTERM sets ``stop``: the
+loop commits what it has and closes. A fenced or fatally failed producer raises :class:`FatalKafkaError`
+(exit non-zero, the supervisor restarts us and our ``init_transactions`` aborts whatever was left open).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from prometheus_client import CollectorRegistry
 
 from edgebridge import envelope
@@ -114,6 +124,7 @@ class Processor:
         self.checkpoint = Checkpoint(self.producer, self.consumer, self.dedup, self.topics.raw,
                                      self.topics.enricher_state, self.metrics, config.commit.interval_ms,
                                      config.commit.max_messages)
+        self.checkpoint.on_handoff = self._stats_handoff
         self.checkpoint.on_commit = self._stats_committed
         self.checkpoint.on_abort = self._stats_aborted
         self.assigned: set[int] = set()
@@ -173,7 +184,7 @@ class Processor:
         return len(tmeta.partitions)
 
     def close(self) -> None:
-        for closing in (self.consumer.close, self.state.close, self.registry.close):
+        for closing in (self.checkpoint.close, self.consumer.close, self.state.close, self.registry.close):
             try:
                 closing()
             except Exception:  # closing after a fatal error: nothing left to save
@@ -195,55 +206,79 @@ class Processor:
             return
         self._processtime = envelope.now_rfc3339()  # one per batch: a batch takes milliseconds
         try:
-            for msg in messages:
-                self._handle(msg)
+            self.checkpoint.settle()  # the commit in flight, if it returned: open the next transaction
+            if messages:
+                self._process(messages)
             if self.checkpoint.due():
-                self._commit_or_abort("commit")
+                self.checkpoint.commit(wait=False)  # steps 2-4 go on while we process the next batch
         except AbortNeeded as exc:
             self._abort_and_rewind(str(exc))
         self._report_lag()
 
-    def _handle(self, msg: Message) -> None:
+    def _process(self, messages: list[Message]) -> None:
+        """Each record: decode -> pipeline -> encode -> produce. The hot loop (tens of thousands of
+        records a second): names bound once per batch, the outputs produced without a wrapper call,
+        the consumed positions and output counts handed to the checkpoint once per batch."""
+        cp = self.checkpoint
+        cp.start()
+        send = cp.producer.produce if cp.open else cp.hold  # hold: the previous commit is running
+        assigned, ctx, run = self.assigned, self.ctx, self.pipeline.run
+        decode, max_bytes = envelope.decode, self.config.pipeline.max_bytes
+        processed_topic, alerts_topic, encode = self.topics.processed, self.topics.alerts, self._encode
+        positions: dict[int, int] = {}
+        consumed = processed = alerted = 0
+        for msg in messages:
+            if msg.error() is not None:
+                self._consume_error(msg)
+                continue
+            partition = msg.partition()
+            if partition not in assigned:
+                continue  # fetched before a revoke: no longer ours
+            positions[partition] = (msg.offset() or 0) + 1
+            consumed += 1
+            value = msg.value() or b""
+            key = msg.key()
+            try:
+                event = decode(value, max_bytes=max_bytes)
+            except EnvelopeError as exc:
+                self._deadletter(msg, exc.reason, exc)
+                continue
+            ts_type, ts = msg.timestamp()
+            ctx.partition = partition
+            try:
+                out = run(Item(event, key.decode("utf-8", "replace") if key is not None else None,
+                               ts if ts_type else None), ctx)
+            except Reject as exc:
+                self._deadletter(msg, exc.reason, exc)
+                continue
+            except StepFailed as exc:
+                self._deadletter(msg, "step_failed", exc.error, step=exc.step)
+                continue
+            if out is None:
+                continue
+            try:
+                value, alerts = encode(out)
+            except TypeError as exc:  # orjson: an integer past 64 bits (a conversion made it), a foreign type
+                self._deadletter(msg, "unencodable", exc)
+                continue
+            key = out.event.deviceid.encode()
+            try:
+                send(processed_topic, value, key, -1, headers=_CONTENT_TYPE)
+            except (BufferError, KafkaException):  # queue full, or a produce error: the careful path
+                cp.send(processed_topic, value, key, -1, _CONTENT_TYPE)
+            processed += 1
+            for record in alerts:
+                try:
+                    send(alerts_topic, record, key, -1)
+                except (BufferError, KafkaException):
+                    cp.send(alerts_topic, record, key, -1, None)
+                alerted += 1
+        cp.consumed(positions, consumed, processed=processed, alerts=alerted)
+
+    def _consume_error(self, msg: Message) -> None:
         err = msg.error()
-        if err is not None:
-            if err.code() != KafkaError._PARTITION_EOF:
-                log.warning("consume error", extra={"error": str(err)})
-            return
-        partition = msg.partition()
-        if partition not in self.assigned:
-            return  # fetched before a revoke: no longer ours
-        self.checkpoint.track(partition, msg.offset() or 0)
-        value = msg.value() or b""
-        key = msg.key()
-        try:
-            event = envelope.decode(value, max_bytes=self.config.pipeline.max_bytes)
-        except EnvelopeError as exc:
-            self._deadletter(msg, exc.reason, exc)
-            return
-        ts_type, ts = msg.timestamp()
-        keytext = key.decode("utf-8", "replace") if key is not None else None
-        item = Item(event, keytext, ts if ts_type else None)
-        self.ctx.partition = partition
-        try:
-            out = self.pipeline.run(item, self.ctx)
-        except Reject as exc:
-            self._deadletter(msg, exc.reason, exc)
-            return
-        except StepFailed as exc:
-            self._deadletter(msg, "step_failed", exc.error, step=exc.step)
-            return
-        if out is None:
-            return
-        try:
-            value, alerts = self._encode(out)
-        except TypeError as exc:  # orjson: an integer past 64 bits (a conversion made it), a foreign type
-            self._deadletter(msg, "unencodable", exc)
-            return
-        key = out.event.deviceid.encode()
-        produce = self.checkpoint.produce
-        produce("processed", self.topics.processed, value, key, _CONTENT_TYPE)
-        for record in alerts:
-            produce("alerts", self.topics.alerts, record, key)
+        if err is not None and err.code() != KafkaError._PARTITION_EOF:
+            log.warning("consume error", extra={"error": str(err)})
 
     def _encode(self, item: Item) -> tuple[bytes, list[bytes]]:
         """The processed record and the alert records, all encoded before any is produced."""
@@ -309,8 +344,15 @@ class Processor:
         self.dedup.drop_partitions(set(self.assigned))
         self.state.restore(self.dedup, self.assigned)
 
-    def _stats_committed(self) -> None:
-        s, m = self.stats, self.metrics
+    def _stats_handoff(self) -> Stats:
+        """The step counts of the transaction being committed; the next one counts from zero."""
+        taken = dataclasses.replace(self.stats)
+        self._stats_aborted()
+        return taken
+
+    def _stats_committed(self, counts: object) -> None:
+        s, m = counts, self.metrics
+        assert isinstance(s, Stats)
         m.duplicates.inc(s.duplicates)
         m.late.inc(s.late)
         m.gaps_opened.inc(s.gaps_opened)
@@ -319,7 +361,6 @@ class Processor:
         m.seqs_expired.inc(s.seqs_expired)
         m.unregistered.inc(s.unregistered)
         m.open_gaps.set(self.dedup.open_gaps())
-        self._stats_aborted()
 
     def _stats_aborted(self) -> None:
         for name in vars(self.stats):

@@ -1,0 +1,178 @@
+"""The pipelined commit of :class:`enricher.checkpoint.Checkpoint`, against a scripted producer.
+
+A unit tier (no broker): the order of the transactional calls, the records held while a commit runs,
+and what a failed commit does with them. The same paths run against the real Kafka in
+``test_crash.py`` (kill -9 mid-transaction, a fenced zombie whose commit fails); here each
+interleaving is forced, not hoped for.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError
+from enricher.dedup import DedupTable
+from enricher.metrics import EnricherMetrics
+
+
+class ScriptedProducer:
+    """Records every call; ``commit_transaction`` waits for ``release`` and may raise ``fail_with``."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.committing = threading.Event()
+        self.fail_with: KafkaError | None = None
+        self.in_transaction = False
+
+    def begin_transaction(self) -> None:
+        assert not self.in_transaction, "begin_transaction inside a transaction"
+        self.in_transaction = True
+        self.calls.append(("begin",))
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, partition: int = -1,
+                headers: Any = None) -> None:
+        assert self.in_transaction, f"produce of {value!r} outside a transaction"
+        assert not self.committing.is_set(), f"produce of {value!r} while the commit runs"
+        self.calls.append(("produce", topic, value))
+
+    def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+        self.calls.append(("offsets", tuple((tp.partition, tp.offset) for tp in offsets)))
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.committing.set()
+        assert self.release.wait(10)
+        self.committing.clear()
+        if self.fail_with is not None:
+            self.calls.append(("commit failed",))
+            raise KafkaException(self.fail_with)
+        self.in_transaction = False
+        self.calls.append(("commit",))
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.in_transaction = False
+        self.calls.append(("abort",))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+
+class Consumer:
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+
+@pytest.fixture
+def rig() -> Any:
+    producer = ScriptedProducer()
+    metrics = EnricherMetrics()
+    cp = Checkpoint(producer, Consumer(), DedupTable(), "raw", "state", metrics,  # type: ignore[arg-type]
+                    interval_ms=100, max_messages=1000)
+    yield cp, producer, metrics
+    producer.release.set()
+    cp.close()
+
+
+def _batch(cp: Checkpoint, partition: int, offsets: range, topic: str = "out") -> None:
+    """What the processor does with one consumed batch: start, produce one output per record, count."""
+    cp.start()
+    for offset in offsets:
+        cp.produce("processed", topic, f"{partition}:{offset}".encode(), b"k")
+    cp.consumed({partition: offsets[-1] + 1}, len(offsets))
+
+
+def _commit_running(cp: Checkpoint, producer: ScriptedProducer, partition: int, offsets: range) -> None:
+    """A batch, then its commit handed off and held inside ``commit_transaction`` until released."""
+    _batch(cp, partition, offsets)
+    producer.release.clear()
+    cp.commit(wait=False)
+    assert producer.committing.wait(5)
+
+
+def _sample(metrics: EnricherMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(f"edgebridge_enricher_{name}", labels) or 0.0
+
+
+def test_records_of_a_running_commit_are_held_then_produced_into_the_next_transaction(rig: Any) -> None:
+    cp, producer, metrics = rig
+    _commit_running(cp, producer, 0, range(0, 3))
+    _batch(cp, 0, range(3, 5))  # processed meanwhile: held, not produced
+    assert [c[2] for c in producer.calls if c[0] == "produce"] == [b"0:0", b"0:1", b"0:2"]
+    assert len(cp.held) == 2
+    assert _sample(metrics, "consumed_total") == 0  # nothing counted before the commit returns
+    cp.settle()  # still running: nothing happens
+    assert len(cp.held) == 2
+    producer.release.set()
+    cp.settle(block=True)
+    assert _sample(metrics, "consumed_total") == 3
+    assert _sample(metrics, "produced_total", output="processed") == 3
+    assert cp.held == [] and cp.open
+    cp.commit()
+    assert producer.calls == [
+        ("begin",), ("produce", "out", b"0:0"), ("produce", "out", b"0:1"), ("produce", "out", b"0:2"),
+        ("offsets", ((0, 3),)), ("commit",),
+        ("begin",), ("produce", "out", b"0:3"), ("produce", "out", b"0:4"),
+        ("offsets", ((0, 5),)), ("commit",),
+    ]
+    assert _sample(metrics, "consumed_total") == 5
+    assert _sample(metrics, "commits_total") == 2
+
+
+def test_a_failed_commit_drops_the_held_records_and_aborts_once(rig: Any) -> None:
+    cp, producer, metrics = rig
+    producer.fail_with = KafkaError(KafkaError.CONCURRENT_TRANSACTIONS, "fenced generation",
+                                    txn_requires_abort=True)
+    _commit_running(cp, producer, 1, range(10, 14))
+    _batch(cp, 1, range(14, 16))
+    producer.release.set()
+    with pytest.raises(AbortNeeded):
+        cp.settle(block=True)
+    cp.abort("error")  # what the processor does next, then it rewinds
+    assert producer.calls[-2:] == [("commit failed",), ("abort",)]
+    assert not any(c[0] == "produce" and c[2] in (b"1:14", b"1:15") for c in producer.calls)
+    assert cp.held == [] and not cp.open
+    # both transactions' records are replayed from the committed offsets; none was counted as committed
+    assert _sample(metrics, "consumed_aborted_total") == 6
+    assert _sample(metrics, "produced_total", output="processed") == 0
+    assert _sample(metrics, "aborts_total", cause="error") == 1
+    producer.fail_with = None
+    _batch(cp, 1, range(10, 12))  # after the rewind: a new transaction as usual
+    assert cp.commit()
+    assert producer.calls[-1] == ("commit",)
+
+
+def test_abort_while_a_commit_runs_keeps_what_it_committed(rig: Any) -> None:
+    cp, producer, metrics = rig
+    _commit_running(cp, producer, 0, range(0, 2))
+    _batch(cp, 0, range(2, 4))
+    threading.Timer(0.2, producer.release.set).start()
+    cp.abort("lost")  # waits for the commit: it succeeded, so only the held records are given up
+    assert _sample(metrics, "produced_total", output="processed") == 2
+    assert _sample(metrics, "consumed_aborted_total") == 2
+    assert producer.calls[-1] == ("abort",) and cp.held == []
+
+
+def test_a_synchronous_commit_takes_the_held_records_too(rig: Any) -> None:
+    cp, producer, metrics = rig
+    _commit_running(cp, producer, 0, range(0, 2))
+    _batch(cp, 1, range(0, 3))
+    threading.Timer(0.2, producer.release.set).start()
+    assert cp.commit()  # on revoke and at shutdown: nothing may stay held
+    assert [c for c in producer.calls if c[0] in ("offsets", "commit")] == [
+        ("offsets", ((0, 2),)), ("commit",), ("offsets", ((1, 3),)), ("commit",)]
+    assert _sample(metrics, "produced_total", output="processed") == 5
+    assert not cp.commit()  # nothing left
+
+
+def test_a_fatal_commit_error_is_raised_from_settle(rig: Any) -> None:
+    cp, producer, _ = rig
+    _batch(cp, 0, range(0, 2))
+    producer.fail_with = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
+    cp.commit(wait=False)
+    with pytest.raises(FatalKafkaError):
+        cp.settle(block=True)
