@@ -4,11 +4,11 @@ Private: import the codec from :mod:`edgebridge.envelope`. These run once per ev
 path, so they are exact-type, length and membership tests (no regular expressions), with a slower
 ``isinstance`` path only for what the fast path refuses (a ``str`` subclass from Python code is fine).
 
-Two tiers. :func:`fast_attributes` and the fast loop of :func:`check_reading_data` accept only the
-common valid shape and never raise; whatever they do not accept goes to the detailed checks, which
-either accept it too or raise the precise reason. So the fast tier may refuse a valid event (it costs
-time, not correctness) but must never accept one the detailed checks refuse: the property tests in
-``tests/test_envelope.py`` hold them to that.
+Two tiers. :func:`edgebridge._validate_fast.fast_attributes` and the fast loop of
+:func:`check_reading_data` accept only the common valid shape and never raise; whatever they do not
+accept goes to the detailed checks, which either accept it too or raise the precise reason. So the fast
+tier may refuse a valid event (it costs time, not correctness) but must never accept one the detailed
+checks refuse: the property tests in ``tests/test_envelope.py`` hold them to that.
 
 Strings that repeat from event to event (device ids, bootids, measurement names, units) are checked
 once and remembered in small bounded sets. Validity is a pure function of the string, so the sets are
@@ -183,7 +183,7 @@ def check_reading_data(data: object, index: int | None) -> dict[str, Any]:
         if (
             type(measurement) is dict
             and type(name) is str
-            and (name in names or _learn_text(names, name, MAX_NAME_LEN))
+            and (name in names or learn_text(names, name, MAX_NAME_LEN))
         ):
             value = measurement.get("v", _ABSENT)
             kind = type(value)
@@ -199,13 +199,13 @@ def check_reading_data(data: object, index: int | None) -> dict[str, Any]:
                     continue
                 if size == 2:
                     unit = measurement.get("u")
-                    if type(unit) is str and (unit in units or _learn_text(units, unit, MAX_UNIT_LEN)):
+                    if type(unit) is str and (unit in units or learn_text(units, unit, MAX_UNIT_LEN)):
                         continue
         _check_measurement(name, measurement, index)
     return data
 
 
-def _learn_text(seen: set[str], value: str, limit: int) -> bool:
+def learn_text(seen: set[str], value: str, limit: int) -> bool:
     """:func:`is_text` for an exact ``str``, remembering a valid one in ``seen``."""
     if 0 < len(value) <= limit and value.isprintable():
         if len(seen) >= _SEEN_LIMIT:
@@ -335,83 +335,3 @@ def check_attributes(obj: object, index: int | None, known_types: frozenset[str]
         if extra:  # other attributes, or optional ones given as null
             extensions = _check_extensions(obj, index)
     return event_id, deviceid, seq, type_, time, data, bootid, monotime, clocksynced, extensions
-
-
-def fast_attributes(obj: object, known_types: frozenset[str] | None) -> Attributes | None:
-    """:func:`check_attributes` for the common valid shape, in one pass; ``None`` for anything else.
-
-    The shape: a ``dict`` of exact JSON types, no extension attribute, no ``null``, and ``time`` as
-    ``YYYY-MM-DDTHH:MM:SS[.fff]Z``. Never raises: on ``None`` the caller runs :func:`check_attributes`,
-    which accepts the event after all or says why not.
-    """
-    if type(obj) is not dict:
-        return None
-    try:
-        specversion, event_id, source, type_ = obj["specversion"], obj["id"], obj["source"], obj["type"]
-        time, deviceid, seq, data = obj["time"], obj["deviceid"], obj["seq"], obj["data"]
-    except KeyError:
-        return None
-    if (
-        data is None
-        or specversion != SPECVERSION
-        or type(event_id) is not str
-        or not 0 < len(event_id) <= MAX_ID_LEN
-        or not event_id.isprintable()
-        or type(type_) is not str
-        or not type_
-        or (known_types is not None and type_ not in known_types)
-        or type(seq) is not int
-        or not 0 < seq <= MAX_SEQ
-        or type(deviceid) is not str
-        or type(time) is not str
-    ):
-        return None
-    expected = _seen_sources.get(deviceid)
-    if expected is None:
-        if not is_deviceid(deviceid):
-            return None
-        if len(_seen_sources) >= _SEEN_LIMIT:
-            _seen_sources.clear()
-        expected = _seen_sources[deviceid] = SOURCE_PREFIX + deviceid
-    if source != expected or not _is_common_time(time):
-        return None
-
-    extra = len(obj) - len(REQUIRED_ATTRIBUTES)
-    if not extra:
-        return event_id, deviceid, seq, type_, time, data, None, None, None, NO_EXTENSIONS
-    bootid, monotime, clocksynced = obj.get("bootid"), obj.get("monotime"), obj.get("clocksynced")
-    if bootid is not None:
-        if type(bootid) is not str or not (bootid in _seen_ids or _learn_text(_seen_ids, bootid, MAX_ID_LEN)):
-            return None
-        extra -= 1
-    if monotime is not None:
-        if type(monotime) is not int or not 0 <= monotime <= MAX_SEQ:
-            return None
-        extra -= 1
-    if clocksynced is not None:
-        if type(clocksynced) is not bool:
-            return None
-        extra -= 1
-    if extra:  # extension attributes, or optional ones given as null
-        return None
-    return event_id, deviceid, seq, type_, time, data, bootid, monotime, clocksynced, NO_EXTENSIONS
-
-
-_fromisoformat = datetime.fromisoformat
-_COMMON_ENDS = frozenset(["Z", *(f".{ms:03d}Z" for ms in range(1000))])  # what follows the seconds
-
-
-def _is_common_time(value: str) -> bool:
-    """``YYYY-MM-DDTHH:MM:SSZ`` or ``YYYY-MM-DDTHH:MM:SS.fffZ`` that :func:`parse_time` accepts.
-
-    The separator and fraction checks of :func:`parse_time` made with one slice and one set lookup,
-    then the same ``fromisoformat`` call. False for every other form (offsets, lowercase, other
-    fraction lengths, a leap second) even when valid: :func:`parse_time` decides those.
-    """
-    if value[4:19:3] != "--T::" or value[19:] not in _COMMON_ENDS:
-        return False
-    try:
-        _fromisoformat(value)
-    except ValueError:
-        return False
-    return True

@@ -52,6 +52,7 @@ import orjson
 from edgebridge import _validate as v
 from edgebridge._stamps import new_event_id, now_rfc3339
 from edgebridge._validate import is_deviceid
+from edgebridge._validate_fast import fast_attributes
 from edgebridge.errors import EnvelopeError
 
 __all__ = [
@@ -293,7 +294,7 @@ def from_dict(
 
 def _event(obj: object, index: int | None, known_types: frozenset[str] | None) -> Event:
     # The fast tier takes the common valid shape; the detailed checks take the rest and say what is wrong.
-    fields = v.fast_attributes(obj, known_types) or v.check_attributes(obj, index, known_types)
+    fields = fast_attributes(obj, known_types) or v.check_attributes(obj, index, known_types)
     type_, data = fields[3], fields[5]
     if type_ == READING_TYPE:
         v.check_reading_data(data, index)

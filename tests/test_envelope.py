@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from edgebridge import _validate as v
 from edgebridge import envelope as ev
+from edgebridge._validate_fast import fast_attributes, is_common_time
 from edgebridge.envelope import GAP_TYPE, PROCESSED_TYPE, READING_TYPE, REASONS, Event
 from edgebridge.errors import EnvelopeError
 
@@ -598,7 +599,7 @@ def outcome(call: Callable[[], object]) -> object:
 
 def assert_tiers_agree(obj: object, known_types: frozenset[str] | None = ev.DEFAULT_KNOWN_TYPES) -> None:
     expected = outcome(lambda: detailed_from_dict(obj, known_types))
-    fast = v.fast_attributes(obj, known_types)
+    fast = fast_attributes(obj, known_types)
     assert fast is None or fast == v.check_attributes(obj, None, known_types)
     # Twice: the first call may learn the event's strings, the second finds them remembered.
     assert outcome(lambda: ev.from_dict(obj, known_types=known_types)) == expected
@@ -609,9 +610,9 @@ def test_the_common_shape_takes_the_fast_tier() -> None:
     """Otherwise the fast tier would stay correct but silently stop paying for itself."""
     agent = wire(bootid="b1", monotime=81234, clocksynced=True)
     for obj in [wire(), agent, wire(time="2024-05-01T12:00:00Z"), gap_wire()]:
-        assert v.fast_attributes(obj, ev.DEFAULT_KNOWN_TYPES) is not None
+        assert fast_attributes(obj, ev.DEFAULT_KNOWN_TYPES) is not None
     for slow in [wire(time="2024-05-01T12:00:00.5+02:00"), wire(subject="x"), wire(bootid=None)]:
-        assert v.fast_attributes(slow, ev.DEFAULT_KNOWN_TYPES) is None
+        assert fast_attributes(slow, ev.DEFAULT_KNOWN_TYPES) is None
         assert ev.from_dict(slow) == detailed_from_dict(slow, ev.DEFAULT_KNOWN_TYPES)
 
 
@@ -647,7 +648,7 @@ common_times = st.from_regex(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,4})?[Zz]", 
 @FAST
 @given(common_times | common_times.map(lambda t: t[:-1] + "+00:00") | st.text(max_size=26))
 def test_fast_time_check_accepts_only_what_parse_time_accepts(time: str) -> None:
-    assert not v._is_common_time(time) or parses(time)
+    assert not is_common_time(time) or parses(time)
     assert_tiers_agree(wire(time=time))
 
 
@@ -658,7 +659,7 @@ def test_fast_time_check_accepts_only_what_parse_time_accepts(time: str) -> None
 def test_fast_time_check_takes_every_valid_common_time(y: int, mo: int, d: int, s: int, ms: int) -> None:
     time = f"{y:04d}-{mo:02d}-{d:02d}T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
     for text in (f"{time}Z", f"{time}.{ms:03d}Z"):
-        assert v._is_common_time(text) == parses(text)
+        assert is_common_time(text) == parses(text)
 
 
 def test_remembered_strings_stay_bounded_and_never_change_an_answer() -> None:
