@@ -109,6 +109,7 @@ class Outbox:
         self._marks = SeqMarks(deviceid)
         self._last_seq = 0
         self._recent = RecentRows(cap=2 * self.config.commit_every_events)
+        self._refusing = False  # reject_new is refusing events (for its start and end log lines)
 
     # -- opening -----------------------------------------------------------------------------------
 
@@ -283,6 +284,9 @@ class Outbox:
             self._insert(db, events[:accept], result)
             if accept < len(events):
                 self._reject(db, len(events) - accept, result)
+            elif self._refusing:
+                self._refusing = False
+                log.warning("outbox accepting new events again", extra={"rejected_total": s.rejected})
         if self.config.policy == "drop_oldest":
             self._evict(db, max_rows, max_bytes, result)
         if s.rows == 0 and acked:
@@ -354,6 +358,10 @@ class Outbox:
         self._reserve(first + count - 1)
         self._last_seq = first + count - 1
         bound.remember_rejected(db, first, self._last_seq)
+        if not self._refusing:  # logged when refusing starts and when it ends, not once per commit
+            self._refusing = True
+            log.warning("outbox full: refusing new events (reject_new) until acks make room",
+                        extra={"first": first, "rows": self.stats.rows, "bytes": self.stats.bytes})
         self.stats.rejected += count
         result.rejected += count
         self._set_counter(db, "rejected", self.stats.rejected)

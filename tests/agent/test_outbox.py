@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -95,8 +96,11 @@ def test_drop_oldest_by_bytes(tmp_path: Path) -> None:
         assert box.stats.evicted == last
 
 
-def test_reject_new_burns_seqs_and_announces_them_when_room_returns(tmp_path: Path) -> None:
+def test_reject_new_burns_seqs_and_announces_them_when_room_returns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     config = OutboxConfig(max_rows=10, policy="reject_new", min_free_bytes=0)
+    caplog.set_level(logging.WARNING, logger="edge_agent.outbox")
     with Outbox(tmp_path / "o.db", DEV, config) as box:
         r = box.commit(readings(12))
         assert (r.first_seq, r.last_seq, r.rejected) == (1, 9, 3)  # one row kept for the gap
@@ -111,6 +115,12 @@ def test_reject_new_burns_seqs_and_announces_them_when_room_returns(tmp_path: Pa
         ]
         assert (r.first_seq, r.last_seq) == (16, 16)
         assert [e.seq for e in all_rows(box)] == [6, 7, 8, 9, 13, 15, 16]
+    # the overflow policy is logged when it starts and when it ends, not once per refusing commit
+    assert [(r.getMessage(), getattr(r, "first", None), getattr(r, "rejected_total", None))
+            for r in caplog.records] == [
+        ("outbox full: refusing new events (reject_new) until acks make room", 10, None),
+        ("outbox accepting new events again", None, 4),
+    ]
 
 
 def test_free_disk_guard_acts_as_full(tmp_path: Path) -> None:
