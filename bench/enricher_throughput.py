@@ -13,7 +13,10 @@ second, the figure least disturbed by other load on a shared machine. Ours and t
 run by run (ABAB...), ``--repeats`` times each; medians and the ratio of medians.
 
     .venv/bin/python -m bench.enricher_throughput [--events 200000] [--repeats 3] [--partitions 2]
-        [--interval-ms 100] [--sweep 50,100,250,500,1000,2000] [--no-quix] [--against TREE]
+        [--interval-ms 100] [--sweep 50,100,250,500,1000,2000] [--no-quix] [--against TREE] [--scale N]
+
+``--scale N`` adds N of our processes in one consumer group (the designed way up: one process per raw
+partition or more), timed the same way, their CPU summed.
 
 Set up the baseline once:
 ``python3 -m venv bench/.venv-quix && bench/.venv-quix/bin/pip install quixstreams``.
@@ -127,15 +130,20 @@ def ends(bootstrap: str, topic: str, partitions: int) -> list[int]:
         c.close()
 
 
-def timed(name: str, cmd: list[str], env: dict[str, str], bootstrap: str, group: str, topic: str,
+def timed(name: str, cmds: list[list[str]], env: dict[str, str], bootstrap: str, group: str, topic: str,
           target: list[int], log: Path, cwd: Path = ROOT) -> Run:
+    """Run ``cmds`` (one process each, one consumer group) until the group's committed offsets reach
+    ``target``; the CPU is the sum over the processes."""
     watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
                         "isolation.level": "read_uncommitted"})
     parts = [TopicPartition(topic, p) for p in range(len(target))]
     total = sum(target)
+    procs: list[subprocess.Popen[bytes]] = []
+    cpu = 0.0
     with open(log, "wb") as out:
         began = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        procs = [subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+                 for cmd in cmds]
     try:
         first_at, first = 0.0, 0
         deadline = began + 600
@@ -146,20 +154,23 @@ def timed(name: str, cmd: list[str], env: dict[str, str], bootstrap: str, group:
                 first_at, first = now, done
             if done >= total:
                 break
-            if proc.poll() is not None or now > deadline:
+            if any(proc.poll() is not None for proc in procs) or now > deadline:
                 raise RuntimeError(f"{name}: exited or timed out at {done}/{total}, see {log}")
             time.sleep(0.02)  # polling interval of the measurement, not a synchronisation
         finished = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu += usage.ru_utime + usage.ru_stime
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         watcher.close()
-    return Run(name, total, first_at - began, max(finished - first_at, 1e-3), first,
-               usage.ru_utime + usage.ru_stime)
+    return Run(name, total, first_at - began, max(finished - first_at, 1e-3), first, cpu)
 
 
 class Bench:
@@ -176,8 +187,9 @@ class Bench:
         (workdir / "registry.json").write_text(json.dumps(registry()))
         self.n = 0
 
-    def ours(self, interval_ms: int, tree: Path = ROOT, label: str = "ours") -> Run:
-        """Our enricher as a process; ``tree``: another source tree of it (``--against``)."""
+    def ours(self, interval_ms: int, tree: Path = ROOT, label: str = "ours", instances: int = 1) -> Run:
+        """Our enricher as a process (``instances`` processes in one group: the scale-out run);
+        ``tree``: another source tree of it (``--against``)."""
         self.n += 1
         tag = f"{label}{self.n}"
         names = {k: f"bench-{k}-{tag}-{uuid.uuid4().hex[:6]}" for k in
@@ -186,19 +198,21 @@ class Bench:
                             (names["alerts"], 1, {}),
                             (names["state"], self.partitions, {"cleanup.policy": "compact"})])
         group = f"bench-group-{tag}-{uuid.uuid4().hex[:6]}"
-        config = load_config(EnricherConfig, None, env={}, overrides={
-            "instance_id": tag, "group_id": group, "transactional_id_prefix": group,
-            "kafka.bootstrap": self.bootstrap, "metrics.enabled": False, "log.level": "WARNING",
-            "commit.interval_ms": interval_ms,
-            "topics.raw": self.raw, "topics.devices": self.devices_topic,
-            "topics.processed": names["processed"], "topics.deadletter": names["deadletter"],
-            "topics.alerts": names["alerts"], "topics.enricher_state": names["state"]})
-        path = self.workdir / f"{tag}.toml"
-        path.write_text(dump_config(config))
-        cmd = [sys.executable, "-m", "edgebridge", "enricher", "run", "--config", str(path)]
+        cmds = []
+        for i in range(instances):
+            config = load_config(EnricherConfig, None, env={}, overrides={
+                "instance_id": f"{tag}-{i}", "group_id": group, "transactional_id_prefix": group,
+                "kafka.bootstrap": self.bootstrap, "metrics.enabled": False, "log.level": "WARNING",
+                "commit.interval_ms": interval_ms,
+                "topics.raw": self.raw, "topics.devices": self.devices_topic,
+                "topics.processed": names["processed"], "topics.deadletter": names["deadletter"],
+                "topics.alerts": names["alerts"], "topics.enricher_state": names["state"]})
+            path = self.workdir / f"{tag}-{i}.toml"
+            path.write_text(dump_config(config))
+            cmds.append([sys.executable, "-m", "edgebridge", "enricher", "run", "--config", str(path)])
         env = {**os.environ, "PYTHONPATH": str(tree)}
-        return timed(tag, cmd, env, self.bootstrap, group, self.raw, self.target, self.workdir / f"{tag}.log",
-                     cwd=tree)
+        return timed(tag, cmds, env, self.bootstrap, group, self.raw, self.target,
+                     self.workdir / f"{tag}.log", cwd=tree)
 
     def quix(self, interval_ms: int) -> Run:
         self.n += 1
@@ -210,7 +224,7 @@ class Bench:
                "--raw", self.raw, "--out", out, "--group", group, "--registry",
                str(self.workdir / "registry.json"), "--state-dir", str(self.workdir / f"{tag}-state"),
                "--commit-interval", str(interval_ms / 1000)]
-        return timed(tag, cmd, dict(os.environ), self.bootstrap, group, self.raw, self.target,
+        return timed(tag, [cmd], dict(os.environ), self.bootstrap, group, self.raw, self.target,
                      self.workdir / f"{tag}.log")
 
 
@@ -227,6 +241,8 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=int, default=100)
     parser.add_argument("--sweep", default="50,100,250,500,1000,2000")
     parser.add_argument("--no-quix", action="store_true")
+    parser.add_argument("--scale", type=int, default=0,
+                        help="also run this many of our processes in one group (needs as many partitions)")
     parser.add_argument("--against", type=Path,
                         help="another source tree of the enricher (the last commit's: `git archive HEAD "
                         "enricher`, edgebridge linked in) to run alternately with ours")
@@ -279,6 +295,17 @@ def main() -> None:
                 q_cpu = statistics.median(r.per_cpu for r in quix_runs)
                 print(f"  median quix: {q_rate:,.0f} ev/s, {q_cpu:,.0f} ev/CPU-s")
                 print(f"  ratio ours/quix: {o_rate / q_rate:.2f} (ev/s), {o_cpu / q_cpu:.2f} (ev/CPU-s)")
+            if args.scale > 1:
+                print(f"\nscale-out: {args.scale} processes in one group on {args.partitions} partitions "
+                      f"({args.repeats} runs; CPU summed over the processes):")
+                scaled = []
+                for _ in range(args.repeats):
+                    scaled.append(bench.ours(args.interval_ms, label=f"x{args.scale}-", instances=args.scale))
+                    show(scaled[-1])
+                s_rate = statistics.median(r.rate for r in scaled)
+                print(f"  median x{args.scale}: {s_rate:,.0f} ev/s, "
+                      f"{statistics.median(r.per_cpu for r in scaled):,.0f} ev/CPU-s; "
+                      f"vs one process: {s_rate / o_rate:.2f}")
             if args.sweep:
                 print("\ncommit interval sweep (ours, one run each):")
                 for ms in (int(x) for x in args.sweep.split(",")):
