@@ -3,7 +3,7 @@
 A :class:`ComponentProcess` writes its TOML config from a plain nested dict, runs
 ``python -m edgebridge <component> run --config FILE`` with a log file of its own, and offers the
 operations fault injection needs: ``terminate`` (SIGTERM, graceful), ``kill`` (SIGKILL), ``restart``,
-plus ``metrics()`` scraped from the component's Prometheus endpoint.
+plus ``metrics()`` scraped from the component's Prometheus endpoint and ``rss_mb()`` read from /proc.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class ComponentProcess:
         if not self.metrics_port:
             return {}
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=1) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
                 text = r.read().decode()
         except OSError:
             return {}
@@ -145,3 +145,12 @@ class ComponentProcess:
     def metric(self, name: str) -> float:
         """The sum of all samples of ``name`` (over its labels)."""
         return sum(v for k, v in self.metrics().items() if k == name or k.startswith(name + "{"))
+
+    def rss_mb(self) -> float:
+        """The resident memory of the running process in MiB (Linux ``/proc``)."""
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was never started")
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"{self.name}: no VmRSS in /proc/{self.proc.pid}/status")

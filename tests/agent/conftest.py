@@ -1,17 +1,15 @@
 """Agent test helpers: a Mosquitto of the session (no Kafka: the agent never talks to it), an
-independent subscriber that records what reached the broker, and agent configs/processes."""
+independent subscriber that records what reached the broker, and agents to run (in a thread, or as a
+child process by :class:`simulators.processes.ComponentProcess`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import pytest
 
 from edgebridge.devbrokers import LocalBrokers
 from edgebridge.errors import EdgeBridgeError
+from simulators.processes import ComponentProcess
 
 
 @pytest.fixture(scope="session")
@@ -151,85 +150,28 @@ def subscriber(mqtt_url: str) -> Iterator[Callable[[str], Subscriber]]:
         sub.close()
 
 
-def write_config(path: Path, body: str) -> Path:
-    path.write_text(body)
-    return path
-
-
-def agent_toml(state: Path, url: str, prefix: str, device: str = "dev-1", extra: str = "") -> str:
-    return f"""
-device_id = "{device}"
-state_dir = "{state}"
-[mqtt]
-url = "{url}"
-topic_prefix = "{prefix}"
-[metrics]
-enabled = false
-[log]
-level = "WARNING"
-{extra}
-"""
-
-
-class AgentProcess:
-    """``edgebridge agent run`` as a subprocess (what kill -9 tests need)."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log_path = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, env: dict[str, str] | None = None) -> None:
-        env = {**os.environ, **(env or {})}
-        env.pop("EDGEBRIDGE_MQTT_URL", None)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "edgebridge", "agent", "run", "--config", str(self.config)],
-                stdout=log,
-                stderr=log,
-                env=env,
-            )
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def rss_kb(self) -> int:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmRSS")
-
-    def cleanup(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+def agent_settings(
+    state: Path, url: str, prefix: str, device: str = "dev-1", **tables: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The config of an agent child process as the nested dict it is written from; ``tables`` add
+    sections (``simulated={"enabled": True}``)."""
+    return {"device_id": device, "state_dir": str(state), "mqtt": {"url": url, "topic_prefix": prefix},
+            "log": {"level": "WARNING"}, **tables}
 
 
 @pytest.fixture
-def agent_process() -> Iterator[Callable[[Path, Path], AgentProcess]]:
-    made: list[AgentProcess] = []
+def agent_process(tmp_path: Path) -> Iterator[Callable[..., ComponentProcess]]:
+    """``agent_process(config, name="agent")``: ``edgebridge agent run`` as a child process (what kill -9
+    tests need), not yet started, its config and log ``tmp_path/NAME.toml|log``; killed at the end."""
+    made: list[ComponentProcess] = []
 
-    def make(config: Path, log: Path) -> AgentProcess:
-        p = AgentProcess(config, log)
-        made.append(p)
-        return p
+    def make(config: Mapping[str, Any], name: str = "agent") -> ComponentProcess:
+        made.append(ComponentProcess("agent", name, config, tmp_path, metrics=False))
+        return made[-1]
 
     yield make
-    for p in made:
-        p.cleanup()
+    for proc in made:
+        proc.kill()
 
 
 def agent_config(state: Path, url: str, prefix: str, device: str = "dev-1", **overrides: Any) -> Any:

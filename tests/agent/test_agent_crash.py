@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from edge_agent.outbox import read_status
-from tests.agent.conftest import AgentProcess, Subscriber, agent_toml, wait_for
+from simulators.processes import ComponentProcess
+from tests.agent.conftest import Subscriber, agent_settings, wait_for
 
 pytestmark = pytest.mark.brokers
 
@@ -37,49 +38,30 @@ def test_kill9_at_random_moments_loses_no_committed_event(
     mqtt_url: str,
     mqtt_prefix: str,
     subscriber: Callable[..., Subscriber],
-    agent_process: Callable[[Path, Path], AgentProcess],
+    agent_process: Callable[..., ComponentProcess],
     batch: bool,
 ) -> None:
     device = "dev-crash"
     sub = subscriber(f"{mqtt_prefix}/{device}/events")
     state = tmp_path / "state"
     rng = random.Random(20240501 + batch)
-    producing = tmp_path / "producing.toml"
-    producing.write_text(
-        agent_toml(
-            state,
-            mqtt_url,
-            mqtt_prefix,
-            device,
-            f"""
-[simulated]
-enabled = true
-interval = 0.0005
-[forwarder]
-window = 50
-batch = {str(batch).lower()}
-batch_max_events = 20
-[outbox]
-commit_every_ms = 20
-""",
-        )
-    )
-    log = tmp_path / "agent.log"
+    producing = agent_process(agent_settings(
+        state, mqtt_url, mqtt_prefix, device,
+        simulated={"enabled": True, "interval": 0.0005},
+        forwarder={"window": 50, "batch": batch, "batch_max_events": 20},
+        outbox={"commit_every_ms": 20},
+    ), "producing")
     kills = 0
     for _ in range(6):
-        agent = agent_process(producing, log)
-        agent.start()
+        producing.start()
         time.sleep(rng.uniform(0.3, 2.0))  # the fault is injected at a random moment, not a sync point
-        agent.kill()
+        producing.kill()
         kills += 1
     assert (state / "outbox.db").exists()
     committed_before_drain = read_status(state / "outbox.db")["last_seq"][device]  # type: ignore[index]
     assert committed_before_drain > 1000, "the runs committed too little to mean anything"
     # A last run without a source drains the backlog; then a clean stop.
-    draining = tmp_path / "drain.toml"
-    draining.write_text(agent_toml(state, mqtt_url, mqtt_prefix, device))
-    agent = agent_process(draining, log)
-    agent.start()
+    agent = agent_process(agent_settings(state, mqtt_url, mqtt_prefix, device), "drain").start()
     wait_for(lambda: read_status(state / "outbox.db")["backlog_rows"] == 0, 60, "backlog drained")
     assert agent.terminate() == 0
     status = read_status(state / "outbox.db")

@@ -7,54 +7,59 @@ import contextlib
 import itertools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
 from edge_agent.outbox import read_status
-from edgebridge.devbrokers import LocalBrokers
+from edgebridge.devbrokers import LocalBrokers, Mosquitto
 from edgebridge.envelope import GAP_TYPE
-from tests.agent.conftest import AgentProcess, Subscriber, agent_toml, status, wait_for
+from simulators.processes import ComponentProcess
+from tests.agent.conftest import Subscriber, agent_settings, status, wait_for
 
 pytestmark = pytest.mark.brokers
 
 
-def test_broker_outage_backlog_on_disk_flat_memory_then_ordered_drain(
+class Edge(NamedTuple):
+    mosquitto: Mosquitto
+    sub: Subscriber
+    agent: ComponentProcess
+    db: Path
+
+
+@pytest.fixture
+def edge(
     tmp_path: Path,
     mqtt_prefix: str,
     private_brokers: Callable[..., LocalBrokers],
     subscriber: Callable[..., Subscriber],
-    agent_process: Callable[[Path, Path], AgentProcess],
-) -> None:
-    local = private_brokers("mosquitto")
-    url, device = local.mosquitto.url, "dev-outage"
-    sub = subscriber(f"{mqtt_prefix}/{device}/events", url=url, persistent=True)
-    state = tmp_path / "state"
-    config = tmp_path / "agent.toml"
-    config.write_text(
-        agent_toml(
-            state,
-            url,
-            mqtt_prefix,
-            device,
-            """
-[simulated]
-enabled = true
-interval = 0.0002
-[forwarder]
-batch = true
-batch_max_events = 200
-reconnect_initial = 0.1
-reconnect_max = 0.5
-""",
-        )
+    agent_process: Callable[..., ComponentProcess],
+) -> Callable[..., Edge]:
+    """``edge(device, **tables)``: a Mosquitto of the test alone, a persistent subscriber of the device's
+    events there, and an agent for it (not yet started) whose config has ``tables`` added."""
+
+    def make(device: str, **tables: dict[str, Any]) -> Edge:
+        mosquitto = private_brokers("mosquitto").mosquitto
+        sub = subscriber(f"{mqtt_prefix}/{device}/events", url=mosquitto.url, persistent=True)
+        state = tmp_path / "state"
+        agent = agent_process(agent_settings(state, mosquitto.url, mqtt_prefix, device, **tables))
+        return Edge(mosquitto, sub, agent, state / "outbox.db")
+
+    return make
+
+
+def test_broker_outage_backlog_on_disk_flat_memory_then_ordered_drain(edge: Callable[..., Edge]) -> None:
+    device = "dev-outage"
+    mosquitto, sub, agent, db = edge(
+        device,
+        simulated={"enabled": True, "interval": 0.0002},
+        forwarder={"batch": True, "batch_max_events": 200, "reconnect_initial": 0.1, "reconnect_max": 0.5},
     )
-    db = state / "outbox.db"
-    agent = agent_process(config, tmp_path / "agent.log")
     agent.start()
     wait_for(lambda: len(sub.events()) >= 500, 30, "live events before the outage")
-    local.mosquitto.stop()
+    mosquitto.stop()
     wait_for(lambda: status(db).get("backlog_rows", 0) >= 5_000, 60, "a backlog of 5,000")
-    rss_start = agent.rss_kb()
+    rss_start = agent.rss_mb()
     backlog_start = read_status(db)["backlog_rows"]
     wait_for(
         lambda: read_status(db)["backlog_rows"] >= backlog_start + 25_000,
@@ -62,13 +67,11 @@ reconnect_max = 0.5
         "25,000 more rows of backlog",
         every=0.2,
     )
-    rss_end = agent.rss_kb()
+    rss_end = agent.rss_mb()
     backlog_end = read_status(db)["backlog_rows"]
     assert backlog_end - backlog_start >= 25_000  # on disk ...
-    assert rss_end - rss_start < 4 * 1024, (
-        f"RSS grew from {rss_start} kB to {rss_end} kB"
-    )  # ... not in memory
-    local.mosquitto.start()
+    assert rss_end - rss_start < 4, f"RSS grew from {rss_start:.1f} to {rss_end:.1f} MiB"  # ... not in memory
+    mosquitto.start()
     wait_for(lambda: read_status(db)["backlog_rows"] < 1000, 90, "the backlog drained", every=0.2)
     after_drain = read_status(db)["last_seq"][device]  # type: ignore[index]
     # live events keep flowing after the drain
@@ -95,46 +98,20 @@ reconnect_max = 0.5
     assert not [e for e in events if e["type"] == GAP_TYPE]
 
 
-def test_bound_drop_oldest_gap_events_cover_exactly_the_evicted_seqs(
-    tmp_path: Path,
-    mqtt_prefix: str,
-    private_brokers: Callable[..., LocalBrokers],
-    subscriber: Callable[..., Subscriber],
-    agent_process: Callable[[Path, Path], AgentProcess],
-) -> None:
-    local = private_brokers("mosquitto")
-    url, device = local.mosquitto.url, "dev-bound"
-    sub = subscriber(f"{mqtt_prefix}/{device}/events", url=url, persistent=True)
-    local.mosquitto.stop()
-    state = tmp_path / "state"
-    config = tmp_path / "agent.toml"
-    config.write_text(
-        agent_toml(
-            state,
-            url,
-            mqtt_prefix,
-            device,
-            """
-[simulated]
-enabled = true
-interval = 0
-limit = 5000
-[outbox]
-max_rows = 1000
-commit_every_events = 300
-[forwarder]
-reconnect_initial = 0.1
-reconnect_max = 0.5
-""",
-        )
+def test_bound_drop_oldest_gap_events_cover_exactly_the_evicted_seqs(edge: Callable[..., Edge]) -> None:
+    device = "dev-bound"
+    mosquitto, sub, agent, db = edge(
+        device,
+        simulated={"enabled": True, "interval": 0, "limit": 5000},
+        outbox={"max_rows": 1000, "commit_every_events": 300},
+        forwarder={"reconnect_initial": 0.1, "reconnect_max": 0.5},
     )
-    db = state / "outbox.db"
-    agent = agent_process(config, tmp_path / "agent.log")
+    mosquitto.stop()
     agent.start()
     wait_for(lambda: status(db).get("last_seq", {}).get(device, 0) >= 5000, 60, "5000 readings")
     final = read_status(db)
     assert final["backlog_rows"] <= 1000
-    local.mosquitto.start()
+    mosquitto.start()
     wait_for(lambda: read_status(db)["backlog_rows"] == 0, 60, "drained")
     assert agent.terminate() == 0
     last = read_status(db)["last_seq"][device]  # type: ignore[index]

@@ -16,12 +16,12 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edgebridge.devbrokers import LocalBrokers, MosquittoOptions
+from simulators.processes import ComponentProcess
 from tests.agent.conftest import (
-    AgentProcess,
     Subscriber,
     agent_config,
     agent_running,
-    agent_toml,
+    agent_settings,
     wait_for,
 )
 
@@ -33,23 +33,14 @@ def test_last_will_offline_is_retained_after_kill_9(
     mqtt_url: str,
     mqtt_prefix: str,
     subscriber: Callable[..., Subscriber],
-    agent_process: Callable[[Path, Path], AgentProcess],
+    agent_process: Callable[..., ComponentProcess],
 ) -> None:
     device = "dev-will"
     status_topic = f"{mqtt_prefix}/{device}/status"
     live = subscriber(status_topic)
-    config = tmp_path / "agent.toml"
-    config.write_text(
-        agent_toml(
-            tmp_path / "state",
-            mqtt_url,
-            mqtt_prefix,
-            device,
-            "[simulated]\nenabled = true\ninterval = 0.05\n",
-        )
-    )
-    agent = agent_process(config, tmp_path / "agent.log")
-    agent.start()
+    agent = agent_process(agent_settings(
+        tmp_path / "state", mqtt_url, mqtt_prefix, device, simulated={"enabled": True, "interval": 0.05}
+    )).start()
 
     def statuses(sub: Subscriber) -> list[str]:
         return [orjson.loads(m.payload)["status"] for m in sub.snapshot()]

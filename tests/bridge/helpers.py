@@ -1,38 +1,33 @@
-"""Test helpers for the bridge: an independent paho publisher, a Kafka reader, bridges to run."""
+"""Test helpers for the bridge: an independent paho publisher, a Kafka reader, bridges to run (in a
+thread, or as a child process by :class:`simulators.processes.ComponentProcess`)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from confluent_kafka import Consumer, KafkaError
-from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.config import BridgeConfig
 from bridge.service import Bridge
 from edgebridge.config import load_config
-from edgebridge.devbrokers._process import free_port
 from edgebridge.envelope import encode, encode_batch, new_reading
+from simulators.processes import ComponentProcess
 
 __all__ = [
-    "BridgeProcess",
     "BridgeThread",
     "KafkaRecord",
     "Publisher",
     "bridge_config",
     "read_topic",
     "readings",
+    "start_bridge",
     "wait_until",
 ]
 
@@ -166,94 +161,15 @@ class BridgeThread:
             raise self.error
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-class BridgeProcess:
-    """`edgebridge bridge run --config FILE` as a subprocess, its metrics read over HTTP."""
-
-    def __init__(self, tmp_path: Path, settings: dict[str, Any]) -> None:
-        self.port = free_port()
-        sections: dict[str, dict[str, Any]] = {}
-        for dotted, value in {**settings, "metrics.port": self.port, "metrics.enabled": True}.items():
-            section, key = dotted.split(".", 1)
-            sections.setdefault(section, {})[key] = value
-        text = "".join(
-            f"[{name}]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in values.items()) + "\n"
-            for name, values in sections.items()
-        )
-        self.config_path = tmp_path / f"bridge-{uuid.uuid4().hex[:6]}.toml"
-        self.config_path.write_text(text)
-        self.log_path = self.config_path.with_suffix(".log")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: Any = None
-
-    def start(self, timeout: float = 30.0) -> BridgeProcess:
-        self._log = self.log_path.open("ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edgebridge", "bridge", "run", "--config", str(self.config_path)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env,
-        )
-        assert wait_until(self.healthy, timeout, 0.1), f"bridge not healthy: {self.log_path.read_text()}"
-        return self
-
-    def healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"bridge exited {self.proc.returncode}: {self.log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as reply:
-                return bool(reply.status == 200)
-        except OSError:
-            return False
-
-    def metrics(self) -> dict[str, float]:
-        """``name{label="v"}`` -> value, from /metrics."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as reply:
-            text = reply.read().decode()
-        out: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return out
-
-    def metric(self, name: str) -> float:
-        return self.metrics().get(name, 0.0)
-
-    def rss_mb(self) -> float:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("no VmRSS")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-        self._close_log()
-
-    def terminate(self, timeout: float = 60.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout)
-        self._close_log()
-        return rc
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
-        self._close_log()
+def start_bridge(tmp_path: Path, settings: Mapping[str, Any], timeout: float = 30.0) -> ComponentProcess:
+    """`edgebridge bridge run` as a child process, returned once healthy; ``settings`` are dotted keys
+    (``"mqtt.url"``). Each call has a config and a log (``.log_path``) of its own in ``tmp_path``."""
+    config: dict[str, dict[str, Any]] = {}
+    for dotted, value in settings.items():
+        section, key = dotted.split(".", 1)
+        config.setdefault(section, {})[key] = value
+    bridge = ComponentProcess("bridge", f"bridge-{uuid.uuid4().hex[:6]}", config, tmp_path).start()
+    if not bridge.wait_healthy(timeout):
+        bridge.kill()
+        raise AssertionError(f"bridge not healthy: {bridge.log_path.read_text()}")
+    return bridge

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from edgebridge.devbrokers import LocalBrokers
-from tests.bridge.helpers import BridgeProcess, Publisher, read_topic, readings, wait_until
+from edgebridge.devbrokers import Kafka, LocalBrokers
+from tests.bridge.helpers import Publisher, read_topic, readings, start_bridge, wait_until
 from tests.conftest import BrokerAddresses
 
 pytestmark = pytest.mark.brokers
@@ -37,6 +37,18 @@ def _distinct(records: list[object]) -> set[tuple[bytes, int]]:
     return {(r.key, orjson.loads(r.value)["seq"]) for r in records}  # type: ignore[attr-defined]
 
 
+@pytest.fixture
+def private_kafka(
+    private_brokers: Callable[..., LocalBrokers], unique_name: Callable[[str], str]
+) -> tuple[Kafka, str]:
+    """A Kafka of this test alone (to stop or freeze), and its raw topic of 3 partitions."""
+    kafka = private_brokers("kafka").kafka
+    raw = unique_name("raw")
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.create_topics([NewTopic(raw, num_partitions=3, replication_factor=1)])[raw].result(30)
+    return kafka, raw
+
+
 def test_kill_9_mid_run_then_restart_loses_nothing(
     brokers: BrokerAddresses, mqtt_prefix: str, kafka_topic: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -45,7 +57,7 @@ def test_kill_9_mid_run_then_restart_loses_nothing(
     settings = _settings(brokers.mqtt_url, brokers.kafka_bootstrap, mqtt_prefix, raw,
                          **{"uplink.receive_maximum": window})
     devices = ["dev-a", "dev-b", "dev-c"]
-    bridge = BridgeProcess(tmp_path, settings).start()
+    bridge = start_bridge(tmp_path, settings)
     pub = Publisher(brokers.mqtt_host, brokers.mqtt_port)
     try:
         _publish(pub, mqtt_prefix, devices, 1, 500)  # 1500 messages
@@ -54,7 +66,7 @@ def test_kill_9_mid_run_then_restart_loses_nothing(
         bridge.kill()  # mid-run: the rest of the 1500 are in flight or still queued at the broker
         _publish(pub, mqtt_prefix, devices, 501, 500)  # 1500 more while the bridge is dead
         pub.wait_all()
-        bridge = BridgeProcess(tmp_path, settings).start()
+        bridge = start_bridge(tmp_path, settings)
         expected = {(d.encode(), s) for d in devices for s in range(1, 1001)}
         assert wait_until(lambda: bridge.metric(ACKED) >= 1500, 60)
         records = read_topic(brokers.kafka_bootstrap, raw, len(expected), settle=1.0)
@@ -69,18 +81,13 @@ def test_kill_9_mid_run_then_restart_loses_nothing(
         assert 0 <= duplicates <= redelivered
     finally:
         pub.close()
-        bridge.close()
+        bridge.kill()
 
 
 def test_kafka_down_longer_than_delivery_timeout_nothing_acked_nothing_lost_bounded_memory(
-    brokers: BrokerAddresses, mqtt_prefix: str, private_brokers: Callable[..., LocalBrokers],
-    unique_name: Callable[[str], str], tmp_path: Path,
+    brokers: BrokerAddresses, mqtt_prefix: str, private_kafka: tuple[Kafka, str], tmp_path: Path,
 ) -> None:
-    local = private_brokers("kafka")
-    kafka = local.kafka
-    raw = unique_name("raw")
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    admin.create_topics([NewTopic(raw, num_partitions=3, replication_factor=1)])[raw].result(30)
+    kafka, raw = private_kafka
     window = 100
     settings = _settings(brokers.mqtt_url, kafka.bootstrap, mqtt_prefix, raw, **{
         "uplink.receive_maximum": window,
@@ -88,7 +95,7 @@ def test_kafka_down_longer_than_delivery_timeout_nothing_acked_nothing_lost_boun
         "uplink.retry_backoff_max": 2.0,
     })
     devices = ["dev-a", "dev-b", "dev-c", "dev-d"]
-    bridge = BridgeProcess(tmp_path, settings).start()
+    bridge = start_bridge(tmp_path, settings)
     pub = Publisher(brokers.mqtt_host, brokers.mqtt_port)
     try:
         _publish(pub, mqtt_prefix, devices, 1, 100)  # 400 before the outage
@@ -118,22 +125,17 @@ def test_kafka_down_longer_than_delivery_timeout_nothing_acked_nothing_lost_boun
         rss_growth = rss_max - rss_before
         print(f"bridge RSS before outage {rss_before:.1f} MiB, max during {rss_max:.1f} MiB")
         assert rss_growth < 20.0, f"RSS grew {rss_growth:.1f} MiB during the outage"
-        assert bridge.terminate() == 0
+        assert bridge.terminate(60) == 0
     finally:
         pub.close()
-        bridge.close()
+        bridge.kill()
 
 
 def test_kafka_frozen_nothing_acked_while_frozen_nothing_lost_after_resume(
-    brokers: BrokerAddresses, mqtt_prefix: str, private_brokers: Callable[..., LocalBrokers],
-    unique_name: Callable[[str], str], tmp_path: Path,
+    brokers: BrokerAddresses, mqtt_prefix: str, private_kafka: tuple[Kafka, str], tmp_path: Path,
 ) -> None:
     """SIGSTOP, not a shutdown: connections stay open and simply stop answering, the nastier outage."""
-    local = private_brokers("kafka")
-    kafka = local.kafka
-    raw = unique_name("raw")
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    admin.create_topics([NewTopic(raw, num_partitions=3, replication_factor=1)])[raw].result(30)
+    kafka, raw = private_kafka
     window = 100
     settings = _settings(brokers.mqtt_url, kafka.bootstrap, mqtt_prefix, raw, **{
         "uplink.receive_maximum": window,
@@ -141,7 +143,7 @@ def test_kafka_frozen_nothing_acked_while_frozen_nothing_lost_after_resume(
         "uplink.retry_backoff_max": 1.0,
     })
     devices = ["dev-a", "dev-b"]
-    bridge = BridgeProcess(tmp_path, settings).start()
+    bridge = start_bridge(tmp_path, settings)
     pub = Publisher(brokers.mqtt_host, brokers.mqtt_port)
     errors = "edgebridge_bridge_delivery_errors_total"
     try:
@@ -169,7 +171,7 @@ def test_kafka_frozen_nothing_acked_while_frozen_nothing_lost_after_resume(
         records = read_topic(kafka.bootstrap, raw, len(expected), settle=1.0)
         assert _distinct(records) == expected  # none lost
         assert bridge.metric("edgebridge_bridge_reproduced_records_total") > 0  # timed out, produced again
-        assert bridge.terminate() == 0
+        assert bridge.terminate(60) == 0
     finally:
         pub.close()
-        bridge.close()
+        bridge.kill()

@@ -9,12 +9,12 @@ import orjson
 import pytest
 
 from tests.bridge.helpers import (
-    BridgeProcess,
     BridgeThread,
     Publisher,
     bridge_config,
     read_topic,
     readings,
+    start_bridge,
     wait_until,
 )
 from tests.conftest import BrokerAddresses
@@ -62,7 +62,7 @@ def test_sigterm_finishes_deliveries_acks_them_and_exits_0(
     settings = {"mqtt.url": brokers.mqtt_url, "mqtt.topic_prefix": mqtt_prefix,
                 "kafka.bootstrap": brokers.kafka_bootstrap, "uplink.client_id": f"b-{mqtt_prefix}"[:60],
                 "uplink.raw_topic": raw, "uplink.receive_maximum": 500, "downlink.enabled": False}
-    bridge = BridgeProcess(tmp_path, settings).start()
+    bridge = start_bridge(tmp_path, settings)
     pub = Publisher(brokers.mqtt_host, brokers.mqtt_port)
     devices = ["dev-a", "dev-b"]
     try:
@@ -70,17 +70,17 @@ def test_sigterm_finishes_deliveries_acks_them_and_exits_0(
             for d in devices:
                 pub.events(mqtt_prefix, readings(d, seq, 1))
         assert wait_until(lambda: bridge.metric(ACKED) >= 300, 30)
-        assert bridge.terminate() == 0  # mid-stream
+        assert bridge.terminate(60) == 0  # mid-stream
         log = bridge.log_path.read_text()
         assert "uplink drained" in log and "unacknowledged=0" in log
         pub.wait_all()
-        bridge = BridgeProcess(tmp_path, settings).start()
+        bridge = start_bridge(tmp_path, settings)
         expected = {(d.encode(), s) for d in devices for s in range(1, 1501)}
         records = read_topic(brokers.kafka_bootstrap, raw, len(expected), settle=2.0)
         assert {(r.key, orjson.loads(r.value)["seq"]) for r in records} == expected
         # everything produced before the stop was acknowledged before the disconnect: no redelivery
         assert len(records) == len(expected)
-        assert bridge.terminate() == 0
+        assert bridge.terminate(60) == 0
     finally:
         pub.close()
-        bridge.close()
+        bridge.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -148,27 +149,6 @@ class InProcess:
             raise self.error
 
 
-@pytest.fixture
-def spawn_enricher(tmp_path: Path) -> Iterator[Callable[[Path, str], subprocess.Popen[bytes]]]:
-    """Start ``edgebridge enricher run --config FILE`` as a subprocess; all are killed at the end."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(config: Path, name: str = "enricher") -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"{name}-{len(procs)}.log", "wb")  # noqa: SIM115 - closed below
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, "-m", "edgebridge", "enricher", "run", "--config", str(config)]
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        log.close()
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(30)
-
-
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -228,3 +208,17 @@ def spawn_cli(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]
         if proc.poll() is None:
             proc.kill()
         proc.wait(30)
+
+
+@pytest.fixture
+def spawn_enricher(
+    spawn_cli: Callable[..., subprocess.Popen[bytes]],
+) -> Callable[[Path, str], subprocess.Popen[bytes]]:
+    """``spawn_enricher(config, name)``: ``edgebridge enricher run --config FILE`` by :func:`spawn_cli`,
+    logging to ``tmp_path/NAME-N.log`` where N counts the enrichers this test started (from 0)."""
+    started = itertools.count()
+
+    def start(config: Path, name: str = "enricher") -> subprocess.Popen[bytes]:
+        return spawn_cli(f"{name}-{next(started)}", "enricher", "run", "--config", str(config))
+
+    return start
