@@ -13,10 +13,11 @@ from pathlib import Path
 
 SCENARIOS = sorted(
     m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
-    # Not scenarios: shared helpers, the profiling tools (the profiler, the hot-path A/B harness), and
-    # the Quix app (it runs in bench/.venv-quix).
+    # Not scenarios: shared helpers, the profiling tools (the profiler, the hot-path A/B harness, the
+    # Kafka floor), and the Quix app (it runs in bench/.venv-quix).
     if not m.name.startswith("_")
-    and m.name not in ("common", "enricher_profile", "enricher_hotpath", "enricher_quix_app")
+    and m.name not in ("common", "enricher_profile", "enricher_hotpath", "kafka_eos_floor",
+                       "enricher_quix_app")
 )
 
 
