@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from edgebridge.devbrokers import Kafka, LocalBrokers
+from simulators.processes import ComponentProcess
 from tests.bridge.helpers import Publisher, read_topic, readings, start_bridge, wait_until
 from tests.conftest import BrokerAddresses
 
@@ -35,6 +36,21 @@ def _publish(pub: Publisher, prefix: str, devices: list[str], first: int, count:
 
 def _distinct(records: list[object]) -> set[tuple[bytes, int]]:
     return {(r.key, orjson.loads(r.value)["seq"]) for r in records}  # type: ignore[attr-defined]
+
+
+def _outage_report(kafka: Kafka, bridge: ComponentProcess, m: dict[str, float]) -> str:
+    """What an assertion failure during an outage needs to tell a bridge that acked without Kafka
+    from a broker that was not really down: the broker's process state, the bridge's Kafka-side
+    counters (confirmed records rise only if Kafka answered), and the end of the bridge's log."""
+    try:
+        state = Path(f"/proc/{kafka.pid}/status").read_text().splitlines()[2]
+    except (OSError, IndexError):
+        state = "no process"
+    counters = ", ".join(f"{k}={v:g}" for k, v in sorted(m.items()) if k.startswith(
+        ("edgebridge_bridge_produced", "edgebridge_bridge_events", "edgebridge_bridge_delivery_errors",
+         "edgebridge_bridge_deadletters", "edgebridge_bridge_received_messages")) and "_created" not in k)
+    log = bridge.log_path.read_text(errors="replace")[-3000:]
+    return f"kafka pid {kafka.pid}: {state}; {counters}\nbridge log tail:\n{log}"
 
 
 @pytest.fixture
@@ -109,7 +125,7 @@ def test_kafka_down_longer_than_delivery_timeout_nothing_acked_nothing_lost_boun
         outage_end = time.monotonic() + 20  # > message_timeout_ms several times over
         while time.monotonic() < outage_end:
             m = bridge.metrics()
-            assert m[ACKED] == 400  # nothing acknowledged while Kafka is away
+            assert m[ACKED] == 400, _outage_report(kafka, bridge, m)  # nothing acknowledged while away
             in_flight_max = max(in_flight_max, m[IN_FLIGHT])
             rss_max = max(rss_max, bridge.rss_mb())
             time.sleep(0.5)
@@ -157,7 +173,7 @@ def test_kafka_frozen_nothing_acked_while_frozen_nothing_lost_after_resume(
 
             def timed_out_and_nothing_acked() -> bool:
                 m = bridge.metrics()
-                assert m[ACKED] == 200  # nothing acknowledged while Kafka is frozen
+                assert m[ACKED] == 200, _outage_report(kafka, bridge, m)  # nothing acked while frozen
                 assert m[IN_FLIGHT] <= window
                 return sum(v for k, v in m.items() if k.startswith(errors)) > 0
 
