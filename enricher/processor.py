@@ -220,8 +220,7 @@ class Processor:
         records a second): names bound once per batch, the outputs produced without a wrapper call,
         the consumed positions and output counts handed to the checkpoint once per batch."""
         cp = self.checkpoint
-        cp.start()
-        send = cp.producer.produce if cp.open else cp.hold  # hold: the previous commit is running
+        send: Any = cp.hold  # Producer.produce or Checkpoint.hold, called alike
         assigned, ctx, run = self.assigned, self.ctx, self.pipeline.run
         decode, max_bytes = envelope.decode, self.config.pipeline.max_bytes
         processed_topic, alerts_topic, encode = self.topics.processed, self.topics.alerts, self._encode
@@ -234,6 +233,9 @@ class Processor:
             partition = msg.partition()
             if partition not in assigned:
                 continue  # fetched before a revoke: no longer ours
+            if not consumed:  # the batch's first record of ours: a transaction now (not for strays)
+                cp.start()
+                send = cp.producer.produce if cp.open else cp.hold  # hold: the previous commit runs
             positions[partition] = (msg.offset() or 0) + 1
             consumed += 1
             value = msg.value() or b""

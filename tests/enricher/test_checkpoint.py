@@ -176,3 +176,35 @@ def test_a_fatal_commit_error_is_raised_from_settle(rig: Any) -> None:
     cp.commit(wait=False)
     with pytest.raises(FatalKafkaError):
         cp.settle(block=True)
+
+
+def test_the_processor_opens_a_transaction_only_for_records_of_its_partitions() -> None:
+    """Records fetched before a revoke (a partition no longer ours) are skipped without opening a
+    transaction: an empty one would sit open until transaction.timeout.ms aborted it."""
+    from confluent_kafka import Message
+
+    from edgebridge.config import load_config
+    from enricher.config import EnricherConfig
+    from enricher.processor import Processor
+
+    config = load_config(EnricherConfig, None, env={}, overrides={
+        "kafka.bootstrap": "127.0.0.1:9", "metrics.enabled": False})
+    processor = Processor(config)
+    producer = ScriptedProducer()
+    processor.checkpoint.producer = producer  # type: ignore[assignment]
+    processor.checkpoint._produce = producer.produce
+    processor.assigned = {0}
+    value = (b'{"specversion":"1.0","id":"e1","source":"/devices/d1","type":"edgebridge.reading.v1",'
+             b'"time":"2026-11-26T12:00:00Z","deviceid":"d1","seq":1,"data":{"t":{"v":1.5,"u":"Cel"}}}')
+    try:
+        stray = [Message(topic=config.topics.raw, partition=1, offset=i, key=b"d1", value=value)
+                 for i in range(3)]
+        processor._process(stray)
+        assert producer.calls == [] and not processor.checkpoint.open
+        ours = Message(topic=config.topics.raw, partition=0, offset=7, key=b"d1", value=value,
+                       timestamp=(1, 1_795_700_000_000))
+        processor._process([*stray, ours])
+        assert [c[0] for c in producer.calls] == ["begin", "produce"]
+        assert processor.checkpoint.batch.positions == {0: 8} and processor.checkpoint.batch.consumed == 1
+    finally:
+        processor.close()
