@@ -226,56 +226,58 @@ class Processor:
         processed_topic, alerts_topic, encode = self.topics.processed, self.topics.alerts, self._encode
         positions: dict[int, int] = {}
         consumed = processed = alerted = 0
-        for msg in messages:
-            if msg.error() is not None:
-                self._consume_error(msg)
-                continue
-            partition = msg.partition()
-            if partition not in assigned:
-                continue  # fetched before a revoke: no longer ours
-            if not consumed:  # the batch's first record of ours: a transaction now (not for strays)
-                cp.start()
-                send = cp.producer.produce if cp.open else cp.hold  # hold: the previous commit runs
-            positions[partition] = (msg.offset() or 0) + 1
-            consumed += 1
-            value = msg.value() or b""
-            key = msg.key()
-            try:
-                event = decode(value, max_bytes=max_bytes)
-            except EnvelopeError as exc:
-                self._deadletter(msg, exc.reason, exc)
-                continue
-            ts_type, ts = msg.timestamp()
-            ctx.partition = partition
-            try:
-                out = run(Item(event, key.decode("utf-8", "replace") if key is not None else None,
-                               ts if ts_type else None), ctx)
-            except Reject as exc:
-                self._deadletter(msg, exc.reason, exc)
-                continue
-            except StepFailed as exc:
-                self._deadletter(msg, "step_failed", exc.error, step=exc.step)
-                continue
-            if out is None:
-                continue
-            try:
-                value, alerts = encode(out)
-            except TypeError as exc:  # orjson: an integer past 64 bits (a conversion made it), a foreign type
-                self._deadletter(msg, "unencodable", exc)
-                continue
-            key = out.event.deviceid.encode()
-            try:
-                send(processed_topic, value, key, -1, headers=_CONTENT_TYPE)
-            except (BufferError, KafkaException):  # queue full, or a produce error: the careful path
-                cp.send(processed_topic, value, key, -1, _CONTENT_TYPE)
-            processed += 1
-            for record in alerts:
+        try:
+            for msg in messages:
+                if msg.error() is not None:
+                    self._consume_error(msg)
+                    continue
+                partition = msg.partition()
+                if partition not in assigned:
+                    continue  # fetched before a revoke: no longer ours
+                if not consumed:  # the batch's first record of ours: a transaction now (not for strays)
+                    cp.start()
+                    send = cp.producer.produce if cp.open else cp.hold  # hold: the previous commit runs
+                positions[partition] = (msg.offset() or 0) + 1
+                consumed += 1
+                value = msg.value() or b""
+                key = msg.key()
                 try:
-                    send(alerts_topic, record, key, -1)
-                except (BufferError, KafkaException):
-                    cp.send(alerts_topic, record, key, -1, None)
-                alerted += 1
-        cp.consumed(positions, consumed, processed=processed, alerts=alerted)
+                    event = decode(value, max_bytes=max_bytes)
+                except EnvelopeError as exc:
+                    self._deadletter(msg, exc.reason, exc)
+                    continue
+                ts_type, ts = msg.timestamp()
+                ctx.partition = partition
+                try:
+                    out = run(Item(event, key.decode("utf-8", "replace") if key is not None else None,
+                                   ts if ts_type else None), ctx)
+                except Reject as exc:
+                    self._deadletter(msg, exc.reason, exc)
+                    continue
+                except StepFailed as exc:
+                    self._deadletter(msg, "step_failed", exc.error, step=exc.step)
+                    continue
+                if out is None:
+                    continue
+                try:
+                    value, alerts = encode(out)
+                except TypeError as exc:  # orjson: a conversion made an int past 64 bits, or a foreign type
+                    self._deadletter(msg, "unencodable", exc)
+                    continue
+                key = out.event.deviceid.encode()
+                try:
+                    send(processed_topic, value, key, -1, headers=_CONTENT_TYPE)
+                except (BufferError, KafkaException):  # queue full, or a produce error: the careful path
+                    cp.send(processed_topic, value, key, -1, _CONTENT_TYPE)
+                processed += 1
+                for record in alerts:
+                    try:
+                        send(alerts_topic, record, key, -1)
+                    except (BufferError, KafkaException):
+                        cp.send(alerts_topic, record, key, -1, None)
+                    alerted += 1
+        finally:  # also when a produce error ends the batch early: the abort counts what it consumed
+            cp.consumed(positions, consumed, processed=processed, alerts=alerted)
 
     def _consume_error(self, msg: Message) -> None:
         err = msg.error()

@@ -28,6 +28,7 @@ class ScriptedProducer:
         self.release.set()
         self.committing = threading.Event()
         self.fail_with: KafkaError | None = None
+        self.fail_produce: KafkaError | None = None  # raised by the next produce
         self.in_transaction = False
 
     def begin_transaction(self) -> None:
@@ -39,6 +40,8 @@ class ScriptedProducer:
                 headers: Any = None) -> None:
         assert self.in_transaction, f"produce of {value!r} outside a transaction"
         assert not self.committing.is_set(), f"produce of {value!r} while the commit runs"
+        if self.fail_produce is not None:
+            raise KafkaException(self.fail_produce)
         self.calls.append(("produce", topic, value))
 
     def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
@@ -178,33 +181,57 @@ def test_a_fatal_commit_error_is_raised_from_settle(rig: Any) -> None:
         cp.settle(block=True)
 
 
-def test_the_processor_opens_a_transaction_only_for_records_of_its_partitions() -> None:
-    """Records fetched before a revoke (a partition no longer ours) are skipped without opening a
-    transaction: an empty one would sit open until transaction.timeout.ms aborted it."""
-    from confluent_kafka import Message
+_VALUE = (b'{"specversion":"1.0","id":"e1","source":"/devices/d1","type":"edgebridge.reading.v1",'
+          b'"time":"2026-11-26T12:00:00Z","deviceid":"d1","seq":%d,"data":{"t":{"v":1.5,"u":"Cel"}}}')
 
+
+@pytest.fixture
+def processor() -> Any:
+    """The enricher's processor with its clients pointed nowhere and a scripted producer in the
+    checkpoint: its processing loop, run on hand-made records."""
     from edgebridge.config import load_config
     from enricher.config import EnricherConfig
     from enricher.processor import Processor
 
     config = load_config(EnricherConfig, None, env={}, overrides={
         "kafka.bootstrap": "127.0.0.1:9", "metrics.enabled": False})
-    processor = Processor(config)
+    proc = Processor(config)
     producer = ScriptedProducer()
-    processor.checkpoint.producer = producer  # type: ignore[assignment]
-    processor.checkpoint._produce = producer.produce
-    processor.assigned = {0}
-    value = (b'{"specversion":"1.0","id":"e1","source":"/devices/d1","type":"edgebridge.reading.v1",'
-             b'"time":"2026-11-26T12:00:00Z","deviceid":"d1","seq":1,"data":{"t":{"v":1.5,"u":"Cel"}}}')
-    try:
-        stray = [Message(topic=config.topics.raw, partition=1, offset=i, key=b"d1", value=value)
-                 for i in range(3)]
-        processor._process(stray)
-        assert producer.calls == [] and not processor.checkpoint.open
-        ours = Message(topic=config.topics.raw, partition=0, offset=7, key=b"d1", value=value,
-                       timestamp=(1, 1_795_700_000_000))
-        processor._process([*stray, ours])
-        assert [c[0] for c in producer.calls] == ["begin", "produce"]
-        assert processor.checkpoint.batch.positions == {0: 8} and processor.checkpoint.batch.consumed == 1
-    finally:
-        processor.close()
+    proc.checkpoint.producer = producer  # type: ignore[assignment]
+    proc.checkpoint._produce = producer.produce
+    proc.assigned = {0}
+    yield proc, producer
+    proc.close()
+
+
+def _records(topic: str, partition: int, offsets: range) -> list[Any]:
+    from confluent_kafka import Message
+
+    return [Message(topic=topic, partition=partition, offset=o, key=b"d1", value=_VALUE % (o + 1),
+                    timestamp=(1, 1_795_700_000_000)) for o in offsets]
+
+
+def test_the_processor_opens_a_transaction_only_for_records_of_its_partitions(processor: Any) -> None:
+    """Records fetched before a revoke (a partition no longer ours) are skipped without opening a
+    transaction: an empty one would sit open until transaction.timeout.ms aborted it."""
+    proc, producer = processor
+    raw = proc.config.topics.raw
+    stray = _records(raw, 1, range(3))
+    proc._process(stray)
+    assert producer.calls == [] and not proc.checkpoint.open
+    proc._process([*stray, *_records(raw, 0, range(0, 1))])
+    assert [c[0] for c in producer.calls] == ["begin", "produce"]
+    assert proc.checkpoint.batch.positions == {0: 1} and proc.checkpoint.batch.consumed == 1
+
+
+def test_a_produce_error_mid_batch_still_counts_what_the_batch_consumed(processor: Any) -> None:
+    proc, producer = processor
+    raw = proc.config.topics.raw
+    proc._process(_records(raw, 0, range(0, 2)))
+    producer.fail_produce = KafkaError(KafkaError._STATE, "in an abortable state", txn_requires_abort=True)
+    with pytest.raises(AbortNeeded):
+        proc._process(_records(raw, 0, range(2, 5)))  # the first produce of this batch fails
+    assert proc.checkpoint.batch.consumed == 3 and proc.checkpoint.batch.positions == {0: 3}
+    producer.fail_produce = None
+    proc.checkpoint.abort("error")  # what the processor does next: all 3 are replayed
+    assert _sample(proc.metrics, "consumed_aborted_total") == 3
