@@ -28,7 +28,6 @@ and the property codec should become one shared module.
 from __future__ import annotations
 
 import socket
-import ssl
 import struct
 
 import paho.mqtt.client as mqtt
@@ -216,16 +215,7 @@ def new_client(settings: MqttSettings, client_id: str, *, manual_ack: bool) -> _
         protocol=mqtt.MQTTv5,
         manual_ack=manual_ack,
     )
-    if settings.username is not None:
-        password = settings.password.reveal() if settings.password is not None else None
-        client.username_pw_set(settings.username, password)
-    if settings.tls:
-        client.tls_set(
-            ca_certs=str(settings.ca_file) if settings.ca_file else None,
-            certfile=str(settings.cert_file) if settings.cert_file else None,
-            keyfile=str(settings.key_file) if settings.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
+    settings.authenticate(client)
     # paho's own reconnect loop: it owns the thread; capped so an hour-long outage retries every 30 s
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     return client

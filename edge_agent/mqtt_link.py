@@ -31,7 +31,6 @@ import contextlib
 import logging
 import queue
 import select
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -255,7 +254,6 @@ class MqttLink:
         self._retry_at = time.monotonic() + self._backoff.next_delay()
 
     def _new_client(self) -> mqtt.Client:
-        s = self.settings
         protocol = mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311
         kwargs: dict[str, Any] = {} if self.v5 else {"clean_session": False}
         client = FastClient(
@@ -266,15 +264,7 @@ class MqttLink:
         # message in flight for a queued one to send, on each PUBACK.
         client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password.reveal() if s.password else None)
-        if s.tls:
-            client.tls_set(
-                ca_certs=str(s.ca_file) if s.ca_file else None,
-                certfile=str(s.cert_file) if s.cert_file else None,
-                keyfile=str(s.key_file) if s.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+        self.settings.authenticate(client)
         client.will_set(self.status_topic, self._offline, qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

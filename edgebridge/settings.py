@@ -56,6 +56,22 @@ class MqttSettings:
     def port(self) -> int:
         return urlparse(self.url).port or (8883 if self.tls else 1883)
 
+    def authenticate(self, client: Any) -> None:
+        """Set the credentials and, for ``mqtts://``, TLS (server certificate verified; the client
+        certificate when configured) on a paho client: the one place the agent and the bridge share."""
+        if self.username is not None:
+            password = self.password.reveal() if self.password is not None else None
+            client.username_pw_set(self.username, password)
+        if self.tls:
+            import ssl  # only a TLS link pays for it
+
+            client.tls_set(
+                ca_certs=str(self.ca_file) if self.ca_file else None,
+                certfile=str(self.cert_file) if self.cert_file else None,
+                keyfile=str(self.key_file) if self.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+
 
 @dataclass(frozen=True)
 class KafkaSettings:
