@@ -8,16 +8,29 @@ and different between instances running side by side.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 from edgebridge.errors import ConfigError
 from edgebridge.settings import KafkaSettings, LogSettings, MetricsConfig
 from edgebridge.topics import KafkaTopics
 
-__all__ = ["CommitSettings", "EnricherConfig", "PipelineSettings"]
+__all__ = ["EXACTLY_ONCE_CONSUMER", "CommitSettings", "EnricherConfig", "PipelineSettings"]
 
 DEFAULT_STEPS = ["validate", "dedup", "calibrate", "normalise", "derive", "flag", "route"]
+
+# The consumer side of exactly-once, for the enricher and the sinks alike: committed records only,
+# offsets never committed nor stored by librdkafka (they go into the transaction, or into the sink's
+# database), and cooperative rebalancing, so that a rebalance does not stop every partition.
+EXACTLY_ONCE_CONSUMER: Mapping[str, str | bool] = MappingProxyType({
+    "isolation.level": "read_committed",
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "partition.assignment.strategy": "cooperative-sticky",
+})
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from edgebridge import envelope
 from edgebridge.errors import ConfigError, EnvelopeError
 from edgebridge.retry import StopEvent
 from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError, Headers, kafka_call
-from enricher.config import EnricherConfig
+from enricher.config import EXACTLY_ONCE_CONSUMER, EnricherConfig
 from enricher.dedup import DedupTable
 from enricher.metrics import EnricherMetrics
 from enricher.registry import Registry
@@ -98,11 +98,7 @@ class Processor:
         plain = k.client_config({}, PROTECTED)
         self.consumer = Consumer(k.client_config({
             "group.id": config.group_id,
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
+            **EXACTLY_ONCE_CONSUMER,
             **({"group.instance.id": config.instance_id} if config.static_membership else {}),
         }, PROTECTED))
         self.producer = Producer(k.client_config({

@@ -13,6 +13,7 @@ from edgebridge.envelope import PROCESSED_TYPE
 from edgebridge.retry import StopEvent
 from edgebridge.settings import KafkaSettings, LogSettings
 from edgebridge.topics import KafkaTopics
+from enricher.config import EXACTLY_ONCE_CONSUMER
 
 __all__ = ["Row", "SinkConfig", "SinkRunner", "Store", "row_of"]
 
@@ -84,11 +85,7 @@ class SinkRunner:
         self.skipped = 0
         self.consumer = Consumer(config.kafka.client_config({
             "group.id": config.group_id,
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
+            **EXACTLY_ONCE_CONSUMER,
             **({"group.instance.id": config.instance_id} if config.instance_id else {}),
         }, ("isolation.level", "enable.auto.commit")))
 
