@@ -30,6 +30,7 @@ import paho.mqtt.client as mqtt
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench.common import thread_cpu
 from bridge.mqtt_client import connect_properties
 from edgebridge.config import load_config
 from edgebridge.devbrokers import LocalBrokers
@@ -90,21 +91,6 @@ def new_topic(bootstrap: str) -> str:
     admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the result is in
     admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])[name].result(30)
     return name
-
-
-def thread_cpu(names: dict[int, str]) -> dict[str, float]:
-    """CPU seconds so far of this process's threads, by name (``names``: native id -> name)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
-        except OSError:
-            continue
-        name = names.get(int(tid)) or stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return out
 
 
 def rss() -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
 import tempfile
 import threading
@@ -16,27 +15,11 @@ import uuid
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
-from bench.enricher_throughput import Bench, create, fill, raw_events
+from bench.common import thread_cpu
+from bench.enricher_throughput import Bench, create, kafka_with_raw
 from edgebridge.config import load_config
-from edgebridge.devbrokers import LocalBrokers
 from enricher.config import EnricherConfig
-
-
-def thread_cpu() -> dict[str, float]:
-    """CPU seconds per thread of this process, summed by thread name (librdkafka names its threads)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except FileNotFoundError:  # the thread ended
-            continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return out
 
 
 def show_threads(before: dict[str, float], after: dict[str, float], events: int) -> None:
@@ -54,61 +37,53 @@ def main() -> None:
     parser.add_argument("--threads", action="store_true",
                         help="no cProfile: report the CPU of each thread (Python main, librdkafka's)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="edgebridge-prof-") as tmp:
-        brokers = LocalBrokers(Path(tmp) / "brokers", only=("kafka",))
-        brokers.up()
-        try:
-            bs = brokers.kafka.bootstrap
-            raw = f"prof-raw-{uuid.uuid4().hex[:6]}"
-            create(AdminClient({"bootstrap.servers": bs}), [(raw, 2, {})])
-            fill(bs, raw, raw_events(args.events))
-            bench = Bench(bs, raw, 2, Path(tmp))
-            names = {k: f"prof-{k}-{uuid.uuid4().hex[:6]}"
-                     for k in ("processed", "dlq", "alerts", "state")}
-            create(bench.admin, [(names["processed"], 2, {}), (names["dlq"], 1, {}), (names["alerts"], 1, {}),
-                                 (names["state"], 2, {"cleanup.policy": "compact"})])
-            group = f"prof-{uuid.uuid4().hex[:6]}"
-            config = load_config(EnricherConfig, None, env={}, overrides={
-                "instance_id": "p", "group_id": group, "transactional_id_prefix": group,
-                "kafka.bootstrap": bs, "metrics.enabled": False, "commit.interval_ms": args.interval_ms,
-                "topics.raw": raw, "topics.devices": bench.devices_topic,
-                "topics.processed": names["processed"],
-                "topics.deadletter": names["dlq"], "topics.alerts": names["alerts"],
-                "topics.enricher_state": names["state"]})
-            from enricher.processor import Processor
+    with tempfile.TemporaryDirectory(prefix="edgebridge-prof-") as tmp, \
+            kafka_with_raw(Path(tmp), args.events, 2, "prof") as (bs, raw):
+        bench = Bench(bs, raw, 2, Path(tmp))
+        names = {k: f"prof-{k}-{uuid.uuid4().hex[:6]}"
+                 for k in ("processed", "dlq", "alerts", "state")}
+        create(bench.admin, [(names["processed"], 2, {}), (names["dlq"], 1, {}), (names["alerts"], 1, {}),
+                             (names["state"], 2, {"cleanup.policy": "compact"})])
+        group = f"prof-{uuid.uuid4().hex[:6]}"
+        config = load_config(EnricherConfig, None, env={}, overrides={
+            "instance_id": "p", "group_id": group, "transactional_id_prefix": group,
+            "kafka.bootstrap": bs, "metrics.enabled": False, "commit.interval_ms": args.interval_ms,
+            "topics.raw": raw, "topics.devices": bench.devices_topic,
+            "topics.processed": names["processed"],
+            "topics.deadletter": names["dlq"], "topics.alerts": names["alerts"],
+            "topics.enricher_state": names["state"]})
+        from enricher.processor import Processor
 
-            processor = Processor(config)
-            stop = threading.Event()
-            total = sum(bench.target)
+        processor = Processor(config)
+        stop = threading.Event()
+        total = sum(bench.target)
 
-            def watch() -> None:
-                c = Consumer({"bootstrap.servers": bs, "group.id": group})
-                parts = [TopicPartition(raw, p) for p in range(2)]
-                while sum(max(0, tp.offset) for tp in c.committed(parts, timeout=30)) < total:
-                    time.sleep(0.05)
-                c.close()
-                stop.set()
+        def watch() -> None:
+            c = Consumer({"bootstrap.servers": bs, "group.id": group})
+            parts = [TopicPartition(raw, p) for p in range(2)]
+            while sum(max(0, tp.offset) for tp in c.committed(parts, timeout=30)) < total:
+                time.sleep(0.05)
+            c.close()
+            stop.set()
 
-            threading.Thread(target=watch, daemon=True).start()
-            profile = cProfile.Profile()
-            began = time.monotonic()
-            cpu = time.process_time()
-            before = thread_cpu()
-            if args.threads:
-                processor.run(stop)
-            else:
-                profile.runcall(processor.run, stop)
-            wall = time.monotonic() - began
-            print(f"{total} events in {wall:.1f} s wall ({total / wall:,.0f} ev/s), "
-                  f"{time.process_time() - cpu:.1f} s CPU")
-            if args.threads:
-                show_threads(before, thread_cpu(), total)
-                return
-            stats = pstats.Stats(profile)
-            stats.sort_stats("tottime").print_stats(args.top)
-            stats.sort_stats("cumulative").print_stats(args.top)
-        finally:
-            brokers.down()
+        threading.Thread(target=watch, daemon=True).start()
+        profile = cProfile.Profile()
+        began = time.monotonic()
+        cpu = time.process_time()
+        before = thread_cpu()
+        if args.threads:
+            processor.run(stop)
+        else:
+            profile.runcall(processor.run, stop)
+        wall = time.monotonic() - began
+        print(f"{total} events in {wall:.1f} s wall ({total / wall:,.0f} ev/s), "
+              f"{time.process_time() - cpu:.1f} s CPU")
+        if args.threads:
+            show_threads(before, thread_cpu(), total)
+            return
+        stats = pstats.Stats(profile)
+        stats.sort_stats("tottime").print_stats(args.top)
+        stats.sort_stats("cumulative").print_stats(args.top)
 
 
 if __name__ == "__main__":

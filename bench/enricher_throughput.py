@@ -25,6 +25,7 @@ Set up the baseline once:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +122,24 @@ def fill(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None
             except BufferError:
                 producer.poll(0.05)
     assert producer.flush(120) == 0
+
+
+@contextlib.contextmanager
+def kafka_with_raw(workdir: Path, events: int, partitions: int, prefix: str) -> Iterator[tuple[str, str]]:
+    """A Kafka of the run's own, with a raw topic of ``partitions`` filled with ``events`` records of
+    :func:`raw_events`: yields (bootstrap, raw topic); the broker is stopped afterwards."""
+    brokers = LocalBrokers(workdir / "brokers", only=("kafka",))
+    brokers.up()
+    try:
+        bs = brokers.kafka.bootstrap
+        raw = f"{prefix}-raw-{uuid.uuid4().hex[:6]}"
+        create(AdminClient({"bootstrap.servers": bs}), [(raw, partitions, {})])
+        began = time.monotonic()
+        fill(bs, raw, raw_events(events))
+        print(f"filled {raw} in {time.monotonic() - began:.1f} s", flush=True)
+        yield bs, raw
+    finally:
+        brokers.down()
 
 
 def ends(bootstrap: str, topic: str, partitions: int) -> list[int]:
@@ -259,15 +279,7 @@ def main() -> None:
           f"ours: linger.ms=50, consume batch 500, commit.max_messages=5000; quix: its defaults", flush=True)
     with tempfile.TemporaryDirectory(prefix="edgebridge-bench-") as tmp:
         work = Path(tmp)
-        brokers = LocalBrokers(work / "brokers", only=("kafka",))
-        brokers.up()
-        try:
-            bs = brokers.kafka.bootstrap
-            raw = f"bench-raw-{uuid.uuid4().hex[:6]}"
-            create(AdminClient({"bootstrap.servers": bs}), [(raw, args.partitions, {})])
-            began = time.monotonic()
-            fill(bs, raw, raw_events(args.events))
-            print(f"filled {raw} in {time.monotonic() - began:.1f} s", flush=True)
+        with kafka_with_raw(work, args.events, args.partitions, "bench") as (bs, raw):
             bench = Bench(bs, raw, args.partitions, work)
             print(f"\nexactly-once throughput, commit interval {args.interval_ms} ms (alternating runs):")
             ours_runs, quix_runs, base_runs = [], [], []
@@ -312,8 +324,6 @@ def main() -> None:
                     run = bench.ours(ms)
                     run.name = f"{ms} ms"
                     show(run)
-        finally:
-            brokers.down()
 
 
 def _ram_gb() -> float:

@@ -20,9 +20,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from bench.enricher_profile import show_threads, thread_cpu
-from bench.enricher_throughput import create, fill, raw_events
-from edgebridge.devbrokers import LocalBrokers
+from bench.common import thread_cpu
+from bench.enricher_profile import show_threads
+from bench.enricher_throughput import create, kafka_with_raw
 
 
 def run(bootstrap: str, raw: str, out: str, events: int, produce: bool) -> None:
@@ -73,19 +73,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="edgebridge-floor-") as tmp:
-        brokers = LocalBrokers(Path(tmp) / "brokers", only=("kafka",))
-        brokers.up()
-        try:
-            bs = brokers.kafka.bootstrap
-            raw, out = f"floor-raw-{uuid.uuid4().hex[:6]}", f"floor-out-{uuid.uuid4().hex[:6]}"
-            create(AdminClient({"bootstrap.servers": bs}), [(raw, 2, {}), (out, 2, {})])
-            fill(bs, raw, raw_events(args.events))
-            run(bs, raw, out, args.events, produce=False)
-            run(bs, raw, out, args.events, produce=True)
-        finally:
-            brokers.down()
-
+    with tempfile.TemporaryDirectory(prefix="edgebridge-floor-") as tmp, \
+            kafka_with_raw(Path(tmp), args.events, 2, "floor") as (bs, raw):
+        out = f"floor-out-{uuid.uuid4().hex[:6]}"
+        create(AdminClient({"bootstrap.servers": bs}), [(out, 2, {})])
+        run(bs, raw, out, args.events, produce=False)
+        run(bs, raw, out, args.events, produce=True)
 
 if __name__ == "__main__":
     main()
