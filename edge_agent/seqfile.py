@@ -1,6 +1,10 @@
 """The seq sidecar: a tiny file next to the outbox that survives the outbox itself.
 
-``outbox.db.seq`` holds ``{"deviceid", "reserved", "acked"}``:
+``outbox.db.seq`` holds ``{"deviceid", "epoch", "reserved", "acked"}``:
+
+- ``epoch`` is the outbox's epoch (see :mod:`edge_agent.outbox`): a new outbox file next to a surviving
+  sidecar continues that epoch (its seqs go on above ``reserved``), so only the loss of both starts a new
+  one. Absent in sidecars written before epochs: the legacy epoch ``""``.
 
 - ``reserved`` is a high-water mark: no seq above it has ever been assigned. The outbox raises it by a
   block (default 100,000) *before* assigning a seq past it, so the file is written (fsync, rename, fsync
@@ -21,6 +25,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgebridge.envelope import is_epoch
+
 __all__ = ["SeqMarks", "read_marks", "write_marks"]
 
 
@@ -29,6 +35,7 @@ class SeqMarks:
     deviceid: str
     reserved: int = 0
     acked: int = 0
+    epoch: str = ""
 
 
 def read_marks(path: Path, deviceid: str) -> SeqMarks | None:
@@ -37,7 +44,10 @@ def read_marks(path: Path, deviceid: str) -> SeqMarks | None:
         data = json.loads(path.read_text())
         if data.get("deviceid") != deviceid:
             return None
-        return SeqMarks(deviceid, int(data["reserved"]), int(data["acked"]))
+        epoch = data.get("epoch", "")
+        if not isinstance(epoch, str) or (epoch and not is_epoch(epoch)):
+            return None
+        return SeqMarks(deviceid, int(data["reserved"]), int(data["acked"]), epoch)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -45,7 +55,8 @@ def read_marks(path: Path, deviceid: str) -> SeqMarks | None:
 def write_marks(path: Path, marks: SeqMarks) -> None:
     """Replace the file atomically and durably: a crash leaves the old or the new one, never half."""
     tmp = path.with_name(path.name + ".tmp")
-    body = json.dumps({"deviceid": marks.deviceid, "reserved": marks.reserved, "acked": marks.acked})
+    body = json.dumps({"deviceid": marks.deviceid, "epoch": marks.epoch, "reserved": marks.reserved,
+                       "acked": marks.acked})
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, body.encode() + b"\n")

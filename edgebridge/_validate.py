@@ -28,7 +28,7 @@ from edgebridge.errors import EnvelopeError
 SPECVERSION = "1.0"
 SOURCE_PREFIX = "/devices/"
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "deviceid", "seq", "data")
-OPTIONAL_ATTRIBUTES = ("bootid", "monotime", "clocksynced")
+OPTIONAL_ATTRIBUTES = ("bootid", "monotime", "clocksynced", "epoch")
 OWN_ATTRIBUTES = frozenset(REQUIRED_ATTRIBUTES + OPTIONAL_ATTRIBUTES)
 MAX_SEQ = 2**63 - 1
 MAX_DEVICEID_LEN = 128
@@ -37,9 +37,11 @@ MAX_NAME_LEN = 128  # a measurement name
 MAX_UNIT_LEN = 32
 MAX_REASON_LEN = 64  # a gap reason
 MAX_EXT_NAME_LEN = 64  # CloudEvents says SHOULD stay within 20; we only refuse the absurd
+MAX_EPOCH_LEN = 64
 # What orjson can write: a reading value outside this range could be built in Python but not encoded.
 _MIN_INT, _MAX_INT = -(2**63), 2**64 - 1
 _EXT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_EPOCH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 _ABSENT: Any = object()
 NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
 
@@ -147,6 +149,17 @@ def parse_time(value: object, index: int | None = None) -> datetime:
         return datetime.fromisoformat(text)
     except ValueError:
         fail("bad_time", f"time {show(value)} is not a valid date and time", index)
+
+
+def is_epoch(value: object) -> TypeGuard[str]:
+    """An outbox epoch: 1..64 of lowercase a-z, 0-9 and ``-`` (the agent draws 16 hex digits)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_EPOCH_LEN and _EPOCH_CHARS.issuperset(value)
+
+
+def check_epoch(value: object, index: int | None) -> str:
+    if not is_epoch(value):
+        fail("bad_attribute", f"epoch {show(value)} is not 1..64 of a-z, 0-9 and -", index)
+    return value
 
 
 def check_monotime(value: object, index: int | None) -> int:
@@ -276,9 +289,9 @@ def _check_extensions(obj: dict[Any, Any], index: int | None) -> Mapping[str, An
     return extensions or NO_EXTENSIONS  # only optional attributes given as null
 
 
-# id, deviceid, seq, type, time, data, bootid, monotime, clocksynced, extensions: Event's field order.
+# id, deviceid, seq, type, time, data, bootid, monotime, clocksynced, extensions, epoch: Event's fields.
 Attributes: TypeAlias = tuple[
-    str, str, int, str, str, Any, str | None, int | None, bool | None, Mapping[str, Any]
+    str, str, int, str, str, Any, str | None, int | None, bool | None, Mapping[str, Any], str | None
 ]
 
 
@@ -316,11 +329,15 @@ def check_attributes(obj: object, index: int | None, known_types: frozenset[str]
     if type(seq) is not int or not 0 < seq <= MAX_SEQ:
         check_seq(seq, index)
 
-    bootid = monotime = clocksynced = None
+    bootid = monotime = clocksynced = epoch = None
     extensions: Mapping[str, Any] = NO_EXTENSIONS
     extra = len(obj) - len(REQUIRED_ATTRIBUTES)
     if extra:
         bootid, monotime, clocksynced = obj.get("bootid"), obj.get("monotime"), obj.get("clocksynced")
+        epoch = obj.get("epoch")
+        if epoch is not None:
+            extra -= 1
+            check_epoch(epoch, index)
         if bootid is not None:
             extra -= 1
             if type(bootid) is not str or not 0 < len(bootid) <= MAX_ID_LEN or not bootid.isprintable():
@@ -334,4 +351,4 @@ def check_attributes(obj: object, index: int | None, known_types: frozenset[str]
             check_clocksynced(clocksynced, index)
         if extra:  # other attributes, or optional ones given as null
             extensions = _check_extensions(obj, index)
-    return event_id, deviceid, seq, type_, time, data, bootid, monotime, clocksynced, extensions
+    return event_id, deviceid, seq, type_, time, data, bootid, monotime, clocksynced, extensions, epoch

@@ -23,6 +23,7 @@ from edgebridge._validate import (
     _seen_ids,
     _seen_sources,
     is_deviceid,
+    is_epoch,
     learn_text,
 )
 
@@ -70,8 +71,13 @@ def fast_attributes(obj: object, known_types: frozenset[str] | None) -> Attribut
 
     extra = len(obj) - len(REQUIRED_ATTRIBUTES)
     if not extra:
-        return event_id, deviceid, seq, type_, time, data, None, None, None, NO_EXTENSIONS
+        return event_id, deviceid, seq, type_, time, data, None, None, None, NO_EXTENSIONS, None
     bootid, monotime, clocksynced = obj.get("bootid"), obj.get("monotime"), obj.get("clocksynced")
+    epoch = obj.get("epoch")
+    if epoch is not None:
+        if not is_epoch(epoch):
+            return None
+        extra -= 1
     if bootid is not None:
         if type(bootid) is not str or not (bootid in _seen_ids or learn_text(_seen_ids, bootid, MAX_ID_LEN)):
             return None
@@ -86,7 +92,7 @@ def fast_attributes(obj: object, known_types: frozenset[str] | None) -> Attribut
         extra -= 1
     if extra:  # extension attributes, or optional ones given as null
         return None
-    return event_id, deviceid, seq, type_, time, data, bootid, monotime, clocksynced, NO_EXTENSIONS
+    return event_id, deviceid, seq, type_, time, data, bootid, monotime, clocksynced, NO_EXTENSIONS, epoch
 
 
 _fromisoformat = datetime.fromisoformat

@@ -11,7 +11,11 @@ A batch (``application/cloudevents-batch+json``) is a non-empty JSON array of su
 
 Attributes. ``specversion``, ``id``, ``source``, ``type``, ``time``, ``deviceid``, ``seq`` and ``data``
 are required. ``source`` is always ``/devices/{deviceid}``, so :class:`Event` stores only the device id.
-``seq`` is an integer in 1..2**63-1 (a JSON ``true`` is not 1). ``time`` is RFC 3339 from the device
+``seq`` is an integer in 1..2**63-1 (a JSON ``true`` is not 1). ``epoch`` (optional) names the life of the
+device's outbox: drawn at random when an outbox is created, so a device whose state was lost (a new SD
+card, a reinstall) starts seqs again at 1 in a new epoch, and everything downstream keys on (device, epoch,
+seq); 1..64 of ``a-z0-9-``; an event without it belongs to the legacy epoch ``""`` (agents from before
+epochs, and outboxes they created). ``time`` is RFC 3339 from the device
 clock; ``clocksynced: false`` says that clock is not trusted yet (no NTP sync), and then ``bootid`` plus
 ``monotime`` (milliseconds of the monotonic clock since that boot, an integer up to 2**63-1: wider than the
 CloudEvents 32-bit Integer, which would overflow after 25 days of uptime) order the events instead.
@@ -51,7 +55,7 @@ import orjson
 
 from edgebridge import _validate as v
 from edgebridge._stamps import new_event_id, now_rfc3339
-from edgebridge._validate import is_deviceid
+from edgebridge._validate import is_deviceid, is_epoch
 from edgebridge._validate_fast import fast_attributes
 from edgebridge.errors import EnvelopeError
 
@@ -75,6 +79,7 @@ __all__ = [
     "encode_batch",
     "from_dict",
     "is_deviceid",
+    "is_epoch",
     "new_event_id",
     "new_gap",
     "new_reading",
@@ -137,6 +142,7 @@ class Event(NamedTuple):
     monotime: int | None = None
     clocksynced: bool | None = None
     extensions: Mapping[str, Any] = v.NO_EXTENSIONS  # shared by all events, hence read-only
+    epoch: str | None = None  # the outbox's epoch; None: a device from before epochs (legacy)
 
     @property
     def source(self) -> str:
@@ -168,6 +174,7 @@ def _build(
     bootid: str | None,
     monotime: int | None,
     clocksynced: bool | None,
+    epoch: str | None,
 ) -> Event:
     v.check_deviceid(deviceid, None)
     v.check_seq(seq, None)
@@ -185,7 +192,9 @@ def _build(
         v.check_monotime(monotime, None)
     if clocksynced is not None:
         v.check_clocksynced(clocksynced, None)
-    return Event(event_id, deviceid, seq, type_, time, data, bootid, monotime, clocksynced)
+    if epoch is not None:
+        v.check_epoch(epoch, None)
+    return Event(event_id, deviceid, seq, type_, time, data, bootid, monotime, clocksynced, epoch=epoch)
 
 
 def new_reading(
@@ -198,6 +207,7 @@ def new_reading(
     bootid: str | None = None,
     monotime: int | None = None,
     clocksynced: bool | None = None,
+    epoch: str | None = None,
 ) -> Event:
     """A validated ``edgebridge.reading.v1`` event; ``time`` defaults to now, ``event_id`` to a UUIDv7.
 
@@ -205,7 +215,7 @@ def new_reading(
     the event, so the agent can count and skip a bad sensor line before it reaches the outbox.
     """
     v.check_reading_data(data, None)
-    return _build(deviceid, seq, READING_TYPE, data, time, event_id, bootid, monotime, clocksynced)
+    return _build(deviceid, seq, READING_TYPE, data, time, event_id, bootid, monotime, clocksynced, epoch)
 
 
 def new_gap(
@@ -220,13 +230,14 @@ def new_gap(
     bootid: str | None = None,
     monotime: int | None = None,
     clocksynced: bool | None = None,
+    epoch: str | None = None,
 ) -> Event:
     """A validated ``edgebridge.gap.v1`` event: seqs ``first..last`` were lost; the gap itself is ``seq``."""
     v.check_seq(seq, None)
     count = last - first + 1 if v.is_int(first) and v.is_int(last) else 0
     data = {"first": first, "last": last, "count": count, "reason": reason}
     v.check_gap_data(data, seq, None)
-    return _build(deviceid, seq, GAP_TYPE, data, time, event_id, bootid, monotime, clocksynced)
+    return _build(deviceid, seq, GAP_TYPE, data, time, event_id, bootid, monotime, clocksynced, epoch)
 
 
 # --- encoding: trusts the event --------------------------------------------------------------------
@@ -243,6 +254,8 @@ def to_dict(event: Event) -> dict[str, Any]:
         "deviceid": event.deviceid,
         "seq": event.seq,
     }
+    if event.epoch is not None:
+        obj["epoch"] = event.epoch
     if event.bootid is not None:
         obj["bootid"] = event.bootid
     if event.monotime is not None:
@@ -302,7 +315,7 @@ def _event(obj: object, index: int | None, known_types: frozenset[str] | None) -
         v.check_gap_data(data, fields[2], index)
     else:
         v.check_object_data(data, index)
-    return _new_event(Event, fields)  # Event._make without its length check: fields has 10
+    return _new_event(Event, fields)  # Event._make without its length check: fields has 11
 
 
 def _load(payload: bytes | bytearray | memoryview | str, max_bytes: int) -> object:

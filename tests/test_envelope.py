@@ -119,6 +119,7 @@ def events(draw: st.DrawFn, kinds: tuple[str, ...] = (READING_TYPE, GAP_TYPE, PR
         monotime=draw(st.none() | st.integers(0, 2**63 - 1)),
         clocksynced=draw(st.none() | st.booleans()),
         extensions=draw(extensions),
+        epoch=draw(st.none() | st.text("abcdef0123456789-", min_size=1, max_size=64)),
     )
 
 
@@ -324,6 +325,11 @@ REJECTED_EVENTS: list[tuple[dict[str, Any], str]] = [
     ],
     (wire(bootid=""), "bad_attribute"),
     (wire(bootid=5), "bad_attribute"),
+    (wire(epoch=""), "bad_attribute"),
+    (wire(epoch="ABC"), "bad_attribute"),
+    (wire(epoch="a" * 65), "bad_attribute"),
+    (wire(epoch=12), "bad_attribute"),
+    (wire(epoch="a/b"), "bad_attribute"),
     (wire(monotime=-1), "bad_attribute"),
     (wire(monotime=1.5), "bad_attribute"),
     (wire(monotime=True), "bad_attribute"),
@@ -494,7 +500,8 @@ def mutated_events(draw: st.DrawFn) -> dict[str, Any]:
         # Every existing attribute, data key and measurement key equally likely, or a new key anywhere.
         slots = [(container, key) for container in containers for key in container]
         if not slots or draw(st.integers(0, 5)) == 0:
-            extra = st.sampled_from(["bootid", "monotime", "clocksynced", "u", "x"]) | st.text(max_size=8)
+            own = ["bootid", "monotime", "clocksynced", "epoch", "u", "x"]
+            extra = st.sampled_from(own) | st.text(max_size=8)
             slots = [(draw(st.sampled_from(containers)), draw(extra))]
         target, key = draw(st.sampled_from(slots))
         if draw(st.integers(0, 3)) == 0:
@@ -524,7 +531,8 @@ ODD_VALUES = [
 ]
 
 
-@pytest.mark.parametrize("obj", [wire(bootid="b", monotime=1, clocksynced=True, ext="x"), gap_wire()])
+@pytest.mark.parametrize("obj", [wire(bootid="b", monotime=1, clocksynced=True, ext="x", epoch="e1"),
+                                 gap_wire()])
 def test_every_leaf_replaced_or_deleted_raises_only_envelope_error(obj: dict[str, Any]) -> None:
     """The deterministic half of the mutation property: every attribute and data key, every odd value."""
 
@@ -608,7 +616,7 @@ def assert_tiers_agree(obj: object, known_types: frozenset[str] | None = ev.DEFA
 
 def test_the_common_shape_takes_the_fast_tier() -> None:
     """Otherwise the fast tier would stay correct but silently stop paying for itself."""
-    agent = wire(bootid="b1", monotime=81234, clocksynced=True)
+    agent = wire(bootid="b1", monotime=81234, clocksynced=True, epoch="0f3a9c2e7b1d4a60")
     for obj in [wire(), agent, wire(time="2024-05-01T12:00:00Z"), gap_wire()]:
         assert fast_attributes(obj, ev.DEFAULT_KNOWN_TYPES) is not None
     for slow in [wire(time="2024-05-01T12:00:00.5+02:00"), wire(subject="x"), wire(bootid=None)]:

@@ -21,6 +21,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE TABLE pending_gap (first INTEGER NOT NULL, last INTEGER NOT NULL, reason TEXT NOT NULL);
         """,
     ),
+    (
+        2,
+        # name -> value facts of the outbox itself: "epoch" (written once, when the outbox is created;
+        # an outbox from before this migration keeps the legacy epoch "")
+        """
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """,
+    ),
 ]
 
 

@@ -16,6 +16,7 @@ def read_status(path: Path) -> dict[str, object]:
         counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
         seqs = dict(db.execute("SELECT deviceid, last_seq FROM seqs").fetchall())
         version = db.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+        epoch = db.execute("SELECT value FROM meta WHERE name = 'epoch'").fetchone() if version >= 2 else None
     finally:
         db.close()
     now_ms = int(time.time() * 1000)
@@ -26,6 +27,7 @@ def read_status(path: Path) -> dict[str, object]:
         "oldest_seq": oldest[0] if oldest else None,
         "oldest_age_s": round((now_ms - oldest[1]) / 1000, 3) if oldest else None,
         "last_seq": seqs,
+        "epoch": epoch[0] if epoch else "",
         "evicted": counters.get("evicted", 0),
         "rejected": counters.get("rejected", 0),
         "last_ack_seq": counters.get("last_ack_seq", 0),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -107,6 +108,7 @@ class Outbox:
         self._free_bytes = free_bytes or bound.free_bytes
         self._db: sqlite3.Connection | None = None
         self._marks = SeqMarks(deviceid)
+        self.epoch = ""  # set at open (see _open_epoch); "" is the legacy epoch of pre-epoch outboxes
         self._last_seq = 0
         self._recent = RecentRows(cap=2 * self.config.commit_every_events)
         self._refusing = False  # reject_new is refusing events (for its start and end log lines)
@@ -128,6 +130,7 @@ class Outbox:
         try:
             self._db = self._connect(new=not self.path.exists())
             migrate(self._db)
+            self.epoch = self._open_epoch(marks)
             self._load(marks)
         except sqlite3.Error as exc:
             raise OutboxError(self.path, f"cannot open: {exc}") from exc
@@ -149,6 +152,25 @@ class Outbox:
         db.execute("PRAGMA cache_size=-256")
         return db
 
+    def _open_epoch(self, marks: SeqMarks | None) -> str:
+        """This outbox's epoch: the one it was created with; for a new file, the surviving sidecar's
+        (same device life, seqs go on above ``reserved``), else a fresh random one (a device whose state
+        is gone: a new SD card, a wiped state folder). An outbox from before epochs keeps ``""``."""
+        db = self._conn
+        row = db.execute("SELECT value FROM meta WHERE name = 'epoch'").fetchone()
+        if row is not None:
+            return str(row[0])
+        if db.execute("SELECT count(*) FROM seqs").fetchone()[0]:
+            epoch = ""  # migrated from schema 1: its events went out without an epoch, keep it so
+        elif marks is not None:
+            epoch = marks.epoch
+        else:
+            epoch = secrets.token_hex(8)
+            log.info("new outbox epoch: no earlier state of this device found",
+                        extra={"device": self.deviceid, "epoch": epoch, "path": str(self.path)})
+        db.execute("INSERT INTO meta VALUES ('epoch', ?)", (epoch,))
+        return epoch
+
     def _load(self, marks: SeqMarks | None) -> None:
         db = self._conn
         row = db.execute("SELECT last_seq FROM seqs WHERE deviceid = ?", (self.deviceid,)).fetchone()
@@ -163,7 +185,8 @@ class Outbox:
         s.last_seq = self._last_seq
         self._recent.reset(self._last_seq + 1)
         acked = (self.head() or self._last_seq + 1) - 1
-        self._marks = SeqMarks(self.deviceid, max(self._last_seq, marks.reserved if marks else 0), acked)
+        reserved = max(self._last_seq, marks.reserved if marks else 0)
+        self._marks = SeqMarks(self.deviceid, reserved, acked, self.epoch)
         write_marks(self.sidecar, self._marks)
 
     @property
@@ -298,7 +321,7 @@ class Outbox:
         if upto > self._marks.reserved:
             head = self._conn.execute("SELECT min(seq) FROM outbox").fetchone()[0]
             acked = (head or self._last_seq + 1) - 1
-            self._marks = SeqMarks(self.deviceid, upto + self.config.seq_block, acked)
+            self._marks = SeqMarks(self.deviceid, upto + self.config.seq_block, acked, self.epoch)
             write_marks(self.sidecar, self._marks)  # before the seqs exist anywhere else
 
     def _insert(self, db: sqlite3.Connection, events: Sequence[Event], result: CommitResult) -> None:
@@ -306,7 +329,7 @@ class Outbox:
             return
         first = self._last_seq + 1
         self._reserve(first + len(events) - 1)
-        dumps, make = orjson.dumps, Row._make
+        dumps, make, epoch = orjson.dumps, Row._make, self.epoch
         rows: list[Row] = []
         sizes = 0
         seq = first
@@ -314,6 +337,8 @@ class Outbox:
             for event in events:
                 obj = to_dict(event)
                 obj["seq"] = seq  # the placeholder's key keeps its place: the envelope's encoding
+                if epoch:
+                    obj["epoch"] = epoch  # after data: member order carries no meaning in JSON
                 payload = dumps(obj)
                 sizes += len(payload)
                 rows.append(make((seq, event.id, event.type, payload)))
@@ -338,7 +363,8 @@ class Outbox:
     ) -> None:
         seq = self._last_seq + 1
         self._reserve(seq)
-        gap = new_gap(self.deviceid, seq, first, last, reason, **self._stamp())  # type: ignore[arg-type]
+        gap = new_gap(self.deviceid, seq, first, last, reason, epoch=self.epoch or None,
+                      **self._stamp())  # type: ignore[arg-type]
         payload = encode(gap)
         row = Row(seq, gap.id, GAP_TYPE, payload)
         db.execute(_INSERT_ROW, row)

@@ -125,8 +125,7 @@ class SimulatedSource:
                 values[name] = value
                 data[name] = {"v": round(value, digits), "u": unit}
             # trusted input: built directly, the validators of new_reading are for outside data
-            out.append(
-                make(Event, (event_id, deviceid, 1, READING_TYPE, when, data, boot, mono, synced, _NO_EXT))
-            )
+            fields = (event_id, deviceid, 1, READING_TYPE, when, data, boot, mono, synced, _NO_EXT, None)
+            out.append(make(Event, fields))
         self.stats.read += n
         return out
