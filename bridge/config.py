@@ -33,11 +33,17 @@ class UplinkConfig:
     deadletter_topic: str = "iot.events.deadletter"
     max_message_bytes: int = 256 * 1024  # larger MQTT payloads are dead-lettered as "oversized"
     max_deadletter_payload: int = 64 * 1024  # the dead letter keeps at most this much of the payload
-    message_timeout_ms: int = 300_000  # librdkafka's delivery timeout; a timed-out event is re-produced
+    # librdkafka's delivery timeout; 0: never expire, so librdkafka itself keeps each partition's order
+    # through any outage (a finite one re-produces expired records, which may then land out of order)
+    message_timeout_ms: int = 0
     retry_backoff_max: float = 10.0  # cap of the jittered wait before re-producing failed deliveries
     linger_ms: int = 5
     compression: str = "lz4"
     drain_timeout: float = 30.0  # on SIGTERM: how long to wait for Kafka to confirm in-flight events
+    # receipts to devices ({prefix}/{id}/receipts): what Kafka confirmed, at most once per interval per
+    # device; off only for agents configured with receipts = "off"
+    receipts: bool = True
+    receipt_interval: float = 0.5
 
     def validate(self) -> None:
         if self.session_expiry < 0:
@@ -53,6 +59,8 @@ class UplinkConfig:
             raise ConfigError("max_message_bytes", "sizes must be positive")
         if self.retry_backoff_max <= 0.1:
             raise ConfigError("retry_backoff_max", "must be > 0.1 seconds")
+        if not 0.01 <= self.receipt_interval <= 60:
+            raise ConfigError("receipt_interval", "must be between 0.01 and 60 seconds")
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 
 from bridge.records import Header, Record
 
-__all__ = ["KAFKA_REJECTED", "dead_letter"]
+__all__ = ["INTERNAL_ERROR", "KAFKA_REJECTED", "dead_letter"]
 
-KAFKA_REJECTED = "kafka_rejected"
+KAFKA_REJECTED = "kafka_rejected"  # Kafka refused the record itself (too large, invalid)
+INTERNAL_ERROR = "internal_error"  # translating the message failed (its exception class and text)
 
 
 def rfc3339(wall: float) -> str:
@@ -39,6 +40,8 @@ def dead_letter(
     deviceid: str | None,
     max_payload: int,
     index: int | None = None,
+    seq: int = 0,
+    epoch: str = "",
 ) -> Record:
     headers: list[Header] = [
         ("dlq_reason", reason.encode()),
@@ -53,4 +56,4 @@ def dead_letter(
         headers.append(("dlq_truncated", str(len(payload)).encode()))
         payload = payload[:max_payload]
     key = deviceid.encode() if deviceid is not None else None
-    return Record(topic, key, payload, headers, "deadletter", reason)
+    return Record(topic, key, payload, headers, "deadletter", reason, seq, epoch)

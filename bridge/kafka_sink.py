@@ -4,13 +4,25 @@ Settings the guarantee rests on (protected: setting them in ``[kafka.librdkafka]
 ``enable.idempotence=true`` (hence ``acks=all`` and no reordering or duplicates from librdkafka's own
 retries) and ``message.timeout.ms`` from ``uplink.message_timeout_ms``.
 
-No silent expiry: librdkafka gives up on a record after ``message.timeout.ms`` (during a long Kafka
-outage), with a failed delivery report. A failed report never counts as delivered: the record goes to
-the retry list and is produced again after a capped, jittered backoff, for as long as it takes, so its
-MQTT message stays un-acknowledged until Kafka really has it. Records of one partition fail in order and
-are re-produced in that order. Only a record Kafka can never take (too large) is handed back through
-``on_rejected`` for the dead-letter topic; a fatal producer error stops the bridge (exit 1: the
-un-acknowledged messages are redelivered to the next run).
+Only a real confirmation completes a record. librdkafka's errors are classified once, here:
+
+- fatal (the producer instance cannot go on): :class:`KafkaFatalError` from ``produce``/``poll``, before
+  anything more is acknowledged; the bridge exits non-zero and its un-acknowledged messages are
+  redelivered to the next run;
+- the record itself is unacceptable (too large, invalid): handed back through ``on_rejected``, which
+  puts a dead letter carrying the payload in its place;
+- anything else (Kafka away, the topic unknown or deleted, the producer not authorized, a timeout): the
+  record is not in Kafka and goes to the retry list, produced again after a capped, jittered backoff for
+  as long as it takes; its MQTT message stays un-acknowledged, and the stall shows in
+  ``edgebridge_bridge_delivery_errors_total`` and a rate-limited log line.
+
+Order (guarantee 3). ``message.timeout.ms`` defaults to 0 (``uplink.message_timeout_ms``): librdkafka
+then never expires a record, and its idempotent producer keeps each partition's order through broker
+outages by itself. While the retry list holds anything, newly produced records queue behind it
+instead of overtaking it, and failed records return to it in the order their reports came (per
+partition, the order they were produced). The one residue: with a finite timeout, a record still in
+librdkafka's queue when an earlier one of its partition expired may be delivered before that one is
+re-produced (the enricher then marks the earlier one late, never drops it).
 
 Threading: ``produce``, ``poll`` and ``flush`` are called by the service loop only, and delivery
 callbacks run inside them, so the ack frontier is never touched by two threads.
@@ -47,6 +59,7 @@ PROTECTED = ("enable.idempotence", "acks", "request.required.acks", "message.tim
 # Errors no retry can cure: the record itself is unacceptable to Kafka.
 _PERMANENT = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD,
                         KafkaError.RECORD_LIST_TOO_LARGE})
+_FATAL = KafkaError._FATAL
 
 Delivered = Callable[[Record, Any], None]
 
@@ -95,18 +108,19 @@ class KafkaSink:
     def produce(self, record: Record, token: Any, stop: threading.Event) -> None:
         """Hand ``record`` to librdkafka; while its queue is full, serve delivery reports and wait.
 
-        Raises :class:`ShutdownRequested` if ``stop`` is set while waiting for room.
+        Raises :class:`ShutdownRequested` if ``stop`` is set while waiting for room, and
+        :class:`KafkaFatalError` when librdkafka reports a fatal error.
         """
-        callback = partial(self._report, record, token)
         while True:
+            if self._retry:
+                self._retry.append((record, token))  # behind the records waiting for a retry: order
+                return
             try:
                 self._produce(record.topic, record.value, record.key, headers=record.headers,
-                                       on_delivery=callback)
+                              on_delivery=partial(self._report, record, token))
                 return
             except KafkaException as exc:
-                # refused before queueing (larger than message.max.bytes): no retry can help
-                self._metrics.delivery_errors.labels(exc.args[0].name()).inc()
-                self._on_rejected(record, token, str(exc.args[0]))
+                self._failed(record, token, exc.args[0])
                 return
             except BufferError:
                 # backpressure: the producer queue is full; the service loop waits here
@@ -118,11 +132,20 @@ class KafkaSink:
         """:meth:`produce` each of ``records``, in order, all with the same ``token``."""
         produce, report = self._produce, self._report
         for record in records:
+            if self._retry:
+                self._retry.append((record, token))
+                continue
             try:
                 produce(record.topic, record.value, record.key, headers=record.headers,
                         on_delivery=partial(report, record, token))
             except (BufferError, KafkaException):
-                self.produce(record, token, stop)  # not queued: the slow path waits or rejects it
+                self.produce(record, token, stop)  # not queued: the slow path waits or classifies
+
+    def retry_later(self, record: Record, token: Any) -> None:
+        """Produce ``record`` again after the backoff (it is not in Kafka; its message stays un-acked)."""
+        if not self._retry:
+            self._retry_at = time.monotonic() + self._backoff.next_delay()
+        self._retry.append((record, token))
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery reports (running the callbacks) and re-produce failed records when due."""
@@ -132,15 +155,31 @@ class KafkaSink:
         if self._fatal is not None:
             raise KafkaFatalError(f"fatal producer error: {self._fatal}")
         if self._retry and time.monotonic() >= self._retry_at:
-            retry, self._retry = self._retry, []
-            self._metrics.reproduced.inc(len(retry))
-            for record, token in retry:
-                try:
-                    self._produce(record.topic, record.value, record.key, headers=record.headers,
-                                  on_delivery=partial(self._report, record, token))
-                except BufferError:
-                    self._retry.append((record, token))  # keep order: the rest waits too
+            self._reproduce()
+            if self._fatal is not None:
+                raise KafkaFatalError(f"fatal producer error: {self._fatal}")
         self._metrics.producer_queue.set(len(self))
+
+    def _reproduce(self) -> None:
+        retry, self._retry = self._retry, []
+        done = 0
+        for i, (record, token) in enumerate(retry):
+            try:
+                self._produce(record.topic, record.value, record.key, headers=record.headers,
+                              on_delivery=partial(self._report, record, token))
+                done += 1
+                continue
+            except BufferError:
+                pass  # librdkafka's queue is full: the rest waits for the next poll, in order
+            except KafkaException as exc:
+                err = exc.args[0]
+                if self._classify(record, token, err) != "retry":
+                    continue
+                self._retry_at = time.monotonic() + self._backoff.next_delay()
+                self._warn_retry(record, err)
+            self._retry = retry[i:] + self._retry
+            break
+        self._metrics.reproduced.inc(done)
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s until every record is confirmed; ``True`` when none is left."""
@@ -165,15 +204,34 @@ class KafkaSink:
             self._on_delivered(record, token)
             return
         self._failing = True
+        if self._classify(record, token, err) == "retry":
+            self.retry_later(record, token)
+            self._warn_retry(record, err)
+
+    def _failed(self, record: Record, token: Any, err: KafkaError) -> None:
+        """``produce()`` itself refused ``record`` (nothing was queued)."""
+        if self._classify(record, token, err) == "retry":
+            self.retry_later(record, token)
+            self._warn_retry(record, err)
+        if self._fatal is not None:
+            raise KafkaFatalError(f"fatal producer error: {self._fatal}")
+
+    def _classify(self, record: Record, token: Any, err: KafkaError) -> str:
+        """The one place librdkafka's errors are judged: ``"fatal"``, ``"rejected"`` or ``"retry"``."""
         self._metrics.delivery_errors.labels(err.name()).inc()
+        if err.fatal() or err.code() == _FATAL:
+            self._fatal = self._fatal or err
+            log.error("fatal kafka producer error", extra={"error": str(err)})
+            return "fatal"  # neither delivered nor retried: the bridge stops, the broker redelivers
         if err.code() in _PERMANENT:
             self._on_rejected(record, token, str(err))
-            return
-        if not self._retry:
-            self._retry_at = time.monotonic() + self._backoff.next_delay()
-        self._retry.append((record, token))
+            return "rejected"
+        return "retry"
+
+    def _warn_retry(self, record: Record, err: KafkaError) -> None:
         rate_limited(log, ("delivery-failed", err.code()), 10.0).warning(
-            "kafka delivery failed, will produce again", extra={"error": str(err), "topic": record.topic})
+            "record not in kafka, will produce it again; its message stays unacknowledged",
+            extra={"error": str(err), "topic": record.topic, "waiting": len(self._retry)})
 
     def _count_confirmed(self) -> None:
         for topic, n in self._confirmed.items():

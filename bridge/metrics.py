@@ -47,6 +47,13 @@ class BridgeMetrics:
                                    "MQTT messages received with the DUP flag (re-sent after a connection "
                                    "ended un-acknowledged): the upper bound of duplicates produced",
                                    registry=r)
+        self.receipts = Counter(_P + "receipts_sent", "Receipt messages published to devices", registry=r)
+        self.receipt_ranges = Counter(_P + "receipt_ranges", "Seq ranges in the receipts published "
+                                      "(per message: this / receipts_sent)", registry=r)
+        self.receipted_events = Counter(_P + "receipted_events", "Seqs covered by the receipts published",
+                                        registry=r)
+        self.receipts_deferred = Counter(_P + "receipts_deferred", "Receipts not publishable at their "
+                                         "interval (MQTT down, queue full), sent with the next", registry=r)
         self.in_flight = Gauge(_P + "in_flight_messages", "MQTT messages received, not yet acknowledged",
                                registry=r)
         self.producer_queue = Gauge(_P + "producer_queue", "Records in the producer's queue", registry=r)

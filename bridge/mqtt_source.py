@@ -40,11 +40,14 @@ import time
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.metrics import BridgeMetrics
 from bridge.mqtt_client import FastMessage, connect_properties, new_client
 from edgebridge.logs import rate_limited
+from edgebridge.receipts import RECEIPT_CONTENT_TYPE
 from edgebridge.settings import MqttSettings
 
 __all__ = ["Inbound", "MqttSource"]
@@ -88,6 +91,12 @@ class MqttSource:
         self._barrier = threading.Event()
         self._barrier_mid: int | None = None
         self._client = new_client(settings, client_id, manual_ack=True)
+        # Receipts this client publishes: paho keeps at most this many un-PUBACKed or waiting, so a
+        # broker that stops answering costs bounded memory (publish then refuses, the receipt waits)
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(10_000)
+        self._receipt_props = Properties(PacketTypes.PUBLISH)
+        self._receipt_props.ContentType = RECEIPT_CONTENT_TYPE
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_pre_connect = self._on_pre_connect
@@ -151,6 +160,13 @@ class MqttSource:
             if done:
                 self._client.ack_all([entry.mid for entry in done])
         return done
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish a receipt, QoS 1; ``False`` when it cannot go now (disconnected, paho's queue full)."""
+        if not self._connected:
+            return False
+        info = self._client.publish(topic, payload, qos=1, properties=self._receipt_props)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     @property
     def connected(self) -> bool:

@@ -19,3 +19,7 @@ class Record(NamedTuple):
     headers: list[Header]
     kind: str  # "event", "status", "response" or "deadletter": what the delivery counts as
     reason: str = ""  # a dead letter's dlq_reason, for the metric label
+    # the device event it carries (an event, or the dead letter of one), owed a receipt once Kafka
+    # confirms it; seq 0: nothing to receipt (status, responses, a payload without a readable seq)
+    seq: int = 0
+    epoch: str = ""

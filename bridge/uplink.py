@@ -7,10 +7,15 @@ Delivery guarantee (at least once, nothing acknowledged early): for every QoS 1 
 3. each delivery report counts one record of the message as safe; a failed one is produced again;
 4. the message's PUBACK is sent once all its records are confirmed *and* every message received
    before it on the same connection has been acknowledged (the ack frontier);
-5. an ack whose connection has ended is dropped: the broker redelivers that message to the session.
+5. an ack whose connection has ended is dropped: the broker redelivers that message to the session;
+6. each confirmed event (or the dead letter of a refused one with a readable seq) is owed a receipt:
+   at most every ``receipt_interval`` the device gets its confirmed seq ranges on
+   ``{prefix}/{id}/receipts`` (:mod:`bridge.receipts`). The agent deletes an event only then, so what
+   the broker loses after its PUBACK (no subscriber yet, a crash, a full queue) is sent again.
 
 A crash anywhere before 4 leaves the message un-acknowledged in the broker's session, which redelivers
-it: the raw topic may then hold duplicates (the enricher removes them), never a gap.
+it: the raw topic may then hold duplicates (the enricher removes them), never a gap. A crash between
+Kafka's confirmation and the receipt costs a resend by the agent: again a duplicate, never a gap.
 
 Backpressure: the loop takes a message only while fewer than Receive Maximum are in flight (the
 frontier), so the bridge itself keeps the window it announced even when the broker does not (Mosquitto
@@ -32,10 +37,12 @@ from bridge.deadletter import KAFKA_REJECTED, dead_letter
 from bridge.kafka_sink import KafkaSink
 from bridge.metrics import BridgeMetrics
 from bridge.mqtt_source import Inbound, MqttSource
+from bridge.receipts import ReceiptBook
 from bridge.records import Record
 from bridge.routes import filters
 from bridge.validate import Translator
 from edgebridge.errors import ShutdownRequested
+from edgebridge.logs import rate_limited
 
 __all__ = ["Uplink"]
 
@@ -43,6 +50,7 @@ log = logging.getLogger(__name__)
 
 _BATCH = 1000  # messages taken per loop turn before serving delivery reports and acks
 _IDLE_WAIT = 0.005  # seconds: the most a message waits in the intake queue when the loop is idle
+_LAST_RESORT_PAYLOAD = 1024  # a dead letter Kafka refuses is cut to this once more before retrying
 
 
 class Uplink:
@@ -55,6 +63,7 @@ class Uplink:
         self._window = up.receive_maximum
         self._received = self._received_bytes = self._events = 0  # counts not yet in the metrics
         self._replacements: list[tuple[Record, Pending | None]] = []
+        self._receipts = ReceiptBook(config.mqtt.topic_prefix, up.receipt_interval) if up.receipts else None
         self.source = MqttSource(
             config.mqtt, up.client_id, filters(config.mqtt.topic_prefix, up),
             session_expiry=up.session_expiry, receive_maximum=up.receive_maximum, metrics=metrics,
@@ -97,6 +106,8 @@ class Uplink:
             self._produce_replacements(stop)
             self.sink.poll(0.02)
         self._ack_ready()
+        if self._receipts is not None:
+            self._send_receipts(time.monotonic())
 
     def drain(self) -> None:
         """Stop taking messages, finish what was received, ack what Kafka confirmed, disconnect.
@@ -114,6 +125,8 @@ class Uplink:
                 self.sink.poll(0.05)
                 self._ack_ready()
             self._ack_ready()
+            if self._receipts is not None:
+                self._send_receipts(float("inf"))  # what Kafka confirmed, before the closing barrier
         finally:
             left = len(self._frontier)
             sample = self._metrics.registry.get_sample_value
@@ -175,6 +188,28 @@ class Uplink:
                 m.stale_acks.inc(len(ready) - len(acked))
         m.in_flight.set(len(self._frontier))
 
+    def _send_receipts(self, now: float) -> None:
+        """Publish the receipts owed, when the interval has passed; what cannot go now goes next time."""
+        assert self._receipts is not None
+        owed = self._receipts.take(now)
+        if not owed:
+            return
+        sent = ranges = seqs = 0
+        for topic, payload, (key, epoch, covered) in owed:
+            if self.source.publish(topic, payload):
+                sent += 1
+                ranges += len(covered)
+                seqs += sum(b - a + 1 for a, b in covered)
+            else:
+                self._receipts.give_back(key, epoch, covered)
+        m = self._metrics
+        if sent:
+            m.receipts.inc(sent)
+            m.receipt_ranges.inc(ranges)
+            m.receipted_events.inc(seqs)
+        if sent < len(owed):
+            m.receipts_deferred.inc(len(owed) - sent)
+
     def _produce_replacements(self, stop: threading.Event) -> None:
         while self._replacements:
             record, entry = self._replacements.pop(0)
@@ -187,23 +222,38 @@ class Uplink:
             self._events += 1  # added to the counter in _ack_ready
         elif record.kind == "deadletter":
             self._metrics.deadletters.labels(record.reason).inc()
+        if record.seq and self._receipts is not None and record.key is not None:
+            self._receipts.confirm(record.key, record.epoch, record.seq)
         if entry is not None:
             entry.outstanding -= 1
 
     def _rejected(self, record: Record, entry: Pending | None, error: str) -> None:
-        """Kafka will never take ``record``: dead-letter its headers (no payload) in its place."""
-        if record.reason == KAFKA_REJECTED:
-            # even the payload-less dead letter was refused: give up on it rather than stall the stream
-            log.error("dead letter refused by kafka, dropped", extra={"error": error})
-            self._metrics.deadletters.labels("dropped").inc()
-            if entry is not None:
-                entry.outstanding -= 1
+        """Kafka will never take ``record`` as it is (too large, invalid): its dead letter, payload
+        included (cut at ``max_deadletter_payload``, the cut said in ``dlq_truncated``), takes its place.
+
+        A dead letter that Kafka refuses in turn is cut to 1 KiB once; refused even then (the dead-letter
+        topic is misconfigured), it is produced again after a backoff for as long as it takes: its
+        message stays un-acknowledged and un-receipted rather than acknowledged with nothing in Kafka.
+        """
+        if record.kind == "deadletter":
+            if len(record.value) > _LAST_RESORT_PAYLOAD:
+                headers = [h for h in record.headers if h[0] != "dlq_truncated"]
+                headers.append(("dlq_truncated", str(len(record.value)).encode()))
+                self._replacements.append(
+                    (record._replace(value=record.value[:_LAST_RESORT_PAYLOAD], headers=headers), entry))
+                return
+            self._metrics.deadletters.labels("refused").inc()
+            rate_limited(log, "deadletter-refused", 10.0).error(
+                "the dead-letter topic refuses a 1 KiB record; its message stays unacknowledged",
+                extra={"error": error, "topic": record.topic})
+            self.sink.retry_later(record, entry)
             return
         topic = next((v for k, v in record.headers if k == "mqtt_topic"), b"") or b""
         replacement = dead_letter(
             self._config.deadletter_topic, reason=KAFKA_REJECTED, error=error,
             mqtt_topic=topic.decode("utf-8", "replace") if isinstance(topic, bytes) else topic,
             received_wall=time.time(), payload=record.value,
-            deviceid=record.key.decode() if record.key else None, max_payload=0,
+            deviceid=record.key.decode("utf-8", "replace") if record.key else None,
+            max_payload=self._config.max_deadletter_payload, seq=record.seq, epoch=record.epoch,
         )
         self._replacements.append((replacement, entry))

@@ -11,22 +11,34 @@ same decoder accepted exactly those bytes, or built the event that was encoded.
 
 Status and command responses are forwarded verbatim (key = device id), after the size check. A topic
 that matches our filters but is not one of our device topics is dead-lettered as ``bad_topic``.
+
+Every record of an event, and the dead letter of a refused item that still has a readable ``seq`` (and
+``epoch``), carries them (``Record.seq``/``.epoch``): once Kafka confirms the record, the device is owed
+a receipt for that seq, refused or not, or its agent would send it again forever.
+
+Total: :meth:`Translator.records` never raises. A failure of the translation itself (a bug, or an
+input no check foresaw) dead-letters the message as ``internal_error`` with the exception's class and
+text, and the stream goes on.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 
 from bridge.config import UplinkConfig
-from bridge.deadletter import dead_letter, rfc3339
+from bridge.deadletter import INTERNAL_ERROR, dead_letter, rfc3339
 from bridge.records import Header, Record
 from bridge.routes import Route, parse_topic
-from edgebridge.envelope import CONTENT_TYPE, decode_message_partial, to_dict
+from edgebridge.envelope import CONTENT_TYPE, decode_message_partial, seq_and_epoch, to_dict
 from edgebridge.errors import EnvelopeError
+from edgebridge.logs import rate_limited
 
 __all__ = ["Translator"]
+
+log = logging.getLogger(__name__)
 
 _CONTENT_TYPE_HEADER: Header = ("content-type", CONTENT_TYPE.encode())  # one tuple shared by all records
 _ROUTE_CACHE = 10_000  # topics whose route is remembered (cleared when full: ~2 MB at most)
@@ -42,7 +54,19 @@ class Translator:
     def records(
         self, topic: str, payload: bytes, received_wall: float, properties: Any = None
     ) -> list[Record]:
-        """Never raises for bad input: whatever is refused comes back as a dead letter."""
+        """Never raises: whatever is refused comes back as a dead letter, with the reason."""
+        try:
+            return self._records(topic, payload, received_wall, properties)
+        except Exception as exc:  # a bug or an unforeseen input costs this message, never the stream
+            rate_limited(log, "internal-error", 10.0).error(
+                "translating a message failed; dead-lettered", exc_info=True, extra={"topic": topic[:200]})
+            route = self._routes.get(topic)
+            error = EnvelopeError(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            return [self._dead(topic, payload, received_wall, route.deviceid if route else None, error)]
+
+    def _records(
+        self, topic: str, payload: bytes, received_wall: float, properties: Any
+    ) -> list[Record]:
         try:
             route = self._routes[topic]
         except KeyError:
@@ -65,7 +89,8 @@ class Translator:
             good, bad = decode_message_partial(
                 payload, max_bytes=self._config.max_message_bytes, deviceid=deviceid)
         except EnvelopeError as exc:
-            return [self._dead(topic, payload, received_wall, deviceid, exc)]
+            seq, epoch = _single_seq(payload) if exc.reason != "oversized" else (0, "")
+            return [self._dead(topic, payload, received_wall, deviceid, exc, seq, epoch)]
         content_type, topic_header = _CONTENT_TYPE_HEADER, ("mqtt_topic", topic.encode())
         raw = self._config.raw_topic
         key = deviceid.encode()
@@ -73,14 +98,16 @@ class Translator:
             # a single event: the payload is that event's JSON already (same bytes the decoder accepted)
             event = good[0]
             return [Record(raw, key, payload, [content_type, ("ce_id", event.id.encode()),
-                                               ("ce_seq", str(event.seq).encode()), topic_header], "event")]
+                                               ("ce_seq", str(event.seq).encode()), topic_header], "event",
+                           "", event.seq, event.epoch or "")]
         out = [
             Record(raw, key, _dumps(to_dict(event)), [content_type, ("ce_id", event.id.encode()),
                                                       ("ce_seq", str(event.seq).encode()), topic_header],
-                   "event")
+                   "event", "", event.seq, event.epoch or "")
             for event in good
         ]
-        out.extend(self._dead(topic, item.payload, received_wall, deviceid, item.error) for item in bad)
+        out.extend(self._dead(topic, item.payload, received_wall, deviceid, item.error, item.seq, item.epoch)
+                   for item in bad)
         return out
 
     def _verbatim(self, topic: str, payload: bytes, received_wall: float, deviceid: str, kind: str,
@@ -99,9 +126,19 @@ class Translator:
         return Record(target, deviceid.encode(), payload, headers, kind)
 
     def _dead(self, topic: str, payload: bytes, received_wall: float, deviceid: str | None,
-              exc: EnvelopeError) -> Record:
+              exc: EnvelopeError, seq: int = 0, epoch: str = "") -> Record:
         return dead_letter(
             self._config.deadletter_topic, reason=exc.reason, error=str(exc), mqtt_topic=topic,
             received_wall=received_wall, payload=payload, deviceid=deviceid,
-            max_payload=self._config.max_deadletter_payload, index=exc.index,
+            max_payload=self._config.max_deadletter_payload, index=exc.index, seq=seq, epoch=epoch,
         )
+
+
+def _single_seq(payload: bytes) -> tuple[int, str]:
+    """The seq and epoch of a refused single-event payload, if it has readable ones (error path only)."""
+    if payload.lstrip()[:1] != b"{":
+        return 0, ""
+    try:
+        return seq_and_epoch(orjson.loads(payload))
+    except orjson.JSONDecodeError:
+        return 0, ""

@@ -1,4 +1,4 @@
-"""The agent loop: sources -> group commit into the outbox -> forwarder -> PUBACK -> delete.
+"""The agent loop: sources -> group commit into the outbox -> forwarder -> PUBACK -> receipt -> delete.
 
 One thread (the caller's) owns the SQLite connection and the MQTT socket and runs the loop; source
 threads (serial, ingest) talk to it through a bounded queue (:class:`Intake`) and wake it through a
@@ -6,17 +6,18 @@ threads (serial, ingest) talk to it through a bounded queue (:class:`Intake`) an
 callbacks run in this thread). Each iteration is a short list of steps::
 
     collect  -> take events from polled sources and the intake, up to commit_every_events
-    commit   -> when N events are pending or T ms passed: one transaction deletes acked rows,
+    commit   -> when N events are pending or T ms passed: one transaction deletes receipted rows,
                 inserts the new events (seq assigned), evicts per the bound
-    forward  -> publish committed rows while the in-flight window has room
+    forward  -> the forwarder takes PUBACKs and receipts, resends what is overdue, publishes
+                committed rows while the window and the bound of unreceipted events allow
     command  -> answer commands from the broker
     beat     -> heartbeat, WATCHDOG=1 when every loop progresses, STATUS= with the backlog
     wait     -> poll the broker socket and the waker: PUBACKs, commands, (re)connecting
 
 Shutdown (``stop`` set, e.g. by SIGTERM): sources stop, what they produced is committed, the agent
-waits up to ``forwarder.drain_on_stop`` seconds for the PUBACKs of what is in flight, commits those
-deletions, publishes the retained ``offline`` status and closes. Whatever was not acked stays in the
-outbox for the next start: a kill -9 at any point loses nothing committed.
+waits up to ``forwarder.drain_on_stop`` seconds for the receipts (PUBACKs with receipts off) of what
+it published, commits those deletions, publishes the retained ``offline`` status and closes. Whatever
+was not receipted stays in the outbox for the next start: a kill -9 at any point loses nothing committed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ from edge_agent.sources.base import Intake, PolledSource, ThreadedSource
 from edge_agent.waker import Waker
 from edgebridge import __version__
 from edgebridge.envelope import Event
+from edgebridge.topics import (
+    command_response_topic,
+    commands_topic,
+    events_topic,
+    receipts_topic,
+    status_topic,
+)
 
 __all__ = ["Agent"]
 
@@ -54,13 +62,15 @@ class Agent:
         self._sources_stop = threading.Event()
         self.intake = Intake(config.queue_size, self.wake, self._sources_stop)
         self.outbox = Outbox(config.outbox_path, config.device_id, config.outbox, stamp=self.clock.fields)
-        prefix = f"{config.mqtt.topic_prefix}/{config.device_id}"
+        device, prefix = config.device_id, config.mqtt.topic_prefix
         self.topics = {
-            "events": f"{prefix}/events",
-            "status": f"{prefix}/status",
-            "commands": f"{prefix}/commands",
-            "response": f"{prefix}/commands/response",
+            "events": events_topic(device, prefix),
+            "status": status_topic(device, prefix),
+            "commands": commands_topic(device, prefix),
+            "response": command_response_topic(device, prefix),
+            "receipts": receipts_topic(device, prefix),
         }
+        receipts = config.forwarder.receipts == "on"
         self.link = MqttLink(
             config.mqtt,
             config.forwarder,
@@ -68,10 +78,11 @@ class Agent:
             status_topic=self.topics["status"],
             online=self._status_payload,
             offline=orjson.dumps({"status": "offline", "deviceid": config.device_id}),
-            subscribe=self.topics["commands"],
+            subscribe=[self.topics["commands"], *([self.topics["receipts"]] if receipts else [])],
+            receipts_topic=self.topics["receipts"] if receipts else None,
             wake=self.wake,
         )
-        self.forwarder = Forwarder(self.link, config.forwarder, self.topics["events"])
+        self.forwarder = Forwarder(self.link, config.forwarder, self.topics["events"], device)
         self.polled: list[PolledSource] = []
         self.threaded: list[ThreadedSource] = []
         self._build_sources()
@@ -122,6 +133,7 @@ class Agent:
     def run(self) -> int:
         """Run until :attr:`stop_event` is set; return the exit code (0 after a clean stop)."""
         self.outbox.open()
+        self.forwarder.start_from(self.outbox)
         try:
             self.heartbeat = time.monotonic()
             self.notifier.notify(f"READY=1\nSTATUS=outbox open, backlog {self.outbox.stats.rows}")
@@ -156,7 +168,7 @@ class Agent:
         now = time.monotonic()
         if len(self._pending) >= self.config.outbox.commit_every_events or now >= self._deadline:
             self._commit(now)
-        self.forwarder.collect_acks()  # frees the window now; the rows go at the next commit
+        self.forwarder.collect(self.outbox)  # frees the window now; receipted rows go at the next commit
         self.forwarder.pump(self.outbox)
         self._command()
         self._beat(now)
@@ -173,12 +185,20 @@ class Agent:
             self._pending.extend(self.intake.take(room))
 
     def _commit(self, now: float) -> None:
-        self.forwarder.collect_acks()
-        acked = self.forwarder.take_acked()
-        if self._pending or acked:
-            self.outbox.commit(self._pending, acked, keep_recent=self.link.current is not None)
+        self.forwarder.collect(self.outbox)
+        done = self.forwarder.take_done()
+        if self._pending or done:
+            self.outbox.commit(self._pending, done, keep_recent=self.link.current is not None,
+                               facts=self._forwarder_facts())
             self._pending = []
         self._deadline = now + self.config.outbox.commit_every_ms / 1000
+
+    def _forwarder_facts(self) -> dict[str, int]:
+        """What ``edgebridge agent status`` shows of the forwarder, kept with each commit."""
+        f = self.forwarder
+        age = f.oldest_unreceipted_age(time.monotonic())
+        oldest_ms = int((time.time() - age) * 1000) if age is not None else 0
+        return {"unreceipted": f.unreceipted, "resends": f.stats.resends, "oldest_unreceipted_ms": oldest_ms}
 
     def _command(self) -> None:
         while True:
@@ -210,10 +230,9 @@ class Agent:
             # broker is away, or while the forwarder keeps up (window not full, less than half a
             # commit behind: what it sends is still in the outbox's recent rows, not read back).
             # Otherwise PUBACKs come first: the loop sleeps until they arrive.
-            full = self.forwarder.inflight >= self.config.forwarder.window
             behind = self.outbox.last_seq - self.forwarder.next_seq
             if self.link.current is None or (
-                not full and behind < self.config.outbox.commit_every_events // 2
+                not self.forwarder.blocked and behind < self.config.outbox.commit_every_events // 2
             ):
                 timeout = 0.0
         self.link.poll(timeout)
@@ -226,9 +245,11 @@ class Agent:
         self._collect()
         self._commit(time.monotonic())
         deadline = time.monotonic() + self.config.forwarder.drain_on_stop
-        while self.forwarder.inflight and self.link.current is not None and time.monotonic() < deadline:
+        while (
+            self.forwarder.unreceipted and self.link.current is not None and time.monotonic() < deadline
+        ):
             self.link.poll(0.05)
-            self.forwarder.collect_acks()
+            self.forwarder.collect(self.outbox)
         self._commit(time.monotonic())
         offline = self.link.publish(
             self.topics["status"],
@@ -273,15 +294,22 @@ class Agent:
         return not stalled, detail
 
     def status(self) -> dict[str, Any]:
-        s = self.outbox.stats
+        s, f = self.outbox.stats, self.forwarder
         oldest_age = round(time.time() - s.oldest_ms / 1000, 3) if s.oldest_ms is not None else None
+        unreceipted_age = f.oldest_unreceipted_age(time.monotonic())
+        last_receipt = f.stats.last_receipt
         return {
             "version": __version__,
+            "epoch": self.outbox.epoch,
             "backlog_rows": s.rows,
             "backlog_bytes": s.bytes,
             "oldest_age_s": oldest_age,
             "last_seq": s.last_seq,
             "last_ack_seq": s.last_ack_seq,
+            "unreceipted": f.unreceipted,
+            "oldest_unreceipted_age_s": round(unreceipted_age, 3) if unreceipted_age is not None else None,
+            "last_receipt_age_s": round(time.time() - last_receipt, 3) if last_receipt else None,
+            "resends": f.stats.resends,
             "evicted": s.evicted,
             "connected": self.link.current is not None,
         }

@@ -70,13 +70,26 @@ class ForwarderConfig:
     reconnect_initial: float = 0.5
     reconnect_max: float = 30.0
     connect_timeout: float = 10.0
-    drain_on_stop: float = 5.0  # seconds to wait for PUBACKs of in-flight messages at SIGTERM
+    drain_on_stop: float = 5.0  # seconds to wait for receipts (PUBACKs) of what is in flight at SIGTERM
+    # Receipts (see edge_agent/forwarder.py): a row is deleted only when the bridge says Kafka has it.
+    # "off": deleted on the broker's PUBACK, lost if the broker loses it (a bridge without receipts).
+    receipts: Literal["on", "off"] = "on"
+    receipt_timeout: float = 30.0  # PUBACKed, no receipt after this: sent again (doubling per resend)
+    receipt_timeout_max: float = 600.0  # the cap of that doubling
+    max_unreceipted: int = 50_000  # events published and not receipted: at the bound no new row goes
 
     def validate(self) -> None:
         if not 1 <= self.window <= 65535:
             raise ConfigError("window", "must be between 1 and 65535")
         if self.batch_max_events < 1 or self.batch_max_bytes < 1024:
             raise ConfigError("batch_max_events", "batch limits too small")
+        if self.batch_max_bytes > 256 * 1024:
+            # larger messages are dead-lettered whole by the bridge (uplink.max_message_bytes), unread
+            raise ConfigError("batch_max_bytes", "must be at most 262144 (the bridge's message limit)")
+        if not 0 < self.receipt_timeout <= self.receipt_timeout_max:
+            raise ConfigError("receipt_timeout", "need 0 < receipt_timeout <= receipt_timeout_max")
+        if self.max_unreceipted < 1:
+            raise ConfigError("max_unreceipted", "must be at least 1")
         if not 0 < self.reconnect_initial <= self.reconnect_max:
             raise ConfigError("reconnect_initial", "need 0 < reconnect_initial <= reconnect_max")
 

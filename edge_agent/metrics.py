@@ -65,13 +65,23 @@ class AgentCollector(Collector):
             "messages_published", "MQTT messages published (including resends)", f.published_messages
         )
         yield counter("events_acknowledged", "Events PUBACKed by the broker", f.acked_events)
-        yield counter("events_deleted", "Outbox rows deleted after PUBACK", o.acked)
+        yield counter("events_deleted", "Outbox rows deleted after a receipt (PUBACK with receipts off)",
+                      o.acked)
+        yield counter("receipts", "Receipts of this device and epoch applied", f.receipts)
+        yield counter("events_receipted", "Published events a receipt covered", f.receipted_events)
+        yield counter("receipts_ignored", "Receipts ignored: another device or epoch, malformed, "
+                      "or naming seqs never assigned", f.receipts_ignored)
+        yield counter("receipts_dropped", "Receipts dropped because the queue was full",
+                      link.receipts_dropped)
+        yield counter("events_resent", "Events published again (reconnect, or no receipt in time)",
+                      f.resent_events)
         yield counter("events_evicted", "Events evicted by drop_oldest (announced as gaps)", o.evicted)
         yield counter("events_rejected", "Events refused by reject_new (announced as gaps)", o.rejected)
         yield counter("gap_events", "Gap events emitted", o.gaps)
         yield counter("outbox_quarantined", "Corrupt outbox files moved aside", o.quarantined)
         yield counter("publish_refused", "PUBACKs with a failure reason code", f.refused)
-        yield counter("resends", "Reconnects that resent in-flight messages", f.resends)
+        yield counter("resends", "Times events were sent again: a reconnect with messages in flight, "
+                      "receipt timeouts", f.resends)
         yield counter("reconnects", "Successful MQTT connections after the first", max(0, link.connects - 1))
         yield counter("connect_failures", "Failed MQTT connection attempts", link.connect_failures)
         yield counter(
@@ -88,6 +98,14 @@ class AgentCollector(Collector):
         yield gauge("last_seq", "Last seq assigned", o.last_seq)
         yield gauge("last_ack_seq", "Highest seq acknowledged", o.last_ack_seq)
         yield gauge("inflight_messages", "Messages published and not yet PUBACKed", a.forwarder.inflight)
+        yield gauge("unreceipted_events", "Events published and not yet receipted (at most "
+                    "max_unreceipted)", a.forwarder.unreceipted)
+        unreceipted_age = a.forwarder.oldest_unreceipted_age(time.monotonic())
+        yield gauge("oldest_unreceipted_age_seconds", "Since the oldest unreceipted event was first "
+                    "published", unreceipted_age or 0.0)
+        last = f.last_receipt
+        yield gauge("last_receipt_age_seconds", "Since the last receipt (0: none yet)",
+                    time.time() - last if last else 0.0)
         yield gauge("intake_queue", "Events waiting in the intake queue", a.intake.qsize())
         yield gauge("connected", "1 while connected to the broker", 1.0 if a.link.current else 0.0)
         written = _disk_write_bytes()

@@ -12,7 +12,9 @@ The agent loop reads:
 - ``acks``: a deque of ``(generation, mid, ok)``. Bounded by construction: a PUBACK only answers a
   message the agent published, and the agent never has more than ``window`` un-acked messages;
 - ``commands``: a ``queue.Queue(maxsize=64)`` of incoming command messages, overflow policy
-  ``drop_newest`` counted in ``stats.commands_dropped`` (a command sender retries on its own timeout).
+  ``drop_newest`` counted in ``stats.commands_dropped`` (a command sender retries on its own timeout);
+- ``receipts``: a deque of incoming receipt payloads (at most 256; overflow policy ``drop_newest``,
+  counted in ``stats.receipts_dropped``: a lost receipt costs a resend, never an event).
 
 Each connection attempt uses a fresh paho client with the same client id (the device id) and a
 persistent session (MQTT 5: ``clean_start=False`` and a session expiry; 3.1.1: ``clean_session=False``),
@@ -62,6 +64,7 @@ class LinkStats:
     connect_failures: int = 0
     disconnects: int = 0
     commands_dropped: int = 0
+    receipts_dropped: int = 0
     heartbeat: float = 0.0
 
 
@@ -75,7 +78,8 @@ class MqttLink:
         status_topic: str,
         online: Callable[[], bytes],
         offline: bytes,
-        subscribe: str | None,
+        subscribe: list[str],
+        receipts_topic: str | None,
         wake: Waker,
     ) -> None:
         self.settings = settings
@@ -85,12 +89,14 @@ class MqttLink:
         self._online = online
         self._offline = offline
         self._subscribe = subscribe
+        self._receipts_topic = receipts_topic
         self._wake = wake
         self.v5 = config.protocol == "5"
         self.current: tuple[int, mqtt.Client] | None = None
         self.generation = 0
         self.acks: collections.deque[tuple[int, int, bool]] = collections.deque()
         self.commands: queue.Queue[mqtt.MQTTMessage] = queue.Queue(64)
+        self.receipts: collections.deque[bytes] = collections.deque()
         self.stats = LinkStats()
         self._backoff = Backoff(config.reconnect_initial, config.reconnect_max)
         # the session: a paho client with an open socket (None: waiting for ``_retry_at``)
@@ -284,7 +290,7 @@ class MqttLink:
         self._backoff.reset()
         client.publish(self.status_topic, self._online(), qos=1, retain=True)
         if self._subscribe:
-            client.subscribe(self._subscribe, qos=1)
+            client.subscribe([(topic, 1) for topic in self._subscribe])
         self.stats.connects += 1
         self.generation += 1
         self.current = (self.generation, client)
@@ -307,6 +313,13 @@ class MqttLink:
             self.acks.append((current[0], mid, True))
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self._receipts_topic:
+            if len(self.receipts) >= 256:
+                self.stats.receipts_dropped += 1
+                _limited.warning("receipts-full", "receipt queue full, receipt dropped")
+            else:
+                self.receipts.append(bytes(msg.payload))
+            return
         try:
             self.commands.put_nowait(msg)
         except queue.Full:

@@ -85,6 +85,7 @@ __all__ = [
     "new_reading",
     "now_rfc3339",
     "parse_time",
+    "seq_and_epoch",
     "to_dict",
 ]
 
@@ -115,6 +116,7 @@ REASONS: frozenset[str] = frozenset(
         "bad_data",  # data does not match the schema of its type
         "device_mismatch",  # decode_message(deviceid=...): an event of another device (spoofing)
         "bad_topic",  # edgebridge.topics.parse_device_topic: not one of our device topics
+        "bad_receipt",  # edgebridge.receipts.decode_receipt: not a receipt (counted by the agent)
     }
 )
 
@@ -158,7 +160,9 @@ class Rejected:
 
     index: int
     error: EnvelopeError
-    payload: bytes  # the item re-encoded as JSON
+    payload: bytes  # the item re-encoded as JSON (the whole message when the item cannot be)
+    seq: int = 0  # the item's seq and epoch when it has a usable one (the bridge still owes a receipt)
+    epoch: str = ""
 
 
 # --- building events: validates --------------------------------------------------------------------
@@ -397,8 +401,25 @@ def decode_message_partial(
         try:
             good.append(_from_topic(item, i, known_types, deviceid))
         except EnvelopeError as exc:
-            bad.append(Rejected(i, exc, orjson.dumps(item)))
+            try:
+                raw = orjson.dumps(item)
+            except (orjson.JSONEncodeError, TypeError):  # nested past orjson's limit: keep the message
+                raw = bytes(payload) if not isinstance(payload, str) else payload.encode()
+            bad.append(Rejected(i, exc, raw, *seq_and_epoch(item)))
     return good, bad
+
+
+def seq_and_epoch(obj: object) -> tuple[int, str]:
+    """``(seq, epoch)`` of something shaped like an event, ``(0, "")`` when it has no usable seq: what a
+    receipt for a refused event can name (its epoch ``""`` when absent, as for any legacy event)."""
+    if not isinstance(obj, dict):
+        return 0, ""
+    seq, epoch = obj.get("seq"), obj.get("epoch")
+    if type(seq) is not int or not 1 <= seq <= v.MAX_SEQ:
+        return 0, ""
+    if epoch is None:
+        return seq, ""
+    return (seq, epoch) if is_epoch(epoch) else (0, "")
 
 
 def _from_topic(

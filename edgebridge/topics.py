@@ -6,6 +6,7 @@ MQTT, under a configurable prefix (default ``devices``, may itself have levels: 
     {prefix}/{device_id}/status              retained "online" / "offline" (the agent's Last Will)
     {prefix}/{device_id}/commands            cloud -> device
     {prefix}/{device_id}/commands/response   the default MQTT 5 response topic of a command
+    {prefix}/{device_id}/receipts            cloud -> device: the seqs Kafka holds (edgebridge.receipts)
 
 A device id is one topic level (see :func:`edgebridge.envelope.is_deviceid`); builders refuse any other,
 so nothing is ever published to a topic with a wildcard or an extra level in it. Every refusal is
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "EVENTS",
     "KINDS",
+    "RECEIPTS",
     "STATUS",
     "KafkaTopics",
     "command_response_topic",
@@ -33,6 +35,7 @@ __all__ = [
     "device_topic",
     "events_topic",
     "parse_device_topic",
+    "receipts_topic",
     "status_topic",
     "subscription",
 ]
@@ -44,7 +47,8 @@ EVENTS = "events"
 STATUS = "status"
 COMMANDS = "commands"
 COMMAND_RESPONSE = "commands/response"
-KINDS: frozenset[str] = frozenset({EVENTS, STATUS, COMMANDS, COMMAND_RESPONSE})
+RECEIPTS = "receipts"
+KINDS: frozenset[str] = frozenset({EVENTS, STATUS, COMMANDS, COMMAND_RESPONSE, RECEIPTS})
 
 
 @lru_cache(maxsize=64)
@@ -75,6 +79,10 @@ def status_topic(device_id: str, prefix: str = DEFAULT_PREFIX) -> str:
 
 def commands_topic(device_id: str, prefix: str = DEFAULT_PREFIX) -> str:
     return device_topic(device_id, COMMANDS, prefix)
+
+
+def receipts_topic(device_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return device_topic(device_id, RECEIPTS, prefix)
 
 
 def command_response_topic(device_id: str, prefix: str = DEFAULT_PREFIX) -> str:

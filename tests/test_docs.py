@@ -28,20 +28,40 @@ def documented(doc: Path, prefix: str) -> set[str]:
     return {n.removesuffix("_total") for n in names}
 
 
-def registered(metrics_class: type, prefix: str) -> set[str]:
+def registered(component: str, prefix: str, tmp_path: Path) -> set[str]:
     registry = CollectorRegistry()
-    metrics_class(registry)
+    if component == "bridge":
+        from bridge.metrics import BridgeMetrics
+
+        BridgeMetrics(registry)
+    elif component == "enricher":
+        from enricher.metrics import EnricherMetrics
+
+        EnricherMetrics(registry)
+    else:  # the agent's collector reads a live Agent (nothing is opened or connected by building one)
+        from edge_agent.agent import Agent
+        from edge_agent.config import AgentConfig
+        from edge_agent.metrics import register
+        from edgebridge.config import load_config
+
+        config = load_config(AgentConfig, overrides={"state_dir": str(tmp_path), "systemd.notify": False},
+                             env={})
+        agent = Agent(config)
+        register(agent, registry)
+        try:
+            return {family.name for family in registry.collect() if family.name.startswith(prefix)}
+        finally:
+            agent.wake.close()
+            agent.notifier.close()
     return {family.name for family in registry.collect() if family.name.startswith(prefix)}
 
 
-@pytest.mark.parametrize("component", ["bridge", "enricher"])
-def test_every_metric_is_documented_and_every_documented_metric_exists(component: str) -> None:
-    if component == "bridge":
-        from bridge.metrics import BridgeMetrics as metrics_class
-    else:
-        from enricher.metrics import EnricherMetrics as metrics_class
+@pytest.mark.parametrize("component", ["agent", "bridge", "enricher"])
+def test_every_metric_is_documented_and_every_documented_metric_exists(
+    component: str, tmp_path: Path
+) -> None:
     prefix = f"edgebridge_{component}_"
-    exported = registered(metrics_class, prefix)
+    exported = registered(component, prefix, tmp_path)
     in_docs = documented(ROOT / "docs" / f"{component}.md", prefix)
     assert len(exported) > 10
     assert exported - in_docs == set(), "exported but not in the docs"

@@ -21,6 +21,7 @@ def read_status(path: Path) -> dict[str, object]:
         db.close()
     now_ms = int(time.time() * 1000)
     last_ack_ms = counters.get("last_ack_ms")
+    unreceipted_ms = counters.get("oldest_unreceipted_ms")
     return {
         "backlog_rows": rows,
         "backlog_bytes": size,
@@ -30,8 +31,13 @@ def read_status(path: Path) -> dict[str, object]:
         "epoch": epoch[0] if epoch else "",
         "evicted": counters.get("evicted", 0),
         "rejected": counters.get("rejected", 0),
+        # the last deletion: after a receipt (after a PUBACK with receipts = "off")
         "last_ack_seq": counters.get("last_ack_seq", 0),
         "last_ack_age_s": round((now_ms - last_ack_ms) / 1000, 3) if last_ack_ms else None,
+        # as of the agent's last commit
+        "unreceipted": counters.get("unreceipted", 0),
+        "oldest_unreceipted_age_s": round((now_ms - unreceipted_ms) / 1000, 3) if unreceipted_ms else None,
+        "resends": counters.get("resends", 0),
         "schema_version": version,
         "file_bytes": path.stat().st_size,
     }

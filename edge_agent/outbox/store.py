@@ -18,7 +18,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -242,16 +242,25 @@ class Outbox:
         acked: Iterable[tuple[int, int]] = (),
         *,
         keep_recent: bool = True,
+        facts: Mapping[str, int] | None = None,
     ) -> CommitResult:
-        """Delete ``acked`` seq ranges and insert ``events`` (their ``seq`` is replaced) in one
-        transaction; see :mod:`edge_agent.outbox` for the order. Raises :class:`OutboxError`.
+        """Delete ``acked`` (receipted) seq ranges and insert ``events`` (their ``seq`` is replaced) in
+        one transaction; see :mod:`edge_agent.outbox` for the order. Raises :class:`OutboxError`.
 
         ``keep_recent``: keep the new rows in memory for :meth:`read` (the forwarder is about to send
-        them); pass ``False`` while nobody will (broker away), so a backlog costs no memory."""
+        them); pass ``False`` while nobody will (broker away), so a backlog costs no memory.
+        ``facts``: counters of the forwarder to keep with the commit for ``edgebridge agent status``
+        (``unreceipted``, ``resends``, ``oldest_unreceipted_ms``)."""
         self._recent.keep = keep_recent
         result = CommitResult()
+
+        def body(db: sqlite3.Connection) -> None:
+            self._commit(db, events, list(acked), result)
+            for name, value in (facts or {}).items():
+                self._set_counter(db, name, value)
+
         try:
-            self._in_tx(lambda db: self._commit(db, events, list(acked), result))
+            self._in_tx(body)
         except sqlite3.Error as exc:
             raise OutboxError(self.path, f"commit failed: {exc}") from exc
         return result

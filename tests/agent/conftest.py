@@ -64,7 +64,12 @@ def status(db: Path) -> dict[str, Any]:
 
 
 class Subscriber:
-    """An independent MQTT 5 client with a persistent session: records every message of ``topic``."""
+    """An independent MQTT 5 client with a persistent session: records every message of ``topic``.
+
+    Subscribed to events, it also plays the bridge's part in the two-stage acknowledgment: for every
+    event message it receives it publishes a receipt for its seqs to the device's receipts topic, so an
+    agent deletes a row only once this reader has it (``receipts=False``: never, the row stays).
+    """
 
     def __init__(
         self,
@@ -76,8 +81,11 @@ class Subscriber:
         username: str | None = None,
         password: str | None = None,
         ca_file: Path | None = None,
+        receipts: bool = True,
     ) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
+        self.receipts = receipts and topic.endswith("/events")
+        self.receipts_sent = 0
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(
@@ -110,9 +118,25 @@ class Subscriber:
         self.client.loop_start()
         assert self._subscribed.wait(10), "subscription not acknowledged"
 
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
             self.messages.append(msg)
+        if self.receipts and msg.topic.endswith("/events"):
+            self._receipt(client, msg)
+
+    def _receipt(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
+        from edgebridge.receipts import encode_receipt, merge_ranges
+
+        base, device = msg.topic.rsplit("/", 1)[0], msg.topic.split("/")[-2]
+        body = orjson.loads(msg.payload)
+        seqs: dict[str, list[tuple[int, int]]] = {}
+        for event in body if isinstance(body, list) else [body]:
+            seq = event.get("seq") if isinstance(event, dict) else None
+            if type(seq) is int and seq > 0:  # a test's own marker message has none
+                seqs.setdefault(event.get("epoch") or "", []).append((seq, seq))
+        for epoch, ranges in seqs.items():
+            client.publish(f"{base}/receipts", encode_receipt(device, epoch, merge_ranges(ranges)), qos=1)
+            self.receipts_sent += 1
 
     def snapshot(self) -> list[mqtt.MQTTMessage]:
         with self._lock:

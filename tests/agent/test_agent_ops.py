@@ -22,7 +22,7 @@ from edge_agent.config import OutboxConfig
 from edge_agent.outbox import Outbox, read_status
 from edgebridge.devbrokers import LocalBrokers
 from edgebridge.envelope import new_reading
-from tests.agent.conftest import agent_config, agent_running, wait_for
+from tests.agent.conftest import Subscriber, agent_config, agent_running, wait_for
 
 pytestmark = pytest.mark.brokers
 
@@ -47,10 +47,13 @@ def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_metrics_expose_every_count(
-    tmp_path: Path, mqtt_prefix: str, private_brokers: Callable[..., LocalBrokers]
+    tmp_path: Path, mqtt_prefix: str, private_brokers: Callable[..., LocalBrokers],
+    subscriber: Callable[..., Subscriber],
 ) -> None:
     local = private_brokers("mosquitto")
     mosquitto = local.mosquitto
+    # the receipting reader's session is made first, so the broker queues for it across its restarts
+    subscriber(f"{mqtt_prefix}/dev-metrics/events", url=mosquitto.url, persistent=True)
     mosquitto.stop()  # the agent starts while the broker is away: a backlog past the bound
     config = agent_config(
         tmp_path / "state",
@@ -105,6 +108,10 @@ def test_metrics_expose_every_count(
         (p + "messages_published_total", ()): 40,
         (p + "events_acknowledged_total", ()): 40,
         (p + "events_deleted_total", ()): 40,
+        (p + "events_receipted_total", ()): 40,
+        (p + "receipts_ignored_total", ()): 0,
+        (p + "events_resent_total", ()): 0,
+        (p + "unreceipted_events", ()): 0,
         (p + "backlog_events", ()): 0,
         (p + "backlog_bytes", ()): 0,
         (p + "reconnects_total", ()): 1,

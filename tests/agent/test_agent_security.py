@@ -58,9 +58,13 @@ def test_last_will_offline_is_retained_after_kill_9(
 
 
 def _acl(prefix: str) -> str:
-    # The deployment's ACL (see deploy/agent.example.toml, [mqtt] security): username = device id,
-    # and each device may write and read only below its own id. Production uses the prefix "devices".
-    return f"user reader\ntopic read {prefix}/#\n\npattern readwrite {prefix}/%u/#\n"
+    # The deployment's ACL (see deploy/agent.example.toml, [mqtt] security): username = device id; a
+    # device writes its events, status and command replies and reads its commands and receipts, all
+    # under its own id; only the reader (the bridge's part) writes receipts. Production prefix: "devices".
+    device = "".join(f"pattern {mode} {prefix}/%u/{kind}\n" for mode, kind in (
+        ("write", "events"), ("write", "status"), ("write", "commands/response"), ("read", "commands"),
+        ("read", "receipts")))
+    return f"user reader\ntopic read {prefix}/#\ntopic write {prefix}/+/receipts\n\n{device}"
 
 
 def test_password_login_and_acl_device_publishes_only_under_its_own_id(
@@ -103,7 +107,7 @@ def test_password_login_and_acl_device_publishes_only_under_its_own_id(
 
     def on_publish(_c: mqtt.Client, _u: object, mid: int, rc: mqtt.ReasonCode, _p: object) -> None:
         reasons[mid] = rc.value
-        if len(reasons) == 2:
+        if len(reasons) == 3:
             acked.set()
 
     spoofer.on_publish = on_publish
@@ -111,6 +115,9 @@ def test_password_login_and_acl_device_publishes_only_under_its_own_id(
     spoofer.loop_start()
     try:
         spoof = spoofer.publish(f"{mqtt_prefix}/dev-2/events", b'{"spoofed": true}', qos=1)
+        # nor may it receipt its own events (deleting them before Kafka has them)
+        forged = spoofer.publish(f"{mqtt_prefix}/dev-1/receipts",
+                                 b'{"deviceid":"dev-1","epoch":"","ranges":[[1,99]]}', qos=1)
         # then one it may publish: messages of one connection are handled in order, so once this one
         # reached the subscriber the spoofed one would have too, had the broker let it through
         marker = spoofer.publish(f"{mqtt_prefix}/dev-1/events", b'{"marker": true}', qos=1)
@@ -122,6 +129,7 @@ def test_password_login_and_acl_device_publishes_only_under_its_own_id(
     assert not [m for m in sub.snapshot() if "/dev-2/" in m.topic]
     assert reasons[marker.mid] == 0
     assert reasons[spoof.mid] == 135  # PUBACK "Not authorized" (MQTT 5)
+    assert reasons[forged.mid] == 135
 
 
 def test_tls_connection(

@@ -78,7 +78,8 @@ def test_pubacks_success_reasons_ack_and_failures_refuse() -> None:
             status_topic="t/dev-link/status",
             online=lambda: b"online",
             offline=b"offline",
-            subscribe="t/dev-link/commands",
+            subscribe=["t/dev-link/commands"],
+            receipts_topic=None,
             wake=waker,
         )
         link.start()
