@@ -15,9 +15,10 @@ callbacks run in this thread). Each iteration is a short list of steps::
     wait     -> poll the broker socket and the waker: PUBACKs, commands, (re)connecting
 
 Shutdown (``stop`` set, e.g. by SIGTERM): sources stop, what they produced is committed, the agent
-waits up to ``forwarder.drain_on_stop`` seconds for the receipts (PUBACKs with receipts off) of what
-it published, commits those deletions, publishes the retained ``offline`` status and closes. Whatever
-was not receipted stays in the outbox for the next start: a kill -9 at any point loses nothing committed.
+spends up to ``forwarder.drain_on_stop`` seconds publishing what is left and waiting for the receipts
+(PUBACKs with receipts off), commits those deletions, publishes the retained ``offline`` status and
+closes. Whatever was not receipted stays in the outbox for the next start: a kill -9 at any point
+loses nothing committed.
 """
 
 from __future__ import annotations
@@ -245,11 +246,15 @@ class Agent:
         self._collect()
         self._commit(time.monotonic())
         deadline = time.monotonic() + self.config.forwarder.drain_on_stop
+        f = self.forwarder
         while (
-            self.forwarder.unreceipted and self.link.current is not None and time.monotonic() < deadline
+            (f.unreceipted or f.next_seq <= self.outbox.last_seq)
+            and self.link.current is not None
+            and time.monotonic() < deadline
         ):
+            f.pump(self.outbox)  # what was committed last goes too, while there is time
             self.link.poll(0.05)
-            self.forwarder.collect(self.outbox)
+            self._commit(time.monotonic())
         self._commit(time.monotonic())
         offline = self.link.publish(
             self.topics["status"],
