@@ -62,6 +62,9 @@ class PipelineSettings:
     # dedup: at most this many disjoint seen-ranges above the contiguous mark per device; past it the
     # oldest hole is given up (counted as an expired gap) so memory and state records stay bounded.
     max_seen_ranges: int = 256
+    # dedup: an epoch of a device (one life of its outbox) other than its current one is forgotten once
+    # its last record is this old, by the raw records' Kafka timestamps (see enricher.dedup)
+    epoch_idle_days: float = 7.0
     # derive: dew point from these two measurements (after calibration and normalisation)
     temperature: str = "temperature"
     humidity: str = "humidity"
@@ -74,6 +77,8 @@ class PipelineSettings:
             raise ConfigError("steps", "at least one step")
         if self.max_seen_ranges < 1:
             raise ConfigError("max_seen_ranges", "must be at least 1")
+        if not self.epoch_idle_days > 0:
+            raise ConfigError("epoch_idle_days", "must be > 0")
         if self.stuck_count < 0:
             raise ConfigError("stuck_count", "must be >= 0")
 

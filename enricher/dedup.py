@@ -1,16 +1,22 @@
-"""Per-device dedup state: the highest contiguous ``seq`` plus the seen ranges above it.
+"""Per-device dedup state, per epoch: which (device, epoch, seq) were seen, and devices that lost their state.
 
-For each device we keep ``high`` (every seq ``<= high`` has been seen) and a sorted list of disjoint,
-non-adjacent seen ranges above ``high + 1``. The holes between them are the device's open gaps.
+An *epoch* is one life of a device's outbox: drawn at random when the outbox is created, carried by every
+event (``Event.epoch``; ``None``, from agents before epochs, is the legacy epoch ``""``). A device whose
+state dir is wiped (a new SD card, a reinstall) starts a new epoch with seqs from 1 again. So dedup, late
+and gap accounting are per (device, epoch): each epoch has its own :class:`~enricher.sequence.EpochSeqs`.
 
-- a seq ``<= high`` or inside a range is a **duplicate**: dropped and counted;
-- a seq inside a hole is **late**: processed and flagged, never dropped;
-- a seq more than one above the top seen opens a **gap** ``[top + 1, seq - 1]`` (metric and alert);
-  the gap closes when its seqs arrive or when an ``edgebridge.gap.v1`` event explains them.
+A device's *current* epoch is the epoch of its latest record that was not a duplicate. The first record of
+an epoch the device has no state for, while it has state for another, is a **device that lost its state**:
+the :class:`Observation`'s :class:`EpochNotice` carries an :class:`EpochChange` naming the device, the old
+(current) epoch, its top seq and the new epoch; the steps turn it into an alert and a count, and this
+module logs it. The first sight of a device is not a reset.
 
-Bounded: with more than ``max_ranges`` ranges, the lowest hole is given up (``expired``, counted); a
-seq of it that arrives afterwards is taken for a duplicate. That is the price of bounded state, and the
-counter says when it was paid.
+Old epochs are forgotten when idle: an epoch other than the current one whose latest record is
+``epoch_idle_ms`` older than the device's record being processed is dropped. Time is the raw records'
+Kafka timestamps, never the wall clock, so a replay after an abort or a restart decides the same. A
+re-send of a forgotten epoch's event is then taken for a new epoch: processed again, and reported as a
+reset. At most :data:`MAX_EPOCHS` epochs are kept per device (the least recently seen goes first), so a
+device that changes epochs in a loop cannot grow its state record without bound. Both are counted.
 
 Persistence (see :mod:`enricher.checkpoint`): the state of every device changed in a transaction is
 written, key = device id, to the compacted ``iot.enricher.state`` topic *in the same transaction* as the
@@ -18,157 +24,209 @@ outputs and the consumed offsets, and **to the partition with the number of the 
 device's events come from**. Raw partition ``p`` therefore owns state partition ``p``: on assignment of
 ``p`` we restore by reading state partition ``p`` alone (read_committed, to its end), never the whole
 topic, and never by re-reading the raw topic. The state topic must have as many partitions as the raw one.
+
+The record's value (:func:`encode_device`)::
+
+    {"v": 2, "current": "9f86d081884c7d65",
+     "epochs": {"9f86d081884c7d65": {"high": 812, "ranges": [[815, 815]], "expired": 0,
+                                     "unseen": [], "seen_ms": 1795700000000}, ...}}
+
+A record of the enricher before epochs, ``{"high", "ranges", "expired"}``, loads as the legacy epoch ``""``
+last seen at the record's own Kafka timestamp, so existing state migrates without loss.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from dataclasses import dataclass, field
-from enum import Enum
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
-__all__ = ["DedupTable", "DeviceDedup", "Observation", "Verdict"]
+from enricher.sequence import EpochSeqs, Observation, Verdict
 
+__all__ = ["LEGACY_EPOCH", "MAX_EPOCHS", "DedupTable", "DeviceEpochs", "EpochChange", "EpochNotice",
+           "EpochSeqs", "Observation", "Verdict", "decode_device", "encode_device"]
 
-class Verdict(Enum):
-    NEW = "new"
-    LATE = "late"
-    DUPLICATE = "duplicate"
+log = logging.getLogger(__name__)
+
+LEGACY_EPOCH = ""  # the epoch of events without the attribute (agents from before epochs)
+MAX_EPOCHS = 8  # epochs kept per device; past it the least recently seen other epoch is forgotten
+NEVER = 2**63  # a Kafka timestamp no record reaches
+DAY_MS = 86_400_000
+_DUPLICATE = Verdict.DUPLICATE
 
 
 @dataclass(frozen=True, slots=True)
-class Observation:
-    verdict: Verdict
-    gap_opened: tuple[int, int] | None = None  # [first, last] missing, when this seq jumped
-    gaps_closed: int = 0
-    expired: int = 0  # seqs given up to keep the state bounded
+class EpochChange:
+    """A device's new epoch after an old one: the device lost its state (new SD card, reinstall)."""
+
+    deviceid: str
+    old_epoch: str
+    old_last_seq: int  # the top seq the old epoch reached
+    epoch: str
+
+    def alert(self) -> dict[str, Any]:
+        """The body of the ``device_state_lost`` alert (the processor adds device, seq, event id, time)."""
+        return {"kind": "device_state_lost", "old_epoch": self.old_epoch,
+                "old_last_seq": self.old_last_seq, "epoch": self.epoch}
 
 
-_NEW = Observation(Verdict.NEW)
-_DUPLICATE = Observation(Verdict.DUPLICATE)
+@dataclass(frozen=True, slots=True)
+class EpochNotice:
+    """What happened to a device's epochs on one record, besides its verdict (rare)."""
+
+    change: EpochChange | None = None  # the record is the first of a new epoch after an old one
+    forgotten_idle: int = 0  # old epochs forgotten because idle
+    forgotten_over_cap: int = 0  # old epochs forgotten past MAX_EPOCHS
 
 
 @dataclass(slots=True)
-class DeviceDedup:
-    high: int = 0
-    ranges: list[list[int]] = field(default_factory=list)
-    expired: int = 0  # total seqs ever given up for this device
+class DeviceEpochs:
+    """One device's epochs; ``seqs`` is the current epoch's (the hot path reads it without a lookup)."""
 
-    @property
-    def top(self) -> int:
-        return self.ranges[-1][1] if self.ranges else self.high
-
-    @property
-    def open_gaps(self) -> int:
-        return len(self.ranges)
-
-    def seen(self, seq: int) -> bool:
-        if seq <= self.high:
-            return True
-        i = bisect_right(self.ranges, [seq, float("inf")]) - 1
-        return i >= 0 and self.ranges[i][0] <= seq <= self.ranges[i][1]
-
-    def observe(self, seq: int, max_ranges: int) -> Observation:
-        if not self.ranges:  # no open gap, the common case: answered without building ranges
-            if seq <= self.high:
-                return _DUPLICATE
-            if seq == self.high + 1:
-                self.high = seq
-                return _NEW
-        if self.seen(seq):
-            return _DUPLICATE
-        top = self.top
-        gap = (top + 1, seq - 1) if seq > top + 1 else None
-        verdict = Verdict.LATE if seq < top else Verdict.NEW
-        before = len(self.ranges)
-        expired = self._add(seq, seq, max_ranges)
-        closed = max(0, before - len(self.ranges)) if gap is None else 0
-        return Observation(verdict, gap, closed, expired)
-
-    def explain(self, first: int, last: int, max_ranges: int) -> tuple[int, int]:
-        """Mark ``first..last`` as accounted for (a gap event); returns (gaps closed, seqs expired)."""
-        if last <= self.high:
-            return 0, 0
-        before = len(self.ranges)
-        expired = self._add(max(first, self.high + 1), last, max_ranges)
-        return max(0, before - len(self.ranges)), expired
-
-    def _add(self, a: int, b: int, max_ranges: int) -> int:
-        merged = [a, b]
-        keep: list[list[int]] = []
-        for r in self.ranges:
-            if r[1] + 1 < merged[0] or r[0] > merged[1] + 1:
-                keep.append(r)
-            else:
-                merged = [min(r[0], merged[0]), max(r[1], merged[1])]
-        keep.insert(bisect_right(keep, merged), merged)
-        self.ranges = keep
-        while self.ranges and self.ranges[0][0] <= self.high + 1:
-            self.high = max(self.high, self.ranges.pop(0)[1])
-        expired = 0
-        while len(self.ranges) > max_ranges:
-            first = self.ranges.pop(0)
-            expired += first[0] - self.high - 1
-            self.high = first[1]
-        self.expired += expired
-        return expired
-
-    def to_bytes(self) -> bytes:
-        return orjson.dumps({"high": self.high, "ranges": self.ranges, "expired": self.expired})
+    current: str
+    seqs: EpochSeqs
+    epochs: dict[str, EpochSeqs]
+    forget_at: int = NEVER  # the Kafka timestamp at which the least recently seen old epoch falls idle
 
     @classmethod
-    def from_bytes(cls, payload: bytes) -> DeviceDedup:
-        obj = orjson.loads(payload)
-        return cls(int(obj["high"]), [[int(a), int(b)] for a, b in obj["ranges"]], int(obj.get("expired", 0)))
+    def first(cls, epoch: str) -> DeviceEpochs:
+        seqs = EpochSeqs()
+        return cls(epoch, seqs, {epoch: seqs})
+
+    def forget_idle(self, now_ms: int, idle_ms: int) -> int:
+        """Drop the old epochs idle since ``now_ms - idle_ms`` or longer (never the current one)."""
+        idle = [e for e, s in self.epochs.items() if e != self.current and s.seen_ms + idle_ms <= now_ms]
+        for e in idle:
+            del self.epochs[e]
+        return len(idle)
+
+    def forget_over_cap(self) -> int:
+        """Drop the least recently seen old epochs past :data:`MAX_EPOCHS`."""
+        dropped = 0
+        while len(self.epochs) > MAX_EPOCHS:
+            oldest = min((e for e in self.epochs if e != self.current),
+                         key=lambda e: (self.epochs[e].seen_ms, e))
+            del self.epochs[oldest]
+            dropped += 1
+        return dropped
+
+    def schedule(self, idle_ms: int) -> None:
+        """Set :attr:`forget_at`, so that the hot path needs one comparison to know nothing is idle yet."""
+        old = [s.seen_ms for e, s in self.epochs.items() if e != self.current]
+        self.forget_at = min(old) + idle_ms if old else NEVER
+
+
+def encode_device(device: DeviceEpochs) -> bytes:
+    return orjson.dumps({"v": 2, "current": device.current,
+                         "epochs": {e: s.to_obj() for e, s in device.epochs.items()}})
+
+
+def decode_device(payload: bytes, record_ms: int = 0) -> DeviceEpochs:
+    """A state record's value (this version's, or the enricher's before epochs, see the module docstring);
+    ``record_ms`` is the record's Kafka timestamp."""
+    obj = orjson.loads(payload)
+    if "epochs" not in obj:  # written before epochs: one sequence, the legacy epoch
+        seqs = EpochSeqs.from_obj(obj, seen_ms=record_ms)
+        return DeviceEpochs(LEGACY_EPOCH, seqs, {LEGACY_EPOCH: seqs})
+    epochs = {str(e): EpochSeqs.from_obj(s, seen_ms=record_ms) for e, s in obj["epochs"].items()}
+    current = str(obj["current"])
+    return DeviceEpochs(current, epochs[current], epochs)
 
 
 class DedupTable:
     """The states of the devices of the assigned partitions, and which changed since the last commit."""
 
-    def __init__(self, max_ranges: int = 256) -> None:
+    def __init__(self, max_ranges: int = 256, epoch_idle_days: float = 7.0) -> None:
         self.max_ranges = max_ranges
-        self._devices: dict[str, DeviceDedup] = {}
+        self.idle_ms = int(epoch_idle_days * DAY_MS)
+        self._devices: dict[str, DeviceEpochs] = {}
         self._partition: dict[str, int] = {}
         self._dirty: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._devices)
 
-    def get(self, deviceid: str, partition: int) -> DeviceDedup:
-        state = self._devices.get(deviceid)
-        if state is None:
-            state = self._devices[deviceid] = DeviceDedup()
-            self._partition[deviceid] = partition
-        return state
+    def device(self, deviceid: str) -> DeviceEpochs | None:
+        return self._devices.get(deviceid)
 
-    def observe(self, deviceid: str, partition: int, seq: int) -> Observation:
-        obs = self.get(deviceid, partition).observe(seq, self.max_ranges)
-        if obs.verdict is not Verdict.DUPLICATE:
+    def observe(self, deviceid: str, partition: int, seq: int, epoch: str | None = None,
+                ts_ms: int | None = None) -> Observation:
+        """The verdict on (device, epoch, seq) arriving in a raw record of Kafka timestamp ``ts_ms``."""
+        if epoch is None:
+            epoch = LEGACY_EPOCH
+        ts = ts_ms or 0
+        device = self._devices.get(deviceid)
+        if device is None or device.current != epoch or ts >= device.forget_at:
+            return self._observe_other(deviceid, partition, seq, epoch, ts)
+        # the hot path: the device's current epoch, nothing idle to forget
+        seqs = device.seqs
+        obs = seqs.observe(seq, self.max_ranges)
+        if obs.verdict is not _DUPLICATE:
             self._dirty.add(deviceid)
+            if ts > seqs.seen_ms:
+                seqs.seen_ms = ts
         return obs
 
-    def explain(self, deviceid: str, partition: int, first: int, last: int) -> tuple[int, int]:
+    def _observe_other(self, deviceid: str, partition: int, seq: int, epoch: str, ts: int) -> Observation:
+        """A new device, another epoch than the current one, or an old epoch to forget first."""
+        device = self._devices.get(deviceid)
+        if device is None:
+            device = self._devices[deviceid] = DeviceEpochs.first(epoch)
+            self._partition[deviceid] = partition
+        idle = device.forget_idle(ts, self.idle_ms)
+        change = None
+        seqs = device.epochs.get(epoch)
+        if seqs is None:
+            change = EpochChange(deviceid, device.current, device.seqs.top, epoch)
+            seqs = device.epochs[epoch] = EpochSeqs()
+            log.warning("device lost its state: a new epoch", extra={
+                "device": deviceid, "old_epoch": change.old_epoch, "old_last_seq": change.old_last_seq,
+                "epoch": epoch, "seq": seq})
+        obs = seqs.observe(seq, self.max_ranges)  # never a duplicate for a new epoch: it becomes current
+        if obs.verdict is not _DUPLICATE:
+            device.current, device.seqs = epoch, seqs
+            if ts > seqs.seen_ms:
+                seqs.seen_ms = ts
+        capped = device.forget_over_cap() if change is not None else 0
+        if obs.verdict is not _DUPLICATE or idle or capped:
+            self._dirty.add(deviceid)
+        device.schedule(self.idle_ms)
+        if change is not None or idle or capped:
+            obs = dataclasses.replace(obs, epochs=EpochNotice(change, idle, capped))
+        return obs
+
+    def explain(self, deviceid: str, partition: int, first: int, last: int, epoch: str | None,
+                seq: int) -> tuple[int, int]:
+        """A gap event ``seq`` of (device, epoch), just observed, explains ``first..last`` (only seqs below
+        ``seq`` are taken); returns (gaps closed, seqs expired)."""
+        device = self._devices.get(deviceid)
+        seqs = None if device is None else device.epochs.get(LEGACY_EPOCH if epoch is None else epoch)
+        if seqs is None:  # not observed first (or forgotten since): nothing to explain against
+            return 0, 0
         self._dirty.add(deviceid)
-        return self.get(deviceid, partition).explain(first, last, self.max_ranges)
+        return seqs.explain(first, last, seq, self.max_ranges)
 
     def dirty(self) -> list[tuple[int, str, bytes]]:
         """(state partition, device id, state bytes) of every device changed since :meth:`clean`."""
-        return [(self._partition[d], d, self._devices[d].to_bytes()) for d in sorted(self._dirty)]
+        return [(self._partition[d], d, encode_device(self._devices[d])) for d in sorted(self._dirty)]
 
     def clean(self) -> None:
         self._dirty.clear()
 
     def open_gaps(self) -> int:
-        return sum(s.open_gaps for s in self._devices.values())
+        return sum(s.open_gaps for d in self._devices.values() for s in d.epochs.values())
 
-    def load(self, partition: int, deviceid: str, payload: bytes | None) -> None:
-        """Restore one state record (``None``: a tombstone)."""
+    def load(self, partition: int, deviceid: str, payload: bytes | None, record_ms: int = 0) -> None:
+        """Restore one state record (``None``: a tombstone); ``record_ms``: its Kafka timestamp."""
         if payload is None:
             self._devices.pop(deviceid, None)
             self._partition.pop(deviceid, None)
             return
-        self._devices[deviceid] = DeviceDedup.from_bytes(payload)
+        device = self._devices[deviceid] = decode_device(payload, record_ms)
+        device.schedule(self.idle_ms)
         self._partition[deviceid] = partition
 
     def drop_partitions(self, partitions: set[int]) -> int:

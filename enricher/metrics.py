@@ -29,6 +29,12 @@ class EnricherMetrics:
                                       registry=r)
         self.seqs_expired = Counter(P + "seqs_expired", "Missing seqs given up to keep dedup state bounded",
                                     registry=r)
+        self.epoch_changes = Counter(P + "epoch_changes", "Devices that lost their state: the first event of "
+                                     "a new epoch after an old one (each also a device_state_lost alert)",
+                                     registry=r)
+        self.epochs_forgotten = Counter(P + "epochs_forgotten", "Old epochs' dedup state dropped, by reason "
+                                        "(idle: past pipeline.epoch_idle_days; over_cap: too many epochs)",
+                                        ["reason"], registry=r)
         self.open_gaps = Gauge(P + "open_gaps", "Open gaps of the devices of the assigned partitions",
                                registry=r)
         self.unregistered = Counter(P + "unregistered", "Events of devices not in the registry", registry=r)

@@ -72,7 +72,8 @@ class StateStore:
                     if key is None:
                         continue
                     deviceid = key.decode()
-                    table.load(msg.partition() or 0, deviceid, msg.value())
+                    _, record_ms = msg.timestamp()  # a state record before epochs: when it was last seen
+                    table.load(msg.partition() or 0, deviceid, msg.value(), max(record_ms, 0))
                     records += 1
                     if msg.value() is None:
                         devices.discard(deviceid)

@@ -6,7 +6,7 @@
    that produces ``--events`` readings at ``--rate`` per second.
 4. A live view, once a second: committed at the edge, acknowledged by the bridge, in
    ``iot.events.raw``, enriched into ``iot.events.processed``.
-5. An audit per device once the fleet is done: every seq 1..N present in the raw topic (duplicates
+5. An audit per device and epoch once the fleet is done: every seq 1..N present in the raw topic (duplicates
    allowed) and exactly once in the processed topic (read_committed). Exit 0 only if both hold.
 
 With ``--chaos`` the bridge, the enricher and one agent are each killed with SIGKILL mid-run and

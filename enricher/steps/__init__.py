@@ -85,6 +85,9 @@ class Stats:
     gaps_explained: int = 0
     seqs_expired: int = 0
     unregistered: int = 0
+    epoch_changes: int = 0  # devices that lost their state: a new epoch after an old one
+    epochs_forgotten_idle: int = 0
+    epochs_forgotten_over_cap: int = 0
 
 
 class History:

@@ -22,6 +22,7 @@ from edgebridge.units import ALIASES, CONVERSIONS, Conversion
 from enricher.dedup import Verdict
 from enricher.steps import Context, Item, Reject, StepFailed
 from enricher.steps.derive import dew_point
+from enricher.steps.validate import note_epochs
 
 __all__ = ["run_default"]
 
@@ -61,7 +62,9 @@ def run_default(item: Item, ctx: Context) -> Item | None:
             stats.unregistered += 1
         # -- dedup
         stage = "dedup"
-        obs = ctx.dedup.observe(deviceid, ctx.partition, event.seq)
+        obs = ctx.dedup.observe(deviceid, ctx.partition, event.seq, event.epoch, item.ingest_ms)
+        if obs.epochs is not None:
+            note_epochs(obs.epochs, item, stats)
         if obs.verdict is _DUPLICATE:
             stats.duplicates += 1
             return None
@@ -79,7 +82,8 @@ def run_default(item: Item, ctx: Context) -> Item | None:
                                 "count": last - first + 1})
         if not is_reading:  # a gap event: the reading steps leave it alone
             data = event.data
-            closed, expired = ctx.dedup.explain(deviceid, ctx.partition, data["first"], data["last"])
+            closed, expired = ctx.dedup.explain(deviceid, ctx.partition, data["first"], data["last"],
+                                                event.epoch, event.seq)
             stats.gaps_explained += closed
             stats.gaps_closed += closed
             stats.seqs_expired += expired

@@ -66,6 +66,8 @@ def _value(rng: random.Random, previous: Any) -> Any:
 def _events(rng: random.Random, devices: int, n: int) -> list[tuple[Event, str | None]]:
     seqs = {f"dev-{d}": 0 for d in range(devices + 2)}  # two devices are not in the registry
     used: dict[str, set[int]] = {dev: set() for dev in seqs}
+    # every other device from before epochs (None); the others are reflashed now and then (a new epoch)
+    epochs: dict[str, str | None] = {dev: None if i % 2 else f"{i:016x}" for i, dev in enumerate(seqs)}
     last: dict[tuple[str, str], Any] = {}
     sent: list[tuple[Event, str | None]] = []
     for i in range(n):
@@ -74,6 +76,9 @@ def _events(rng: random.Random, devices: int, n: int) -> list[tuple[Event, str |
             sent.append(rng.choice(sent))  # a re-send
             continue
         dev = rng.choice(sorted(seqs))
+        if epochs[dev] is not None and rng.random() < 0.01:  # lost its state: seqs from 1 in a new epoch
+            epochs[dev] = f"{rng.getrandbits(64):016x}"
+            seqs[dev], used[dev] = 0, set()
         seqs[dev] += rng.choice([1, 1, 1, 1, 2, 5])  # jumps open gaps
         seq = seqs[dev]
         holes = [s for s in range(1, seq) if s not in used[dev]]
@@ -96,7 +101,7 @@ def _events(rng: random.Random, devices: int, n: int) -> list[tuple[Event, str |
                 data[rng.choice(sorted(data))] = {"v": 10**400, "u": "degF"}
             etype = READING_TYPE if roll < 0.97 else "edgebridge.other.v1"
         key = dev if roll < 0.98 else "someone-else"
-        sent.append((Event(f"e{i}", dev, seq, etype, time, data), key))
+        sent.append((Event(f"e{i}", dev, seq, etype, time, data, epoch=epochs[dev]), key))
     return sent
 
 
@@ -141,7 +146,7 @@ def test_fused_chain_equals_the_steps(seed: int, unknown_devices: str) -> None:
     assert a.dedup.dirty() == b.dedup.dirty()
     # the generated events reached every branch of the chain
     wanted = {"processed", "dropped", "reject", "failed", "late", "unit_mismatch", "out_of_range", "rate",
-              "stuck", "gap_opened"}
+              "stuck", "gap_opened", "device_state_lost"}
     assert wanted <= kinds
 
 

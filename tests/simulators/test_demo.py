@@ -21,10 +21,11 @@ def test_demo_runs_the_fleet_end_to_end_and_the_audit_passes(tmp_path: Path) -> 
     assert result.returncode == 0, out + result.stderr
     assert "raw: complete" in out
     assert "processed: complete, exactly once" in out
-    # Both devices audited with all 300 readings, none missing.
+    # Both devices audited with all 300 readings, none missing; one epoch each (columns: device, epoch,
+    # records, distinct, ...).
     rows = [line.split() for line in out.splitlines() if line.strip().startswith("demo-")]
     assert len(rows) == 4  # 2 devices x (raw, processed)
-    assert all(row[2] == "300" and row[-1] == "none" for row in rows), rows
+    assert all(row[3] == "300" and row[-1] == "none" for row in rows), rows
     assert "processes exited 0" in out and "not 0" not in out
 
 
@@ -44,5 +45,5 @@ def test_demo_with_chaos_kills_bridge_enricher_and_an_agent_and_still_audits_cle
     rows = [line.split() for line in out.splitlines() if line.strip().startswith("demo-")]
     processed = rows[2:]
     # The killed agent's source started anew after its restart: more than 900 events for it.
-    assert int(processed[0][2]) > 900 and int(processed[1][2]) == 900, rows
-    assert all(row[3] == "0" and row[-1] == "none" for row in processed), rows
+    assert int(processed[0][3]) > 900 and int(processed[1][3]) == 900, rows
+    assert all(row[4] == "0" and row[-1] == "none" for row in processed), rows
