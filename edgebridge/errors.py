@@ -9,6 +9,8 @@ that calls the library, with ``raise ... from exc``::
     ├── EnvelopeError          a message that is not a valid event; ``.reason`` is machine-readable
     ├── ToolMissingError       a program we run (mosquitto, java, mvn) is not installed; ``.package``
     ├── BrokerStartError       a local dev broker did not come up; ``.broker``, ``.log_path``
+    ├── BrokerFaultError       a fault injected into a local dev broker (signal, pause, resume, kill)
+    │                          did not demonstrably happen; ``.broker``, ``.pid``
     └── ShutdownRequested      raised out of an interruptible wait when the process is stopping
 
 Keep the tree shallow: components add a leaf here only when callers need to catch it separately.
@@ -17,6 +19,7 @@ Keep the tree shallow: components add a leaf here only when callers need to catc
 from __future__ import annotations
 
 __all__ = [
+    "BrokerFaultError",
     "BrokerStartError",
     "ConfigError",
     "EdgeBridgeError",
@@ -78,6 +81,21 @@ class BrokerStartError(EdgeBridgeError):
         super().__init__(f"{broker}: {message}{tail}")
         self.broker = broker
         self.log_path = log_path
+
+
+class BrokerFaultError(EdgeBridgeError):
+    """A fault asked of a local dev broker did not demonstrably happen.
+
+    Raised when the process to signal is not running or is not ours (``pid`` is then the stale pid, or
+    None), or when the process did not reach the state the fault promises (every thread stopped after
+    ``pause``, none stopped after ``resume``, gone after ``kill``). A fault test that gets this error
+    must fail: it would otherwise assert on a broker that was never frozen or killed.
+    """
+
+    def __init__(self, broker: str, message: str, pid: int | None = None) -> None:
+        super().__init__(f"{broker} (pid {pid}): {message}")
+        self.broker = broker
+        self.pid = pid
 
 
 class ShutdownRequested(EdgeBridgeError):

@@ -1,22 +1,30 @@
-"""The real brokers the whole suite stands on: MQTT QoS 1, idempotent Kafka, transactions, CLI."""
+"""The real brokers the whole suite stands on: MQTT QoS 1, idempotent Kafka, transactions, CLI; and
+the proof that the faults tests inject into them happen (pause reaches every thread, signals never
+go astray, kills leave no zombie, a start never mistakes another broker for its own)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from edgebridge.devbrokers import LocalBrokers, MosquittoOptions
+from edgebridge.devbrokers import Kafka, KafkaOptions, LocalBrokers, ManagedBroker, MosquittoOptions
+from edgebridge.devbrokers import kafka as kafka_module
+from edgebridge.devbrokers._process import pid_matches, thread_states, wait_until
 from edgebridge.devbrokers.probes import kafka_metadata, mqtt_connack
+from edgebridge.errors import BrokerFaultError, BrokerStartError
 from tests.conftest import IN_CI, BrokerAddresses
 
 pytestmark = pytest.mark.brokers
@@ -251,8 +259,176 @@ def _session_expiry(seconds: int) -> object:
 
 def test_metadata_probe_speaks_kafka(brokers: BrokerAddresses) -> None:
     host, port = brokers.kafka_bootstrap.rsplit(":", 1)
-    nodes = kafka_metadata(host, int(port))
-    assert len(nodes) == 1 and nodes[0][2] == int(port)
+    meta = kafka_metadata(host, int(port))
+    assert len(meta.brokers) == 1 and meta.brokers[0][2] == int(port)
+    assert meta.cluster_id and len(meta.cluster_id) == 22  # 16 bytes, URL-safe base64, no padding
+    assert meta.controller_id == meta.brokers[0][0]  # one node, broker and controller
+
+
+# -- faults are proven injected ------------------------------------------------------------------
+
+
+def _zombie_children() -> list[int]:
+    """Pids of this process's children that exited and were never reaped."""
+    zombies = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == os.getpid():
+            zombies.append(int(entry.name))
+    return zombies
+
+
+@pytest.fixture
+def bystander() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process that is not a broker of ours."""
+    proc = subprocess.Popen(["sleep", "300"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_pause_stops_every_thread_and_resume_restarts_them(
+    private_brokers: Callable[..., LocalBrokers], unique_name: Callable[[str], str]
+) -> None:
+    """Kafka's JVM runs a hundred threads: pause() returns only once all of them are stopped."""
+    kafka = private_brokers("kafka").kafka
+    assert kafka.pid is not None
+    topic = unique_name("frozen")
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for i in range(50):
+        producer.produce(topic, value=f"v{i}".encode())
+    assert producer.flush(30) == 0
+
+    kafka.pause()
+    try:
+        states = thread_states(kafka.pid)
+        assert len(states) > 20 and set(states) == {"T"}, states
+        assert kafka.is_paused()
+        with pytest.raises(OSError):  # the port still accepts connections, the broker answers nothing
+            kafka_metadata("127.0.0.1", kafka.port, timeout=1.0)
+        # Its storage can still be read, from disk: what the fault tests count while Kafka is frozen.
+        assert kafka.log_end_offsets(topic) == {0: 50}
+    finally:
+        kafka.resume()
+    assert "T" not in thread_states(kafka.pid)
+    assert not kafka.is_paused()
+    assert kafka_metadata("127.0.0.1", kafka.port).cluster_id == kafka.cluster_id()
+
+
+def test_signals_never_go_astray(
+    private_brokers: Callable[..., LocalBrokers], bystander: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    """pause/resume/kill of a broker that is not running, or whose pid is not ours, raise."""
+    from edgebridge.devbrokers import Mosquitto
+
+    never_started = Mosquitto(tmp_path / "never")
+    with pytest.raises(BrokerFaultError, match="not started"):
+        never_started.pause()
+
+    # A pid saved by an earlier run and since recycled by an unrelated process: left alone.
+    stale = Mosquitto(tmp_path / "stale")
+    stale.pid = bystander.pid
+    for fault in (stale.pause, stale.resume, stale.kill):
+        with pytest.raises(BrokerFaultError, match="not ours") as caught:
+            fault()
+        assert caught.value.pid == bystander.pid
+    assert bystander.poll() is None and "T" not in thread_states(bystander.pid)  # not killed, not stopped
+    stale.stop()  # stop() stays a no-op on what is not ours: teardown calls it whatever happened
+
+    # Our broker, dead behind our back: the next fault says so instead of signalling nobody.
+    m = private_brokers("mosquitto").mosquitto
+    assert m.pid is not None
+    os.kill(m.pid, 9)
+    assert wait_until(lambda: not pid_matches(m.pid or 0, m.marker), 10)
+    with pytest.raises(BrokerFaultError, match="not running"):
+        m.pause()
+    assert not m.is_running()
+
+
+def test_kill_leaves_no_zombie(private_brokers: Callable[..., LocalBrokers]) -> None:
+    zombies_before = set(_zombie_children())  # whatever other tests of this session left behind
+    local = private_brokers("mosquitto")
+    m = local.mosquitto
+    assert m.pid is not None
+    m.kill()
+    assert not m.is_running()
+    assert not Path(f"/proc/{m.pid}").exists()  # reaped, not a zombie
+    with pytest.raises(BrokerFaultError):
+        m.kill()  # a second kill has nothing to kill: an error, not a silent success
+    m.start()  # and a restart after a crash is the usual next step
+    assert m.pid is not None
+    os.kill(m.pid, 9)  # a death we did not cause is reaped too, by the next look at the process
+    assert wait_until(lambda: not m.is_running(), 10)
+    m.start()
+    m.stop()
+    assert set(_zombie_children()) <= zombies_before
+
+
+def test_start_refuses_a_port_served_by_another_kafka_cluster(
+    private_brokers: Callable[..., LocalBrokers], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the CI failure needed: a second Kafka whose port is taken by the first must not take the
+    first's answers for its own. prepare() moves off a port it finds taken; the port is forced here
+    as it happens in a race (free when chosen, taken by another broker before ours binds it)."""
+    zombies_before = set(_zombie_children())
+    first = private_brokers("kafka").kafka
+    assert kafka_metadata("127.0.0.1", first.port).cluster_id == first.cluster_id()
+    monkeypatch.setattr(kafka_module, "port_is_free", lambda *_a, **_k: True)
+    second = Kafka(tmp_path / "second", KafkaOptions(port=first.port))
+    with pytest.raises(BrokerStartError, match=f"served by Kafka cluster '{first.cluster_id()}'"):
+        second.start()
+    assert second.cluster_id() not in (None, first.cluster_id())
+    assert not second.is_running()  # its own JVM, still booting when refused, was killed and reaped
+    assert set(_zombie_children()) <= zombies_before
+    assert first.is_running()
+    assert kafka_metadata("127.0.0.1", first.port).cluster_id == first.cluster_id()
+
+
+class _Sleeper(ManagedBroker):
+    """A stand-in broker: a process that never listens, probed on a port somebody else serves."""
+
+    name = "sleeper"
+
+    def __init__(self, state_dir: Path, port: int, *, exits: bool) -> None:
+        super().__init__(state_dir)
+        self.port, self.exits = port, exits
+
+    def prepare(self) -> None:
+        pass
+
+    def command(self) -> list[str]:
+        code = "pass" if self.exits else "import time; time.sleep(300)"
+        return [sys.executable, "-c", code, self.marker]
+
+    def probe(self) -> bool:
+        if self.exits:  # answer only once our process has exited (a zombie): the race, made deterministic
+            wait_until(lambda: thread_states(self.pid or 0) == ["Z"], 10)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+            return True
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+@pytest.mark.parametrize(("exits", "reason"), [
+    (True, "our process .* is not running"),
+    (False, "listening socket is not our process's"),
+])
+def test_start_refuses_an_answer_from_another_process(tmp_path: Path, exits: bool, reason: str) -> None:
+    zombies_before = set(_zombie_children())
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        broker = _Sleeper(tmp_path / "sleeper", other.getsockname()[1], exits=exits)
+        with pytest.raises(BrokerStartError, match=reason):
+            broker.start(timeout=20)
+    assert not broker.is_running()
+    assert set(_zombie_children()) <= zombies_before
 
 
 def test_missing_tool_names_the_package(

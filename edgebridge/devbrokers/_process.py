@@ -20,10 +20,12 @@ from edgebridge.errors import ToolMissingError
 
 __all__ = [
     "free_port",
+    "owns_listener",
     "pid_matches",
     "require_tool",
     "spawn",
     "stop_pid",
+    "thread_states",
     "wait_until",
 ]
 
@@ -75,6 +77,60 @@ def pid_matches(pid: int, marker: str) -> bool:
         return False
     # A zombie has an empty command line: it is no longer running.
     return bool(cmdline) and marker.encode() in cmdline
+
+
+def thread_states(pid: int) -> list[str]:
+    """The state letter of every thread of ``pid`` (``R``, ``S``, ``D``, ``T`` stopped, ``Z``, ...).
+
+    Read from ``/proc/PID/task/*/stat``. Raises ProcessLookupError when the process is gone.
+    """
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError as exc:
+        raise ProcessLookupError(pid) from exc
+    states = []
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread exited between the listing and the read
+        # The thread name sits in parentheses and may itself contain ") ": the state follows the last one.
+        states.append(stat.rpartition(")")[2].split()[0])
+    if not states:
+        raise ProcessLookupError(pid)
+    return states
+
+
+def owns_listener(pid: int, port: int) -> bool:
+    """True when ``pid`` holds a TCP socket listening on ``port`` (any local address, IPv4 or IPv6).
+
+    An answer on a port proves only that *somebody* listens there; this ties the listener to a process,
+    through the socket inodes of ``/proc/net/tcp*`` and the descriptors in ``/proc/PID/fd``.
+    """
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            # sl local_address rem_address st ... inode: st 0A is LISTEN, the port is hex after the colon
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                listening.add(f"socket:[{fields[9]}]")
+    if not listening:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in listening:
+                return True
+        except OSError:
+            continue  # closed meanwhile
+    return False
 
 
 def stop_pid(pid: int, marker: str, timeout: float = 30.0, sig: int = signal.SIGTERM) -> bool:

@@ -65,6 +65,7 @@ def main(argv: Sequence[str], prog: str = "edgebridge brokers") -> int:
         if args.action == "up":
             began = time.monotonic()
             status = brokers.up(timeout=args.timeout)
+            brokers.detach()  # this command exits; the brokers stay up until `down`
             _print_status(status)
             print(f"ready in {time.monotonic() - began:.1f}s; `edgebridge brokers env` prints the addresses")
         elif args.action == "down":

@@ -8,12 +8,17 @@ Settings that matter on one small machine, and why:
   use costs seconds on a two-core machine, for nothing;
 * ``group.initial.rebalance.delay.ms=0``: a test's consumer joins at once instead of after 3 s;
 * a small heap (``EDGEBRIDGE_KAFKA_HEAP``, default 512m).
+
+Its identity is the cluster id written when the storage is formatted (``state_dir/cluster.id``): a
+start is accepted only when the broker answering on our port reports that id.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import re
+import struct
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -26,7 +31,7 @@ from edgebridge.devbrokers.kafka_dist import KafkaDist, resolve_kafka
 from edgebridge.devbrokers.probes import kafka_metadata
 from edgebridge.errors import BrokerStartError
 
-__all__ = ["Kafka", "KafkaOptions", "new_cluster_id"]
+__all__ = ["Kafka", "KafkaOptions", "new_cluster_id", "segment_end_offset"]
 
 
 def new_cluster_id() -> str:
@@ -140,7 +145,52 @@ class Kafka(ManagedBroker):
         return self._java("kafka.Kafka", str(self.conf_path), heap=self.heap)
 
     def probe(self) -> bool:
-        return len(kafka_metadata("127.0.0.1", self.port)) > 0
+        return len(kafka_metadata("127.0.0.1", self.port).brokers) > 0
+
+    def cluster_id(self) -> str | None:
+        """The id our storage was formatted with (None before the first format)."""
+        try:
+            return (self.state_dir / "cluster.id").read_text().strip()
+        except FileNotFoundError:
+            pass
+        # Formatted before cluster.id was kept beside it: Kafka's own record of the same id.
+        try:
+            meta = (self.data_dir / "meta.properties").read_text()
+        except FileNotFoundError:
+            return None
+        found = re.search(r"^cluster\.id=(\S+)$", meta, re.MULTILINE)
+        return found.group(1) if found else None
+
+    def check_identity(self) -> None:
+        """Refuse a Kafka on our port that reports another cluster id than the one we formatted."""
+        ours = self.cluster_id()
+        try:
+            theirs = kafka_metadata("127.0.0.1", self.port).cluster_id
+        except OSError as exc:
+            raise BrokerStartError("kafka", f"could not read the cluster id on port {self.port}: {exc}",
+                                   str(self.log_path)) from exc
+        if ours is None or theirs != ours:
+            raise BrokerStartError(
+                "kafka", f"127.0.0.1:{self.port} is served by Kafka cluster {theirs!r}, ours is {ours!r}: "
+                "another broker holds the port", str(self.log_path))
+
+    def log_end_offsets(self, topic: str) -> dict[int, int]:
+        """Each partition's log end offset for ``topic``, read from this broker's segment files on disk.
+
+        No request goes to the broker, so this works while it is frozen, and a count read here is
+        this process's storage, whoever answers on the port. Partitions not on disk are absent.
+        """
+        pattern = re.compile(re.escape(topic) + r"-(\d+)")
+        out = {}
+        # A topic name is made of [a-zA-Z0-9._-] only: nothing in it means anything to glob.
+        for folder in self.data_dir.glob(f"{topic}-*"):
+            matched = pattern.fullmatch(folder.name)
+            if matched is None or not folder.is_dir():
+                continue
+            segments = sorted(folder.glob("*.log"), key=lambda p: int(p.stem))
+            if segments:
+                out[int(matched.group(1))] = segment_end_offset(segments[-1])
+        return out
 
     def rss_mb(self) -> float | None:
         """The broker JVM's resident memory in MiB, read from /proc (None when not running)."""
@@ -165,6 +215,32 @@ class Kafka(ManagedBroker):
             "ready_seconds": self.ready_seconds,
             "rss_mb": self.rss_mb(),
         }
+
+
+def segment_end_offset(path: Path) -> int:
+    """The offset after the last complete record batch of a Kafka log segment file.
+
+    Walks the v2 record batch headers (base offset INT64, batch length INT32, leader epoch INT32,
+    magic INT8, CRC INT32, attributes INT16, last offset delta INT32) without reading the records. An
+    empty segment ends where it starts: at the base offset in its file name. A batch cut short (being
+    written) is not counted.
+    """
+    end = int(path.stem)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        pos = 0
+        while pos + 27 <= size:
+            f.seek(pos)
+            header = f.read(27)
+            if len(header) < 27:
+                break
+            base, length = struct.unpack_from(">qi", header, 0)
+            (last_delta,) = struct.unpack_from(">i", header, 23)
+            if length <= 0 or pos + 12 + length > size:
+                break
+            end = base + last_delta + 1
+            pos += 12 + length
+    return end
 
 
 def min_heap(heap: str) -> str:

@@ -100,6 +100,11 @@ class LocalBrokers:
             self._save()
         return self.status()
 
+    def detach(self) -> None:
+        """Leave the started brokers running after this process exits (see ManagedBroker.detach)."""
+        for broker in self._brokers.values():
+            broker.detach()
+
     def down(self) -> None:
         for name in reversed(self.only):
             self._broker(name).stop()

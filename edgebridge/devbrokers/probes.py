@@ -3,8 +3,9 @@
 An open port is not readiness: Kafka accepts connections well before it can serve metadata, and
 Mosquitto may refuse a CONNECT while it loads a large persistence file. So each probe performs the
 smallest real exchange: an MQTT 3.1.1 CONNECT answered by CONNACK, and a Kafka Metadata (v4) request
-answered with at least one broker. The code stays dependency-free so that `edgebridge brokers` works
-on a machine that only has the agent's extras installed.
+answered with at least one broker. The Metadata answer also names the cluster, which lets the Kafka
+broker tell its own cluster from another one on the same port. The code stays dependency-free so
+that `edgebridge brokers` works on a machine that only has the agent's extras installed.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
+from dataclasses import dataclass
 
-__all__ = ["kafka_metadata", "mqtt_connack"]
+__all__ = ["KafkaMetadata", "kafka_metadata", "mqtt_connack"]
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -79,11 +81,30 @@ def mqtt_connack(
         return rc
 
 
-def kafka_metadata(host: str, port: int, timeout: float = 2.0) -> list[tuple[int, str, int]]:
-    """Send a Kafka Metadata v4 request for no topics; return the brokers as (node id, host, port).
+@dataclass(frozen=True)
+class KafkaMetadata:
+    """What a Kafka Metadata response for no topics tells: its brokers, its cluster and controller."""
+
+    brokers: list[tuple[int, str, int]]  # (node id, host, port)
+    cluster_id: str | None
+    controller_id: int
+
+
+def _kafka_string(data: bytes, pos: int) -> tuple[str | None, int]:
+    """A (nullable) INT16-length-prefixed string at ``pos``, and the position after it."""
+    (length,) = struct.unpack_from(">h", data, pos)
+    pos += 2
+    if length < 0:
+        return None, pos
+    return data[pos : pos + length].decode(), pos + length
+
+
+def kafka_metadata(host: str, port: int, timeout: float = 2.0) -> KafkaMetadata:
+    """Send a Kafka Metadata v4 request for no topics and parse the answer.
 
     v4 is the oldest Metadata version Kafka 4.x still serves (KIP-896 removed v0-v3) and the newest
-    that is not a "flexible" (tagged-field) version, so its framing stays simple.
+    that is not a "flexible" (tagged-field) version, so its framing stays simple. Its response carries
+    the cluster id (every version since v2 does), right after the broker list.
     """
     client_id = b"edgebridge-probe"
     header = struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id
@@ -94,17 +115,25 @@ def kafka_metadata(host: str, port: int, timeout: float = 2.0) -> list[tuple[int
         sock.sendall(struct.pack(">i", len(request)) + request)
         (size,) = struct.unpack(">i", _recv_exact(sock, 4))
         data = _recv_exact(sock, size)
+    try:
+        return _parse_metadata_v4(data)
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise ConnectionError(f"malformed Metadata response: {exc}") from exc
+
+
+def _parse_metadata_v4(data: bytes) -> KafkaMetadata:
+    # correlation id, throttle_time_ms, [brokers: node_id host port rack], cluster_id, controller_id, ...
     correlation, _throttle, count = struct.unpack_from(">iii", data, 0)
     if correlation != 1:
         raise ConnectionError(f"unexpected correlation id {correlation}")
     pos = 12
     brokers = []
     for _ in range(count):
-        (node_id, host_len) = struct.unpack_from(">ih", data, pos)
-        pos += 6
-        node_host = data[pos : pos + host_len].decode()
-        pos += host_len
-        (node_port, rack_len) = struct.unpack_from(">ih", data, pos)
-        pos += 6 + max(rack_len, 0)
-        brokers.append((node_id, node_host, node_port))
-    return brokers
+        (node_id,) = struct.unpack_from(">i", data, pos)
+        node_host, pos = _kafka_string(data, pos + 4)
+        (node_port,) = struct.unpack_from(">i", data, pos)
+        _rack, pos = _kafka_string(data, pos + 4)
+        brokers.append((node_id, node_host or "", node_port))
+    cluster_id, pos = _kafka_string(data, pos)
+    (controller_id,) = struct.unpack_from(">i", data, pos)
+    return KafkaMetadata(brokers, cluster_id, controller_id)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from bridge.config import BridgeConfig
 from bridge.service import Bridge
@@ -25,6 +25,7 @@ __all__ = [
     "KafkaRecord",
     "Publisher",
     "bridge_config",
+    "high_watermarks",
     "read_topic",
     "readings",
     "start_bridge",
@@ -113,6 +114,18 @@ def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 60.0,
     finally:
         consumer.close()
     return out
+
+
+def high_watermarks(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """Each partition's high watermark (the records Kafka has confirmed), asked over the network by
+    a consumer of its own, so the count does not come from the component under test."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"hw-{uuid.uuid4().hex[:8]}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+                for p in partitions}
+    finally:
+        consumer.close()
 
 
 def bridge_config(mqtt_url: str, bootstrap: str, prefix: str, **overrides: Any) -> BridgeConfig:

@@ -11,8 +11,16 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from edgebridge.devbrokers import Kafka, LocalBrokers
+from edgebridge.devbrokers._process import thread_states
 from simulators.processes import ComponentProcess
-from tests.bridge.helpers import Publisher, read_topic, readings, start_bridge, wait_until
+from tests.bridge.helpers import (
+    Publisher,
+    high_watermarks,
+    read_topic,
+    readings,
+    start_bridge,
+    wait_until,
+)
 from tests.conftest import BrokerAddresses
 
 pytestmark = pytest.mark.brokers
@@ -38,19 +46,22 @@ def _distinct(records: list[object]) -> set[tuple[bytes, int]]:
     return {(r.key, orjson.loads(r.value)["seq"]) for r in records}  # type: ignore[attr-defined]
 
 
-def _outage_report(kafka: Kafka, bridge: ComponentProcess, m: dict[str, float]) -> str:
+def _outage_report(kafka: Kafka, bridge: ComponentProcess, m: dict[str, float], raw: str) -> str:
     """What an assertion failure during an outage needs to tell a bridge that acked without Kafka
     from a broker that was not really down: the broker's process state, the bridge's Kafka-side
-    counters (confirmed records rise only if Kafka answered), and the end of the bridge's log."""
+    counters (confirmed records rise only if Kafka answered), Kafka's stored offsets of ``raw`` (read
+    from its files), and the end of the bridge's log."""
     try:
-        state = Path(f"/proc/{kafka.pid}/status").read_text().splitlines()[2]
-    except (OSError, IndexError):
+        states = thread_states(kafka.pid or 0)
+        state = "threads " + " ".join(f"{s}x{states.count(s)}" for s in sorted(set(states)))
+    except ProcessLookupError:
         state = "no process"
     counters = ", ".join(f"{k}={v:g}" for k, v in sorted(m.items()) if k.startswith(
         ("edgebridge_bridge_produced", "edgebridge_bridge_events", "edgebridge_bridge_delivery_errors",
          "edgebridge_bridge_deadletters", "edgebridge_bridge_received_messages")) and "_created" not in k)
     log = bridge.log_path.read_text(errors="replace")[-3000:]
-    return f"kafka pid {kafka.pid}: {state}; {counters}\nbridge log tail:\n{log}"
+    stored = kafka.log_end_offsets(raw)
+    return f"kafka pid {kafka.pid}: {state}; stored {stored}; {counters}\nbridge log tail:\n{log}"
 
 
 @pytest.fixture
@@ -125,7 +136,8 @@ def test_kafka_down_longer_than_delivery_timeout_nothing_acked_nothing_lost_boun
         outage_end = time.monotonic() + 20  # > message_timeout_ms several times over
         while time.monotonic() < outage_end:
             m = bridge.metrics()
-            assert m[ACKED] == 400, _outage_report(kafka, bridge, m)  # nothing acknowledged while away
+            assert not kafka.is_running(), _outage_report(kafka, bridge, m, raw)
+            assert m[ACKED] == 400, _outage_report(kafka, bridge, m, raw)  # nothing acknowledged while away
             in_flight_max = max(in_flight_max, m[IN_FLIGHT])
             rss_max = max(rss_max, bridge.rss_mb())
             time.sleep(0.5)
@@ -150,7 +162,12 @@ def test_kafka_down_longer_than_delivery_timeout_nothing_acked_nothing_lost_boun
 def test_kafka_frozen_nothing_acked_while_frozen_nothing_lost_after_resume(
     brokers: BrokerAddresses, mqtt_prefix: str, private_kafka: tuple[Kafka, str], tmp_path: Path,
 ) -> None:
-    """SIGSTOP, not a shutdown: connections stay open and simply stop answering, the nastier outage."""
+    """SIGSTOP, not a shutdown: connections stay open and simply stop answering, the nastier outage.
+
+    The freeze itself is proven, not assumed: pause() returns only once every thread of the JVM is
+    stopped, the test checks it stays so, and Kafka's own record count (read from its segment files,
+    not from the bridge) stays flat while frozen.
+    """
     kafka, raw = private_kafka
     window = 100
     settings = _settings(brokers.mqtt_url, kafka.bootstrap, mqtt_prefix, raw, **{
@@ -166,23 +183,41 @@ def test_kafka_frozen_nothing_acked_while_frozen_nothing_lost_after_resume(
         _publish(pub, mqtt_prefix, devices, 1, 100)  # 200 before the freeze
         pub.wait_all()
         assert wait_until(lambda: bridge.metric(ACKED) == 200, 30)
-        kafka.pause()
+        # Kafka's count read two ways: over the network at the address the bridge uses, and from the
+        # segment files of the process about to be frozen. Agreeing, they tie that address to that
+        # process (not to another broker on a reused port, as in the CI run that saw 245 acks).
+        confirmed = sum(high_watermarks(kafka.bootstrap, raw).values())
+        assert confirmed >= 200
+        assert wait_until(lambda: sum(kafka.log_end_offsets(raw).values()) == confirmed, 10), (
+            kafka.log_end_offsets(raw), confirmed)
+        kafka.pause()  # returns once every thread is stopped (state T), or raises
+        stored_at_freeze = kafka.log_end_offsets(raw)
         try:
             _publish(pub, mqtt_prefix, devices, 101, 300)  # 600 while frozen
             pub.wait_all()
 
             def timed_out_and_nothing_acked() -> bool:
                 m = bridge.metrics()
-                assert m[ACKED] == 200, _outage_report(kafka, bridge, m)  # nothing acked while frozen
+                assert kafka.is_paused(), _outage_report(kafka, bridge, m, raw)  # still frozen, every thread
+                # No network read can see a frozen broker: its storage is read from disk instead.
+                assert kafka.log_end_offsets(raw) == stored_at_freeze, _outage_report(kafka, bridge, m, raw)
+                assert m[ACKED] == 200, _outage_report(kafka, bridge, m, raw)  # nothing acked while frozen
                 assert m[IN_FLIGHT] <= window
                 return sum(v for k, v in m.items() if k.startswith(errors)) > 0
 
             # frozen until librdkafka has given up on deliveries at least once (message timeout)
             assert wait_until(timed_out_and_nothing_acked, 60, 0.2)
             assert bridge.metric(IN_FLIGHT) > 0
+            # The last look before the thaw: flat all along, still frozen.
+            assert kafka.log_end_offsets(raw) == stored_at_freeze
+            assert kafka.is_paused()
         finally:
             kafka.resume()
         assert wait_until(lambda: bridge.metric(ACKED) == 800, 120, 0.5), bridge.metrics().get(ACKED)
+        # After the thaw the tie still holds: what the bridge wrote since went into this process's files.
+        confirmed = sum(high_watermarks(kafka.bootstrap, raw).values())
+        assert confirmed >= 800
+        assert wait_until(lambda: sum(kafka.log_end_offsets(raw).values()) == confirmed, 10)
         expected = {(d.encode(), s) for d in devices for s in range(1, 401)}
         records = read_topic(kafka.bootstrap, raw, len(expected), settle=1.0)
         assert _distinct(records) == expected  # none lost
