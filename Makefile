@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the brokers and tests need: the broker and its clients, kcat, Java and Maven for Kafka,
-# PostgreSQL for the sink tests. Each is installed only when its program is missing.
+# PostgreSQL for the sink tests; libfuse2 (a library, no program: looked up with ldconfig) for fusepy, which
+# the power-cut file system of the tests is built on. Each is installed only when it is missing.
 
 .PHONY: setup venv test lint demo bench brokers-up brokers-down clean
 
@@ -14,6 +15,10 @@ setup: venv
 	for tool in mosquitto:mosquitto mosquitto_sub:mosquitto-clients kcat:kcat openssl:openssl mvn:maven java:openjdk-17-jre-headless initdb:postgresql; do \
 	  bin=$${tool%%:*}; pkg=$${tool##*:}; \
 	  command -v $$bin >/dev/null || [ -x /usr/sbin/$$bin ] || ls /usr/lib/postgresql/*/bin/$$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	for lib in libfuse.so.2:libfuse2; do \
+	  so=$${lib%%:*}; pkg=$${lib##*:}; \
+	  /sbin/ldconfig -p | grep -qF "$$so " || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

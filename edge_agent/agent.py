@@ -35,7 +35,7 @@ from edge_agent.commands import CommandHandler
 from edge_agent.config import AgentConfig
 from edge_agent.forwarder import Forwarder
 from edge_agent.mqtt_link import MqttLink
-from edge_agent.outbox import Outbox
+from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.sdnotify import Notifier, Watchdog
 from edge_agent.sources.base import Intake, PolledSource, ThreadedSource
 from edge_agent.waker import Waker
@@ -100,6 +100,8 @@ class Agent:
         self.heartbeat = 0.0
         self.watchdog = Watchdog(self.notifier, self._probes(), config.systemd.stall_after)
         self._pending: list[Event] = []
+        self._done: list[tuple[int, int]] = []  # receipted ranges whose deletion is not committed yet
+        self._commit_failing = 0  # commits failed in a row (OutboxError: a full disk)
         self._deadline = 0.0
         self._flush_requested = False
         self._last_status = 0.0
@@ -167,7 +169,8 @@ class Agent:
         """One iteration of the loop."""
         self._collect()
         now = time.monotonic()
-        if len(self._pending) >= self.config.outbox.commit_every_events or now >= self._deadline:
+        full = len(self._pending) >= self.config.outbox.commit_every_events and not self._commit_failing
+        if full or now >= self._deadline:
             self._commit(now)
         self.forwarder.collect(self.outbox)  # frees the window now; receipted rows go at the next commit
         self.forwarder.pump(self.outbox)
@@ -187,12 +190,27 @@ class Agent:
 
     def _commit(self, now: float) -> None:
         self.forwarder.collect(self.outbox)
-        done = self.forwarder.take_done()
-        if self._pending or done:
-            self.outbox.commit(self._pending, done, keep_recent=self.link.current is not None,
-                               facts=self._forwarder_facts())
-            self._pending = []
-        self._deadline = now + self.config.outbox.commit_every_ms / 1000
+        self._done.extend(self.forwarder.take_done())
+        every = self.config.outbox.commit_every_ms / 1000
+        if self._pending or self._done:
+            try:
+                self.outbox.commit(self._pending, self._done, keep_recent=self.link.current is not None,
+                                   facts=self._forwarder_facts())
+            except OutboxError as exc:
+                # A full disk (or a failing one): nothing of this commit was kept. The events and the
+                # receipted ranges wait here for the next try, at most one commit's worth (collect stops
+                # taking, the sources are held back); the forwarder goes on draining what is committed.
+                if not self._commit_failing:
+                    log.error("outbox commit failed: holding new events and receipts, retrying every second",
+                              extra={"error": str(exc), "pending": len(self._pending)})
+                self._commit_failing += 1
+                every = max(every, 1.0)
+            else:
+                if self._commit_failing:
+                    log.warning("outbox commits again", extra={"failed_commits": self._commit_failing})
+                    self._commit_failing = 0
+                self._pending, self._done = [], []
+        self._deadline = now + every
 
     def _forwarder_facts(self) -> dict[str, int]:
         """What ``edgebridge agent status`` shows of the forwarder, kept with each commit."""

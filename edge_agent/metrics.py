@@ -79,6 +79,8 @@ class AgentCollector(Collector):
         yield counter("events_rejected", "Events refused by reject_new (announced as gaps)", o.rejected)
         yield counter("gap_events", "Gap events emitted", o.gaps)
         yield counter("outbox_quarantined", "Corrupt outbox files moved aside", o.quarantined)
+        yield counter("outbox_commit_failures", "Group commits that failed (a full disk) and were retried",
+                      o.commit_failures)
         yield counter("publish_refused", "PUBACKs with a failure reason code", f.refused)
         yield counter("resends", "Times events were sent again: a reconnect with messages in flight, "
                       "receipt timeouts", f.resends)

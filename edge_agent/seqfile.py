@@ -59,11 +59,15 @@ def write_marks(path: Path, marks: SeqMarks) -> None:
                        "acked": marks.acked})
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, body.encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.write(fd, body.encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk: leave no half file behind, the old one stands
+        raise
     dirfd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dirfd)

@@ -1,7 +1,8 @@
 """The bound of an outbox, and its two overflow policies.
 
 The bound: ``max_rows`` and ``max_bytes`` (payload bytes), the latter shrunk by the free-disk guard so
-the outbox behaves as full while the file system has less than ``min_free_bytes`` free.
+the outbox behaves as full while the file system has less than ``min_free_bytes`` free; the pages the
+file has freed count as free (they are reused before the file grows).
 
 What happens at the bound (``policy``), steps 2 to 4 of the commit order in :mod:`edge_agent.outbox`:
 
@@ -39,11 +40,21 @@ def free_bytes(folder: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def limits(config: OutboxConfig, stored_bytes: int, free: int) -> tuple[int, int]:
-    """``(max_rows, max_bytes)`` for an outbox holding ``stored_bytes``, with ``free`` bytes on disk."""
+def reusable_bytes(db: sqlite3.Connection) -> int:
+    """Bytes of the pages the outbox file has freed (acks, evictions) and fills again before it grows:
+    room the free-disk guard must count, or a disk below the reserve would refuse new events forever,
+    however much the acks free inside the file."""
+    count = db.execute("PRAGMA freelist_count").fetchone()[0]
+    return int(count) * int(db.execute("PRAGMA page_size").fetchone()[0]) if count else 0
+
+
+def limits(config: OutboxConfig, stored_bytes: int, free: int, reusable: int = 0) -> tuple[int, int]:
+    """``(max_rows, max_bytes)`` for an outbox holding ``stored_bytes``, with ``free`` bytes on disk and
+    ``reusable`` bytes of freed pages in its file."""
     guard = free - config.min_free_bytes
-    # free-disk guard: the file may grow by at most what is free above the reserve
-    return config.max_rows, min(config.max_bytes, stored_bytes + max(guard, 0))
+    # free-disk guard: the file may grow by at most what is free above the reserve; refilling its
+    # freed pages costs the disk nothing
+    return config.max_rows, min(config.max_bytes, stored_bytes + reusable + max(guard, 0))
 
 
 def gap_fits(rows: int, size: int, max_rows: int, max_bytes: int) -> bool:

@@ -13,6 +13,7 @@ wear).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import secrets
@@ -72,6 +73,7 @@ class OutboxStats:
     commits: int = 0
     payload_bytes: int = 0  # payload bytes inserted
     quarantined: int = 0
+    commit_failures: int = 0  # commits that raised OutboxError (a full disk), nothing of them kept
     rows: int = 0
     bytes: int = 0
     last_seq: int = 0
@@ -132,13 +134,12 @@ class Outbox:
             migrate(self._db)
             self.epoch = self._open_epoch(marks)
             self._load(marks)
-        except sqlite3.Error as exc:
+            if lost is not None:
+                log.error("outbox lost, announcing gap",
+                          extra={"first": lost[0], "last": lost[1], "reason": lost[2]})
+                self._in_tx(lambda db: self._insert_gap(db, lost[0], lost[1], lost[2], CommitResult()))
+        except (sqlite3.Error, OSError) as exc:  # OSError: the sidecar (a full disk: ENOSPC)
             raise OutboxError(self.path, f"cannot open: {exc}") from exc
-        if lost is not None:
-            log.error(
-                "outbox lost, announcing gap", extra={"first": lost[0], "last": lost[1], "reason": lost[2]}
-            )
-            self._in_tx(lambda db: self._insert_gap(db, lost[0], lost[1], lost[2], CommitResult()))
         return self
 
     def _connect(self, *, new: bool) -> sqlite3.Connection:
@@ -187,7 +188,14 @@ class Outbox:
         acked = (self.head() or self._last_seq + 1) - 1
         reserved = max(self._last_seq, marks.reserved if marks else 0)
         self._marks = SeqMarks(self.deviceid, reserved, acked, self.epoch)
-        write_marks(self.sidecar, self._marks)
+        try:
+            write_marks(self.sidecar, self._marks)
+        except OSError as exc:
+            if marks is None or marks.reserved < reserved or marks.epoch != self.epoch:
+                raise
+            # the sidecar on disk already covers every seq and names the epoch: only its acked mark
+            # (a lower bound) is stale, so a full disk must not keep the outbox from opening
+            log.warning("outbox sidecar not refreshed", extra={"path": str(self.sidecar), "error": str(exc)})
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -199,9 +207,13 @@ class Outbox:
         if self._db is None:
             return
         try:
+            # Both steps are housekeeping (the acked mark is a lower bound; the WAL holds every commit):
+            # on a full disk they fail, and closing must not.
             self._marks = dataclasses.replace(self._marks, acked=(self.head() or self._last_seq + 1) - 1)
             write_marks(self.sidecar, self._marks)
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("outbox closed without its final checkpoint", extra={"error": str(exc)})
         finally:
             self._db.close()
             self._db = None
@@ -261,7 +273,13 @@ class Outbox:
 
         try:
             self._in_tx(body)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # OSError: the sidecar (a full disk: ENOSPC)
+            self.stats.commit_failures += 1
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                # The WAL could not grow. Checkpoint it and restart it from its first frame, so the
+                # next try rewrites space the WAL already holds instead of asking the disk for more.
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(RESTART)")
             raise OutboxError(self.path, f"commit failed: {exc}") from exc
         return result
 
@@ -274,9 +292,15 @@ class Outbox:
             db.execute("INSERT OR REPLACE INTO seqs VALUES (?, ?)", (self.deviceid, self._last_seq))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
-            self.stats, self._last_seq = saved  # what the database says again
-            self._recent.reset(self._last_seq + 1)
+            failures = self.stats.commit_failures
+            try:
+                # SQLite has rolled back already after SQLITE_FULL and some I/O errors
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            finally:
+                self.stats, self._last_seq = saved  # what the database says again
+                self.stats.commit_failures = failures
+                self._recent.reset(self._last_seq + 1)
             raise
         self.stats.commits += 1
         self.stats.last_seq = self._last_seq
@@ -303,7 +327,8 @@ class Outbox:
         if acked:
             self._set_counter(db, "last_ack_seq", s.last_ack_seq)
             self._set_counter(db, "last_ack_ms", int(time.time() * 1000))
-        max_rows, max_bytes = bound.limits(self.config, s.bytes, self._free_bytes(self.path.parent))
+        free = self._free_bytes(self.path.parent)
+        max_rows, max_bytes = bound.limits(self.config, s.bytes, free, bound.reusable_bytes(db))
         for rowid, first, last, reason in bound.pending_gaps(db):
             if not bound.gap_fits(s.rows, s.bytes, max_rows, max_bytes):
                 break
