@@ -12,7 +12,10 @@ Delivery guarantee (at least once), per command record of ``downlink.commands_to
 The device's reply, published on the response topic with the same correlation data, is carried up by
 the uplink to ``uplink.responses_topic`` with a ``correlation_data`` header.
 A record whose key is not a device id cannot be routed: it is counted, logged and committed past.
-At most ``max_in_flight`` commands wait for their PUBACK; beyond that the loop stops consuming.
+At most ``max_in_flight`` commands wait for their PUBACK. While MQTT is down or that window is full,
+the assigned partitions are *paused* and the consumer is still polled: it keeps its place in the group
+(``max.poll.interval.ms``) and its events and log lines are served instead of piling up in memory
+through a long outage; consuming resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class Downlink:
         self._mqtt.on_disconnect = lambda *_args: self._connected.clear()
         self._ever_connected = False
         self._sent: deque[_Sent] = deque()
+        self._flowing = True  # the assigned partitions are not paused
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         return self._connected.is_set(), {"downlink_connected": self._connected.is_set(),
@@ -80,7 +84,8 @@ class Downlink:
         s = self._mqtt_settings
         self._mqtt.connect_async(s.host, s.port, s.keepalive)
         self._mqtt.loop_start()
-        self._consumer.subscribe([self._config.commands_topic], on_revoke=self._on_revoke)
+        self._consumer.subscribe([self._config.commands_topic], on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke)
         try:
             while not stop.is_set():
                 self._step()
@@ -95,17 +100,21 @@ class Downlink:
             self._mqtt.loop_stop()
 
     def _step(self) -> None:
-        if not self._connected.is_set():
-            self._connected.wait(0.1)  # MQTT is down: consume nothing until paho reconnects
-            return
-        if len(self._sent) >= self._config.max_in_flight:
-            self._commit_ready()
-            time.sleep(0.005)  # the window is full: let paho's thread receive PUBACKs
-            return
-        msg = self._consumer.poll(0.05)
+        flowing = self._connected.is_set() and len(self._sent) < self._config.max_in_flight
+        if flowing != self._flowing:
+            self._flow(flowing)
+        # paused, poll returns no record: it serves rebalances, errors and log lines
+        msg = self._consumer.poll(0.05 if flowing else 0.1)
         if msg is not None:
             self._publish(msg)
         self._commit_ready()
+
+    def _flow(self, flowing: bool) -> None:
+        """Pause the assigned partitions (MQTT down, window full) or resume them."""
+        self._flowing = flowing
+        assigned = self._consumer.assignment()
+        if assigned:
+            (self._consumer.resume if flowing else self._consumer.pause)(assigned)
 
     def _publish(self, msg: Message) -> None:
         err = msg.error()
@@ -153,6 +162,11 @@ class Downlink:
         except Exception as exc:  # KafkaException: the commands are re-sent after a restart/rebalance
             rate_limited(log, "commit", 30.0).warning("command offset commit failed",
                                                       extra={"error": str(exc)})
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        consumer.assign(partitions)
+        if not self._flowing and partitions:
+            consumer.pause(partitions)  # assigned while MQTT is down: wait with the others
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # commit what is PUBACKed; the rest is re-sent by the partition's next owner (at least once)

@@ -87,11 +87,15 @@ class KafkaSettings:
     librdkafka: dict[str, str] = field(default_factory=dict)
 
     def client_config(self, ours: Mapping[str, Any], protected: Iterable[str] = ()) -> dict[str, Any]:
-        """librdkafka settings for one client: ``ours``, then the passthrough on top."""
+        """librdkafka settings for one client: the project's logging and reconnect backoff
+        (:mod:`edgebridge.kafka_log`: the client must then be polled regularly), ``ours``, then the
+        passthrough on top."""
+        from edgebridge.kafka_log import kafka_logging
+
         clash = sorted(set(self.librdkafka) & set(protected))
         if clash:
             raise ConfigError(f"librdkafka.{clash[0]}", "is set by edgebridge for its delivery guarantee")
-        return {"bootstrap.servers": self.bootstrap, **ours, **self.librdkafka}
+        return {"bootstrap.servers": self.bootstrap, **kafka_logging(), **ours, **self.librdkafka}
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ from typing import TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from edgebridge.errors import EdgeBridgeError
+from edgebridge.logs import rate_limited
 from edgebridge.retry import Backoff
 from enricher.dedup import DedupTable
 from enricher.metrics import EnricherMetrics
@@ -99,21 +100,33 @@ def classify(error: KafkaError) -> str:
     return ABORTABLE
 
 
-def kafka_call(what: str, call: Callable[[], T], attempts: int = 8) -> T:
-    """Run a transactional API call with the error policy above."""
+def kafka_call(what: str, call: Callable[[float], T], within: float = 60.0) -> T:
+    """Run a transactional API call with the error policy above; ``call`` gets the seconds it may block.
+
+    A retriable error is retried (capped, jittered) for at most ``within`` seconds, the transaction
+    timeout: past it the broker aborts the transaction anyway, so a call still failing then (Kafka
+    away) is :class:`FatalKafkaError`: the process exits and its restart fences and aborts what was
+    left open. That also bounds how long the processing loop can wait on a commit, well inside
+    ``max.poll.interval.ms``, so the instance never silently drops out of its group while it waits.
+    """
+    deadline = time.monotonic() + within
     backoff = Backoff(initial=0.1, maximum=2.0)
-    for attempt in range(1, attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
-            return call()
+            return call(max(1.0, min(30.0, deadline - time.monotonic())))
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
-            if classify(error) == RETRIABLE and attempt < attempts:
-                log.warning("retriable kafka error",
-                            extra={"call": what, "attempt": attempt, "error": str(error)})
-                time.sleep(backoff.next_delay())
-                continue
-            raise_classified(what, exc)
-    raise AssertionError("unreachable")
+            if classify(error) != RETRIABLE:
+                raise_classified(what, exc)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise FatalKafkaError(f"{what}: still failing after {within:.0f}s (attempt {attempt}): "
+                                      f"{error}") from exc
+            rate_limited(log, ("retriable", what), 10.0).warning(
+                "retriable kafka error", extra={"call": what, "attempt": attempt, "error": str(error)})
+            time.sleep(min(backoff.next_delay(), left))
 
 
 def raise_classified(what: str, exc: KafkaException) -> None:
@@ -149,7 +162,8 @@ class Checkpoint:
     """
 
     def __init__(self, producer: Producer, consumer: Consumer, dedup: DedupTable, raw_topic: str,
-                 state_topic: str, metrics: EnricherMetrics, interval_ms: int, max_messages: int) -> None:
+                 state_topic: str, metrics: EnricherMetrics, interval_ms: int, max_messages: int,
+                 transaction_timeout: float = 60.0) -> None:
         self.producer = producer
         self._produce = producer.produce
         self.consumer = consumer
@@ -159,6 +173,7 @@ class Checkpoint:
         self.metrics = metrics
         self.interval = interval_ms / 1000.0
         self.max_messages = max_messages
+        self.within = transaction_timeout  # how long a transactional call may keep failing (kafka_call)
         self.open = False  # a transaction is open at the broker
         self.batch = _Batch()  # what was consumed since the last hand-off (open or held)
         self.held: list[tuple[str, bytes, bytes | None, int, Headers | None]] = []
@@ -181,7 +196,7 @@ class Checkpoint:
             self._begin()
 
     def _begin(self) -> None:
-        kafka_call("begin_transaction", self.producer.begin_transaction)
+        kafka_call("begin_transaction", lambda _t: self.producer.begin_transaction(), self.within)
         self.open = True
 
     def consumed(self, positions: dict[int, int], count: int, processed: int = 0, alerts: int = 0) -> None:
@@ -272,9 +287,9 @@ class Checkpoint:
         """Steps 2 and 3, on the committer thread."""
         if offsets:
             kafka_call("send_offsets_to_transaction",
-                       lambda: self.producer.send_offsets_to_transaction(offsets, metadata, 30))
+                       lambda t: self.producer.send_offsets_to_transaction(offsets, metadata, t), self.within)
         # 3. everything above and all outputs, atomically
-        kafka_call("commit_transaction", lambda: self.producer.commit_transaction(30))
+        kafka_call("commit_transaction", lambda t: self.producer.commit_transaction(t), self.within)
         self.metrics.commit_seconds.observe(time.monotonic() - began)
 
     def settle(self, block: bool = False) -> None:
@@ -314,7 +329,7 @@ class Checkpoint:
                 self.settle(block=True)
         replayed = self.batch.consumed + (self._inflight_batch.consumed if self._failed else 0)
         if self.open or self._failed:
-            kafka_call("abort_transaction", lambda: self.producer.abort_transaction(30))
+            kafka_call("abort_transaction", lambda t: self.producer.abort_transaction(t), self.within)
             self.metrics.aborts.labels(cause).inc()
         if replayed:
             self.metrics.consumed.inc(replayed)

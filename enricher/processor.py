@@ -45,6 +45,7 @@ from prometheus_client import CollectorRegistry
 
 from edgebridge import envelope
 from edgebridge.errors import ConfigError, EnvelopeError
+from edgebridge.logs import rate_limited
 from edgebridge.retry import StopEvent
 from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError, Headers, kafka_call
 from enricher.config import EXACTLY_ONCE_CONSUMER, EnricherConfig
@@ -119,7 +120,8 @@ class Processor:
         self.ctx = Context(self.registry, self.dedup, config.pipeline, self.stats)
         self.checkpoint = Checkpoint(self.producer, self.consumer, self.dedup, self.topics.raw,
                                      self.topics.enricher_state, self.metrics, config.commit.interval_ms,
-                                     config.commit.max_messages)
+                                     config.commit.max_messages,
+                                     config.commit.transaction_timeout_ms / 1000)
         self.checkpoint.on_handoff = self._stats_handoff
         self.checkpoint.on_commit = self._stats_committed
         self.checkpoint.on_abort = self._stats_aborted
@@ -135,6 +137,8 @@ class Processor:
     def run(self, stop: StopEvent) -> None:
         """Process until ``stop`` is set, then commit and close. Raises FatalKafkaError on fencing."""
         try:
+            if not self._wait_for_kafka(stop):
+                return
             self._start()
             while not stop.is_set():
                 self._step()
@@ -143,13 +147,32 @@ class Processor:
         finally:
             self.close()
 
+    def _wait_for_kafka(self, stop: StopEvent) -> bool:
+        """Until the cluster answers (``False``: stopped first). An instance that exited during a Kafka
+        outage (a transaction it could not finish, see ``kafka_call``) and was restarted waits here,
+        quietly and with flat memory, instead of exiting again and again until Kafka is back."""
+        while not stop.is_set():
+            try:
+                self.consumer.list_topics(timeout=5)
+                return True
+            except KafkaException as exc:
+                rate_limited(log, "waiting-for-kafka", 60.0).warning(
+                    "waiting for kafka to answer", extra={"error": str(exc.args[0])})
+                self.producer.poll(0)  # every client served, as in the loop
+                self.consumer.poll(0)  # not subscribed yet: serves its events only
+                self.state.serve()
+                self.registry.poll()  # not loaded yet: nothing assigned, serves its events only
+                stop.wait(1.0)
+        return False
+
     def _start(self) -> None:
         raw_parts = self._partitions(self.topics.raw)
         state_parts = self.state.partitions()
         if state_parts != raw_parts:
             raise ConfigError("topics.enricher_state", f"{self.topics.enricher_state!r} has {state_parts} "
                               f"partitions, {self.topics.raw!r} has {raw_parts}: they must be equal")
-        kafka_call("init_transactions", lambda: self.producer.init_transactions(60))
+        kafka_call("init_transactions", lambda t: self.producer.init_transactions(t),
+                   self.config.commit.transaction_timeout_ms / 1000 + 60)
         self.registry.load()
         self.metrics.registry_devices.set(len(self.registry.devices))
         self._registry_updates = self.registry.updates
@@ -190,6 +213,10 @@ class Processor:
 
     # -- the loop ---------------------------------------------------------------------------------------
     def _step(self) -> None:
+        # every client is served each turn, not only when it has work: their events and log lines
+        # (edgebridge.kafka_log) would otherwise pile up in memory through a long outage
+        self.producer.poll(0)
+        self.state.serve()
         if self.registry.poll():
             self.metrics.registry_devices.set(len(self.registry.devices))
             self.metrics.registry_updates.inc(self.registry.updates - self._registry_updates)

@@ -83,5 +83,9 @@ class StateStore:
             self._consumer.unassign()
         return len(devices), records
 
+    def serve(self) -> None:
+        """Serve the idle consumer's events (its log lines, see edgebridge.kafka_log) between restores."""
+        self._consumer.poll(0)
+
     def close(self) -> None:
         self._consumer.close()

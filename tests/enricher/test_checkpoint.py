@@ -9,6 +9,7 @@ interleaving is forced, not hoped for.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -179,6 +180,22 @@ def test_a_fatal_commit_error_is_raised_from_settle(rig: Any) -> None:
     cp.commit(wait=False)
     with pytest.raises(FatalKafkaError):
         cp.settle(block=True)
+
+
+def test_a_commit_kafka_keeps_refusing_is_fatal_within_the_transaction_timeout(rig: Any) -> None:
+    """Kafka away mid-commit: retriable errors are retried only while the transaction can still commit
+    (the broker aborts it after its timeout), then the process must exit and be restarted, well before
+    max.poll.interval.ms would drop it from its group while the processing loop waits."""
+    cp, producer, _ = rig
+    cp.within = 1.0
+    _batch(cp, 0, range(0, 2))
+    producer.fail_with = KafkaError(KafkaError._TIMED_OUT, "broker away", retriable=True)
+    began = time.monotonic()
+    cp.commit(wait=False)
+    with pytest.raises(FatalKafkaError, match="still failing after 1s"):
+        cp.settle(block=True)
+    assert time.monotonic() - began < 5
+    assert producer.calls.count(("commit failed",)) >= 2  # retried, then given up
 
 
 _VALUE = (b'{"specversion":"1.0","id":"e1","source":"/devices/d1","type":"edgebridge.reading.v1",'
