@@ -31,6 +31,7 @@ class Pending:
     received: float  # monotonic time of arrival, for the ack-latency histogram
     outstanding: int = 0  # records produced and not yet confirmed
     sealed: bool = False  # all records of the message have been produced
+    size: int = 0  # payload bytes, released from the byte budget when the entry leaves the frontier
 
     @property
     def done(self) -> bool:

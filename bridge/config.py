@@ -23,6 +23,10 @@ class UplinkConfig:
     client_id: str = "edgebridge-bridge"
     session_expiry: int = 7 * 24 * 3600  # seconds the broker keeps our session (and queues for it)
     receive_maximum: int = 1000
+    # payload bytes received and not yet acknowledged (intake + in flight). Measured, the bridge's peak
+    # RSS is ~45 MiB + ~15 x this (each event's record, headers and librdkafka's copies and buffers):
+    # 16 MiB -> ~290 MiB, inside a 512 MB container (docs/bridge.md)
+    max_inflight_bytes: int = 16 * 1024 * 1024
     share_group: str | None = None  # "$share/<group>/..." so several replicas split the stream
     events_filter: str | None = None  # default: {topic_prefix}/+/events
     status_filter: str | None = None  # default: {topic_prefix}/+/status
@@ -55,6 +59,8 @@ class UplinkConfig:
             raise ConfigError("share_group", f"not a usable share group name: {self.share_group!r}")
         if self.message_timeout_ms < 0:
             raise ConfigError("message_timeout_ms", "must be >= 0 (0: librdkafka never times out)")
+        if self.max_inflight_bytes < 1024 * 1024:
+            raise ConfigError("max_inflight_bytes", "must be at least 1 MiB")
         if self.max_message_bytes < 1 or self.max_deadletter_payload < 0:
             raise ConfigError("max_message_bytes", "sizes must be positive")
         if self.retry_backoff_max <= 0.1:

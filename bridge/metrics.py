@@ -43,6 +43,10 @@ class BridgeMetrics:
         self.intake_waits = Counter(_P + "intake_waits",
                                     "Times paho's thread waited for room in the intake queue because the "
                                     "broker sent past our Receive Maximum (policy: stop reading)", registry=r)
+        self.byte_budget_waits = Counter(_P + "byte_budget_waits", "Times paho's thread paused reading "
+                                         "because max_inflight_bytes of payload were held", registry=r)
+        self.held_bytes = Gauge(_P + "held_bytes", "Payload bytes received and not yet acknowledged",
+                                registry=r)
         self.redelivered = Counter(_P + "redelivered_messages",
                                    "MQTT messages received with the DUP flag (re-sent after a connection "
                                    "ended un-acknowledged): the upper bound of duplicates produced",

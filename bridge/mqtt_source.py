@@ -26,6 +26,14 @@ PUBACKs are queued in paho and written when the loop runs again), and the wait g
 :meth:`stop_intake` is called (the message stays un-acknowledged in the session). The previous policy,
 drop and reconnect, turned every overflow into a redelivery of the whole window, i.e. duplicates.
 
+Byte budget: besides the message count, the payload bytes received and not yet acknowledged (in the
+intake queue or in flight in the uplink) are bounded by ``max_inflight_bytes``: past it ``on_message``
+waits, as for a full queue, until acknowledgements release bytes (counted in
+``edgebridge_bridge_byte_budget_waits_total``). A message larger than the whole budget still goes when
+nothing else is held. So a burst of large batches waits on the devices' disks, not in the bridge.
+Counting: paho's thread adds to ``_received_bytes``, the service thread to ``_released_bytes``
+(:meth:`release`); each is written by one thread only.
+
 Redeliveries (PUBLISH with the DUP flag: the broker re-sends what an ended connection left
 un-acknowledged) are counted in ``edgebridge_bridge_redelivered_messages_total``; they are the only
 source of duplicates in the raw topic, so that counter bounds them.
@@ -74,6 +82,7 @@ class MqttSource:
         session_expiry: int,
         receive_maximum: int,
         metrics: BridgeMetrics,
+        max_inflight_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self._settings = settings
         self._filters = filters
@@ -81,6 +90,9 @@ class MqttSource:
         self._receive_maximum = receive_maximum
         self._metrics = metrics
         self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=2 * receive_maximum)
+        self._budget = max_inflight_bytes
+        self._received_bytes = 0  # written by paho's thread only
+        self._released_bytes = 0  # written by the service thread only
         # Guards only the generation against the ack that checks it (see module docstring).
         self._lock = threading.Lock()
         self._generation = 0
@@ -168,6 +180,15 @@ class MqttSource:
         info = self._client.publish(topic, payload, qos=1, properties=self._receipt_props)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
+    def release(self, size: int) -> None:
+        """Payload bytes of messages acknowledged (or dropped as stale): room in the byte budget."""
+        self._released_bytes += size
+
+    @property
+    def held_bytes(self) -> int:
+        """Payload bytes received and not yet released."""
+        return self._received_bytes - self._released_bytes
+
     @property
     def connected(self) -> bool:
         return self._connected
@@ -222,6 +243,10 @@ class MqttSource:
             return  # shutting down: the broker keeps it for the session
         if message.dup:
             self._metrics.redelivered.inc()
+        size = len(message.payload)
+        if self._received_bytes - self._released_bytes + size > self._budget:
+            self._wait_for_bytes(size)
+        self._received_bytes += size
         inbound = Inbound(self._generation, message, time.monotonic(), time.time())
         try:
             self._queue.put_nowait(inbound)
@@ -239,3 +264,12 @@ class MqttSource:
                 return
             except queue.Full:
                 continue
+
+    def _wait_for_bytes(self, size: int) -> None:
+        """Stop reading the socket until ``size`` more bytes fit the budget (or nothing is held)."""
+        self._metrics.byte_budget_waits.inc()
+        rate_limited(log, "byte-budget", 10.0).warning(
+            "byte budget reached: pausing reads until acknowledgements free room",
+            extra={"held_bytes": self.held_bytes, "budget": self._budget})
+        while self._accepting and self.held_bytes > 0 and self.held_bytes + size > self._budget:
+            time.sleep(0.005)

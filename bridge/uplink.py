@@ -67,6 +67,7 @@ class Uplink:
         self.source = MqttSource(
             config.mqtt, up.client_id, filters(config.mqtt.topic_prefix, up),
             session_expiry=up.session_expiry, receive_maximum=up.receive_maximum, metrics=metrics,
+            max_inflight_bytes=up.max_inflight_bytes,
         )
         self.sink = KafkaSink(config.kafka, up, metrics, on_delivered=self._delivered,
                               on_rejected=self._rejected, client_id=up.client_id)
@@ -152,9 +153,11 @@ class Uplink:
         records = self._translator.records(msg.topic, payload, inbound.received_wall,
                                            getattr(msg, "properties", None))
         if not msg.qos:  # QoS 0 needs no ack; its records are still produced
+            self.source.release(len(payload))
             self.sink.produce_all(records, None, stop)
             return
         entry = self._frontier.add(inbound.generation, msg.mid, inbound.received)
+        entry.size = len(payload)
         # counted before producing: a report served while produce waits for room cannot complete the
         # entry early, since it is sealed only after the last record is queued
         entry.outstanding = len(records)
@@ -177,6 +180,7 @@ class Uplink:
             self._events = 0
         ready = self._frontier.ready()
         if ready:
+            self.source.release(sum(entry.size for entry in ready))  # acked or stale: room either way
             now = time.monotonic()
             acked = self.source.ack_many(ready)
             observe = m.ack_latency.observe
@@ -187,6 +191,7 @@ class Uplink:
             if len(acked) < len(ready):
                 m.stale_acks.inc(len(ready) - len(acked))
         m.in_flight.set(len(self._frontier))
+        m.held_bytes.set(self.source.held_bytes)
 
     def _send_receipts(self, now: float) -> None:
         """Publish the receipts owed, when the interval has passed; what cannot go now goes next time."""

@@ -97,7 +97,14 @@ def audit_records(
 
 
 def read_topic(bootstrap: str, topic: str, *, idle: float = 3.0, timeout: float = 120.0) -> list[bytes]:
-    """Every committed record of ``topic`` from the beginning up to its end when called."""
+    """Every committed record of ``topic`` from the beginning up to its end when called.
+
+    "Its end when called": each partition's high watermark, taken first, so a topic that is still being
+    written (a live pipeline) is read to a fixed point instead of chasing its tail. A partition is done
+    when the consumer's position reaches that offset (read_committed positions step over transaction
+    markers and aborted records) or at end of partition; ``idle`` seconds without progress, or
+    ``timeout``, end the read early.
+    """
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     consumer = Consumer({
@@ -110,27 +117,28 @@ def read_topic(bootstrap: str, topic: str, *, idle: float = 3.0, timeout: float 
     })
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        watermarks = consumer.get_watermark_offsets
+        ends = {p: watermarks(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        pending = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, 0) for p in pending])
         values: list[bytes] = []
-        at_eof: set[int] = set()
-        last_data = time.monotonic()
-        deadline = last_data + timeout
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                if len(at_eof) == len(partitions) or time.monotonic() - last_data > idle:
-                    break
-                continue
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    at_eof.add(msg.partition() or 0)
-                    if len(at_eof) == len(partitions):
-                        break
-                continue
-            at_eof.discard(msg.partition() or 0)
-            last_data = time.monotonic()
-            values.append(msg.value() or b"")
+        last_progress = time.monotonic()
+        deadline = last_progress + timeout
+        while pending and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.2):
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(msg.partition() or 0)
+                    continue
+                last_progress = time.monotonic()
+                if (msg.offset() or 0) < ends[msg.partition() or 0]:
+                    values.append(msg.value() or b"")
+            for tp in consumer.position([TopicPartition(topic, p) for p in pending]):
+                if tp.offset >= ends[tp.partition]:
+                    pending.discard(tp.partition)
+            if time.monotonic() - last_progress > idle:
+                break
         return values
     finally:
         consumer.close()

@@ -98,12 +98,16 @@ class Pipeline:
         assert self.enricher.wait_healthy(60), f"enricher not healthy; see {self.enricher.log_path}"
         return self.enricher
 
-    def agent(self, device: str, *, events: int, rate: float = 200.0, **forwarder: Any) -> ComponentProcess:
+    def agent(self, device: str, *, events: int, rate: float | None = 200.0,
+              **forwarder: Any) -> ComponentProcess:
+        """An agent with a simulated source of ``events`` readings at ``rate`` per second (``None``: as
+        fast as it commits), ``forwarder`` settings on top of short receipt timeouts."""
         config = {
             "device_id": device, "state_dir": str(self.workdir / device),
             "mqtt": {"url": self.mqtt_url, "topic_prefix": self.prefix},
             "log": {"level": "INFO"},
-            "simulated": {"enabled": True, "interval": 1.0 / rate, "limit": events, "seed": 7},
+            "simulated": {"enabled": True, "interval": 1.0 / rate if rate else 0.0, "limit": events,
+                          "seed": 7},
             "systemd": {"notify": False},
             "forwarder": {"reconnect_initial": 0.1, "reconnect_max": 1.0, "receipt_timeout": 3.0,
                           "receipt_timeout_max": 10.0, **forwarder},
