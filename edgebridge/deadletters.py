@@ -1,9 +1,12 @@
 """The dead-letter contract: one header schema for whatever lands in ``iot.events.deadletter``.
 
 Every component that refuses a record builds its headers here, so a consumer of the dead-letter topic
-reads one schema whichever component wrote it. A dead letter's value is the original bytes (cut at the
-component's limit, the original size then in ``dlq_truncated``); its key is the device id when one is
-known. Its headers, UTF-8 text, are (the table with examples is ``docs/deadletters.md``):
+reads one schema whichever component wrote it. The sinks keep theirs in a table of their own database
+(:mod:`enricher.sinks.quarantine`) with the same reason codes.
+
+A dead letter's value is the original bytes (cut at the component's limit, the original size then in
+``dlq_truncated``); its key is the device id when one is known. Its headers, UTF-8 text, are (the
+table with examples is ``docs/deadletters.md``):
 
 ==========================  =========================================================================
 ``dlq_reason``              a code of :data:`REASONS`
@@ -33,7 +36,9 @@ from datetime import UTC, datetime
 from edgebridge.envelope import REASONS as ENVELOPE_REASONS
 
 __all__ = [
+    "BAD_ROW",
     "COMPONENT_REASONS",
+    "DB_REFUSED",
     "HEADERS",
     "INTERNAL_ERROR",
     "KAFKA_REJECTED",
@@ -72,6 +77,8 @@ KAFKA_REJECTED = "kafka_rejected"
 INTERNAL_ERROR = "internal_error"
 STEP_FAILED = "step_failed"
 UNENCODABLE = "unencodable"
+BAD_ROW = "bad_row"
+DB_REFUSED = "db_refused"
 #: Reasons of the components, beside the decoder's (:data:`edgebridge.envelope.REASONS`).
 COMPONENT_REASONS: frozenset[str] = frozenset({
     KAFKA_REJECTED,  # bridge: Kafka refused the record itself (too large, invalid)
@@ -80,6 +87,8 @@ COMPONENT_REASONS: frozenset[str] = frozenset({
     "unknown_device",  # enricher: not in the registry, under pipeline.unknown_devices = "deadletter"
     STEP_FAILED,  # enricher: a pipeline step raised; dlq_step names it
     UNENCODABLE,  # enricher: the processed event cannot be encoded (an integer past 64 bits, ...)
+    BAD_ROW,  # sinks: a valid processed event whose data cannot fill the row's columns
+    DB_REFUSED,  # sinks: the database refused the row (a constraint, a value too long for a column)
 })
 #: Every reason code a dead letter may carry. A pipeline step of your own may raise ``Reject`` with a
 #: code of its own: document it beside these.

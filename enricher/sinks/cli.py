@@ -47,5 +47,6 @@ def main(argv: list[str], prog: str) -> int:
         runner.run(stop)
     finally:
         restore()
-    log.info("sink stopped", extra={"written": runner.written, "skipped": runner.skipped})
+    log.info("sink stopped", extra={"written": runner.written, "skipped": runner.skipped,
+                                    "quarantined": runner.quarantined})
     return 0
