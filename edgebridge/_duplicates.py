@@ -52,7 +52,7 @@ def surely_unique(payload: bytes | bytearray | memoryview | str, accounted: int)
         return payload.count(":") == accounted and "\\" not in payload
     if isinstance(payload, memoryview):
         payload = payload.tobytes()
-    return payload.count(b":") == accounted and b"\\" not in payload
+    return payload.count(b":") == accounted and 0x5C not in payload  # 0x5C: a backslash
 
 
 def duplicate_keys(payload: bytes | bytearray | memoryview | str) -> dict[int | None, str]:

@@ -391,8 +391,9 @@ def _items(parsed: object, max_items: int) -> list[Any]:
 
 def _refuse_duplicates(payload: bytes | bytearray | memoryview | str, accounted: int) -> None:
     """Raise ``duplicate_key`` for the first item holding one. The decoders inline the pre-check of
-    :func:`surely_unique` for ``bytes`` (one colon count, one ``memchr``), and call this only when it
-    fails: a function call costs as much as the check."""
+    :func:`surely_unique` for ``bytes`` (one colon count; ``0x5C in payload``, a backslash, is a bare
+    ``memchr``, faster than ``find``), and call this only when it fails: a call costs as much as the
+    check."""
     if not surely_unique(payload, accounted):
         for index, key in duplicate_keys(payload).items():
             raise EnvelopeError("duplicate_key", f"key {key[:80]!r} appears twice in one object", index)
@@ -406,7 +407,7 @@ def decode(
 ) -> Event:
     """One structured-mode event."""
     event, accounted = _event(_load(payload, max_bytes), None, known_types)
-    if type(payload) is not bytes or payload.count(b":") != accounted or payload.find(b"\\") >= 0:
+    if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
         _refuse_duplicates(payload, accounted)
     return event
 
@@ -426,7 +427,7 @@ def decode_batch(
         event, keys = _event(item, i, known_types)
         events.append(event)
         accounted += keys
-    if type(payload) is not bytes or payload.count(b":") != accounted or payload.find(b"\\") >= 0:
+    if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
         _refuse_duplicates(payload, accounted)
     return events
 
@@ -447,7 +448,7 @@ def decode_message(
     parsed = _load(payload, max_bytes)
     if not isinstance(parsed, list):
         event, accounted = _from_topic(parsed, None, known_types, deviceid)
-        if type(payload) is not bytes or payload.count(b":") != accounted or payload.find(b"\\") >= 0:
+        if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
             _refuse_duplicates(payload, accounted)
         return [event]
     events: list[Event] = []
@@ -456,7 +457,7 @@ def decode_message(
         event, keys = _from_topic(item, i, known_types, deviceid)
         events.append(event)
         accounted += keys
-    if type(payload) is not bytes or payload.count(b":") != accounted or payload.find(b"\\") >= 0:
+    if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
         _refuse_duplicates(payload, accounted)
     return events
 
@@ -479,7 +480,7 @@ def decode_message_partial(
     parsed = _load(payload, max_bytes)
     if not isinstance(parsed, list):
         event, accounted = _from_topic(parsed, None, known_types, deviceid)
-        if type(payload) is not bytes or payload.count(b":") != accounted or payload.find(b"\\") >= 0:
+        if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
             _refuse_duplicates(payload, accounted)
         return [event], []
     good: list[Event] = []
@@ -494,7 +495,7 @@ def decode_message_partial(
         good.append(event)
         accounted += keys
     if good and (type(payload) is not bytes or payload.count(b":") != accounted
-                 or payload.find(b"\\") >= 0) and not surely_unique(payload, accounted):
+                 or 0x5C in payload) and not surely_unique(payload, accounted):
         duplicated = duplicate_keys(payload)
         if duplicated:
             return _without_duplicates(payload, good, bad, duplicated)
