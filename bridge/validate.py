@@ -29,9 +29,10 @@ from typing import Any
 import orjson
 
 from bridge.config import UplinkConfig
-from bridge.deadletter import INTERNAL_ERROR, dead_letter, rfc3339
+from bridge.deadletter import INTERNAL_ERROR, dead_letter
 from bridge.records import Header, Record
 from bridge.routes import Route, parse_topic
+from edgebridge.deadletters import rfc3339
 from edgebridge.envelope import CONTENT_TYPE, decode_message_partial, seq_and_epoch, to_dict
 from edgebridge.errors import EnvelopeError
 from edgebridge.logs import rate_limited
@@ -62,7 +63,8 @@ class Translator:
                 "translating a message failed; dead-lettered", exc_info=True, extra={"topic": topic[:200]})
             route = self._routes.get(topic)
             error = EnvelopeError(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-            return [self._dead(topic, payload, received_wall, route.deviceid if route else None, error)]
+            return [self._dead(topic, payload, received_wall, route.deviceid if route else None, error,
+                               error_class=type(exc).__name__)]
 
     def _records(
         self, topic: str, payload: bytes, received_wall: float, properties: Any
@@ -126,11 +128,12 @@ class Translator:
         return Record(target, deviceid.encode(), payload, headers, kind)
 
     def _dead(self, topic: str, payload: bytes, received_wall: float, deviceid: str | None,
-              exc: EnvelopeError, seq: int = 0, epoch: str = "") -> Record:
+              exc: EnvelopeError, seq: int = 0, epoch: str = "", error_class: str | None = None) -> Record:
         return dead_letter(
-            self._config.deadletter_topic, reason=exc.reason, error=str(exc), mqtt_topic=topic,
+            self._config.deadletter_topic, reason=exc.reason, error=exc, mqtt_topic=topic,
             received_wall=received_wall, payload=payload, deviceid=deviceid,
             max_payload=self._config.max_deadletter_payload, index=exc.index, seq=seq, epoch=epoch,
+            error_class=error_class,
         )
 
 

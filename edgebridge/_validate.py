@@ -10,6 +10,21 @@ accept goes to the detailed checks, which either accept it too or raise the prec
 tier may refuse a valid event (it costs time, not correctness) but must never accept one the detailed
 checks refuse: the property tests in ``tests/test_envelope.py`` hold them to that.
 
+Strings. Names, ids, units and gap reasons are printable (``str.isprintable``: no control character, no
+NUL, no lone surrogate). Free text (a string reading, an extension attribute's value, any string of
+free-form data) may hold any character but NUL (U+0000): PostgreSQL's ``jsonb`` and ``text`` refuse it,
+and C consumers would cut the string there. So a ``\\u0000`` that orjson decodes is refused here, by the
+decoder, not by a sink much later.
+
+Nesting. Readings and gaps are flat by schema (a measurement's value is a scalar: anything else is
+``bad_data`` at the first level it appears). Free-form data (processed events, types admitted with
+``known_types=None``) may nest up to :data:`MAX_DATA_DEPTH` levels (``too_deep`` beyond): far below
+orjson's own limits (1,024 levels to read, 255 to write) and Python's recursion limit, so whatever the
+decoder accepts can be encoded again and walked recursively by any consumer.
+
+Error details never fail: :func:`show` is a bounded ``reprlib`` rendering, so a value nested a thousand
+levels deep, or an integer of 10,000 digits handed in from Python, gives a short text, not an exception.
+
 Strings that repeat from event to event (device ids, bootids, measurement names, units) are checked
 once and remembered in small bounded sets. Validity is a pure function of the string, so the sets are
 shared by every caller and thread: a race or an eviction costs a recheck, never a different answer.
@@ -17,6 +32,7 @@ shared by every caller and thread: a race or an eviction costs a recheck, never 
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from datetime import datetime
 from math import isfinite
@@ -38,6 +54,7 @@ MAX_UNIT_LEN = 32
 MAX_REASON_LEN = 64  # a gap reason
 MAX_EXT_NAME_LEN = 64  # CloudEvents says SHOULD stay within 20; we only refuse the absurd
 MAX_EPOCH_LEN = 64
+MAX_DATA_DEPTH = 32  # free-form data: ``data`` itself is level 1
 # What orjson can write: a reading value outside this range could be built in Python but not encoded.
 _MIN_INT, _MAX_INT = -(2**63), 2**64 - 1
 _EXT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
@@ -58,18 +75,29 @@ def fail(reason: str, detail: str, index: int | None) -> NoReturn:
     raise EnvelopeError(reason, detail, index)
 
 
+_short = reprlib.Repr()
+_short.maxlevel, _short.maxstring, _short.maxother, _short.maxlong = 3, 60, 60, 40
+
+
 def show(value: object) -> str:
-    """A short repr for error details: they end up in dead-letter headers and logs."""
-    text = repr(value)
+    """A short repr for error details (they end up in dead-letter headers and logs); never raises."""
+    try:
+        text = _short.repr(value)
+    except Exception:  # a str() of an int past 4,300 digits, a broken __repr__ in an object from Python
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
 def is_deviceid(value: object) -> TypeGuard[str]:
-    """True for a usable device id: 1..128 printable chars, no whitespace, no ``/``, ``+``, ``#``.
+    """The one device-id rule: 1..128 printable chars, no whitespace, no ``/``, ``+``, ``#``, not ``.``
+    or ``..``.
 
-    The id becomes an MQTT topic level and a Kafka key, so wildcards, separators and anything
-    invisible are refused. ``str.isprintable`` already excludes NUL, control characters, lone
-    surrogates and every whitespace except the plain space, which is tested separately.
+    The id becomes an MQTT topic level, a Kafka key, a registry key and, on a device, may name a file
+    or directory; so wildcards, separators, the path names ``.`` and ``..`` and anything invisible are
+    refused. ``str.isprintable`` already excludes NUL, control characters, lone surrogates and every
+    whitespace except the plain space, which is tested separately. The agent's configuration, the
+    topic builders and parser (so the bridge's routes), the registry and the ``devices`` command all
+    call this function.
     """
     return (
         isinstance(value, str)
@@ -79,6 +107,8 @@ def is_deviceid(value: object) -> TypeGuard[str]:
         and "/" not in value
         and "+" not in value
         and "#" not in value
+        and value != "."
+        and value != ".."
     )
 
 
@@ -108,7 +138,7 @@ def check_seq(value: object, index: int | None) -> int:
     if not is_int(value):
         fail("bad_seq", f"seq must be an integer, got {show(value)}", index)
     if not 1 <= value <= MAX_SEQ:
-        fail("bad_seq", f"seq {value} is outside 1..2**63-1", index)
+        fail("bad_seq", f"seq {show(value)} is outside 1..2**63-1", index)
     return value
 
 
@@ -180,23 +210,32 @@ def check_extension(name: object, value: object, index: int | None) -> None:
         fail("bad_attribute", f"attribute name {show(name)} is not lowercase a-z0-9", index)
     if name == "datacontenttype" and (not isinstance(value, str) or "json" not in value):
         fail("bad_attribute", f"datacontenttype {show(value)} is not JSON", index)
-    if isinstance(value, bool | str):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        if "\0" in value:
+            fail("bad_attribute", f"attribute {name} holds a NUL character", index)
         return
     if not is_int(value) or not _MIN_INT <= value <= MAX_SEQ:
         fail("bad_attribute", f"attribute {name} must be a string, integer or boolean", index)
 
 
-def check_reading_data(data: object, index: int | None) -> dict[str, Any]:
-    """``{name: {"v": number|string|bool, "u": unit}}``, at least one measurement, ``"u"`` optional."""
+def check_reading_data(data: object, index: int | None) -> int:
+    """``{name: {"v": number|string|bool, "u": unit}}``, at least one measurement, ``"u"`` optional.
+
+    Returns how many keys ``data`` holds at both levels (names, ``v``, ``u``): the duplicate-key
+    pre-check of :mod:`edgebridge._duplicates` needs it, and it costs one addition per unit here.
+    """
     if not isinstance(data, dict) or not data:
         fail("bad_data", "reading data must be a non-empty object", index)
     names, units = _seen_names, _seen_units
+    with_unit = 0
     for name, measurement in data.items():
         # Fast path: exact JSON types, as orjson produces them. Anything else gets the full check.
+        # (A remembered name is a str: a key of another type is never in ``names``.)
         if (
             type(measurement) is dict
-            and type(name) is str
-            and (name in names or learn_text(names, name, MAX_NAME_LEN))
+            and (name in names or (type(name) is str and learn_text(names, name, MAX_NAME_LEN)))
         ):
             value = measurement.get("v", _ABSENT)
             kind = type(value)
@@ -204,8 +243,10 @@ def check_reading_data(data: object, index: int | None) -> dict[str, Any]:
                 ok = value - value == 0.0  # false for inf and nan
             elif kind is int:
                 ok = _MIN_INT <= value <= _MAX_INT
+            elif kind is str:
+                ok = "\0" not in value
             else:
-                ok = kind is str or kind is bool
+                ok = kind is bool
             if ok:
                 size = len(measurement)
                 if size == 1:
@@ -213,9 +254,11 @@ def check_reading_data(data: object, index: int | None) -> dict[str, Any]:
                 if size == 2:
                     unit = measurement.get("u")
                     if type(unit) is str and (unit in units or learn_text(units, unit, MAX_UNIT_LEN)):
+                        with_unit += 1
                         continue
         _check_measurement(name, measurement, index)
-    return data
+        with_unit += len(measurement) - 1  # checked: "v", and "u" or not
+    return 2 * len(data) + with_unit
 
 
 def learn_text(seen: set[str], value: str, limit: int) -> bool:
@@ -239,14 +282,18 @@ def _check_measurement(name: object, measurement: object, index: int | None) -> 
     if unit is not _ABSENT and not is_text(unit, MAX_UNIT_LEN):
         fail("bad_data", f"measurement {name!r}: 'u' must be a unit symbol, got {show(unit)}", index)
     value = measurement["v"]
-    if isinstance(value, bool | str):  # bool first: it is an int subclass
+    if isinstance(value, bool):  # before int: it is an int subclass
+        return
+    if isinstance(value, str):
+        if "\0" in value:
+            fail("bad_data", f"measurement {name!r}: a string value holds a NUL character", index)
         return
     if isinstance(value, float):
         if not isfinite(value):
             fail("bad_data", f"measurement {name!r}: value {value} is not finite", index)
     elif isinstance(value, int):
         if not _MIN_INT <= value <= _MAX_INT:
-            fail("bad_data", f"measurement {name!r}: integer {value} is out of 64-bit range", index)
+            fail("bad_data", f"measurement {name!r}: integer {show(value)} is out of 64-bit range", index)
     else:
         fail("bad_data", f"measurement {name!r}: 'v' must be a number, string or boolean", index)
 
@@ -271,10 +318,45 @@ def check_gap_data(data: object, seq: int, index: int | None) -> dict[str, Any]:
     return data
 
 
-def check_object_data(data: object, index: int | None) -> dict[str, Any]:
+def check_object_data(data: object, index: int | None) -> int:
+    """Free-form data: a JSON object at most :data:`MAX_DATA_DEPTH` deep, no NUL in a key or string,
+    only JSON values (finite floats, integers orjson can write).
+
+    Returns how many keys and colons inside strings it holds (the duplicate-key pre-check's count).
+    Iterative, so no depth handed in from Python can exhaust the stack before the limit is seen.
+    """
     if not isinstance(data, dict):
         fail("bad_data", "data must be a JSON object", index)
-    return data
+    counted = 0
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            if depth > MAX_DATA_DEPTH:
+                fail("too_deep", f"data nests deeper than {MAX_DATA_DEPTH} levels", index)
+            counted += len(node)
+            for key, value in node.items():
+                if not isinstance(key, str) or "\0" in key:
+                    fail("bad_data", f"data key {show(key)} is not a string without NUL", index)
+                counted += key.count(":")
+                stack.append((value, depth + 1))
+        elif isinstance(node, list):
+            if depth > MAX_DATA_DEPTH:
+                fail("too_deep", f"data nests deeper than {MAX_DATA_DEPTH} levels", index)
+            stack.extend((item, depth + 1) for item in node)
+        elif isinstance(node, str):
+            if "\0" in node:
+                fail("bad_data", "a string in data holds a NUL character", index)
+            counted += node.count(":")
+        elif isinstance(node, float):
+            if not isfinite(node):
+                fail("bad_data", f"data holds a non-finite number {node}", index)
+        elif isinstance(node, int) and not isinstance(node, bool):
+            if not _MIN_INT <= node <= _MAX_INT:
+                fail("bad_data", f"data holds an integer out of 64-bit range {show(node)}", index)
+        elif node is not None and not isinstance(node, bool):
+            fail("bad_data", f"data holds a {type(node).__name__}, not a JSON value", index)
+    return counted
 
 
 def _check_extensions(obj: dict[Any, Any], index: int | None) -> Mapping[str, Any]:

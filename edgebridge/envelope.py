@@ -40,8 +40,29 @@ Data, by type:
 
 Decoding is strict and total: whatever the input, it returns events or raises
 :class:`~edgebridge.errors.EnvelopeError` whose ``reason`` is one of :data:`REASONS` (and whose ``index``
-is the failing position in a batch). Encoding trusts its input: events built by :func:`new_reading`,
-:func:`new_gap` or a decoder are valid, and ``encode`` does not check them again.
+is the failing position in a batch), never another exception. The rules for hostile input:
+
+- Size: a payload over ``max_bytes`` (default 256 KiB, the bridge's MQTT message limit) is refused
+  unread, and a batch of more than ``max_items`` (default 4,096) items whole (``oversized``): a valid
+  batch of 256 KiB holds fewer than 2,000 events, and each refused item would become a dead letter.
+- Bytes: not UTF-8, not JSON, NaN, ``Infinity``, a number beyond a double (``1e400``), a lone
+  surrogate escape: ``not_json``.
+- Numbers: an integer literal outside -2**63..2**64-1 is read as the nearest double (orjson does so,
+  as JavaScript would); where an integer is required (``seq``, ``monotime``, gap bounds, extensions)
+  that double is refused, as a reading value it is a number. ``-0.0`` is a number like any other.
+- Nesting: over 1,024 levels (orjson's limit) the payload is refused whole (``too_deep``). Readings
+  and gaps are flat by schema (a nested value is ``bad_data``); free-form data (processed events, any
+  type admitted by ``known_types=None``) nests at most 32 levels (``too_deep``): so whatever is
+  accepted can be encoded again (orjson writes 255 levels at most) and walked by any consumer.
+- Strings: names, ids, units and gap reasons are printable; free text (string readings, extension
+  values, free-form data) may hold any character but NUL, which PostgreSQL refuses (``bad_data``,
+  ``bad_attribute``).
+- Duplicate keys in one object: refused (``duplicate_key``, checked once the schema passed): orjson
+  keeps the last, another parser may keep the first, and the bridge forwards a single event's bytes
+  verbatim. A cheap pre-check clears the agent's payloads; see :mod:`edgebridge._duplicates`.
+
+Encoding trusts its input: events built by :func:`new_reading`, :func:`new_gap` or a decoder are
+valid, and ``encode`` does not check them again.
 """
 
 from __future__ import annotations
@@ -54,6 +75,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from edgebridge import _validate as v
+from edgebridge._duplicates import duplicate_keys, surely_unique
 from edgebridge._stamps import new_event_id, now_rfc3339
 from edgebridge._validate import is_deviceid, is_epoch
 from edgebridge._validate_fast import fast_attributes
@@ -64,6 +86,7 @@ __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_KNOWN_TYPES",
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_ITEMS",
     "GAP_TYPE",
     "PROCESSED_TYPE",
     "READING_TYPE",
@@ -96,13 +119,16 @@ PROCESSED_TYPE = "edgebridge.reading.processed.v1"
 CONTENT_TYPE = "application/cloudevents+json"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 DEFAULT_MAX_BYTES = 256 * 1024
+DEFAULT_MAX_ITEMS = 4096
 DEFAULT_KNOWN_TYPES: frozenset[str] = frozenset({READING_TYPE, GAP_TYPE, PROCESSED_TYPE})
 
 #: Every ``EnvelopeError.reason`` edgebridge raises: the dead-letter reason header and a metric label.
 REASONS: frozenset[str] = frozenset(
     {
-        "oversized",  # payload longer than max_bytes, refused before parsing
+        "oversized",  # payload longer than max_bytes (refused unread), or a batch of over max_items
         "not_json",  # not UTF-8 JSON (also: an event that cannot be encoded)
+        "too_deep",  # nested past orjson's 1,024 levels, or free-form data past 32
+        "duplicate_key",  # one object holds a key twice
         "not_object",  # an event that is not a JSON object
         "not_batch",  # decode_batch given something other than a JSON array
         "empty_batch",  # a batch with no events
@@ -305,21 +331,39 @@ def parse_time(value: str) -> datetime:
 def from_dict(
     obj: object, *, index: int | None = None, known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES
 ) -> Event:
-    """Validate one parsed JSON value as an event; ``known_types=None`` admits any ``type``."""
-    return _event(obj, index, known_types)
+    """Validate one parsed JSON value as an event; ``known_types=None`` admits any ``type``.
+
+    A parsed value has no duplicate keys left to see: only the ``decode*`` functions, which have the
+    text, refuse those.
+    """
+    return _event(obj, index, known_types)[0]
 
 
-def _event(obj: object, index: int | None, known_types: frozenset[str] | None) -> Event:
+def _event(obj: object, index: int | None, known_types: frozenset[str] | None) -> tuple[Event, int]:
+    """The event, and the colons its text holds at least (keys, and those of ``time``): see
+    :mod:`edgebridge._duplicates`."""
     # The fast tier takes the common valid shape; the detailed checks take the rest and say what is wrong.
     fields = fast_attributes(obj, known_types) or v.check_attributes(obj, index, known_types)
     type_, data = fields[3], fields[5]
     if type_ == READING_TYPE:
-        v.check_reading_data(data, index)
+        keys = v.check_reading_data(data, index)
     elif type_ == GAP_TYPE:
         v.check_gap_data(data, fields[2], index)
+        keys = 4
     else:
-        v.check_object_data(data, index)
-    return _new_event(Event, fields)  # Event._make without its length check: fields has 11
+        keys = v.check_object_data(data, index)
+    # Event._make without its length check: fields has 11. obj is a dict: the checks above said so.
+    return _new_event(Event, fields), keys + len(obj) + 2  # type: ignore[arg-type]
+
+
+def _from_topic(
+    item: object, index: int | None, known_types: frozenset[str] | None, deviceid: str | None
+) -> tuple[Event, int]:
+    found = _event(item, index, known_types)
+    if deviceid is not None and found[0].deviceid != deviceid:
+        detail = f"event of {found[0].deviceid!r} published as {deviceid!r}"
+        raise EnvelopeError("device_mismatch", detail, index)
+    return found
 
 
 def _load(payload: bytes | bytearray | memoryview | str, max_bytes: int) -> object:
@@ -329,7 +373,30 @@ def _load(payload: bytes | bytearray | memoryview | str, max_bytes: int) -> obje
     try:
         return orjson.loads(payload)
     except Exception as exc:  # JSONDecodeError, or TypeError for a non-contiguous buffer
+        if "depth" in str(exc):  # orjson's own limit, 1,024 levels ("depth limit exceeded")
+            raise EnvelopeError("too_deep", str(exc)) from exc
         raise EnvelopeError("not_json", str(exc)) from exc
+
+
+def _items(parsed: object, max_items: int) -> list[Any]:
+    """A batch's items: a non-empty JSON array of at most ``max_items``."""
+    if not isinstance(parsed, list):
+        raise EnvelopeError("not_batch", f"a batch is a JSON array, got {type(parsed).__name__}")
+    if not parsed:
+        raise EnvelopeError("empty_batch", "a batch holds at least one event")
+    if len(parsed) > max_items:
+        raise EnvelopeError("oversized", f"{len(parsed)} items, the limit is {max_items}")
+    return parsed
+
+
+def _refuse_duplicates(payload: bytes | bytearray | memoryview | str, accounted: int) -> None:
+    """Raise ``duplicate_key`` for the first item holding one. The decoders inline the pre-check of
+    :func:`surely_unique` for ``bytes`` (one colon count; ``0x5C in payload``, a backslash, is a bare
+    ``memchr``, faster than ``find``), and call this only when it fails: a call costs as much as the
+    check."""
+    if not surely_unique(payload, accounted):
+        for index, key in duplicate_keys(payload).items():
+            raise EnvelopeError("duplicate_key", f"key {key[:80]!r} appears twice in one object", index)
 
 
 def decode(
@@ -339,7 +406,10 @@ def decode(
     known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES,
 ) -> Event:
     """One structured-mode event."""
-    return _event(_load(payload, max_bytes), None, known_types)
+    event, accounted = _event(_load(payload, max_bytes), None, known_types)
+    if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
+        _refuse_duplicates(payload, accounted)
+    return event
 
 
 def decode_batch(
@@ -347,14 +417,19 @@ def decode_batch(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES,
+    max_items: int = DEFAULT_MAX_ITEMS,
 ) -> list[Event]:
-    """A JSON batch; the first bad item fails the whole batch (``EnvelopeError.index`` says which)."""
-    items = _load(payload, max_bytes)
-    if not isinstance(items, list):
-        raise EnvelopeError("not_batch", f"a batch is a JSON array, got {type(items).__name__}")
-    if not items:
-        raise EnvelopeError("empty_batch", "a batch holds at least one event")
-    return [_event(item, i, known_types) for i, item in enumerate(items)]
+    """A JSON batch; the first bad item fails the whole batch (``EnvelopeError.index`` says which).
+    Duplicate keys are looked for once every item passed the schema."""
+    events: list[Event] = []
+    accounted = 0
+    for i, item in enumerate(_items(_load(payload, max_bytes), max_items)):
+        event, keys = _event(item, i, known_types)
+        events.append(event)
+        accounted += keys
+    if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
+        _refuse_duplicates(payload, accounted)
+    return events
 
 
 def decode_message(
@@ -363,6 +438,7 @@ def decode_message(
     max_bytes: int = DEFAULT_MAX_BYTES,
     known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES,
     deviceid: str | None = None,
+    max_items: int = DEFAULT_MAX_ITEMS,
 ) -> list[Event]:
     """An MQTT payload: one event or a batch, all or nothing.
 
@@ -371,10 +447,19 @@ def decode_message(
     """
     parsed = _load(payload, max_bytes)
     if not isinstance(parsed, list):
-        return [_from_topic(parsed, None, known_types, deviceid)]
-    if not parsed:
-        raise EnvelopeError("empty_batch", "a batch holds at least one event")
-    return [_from_topic(item, i, known_types, deviceid) for i, item in enumerate(parsed)]
+        event, accounted = _from_topic(parsed, None, known_types, deviceid)
+        if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
+            _refuse_duplicates(payload, accounted)
+        return [event]
+    events: list[Event] = []
+    accounted = 0
+    for i, item in enumerate(_items(parsed, max_items)):
+        event, keys = _from_topic(item, i, known_types, deviceid)
+        events.append(event)
+        accounted += keys
+    if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
+        _refuse_duplicates(payload, accounted)
+    return events
 
 
 def decode_message_partial(
@@ -383,30 +468,69 @@ def decode_message_partial(
     max_bytes: int = DEFAULT_MAX_BYTES,
     known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES,
     deviceid: str | None = None,
+    max_items: int = DEFAULT_MAX_ITEMS,
 ) -> tuple[list[Event], list[Rejected]]:
     """Like :func:`decode_message`, but one bad item of a batch does not sink the others.
 
     Returns the good events in order and the refused items with their errors, for the dead-letter
-    topic. What spoils the whole payload (``oversized``, ``not_json``, ``empty_batch``, a bad single
-    event) still raises.
+    topic. What spoils the whole payload (``oversized``, ``not_json``, ``too_deep``, ``empty_batch``,
+    a bad single event) still raises. An item refused for a duplicate key keeps the whole payload
+    (re-encoding it would show only the last of the two values).
     """
     parsed = _load(payload, max_bytes)
     if not isinstance(parsed, list):
-        return [_from_topic(parsed, None, known_types, deviceid)], []
-    if not parsed:
-        raise EnvelopeError("empty_batch", "a batch holds at least one event")
+        event, accounted = _from_topic(parsed, None, known_types, deviceid)
+        if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
+            _refuse_duplicates(payload, accounted)
+        return [event], []
     good: list[Event] = []
     bad: list[Rejected] = []
-    for i, item in enumerate(parsed):
+    accounted = 0
+    for i, item in enumerate(_items(parsed, max_items)):
         try:
-            good.append(_from_topic(item, i, known_types, deviceid))
+            event, keys = _from_topic(item, i, known_types, deviceid)
         except EnvelopeError as exc:
-            try:
-                raw = orjson.dumps(item)
-            except (orjson.JSONEncodeError, TypeError):  # nested past orjson's limit: keep the message
-                raw = bytes(payload) if not isinstance(payload, str) else payload.encode()
-            bad.append(Rejected(i, exc, raw, *seq_and_epoch(item)))
+            bad.append(Rejected(i, exc, _item_payload(item, payload), *seq_and_epoch(item)))
+            continue
+        good.append(event)
+        accounted += keys
+    if good and (type(payload) is not bytes or payload.count(b":") != accounted
+                 or 0x5C in payload) and not surely_unique(payload, accounted):
+        duplicated = duplicate_keys(payload)
+        if duplicated:
+            return _without_duplicates(payload, good, bad, duplicated)
     return good, bad
+
+
+def _without_duplicates(
+    payload: bytes | bytearray | memoryview | str, good: list[Event], bad: list[Rejected],
+    duplicated: dict[int | None, str],
+) -> tuple[list[Event], list[Rejected]]:
+    """``decode_message_partial``'s good events minus those with a duplicate key, which join the bad."""
+    refused = {rejected.index for rejected in bad}
+    indices = (i for i in range(len(good) + len(bad)) if i not in refused)
+    kept: list[Event] = []
+    for i, event in zip(indices, good, strict=False):
+        key = duplicated.get(i)
+        if key is None:
+            kept.append(event)
+        else:
+            error = EnvelopeError("duplicate_key", f"key {key[:80]!r} appears twice in one object", i)
+            bad.append(Rejected(i, error, _whole(payload), event.seq, event.epoch or ""))
+    bad.sort(key=lambda rejected: rejected.index)
+    return kept, bad
+
+
+def _item_payload(item: object, payload: bytes | bytearray | memoryview | str) -> bytes:
+    """A refused item as JSON for its dead letter; the whole message when it cannot be re-encoded."""
+    try:
+        return orjson.dumps(item)
+    except (orjson.JSONEncodeError, TypeError):  # nested past orjson's writing limit (255 levels)
+        return _whole(payload)
+
+
+def _whole(payload: bytes | bytearray | memoryview | str) -> bytes:
+    return payload.encode() if isinstance(payload, str) else bytes(payload)
 
 
 def seq_and_epoch(obj: object) -> tuple[int, str]:
@@ -420,13 +544,3 @@ def seq_and_epoch(obj: object) -> tuple[int, str]:
     if epoch is None:
         return seq, ""
     return (seq, epoch) if is_epoch(epoch) else (0, "")
-
-
-def _from_topic(
-    item: object, index: int | None, known_types: frozenset[str] | None, deviceid: str | None
-) -> Event:
-    event = _event(item, index, known_types)
-    if deviceid is not None and event.deviceid != deviceid:
-        detail = f"event of {event.deviceid!r} published as {deviceid!r}"
-        raise EnvelopeError("device_mismatch", detail, index)
-    return event

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from edgebridge.arguments import positive_int
 from edgebridge.topics import KafkaTopics
 
 __all__ = ["ensure_topics", "main"]
@@ -53,7 +54,7 @@ def main(argv: Sequence[str], prog: str = "edgebridge topics") -> int:
     sub = parser.add_subparsers(dest="action", required=True, metavar="{create}")
     create = sub.add_parser("create", help="create the missing topics")
     create.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
-    create.add_argument("--partitions", type=int, default=3,
+    create.add_argument("--partitions", type=positive_int, default=3,
                         help="partitions of the raw, processed, commands and state topics (default 3)")
     args = parser.parse_args(list(argv))
     try:

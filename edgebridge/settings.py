@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from edgebridge.config import Secret
 from edgebridge.errors import ConfigError
@@ -22,7 +22,13 @@ __all__ = ["KafkaSettings", "LogSettings", "MetricsConfig", "MqttSettings"]
 
 @dataclass(frozen=True)
 class MqttSettings:
-    """``[mqtt]``: the broker address, credentials and TLS files. ``mqtts://`` turns TLS on."""
+    """``[mqtt]``: the broker address, credentials and TLS files. ``mqtts://`` turns TLS on.
+
+    Credentials inside the URL (``mqtt://user:pass@host``, percent-encoded as URLs are) are taken out
+    of it when the settings are made, into ``username`` and ``password`` (a :class:`Secret`): so ``url``
+    never holds a password, and whatever logs or prints it (a connect log line, ``--print-config``)
+    cannot leak one. Giving a user or password both in the URL and in their own keys is an error.
+    """
 
     url: str = "mqtt://127.0.0.1:1883"
     username: str | None = None
@@ -32,6 +38,18 @@ class MqttSettings:
     key_file: Path | None = None
     keepalive: int = 30
     topic_prefix: str = "devices"
+
+    def __post_init__(self) -> None:
+        parsed = urlparse(self.url)
+        if "@" not in parsed.netloc:
+            return
+        if self.username is not None or self.password is not None:
+            raise ValueError("url: credentials in the URL and in username/password: give them once")
+        userinfo, _, hostport = parsed.netloc.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        object.__setattr__(self, "url", parsed._replace(netloc=hostport).geturl())
+        object.__setattr__(self, "username", unquote(user) if user else None)
+        object.__setattr__(self, "password", Secret(unquote(password)) if colon else None)
 
     def validate(self) -> None:
         parsed = urlparse(self.url)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgebridge.arguments import device_id, json_object
 from edgebridge.config import add_config_arguments, config_or_exit_code
 from edgebridge.errors import EdgeBridgeError
 from edgebridge.settings import KafkaSettings
@@ -90,14 +91,14 @@ def main(argv: list[str], prog: str) -> int:
     add_config_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="{put,get,list,import,delete}")
     put = sub.add_parser("put", help="create or replace one device")
-    put.add_argument("id")
-    put.add_argument("--json", help="the whole device record as a JSON object")
+    put.add_argument("id", type=device_id)
+    put.add_argument("--json", type=json_object, help="the whole device record as a JSON object")
     for name in ("name", "site", "location", "model"):
         put.add_argument(f"--{name}")
-    sub.add_parser("get", help="print one device as JSON").add_argument("id")
+    sub.add_parser("get", help="print one device as JSON").add_argument("id", type=device_id)
     sub.add_parser("list", help="print every device, one JSON object per line")
     sub.add_parser("import", help="put every device of a CSV or JSON file").add_argument("file", type=Path)
-    sub.add_parser("delete", help="remove a device (a tombstone)").add_argument("id")
+    sub.add_parser("delete", help="remove a device (a tombstone)").add_argument("id", type=device_id)
     args = parser.parse_args(argv)
     config = config_or_exit_code(DevicesConfig, args, prog)
     if isinstance(config, int):
@@ -116,7 +117,7 @@ def _run(config: DevicesConfig, args: argparse.Namespace) -> int:
     from enricher.registry import read_topic
 
     if args.command == "put":
-        obj = json.loads(args.json) if args.json else {}
+        obj = dict(args.json or {})
         for name in ("name", "site", "location", "model"):
             if getattr(args, name) is not None:
                 obj[name] = getattr(args, name)

@@ -43,7 +43,8 @@ from confluent_kafka import (
 )
 from prometheus_client import CollectorRegistry
 
-from edgebridge import envelope
+from edgebridge import deadletters, envelope
+from edgebridge.deadletters import INTERNAL_ERROR, STEP_FAILED, UNENCODABLE
 from edgebridge.errors import ConfigError, EnvelopeError
 from edgebridge.logs import rate_limited
 from edgebridge.retry import StopEvent
@@ -265,30 +266,39 @@ class Processor:
                 consumed += 1
                 value = msg.value() or b""
                 key = msg.key()
+                # decode -> pipeline -> encode: whatever fails costs this record (a dead letter with
+                # the reason), never the partition; only Kafka's errors, raised by the produce calls
+                # below and in _deadletter, go their own way (abort and rewind, or exit)
+                failed: tuple[str, BaseException, str | None] | None = None
                 try:
                     event = decode(value, max_bytes=max_bytes)
-                except EnvelopeError as exc:
-                    self._deadletter(msg, exc.reason, exc)
-                    continue
-                ts_type, ts = msg.timestamp()
-                ctx.partition = partition
-                try:
+                    ts_type, ts = msg.timestamp()
+                    ctx.partition = partition
                     out = run(Item(event, key.decode("utf-8", "replace") if key is not None else None,
                                    ts if ts_type else None), ctx)
+                    if out is None:
+                        continue
+                    key = out.event.deviceid.encode()
+                    try:
+                        value, alerts = encode(out)
+                    except TypeError as exc:  # orjson: a conversion made an int past 64 bits, a foreign type
+                        failed = (UNENCODABLE, exc, None)
+                except EnvelopeError as exc:
+                    failed = (exc.reason, exc, None)
                 except Reject as exc:
-                    self._deadletter(msg, exc.reason, exc)
-                    continue
+                    failed = (exc.reason, exc, None)
                 except StepFailed as exc:
-                    self._deadletter(msg, "step_failed", exc.error, step=exc.step)
+                    failed = (STEP_FAILED, exc.error, exc.step)
+                except (AbortNeeded, FatalKafkaError):
+                    raise
+                except Exception as exc:  # a bug, or an input no check foresaw
+                    rate_limited(log, "internal-error", 10.0).error(
+                        "processing a record failed; dead-lettered", exc_info=True,
+                        extra={"partition": partition, "offset": msg.offset()})
+                    failed = (INTERNAL_ERROR, exc, None)
+                if failed is not None:
+                    self._deadletter(msg, *failed)
                     continue
-                if out is None:
-                    continue
-                try:
-                    value, alerts = encode(out)
-                except TypeError as exc:  # orjson: a conversion made an int past 64 bits, or a foreign type
-                    self._deadletter(msg, "unencodable", exc)
-                    continue
-                key = out.event.deviceid.encode()
                 try:
                     send(processed_topic, value, key, -1, headers=_CONTENT_TYPE)
                 except (BufferError, KafkaException):  # queue full, or a produce error: the careful path
@@ -334,17 +344,12 @@ class Processor:
         return value, alerts
 
     def _deadletter(self, msg: Message, reason: str, error: BaseException, step: str | None = None) -> None:
-        headers: Headers = [
-            ("reason", reason.encode()),
-            ("error.class", type(error).__name__.encode()),
-            ("error.message", str(error)[:1000].encode()),
-            ("original.topic", (msg.topic() or "").encode()),
-            ("original.partition", str(msg.partition()).encode()),
-            ("original.offset", str(msg.offset()).encode()),
-            ("enricher.instance", self.config.instance_id.encode()),
-        ]
-        if step is not None:
-            headers.append(("step", step.encode()))
+        """The raw record, unchanged, to the dead letters with the one header schema
+        (:mod:`edgebridge.deadletters`), in the open transaction with the record's offset."""
+        headers: Headers = list(deadletters.headers(
+            reason=reason, error=error, component="enricher",
+            original=(msg.topic() or "", msg.partition() or 0, msg.offset() or 0),
+            step=step, instance=self.config.instance_id))
         self.checkpoint.produce("deadletter", self.topics.deadletter, msg.value() or b"", msg.key(), headers)
         self.checkpoint.deadletter(reason)
 

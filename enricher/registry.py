@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from edgebridge.envelope import is_deviceid
 from edgebridge.errors import ConfigError, EdgeBridgeError
 from edgebridge.units import canonical_unit
 
@@ -91,7 +92,13 @@ def _number_map(deviceid: str, key: str, value: Any, allowed: set[str]) -> dict[
 
 
 def parse_device(deviceid: str, obj: Any) -> DeviceInfo:
-    """Validate one registry value (parsed JSON); :class:`RegistryError` names what is wrong."""
+    """Validate one registry value (parsed JSON) and its key; :class:`RegistryError` names what is wrong.
+
+    The key is a device id by the one rule (:func:`edgebridge.envelope.is_deviceid`): a record under
+    another key could never match an event, and ``devices import`` refuses the file that holds it.
+    """
+    if not is_deviceid(deviceid):
+        raise RegistryError(deviceid, "not a valid device id")
     if not isinstance(obj, Mapping):
         raise RegistryError(deviceid, "a device is a JSON object")
     unknown = set(obj) - {"name", "site", "location", "model", "calibration", "thresholds", "units"}

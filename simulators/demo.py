@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgebridge.arguments import positive_float, positive_int
 from edgebridge.devbrokers import LocalBrokers, default_state_dir
 from edgebridge.errors import EdgeBridgeError
 from edgebridge.kafka_admin import ensure_topics
@@ -44,10 +45,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         description="Run the whole pipeline locally: brokers, bridge, enricher and a simulated fleet of "
         "edge agents, with a live view and a per-device audit at the end.",
     )
-    parser.add_argument("--devices", type=int, default=5, help="simulated edge agents (default 5)")
-    parser.add_argument("--events", type=int, default=2000, help="readings per device (default 2000)")
-    parser.add_argument("--rate", type=float, default=200.0, help="readings per second per device")
-    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    # checked here, before any broker starts: a zero rate or device count used to divide by zero later
+    parser.add_argument("--devices", type=positive_int, default=5, help="simulated edge agents (default 5)")
+    parser.add_argument("--events", type=positive_int, default=2000,
+                        help="readings per device (default 2000)")
+    parser.add_argument("--rate", type=positive_float, default=200.0, help="readings per second per device")
+    parser.add_argument("--timeout", type=positive_float, default=300.0,
+                        help="give up after this many seconds")
     parser.add_argument("--state-dir", default=None, help=f"brokers' state (default {default_state_dir()})")
     parser.add_argument("--keep", action="store_true", help="leave the brokers running afterwards")
     parser.add_argument("--chaos", action="store_true",

@@ -6,11 +6,18 @@ from the offsets it stored (not from Kafka's committed offsets), so a crash betw
 happen: a batch's rows and its offsets are both there or both absent. Rows are keyed by event id and
 inserted with "ignore on conflict" as a second line of defence.
 
-A store is a 3-method protocol (:class:`Store`); :class:`SinkRunner` owns the consumer and the loop.
+A record that cannot become a row (undecodable, a data the columns cannot hold, a row the database
+refuses) is quarantined in the same database and transaction (:mod:`enricher.sinks.quarantine`): the
+stream goes on, and nothing is lost silently.
+
+A store is a 3-method protocol (:class:`Store`); :class:`SinkRunner` owns the consumer and the loop;
+:mod:`enricher.sinks.rows` says what a row is.
 """
 
 from __future__ import annotations
 
-from enricher.sinks.base import Row, SinkConfig, SinkRunner, Store, row_of
+from enricher.sinks.base import SinkConfig, SinkRunner, Store
+from enricher.sinks.quarantine import Batch, Origin
+from enricher.sinks.rows import Row, row_of
 
-__all__ = ["Row", "SinkConfig", "SinkRunner", "Store", "row_of"]
+__all__ = ["Batch", "Origin", "Row", "SinkConfig", "SinkRunner", "Store", "row_of"]

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from edgebridge.envelope import PROCESSED_TYPE
+from edgebridge.deadletters import INTERNAL_ERROR
+from edgebridge.errors import EnvelopeError
+from edgebridge.logs import rate_limited
 from edgebridge.retry import StopEvent
 from edgebridge.settings import KafkaSettings, LogSettings
 from edgebridge.topics import KafkaTopics
 from enricher.config import EXACTLY_ONCE_CONSUMER
+from enricher.sinks.quarantine import Batch, Origin
+from enricher.sinks.rows import BAD_ROW, BadRow, row_of
 
-__all__ = ["Row", "SinkConfig", "SinkRunner", "Store", "row_of"]
+__all__ = ["SinkConfig", "SinkRunner", "Store"]
 
 log = logging.getLogger(__name__)
 
@@ -32,45 +35,15 @@ class SinkConfig:
     log: LogSettings = field(default_factory=LogSettings)
 
 
-class Row(NamedTuple):
-    event_id: str
-    device_id: str
-    seq: int
-    time: str
-    site: str | None
-    location: str | None
-    late: int
-    flags: str  # JSON array
-    readings: str  # JSON object
-    derived: str  # JSON object
-    processed_at: str | None
-
-
-def row_of(value: bytes) -> Row | None:
-    """The row of a processed reading; ``None`` for what is not one (gap events, foreign records)."""
-    try:
-        e = orjson.loads(value)
-        if e.get("type") != PROCESSED_TYPE:
-            return None
-        d = e["data"]
-        device = d.get("device", {})
-        return Row(e["id"], e["deviceid"], int(e["seq"]), e["time"], device.get("site"),
-                   device.get("location"),
-                   int(bool(d.get("late"))), orjson.dumps(d.get("flags", [])).decode(),
-                   orjson.dumps(d.get("readings", {})).decode(), orjson.dumps(d.get("derived", {})).decode(),
-                   d.get("processtime"))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-        return None
-
-
 class Store(Protocol):
     def offsets(self, topic: str) -> dict[int, int]:
         """The next offset to read per partition, as last stored."""
         ...
 
-    def write(self, rows: list[Row], topic: str, offsets: dict[int, int]) -> int:
-        """Insert ``rows`` (ignoring known event ids) and store ``offsets``, in one transaction; returns
-        the number of rows actually inserted."""
+    def write(self, batch: Batch) -> int:
+        """In one transaction: insert the batch's rows (ignoring known event ids; a row the database
+        refuses joins ``batch.quarantined``), the quarantined records and the offsets. Returns the
+        number of rows actually inserted."""
         ...
 
     def close(self) -> None: ...
@@ -82,7 +55,8 @@ class SinkRunner:
         self.store = store
         self.topic = config.topics.processed
         self.written = 0
-        self.skipped = 0
+        self.skipped = 0  # valid events that are not rows (gap events)
+        self.quarantined = 0
         self.consumer = Consumer(config.kafka.client_config({
             "group.id": config.group_id,
             **EXACTLY_ONCE_CONSUMER,
@@ -108,19 +82,42 @@ class SinkRunner:
         log.info("sink assigned, resuming at stored offsets", extra={
             "offsets": ",".join(f"{tp.partition}:{tp.offset}" for tp in partitions)})
 
-    def _write(self, batch: list[Any]) -> None:
-        rows: list[Row] = []
-        offsets: dict[int, int] = {}
-        for msg in batch:
+    def _write(self, messages: list[Any]) -> None:
+        """Each record becomes a row, nothing (not a reading) or a quarantined record: one record
+        costs one record, never the stream. Then one transaction for all of it and the offsets."""
+        batch = Batch(self.topic)
+        for msg in messages:
             if msg.error() is not None:
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error", extra={"error": str(msg.error())})
                 continue
-            offsets[msg.partition()] = msg.offset() + 1
-            row = row_of(msg.value() or b"")
+            origin = Origin(msg.partition(), msg.offset(), msg.key(), msg.value() or b"")
+            batch.offsets[origin.partition] = origin.offset + 1
+            try:
+                row = row_of(origin.value)
+            except EnvelopeError as exc:
+                batch.quarantine(origin, exc.reason, exc)
+                continue
+            except BadRow as exc:
+                batch.quarantine(origin, BAD_ROW, exc)
+                continue
+            except Exception as exc:  # a bug, or an input no check foresaw
+                rate_limited(log, "internal-error", 10.0).error(
+                    "making a row failed; quarantined", exc_info=True,
+                    extra={"partition": origin.partition, "offset": origin.offset})
+                batch.quarantine(origin, INTERNAL_ERROR, exc)
+                continue
             if row is None:
                 self.skipped += 1
             else:
-                rows.append(row)
-        if offsets:
-            self.written += self.store.write(rows, self.topic, offsets)
+                batch.add(row, origin)
+        if not batch.offsets:
+            return
+        self.written += self.store.write(batch)
+        if batch.quarantined:
+            self.quarantined += len(batch.quarantined)
+            first = batch.quarantined[0]
+            rate_limited(log, "quarantined", 10.0).warning(
+                "records quarantined", extra={"count": len(batch.quarantined), "reason": first.reason,
+                                              "partition": first.original_partition,
+                                              "offset": first.original_offset})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
 from pathlib import Path
 
@@ -31,15 +32,10 @@ def main(argv: list[str], prog: str) -> int:
     if isinstance(config, int):
         return config
     setup_logging(config.log.level, config.log.format)
-    store: Store
-    if args.kind == "sqlite":
-        from enricher.sinks.sqlite import SqliteStore
-
-        store = SqliteStore(args.db)
-    else:
-        from enricher.sinks.postgres import PostgresStore
-
-        store = PostgresStore(args.dsn)
+    opened = _open_store(args, prog)
+    if isinstance(opened, int):
+        return opened
+    store = opened
     stop = threading.Event()
     restore = install_stop_handlers(stop)
     try:
@@ -47,5 +43,33 @@ def main(argv: list[str], prog: str) -> int:
         runner.run(stop)
     finally:
         restore()
-    log.info("sink stopped", extra={"written": runner.written, "skipped": runner.skipped})
+    log.info("sink stopped", extra={"written": runner.written, "skipped": runner.skipped,
+                                    "quarantined": runner.quarantined})
     return 0
+
+
+def _open_store(args: argparse.Namespace, prog: str) -> Store | int:
+    """The store, or the exit status after a one-line error: 2 for a database the arguments cannot name
+    (a path that cannot be opened, a malformed DSN), 1 for a server that cannot be reached."""
+    if args.kind == "sqlite":
+        import sqlite3
+
+        from enricher.sinks.sqlite import SqliteStore
+
+        try:
+            return SqliteStore(args.db)
+        except (sqlite3.Error, OSError) as exc:
+            print(f"{prog}: cannot open {args.db}: {exc}", file=sys.stderr)
+            return 2
+    import psycopg
+
+    from enricher.sinks.postgres import PostgresStore
+
+    try:
+        return PostgresStore(args.dsn)
+    except psycopg.ProgrammingError as exc:  # not a connection string
+        print(f"{prog}: --dsn: {exc}".splitlines()[0], file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as exc:
+        print(f"{prog}: cannot connect: {exc}".splitlines()[0], file=sys.stderr)
+        return 1

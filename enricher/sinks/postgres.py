@@ -1,25 +1,45 @@
-"""The PostgreSQL store (psycopg 3): the SQLite layout, ``jsonb`` for the JSON columns,
-``ON CONFLICT DO NOTHING`` on the event id, offsets upserted in the same transaction."""
+"""The PostgreSQL store (psycopg 3): the SQLite layout, ``jsonb`` for the JSON columns, ``timestamptz``
+for the times, ``bytea`` for a quarantined record's bytes; ``ON CONFLICT DO NOTHING`` on the event id,
+offsets upserted in the same transaction. :data:`SCHEMA` creates the tables or brings an older
+database up to date (the ``epoch`` column and the ``(device_id, epoch, seq)`` index, see
+:mod:`enricher.sinks.sqlite`); it is idempotent and runs at every start."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import psycopg
 
-from enricher.sinks.base import Row
+from enricher.sinks.quarantine import QUARANTINE_COLUMNS, Batch, insert_rows
+from enricher.sinks.rows import COLUMNS, Row
 
 __all__ = ["PostgresStore"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
-    event_id text PRIMARY KEY, device_id text NOT NULL, seq bigint NOT NULL, time timestamptz NOT NULL,
-    site text, location text, late boolean NOT NULL, flags jsonb, readings jsonb, derived jsonb,
-    processed_at timestamptz);
+    event_id text PRIMARY KEY, device_id text NOT NULL, epoch text NOT NULL DEFAULT '', seq bigint NOT NULL,
+    time timestamptz NOT NULL, site text, location text, late boolean NOT NULL, flags jsonb, readings jsonb,
+    derived jsonb, processed_at timestamptz);
+ALTER TABLE readings ADD COLUMN IF NOT EXISTS epoch text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS readings_device_time ON readings (device_id, time DESC);
-CREATE INDEX IF NOT EXISTS readings_device_seq ON readings (device_id, seq);
+DROP INDEX IF EXISTS readings_device_seq;
+CREATE INDEX IF NOT EXISTS readings_device_epoch_seq ON readings (device_id, epoch, seq);
 CREATE TABLE IF NOT EXISTS sink_offsets (
     topic text NOT NULL, partition integer NOT NULL, next_offset bigint NOT NULL,
     PRIMARY KEY (topic, partition));
+CREATE TABLE IF NOT EXISTS sink_quarantine (
+    original_topic text NOT NULL, original_partition integer NOT NULL, original_offset bigint NOT NULL,
+    reason text NOT NULL, error_class text NOT NULL, error text NOT NULL, key bytea, value bytea NOT NULL,
+    quarantined_at timestamptz NOT NULL,
+    PRIMARY KEY (original_topic, original_partition, original_offset));
 """
+_INSERT = (f"INSERT INTO readings ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
+           "ON CONFLICT (event_id) DO NOTHING")
+_QUARANTINE = (f"INSERT INTO sink_quarantine ({', '.join(QUARANTINE_COLUMNS)}) "
+               f"VALUES ({', '.join(['%s'] * len(QUARANTINE_COLUMNS))}) ON CONFLICT DO NOTHING")
+# What is a row's fault: a data error (a value a column cannot take: too long, out of range, NUL) or an
+# integrity error (a constraint). A lost connection, a missing table, a deadlock propagate.
+REFUSALS: tuple[type[BaseException], ...] = (psycopg.DataError, psycopg.IntegrityError)
 
 
 class PostgresStore:
@@ -34,19 +54,31 @@ class PostgresStore:
                                      [topic]).fetchall()
         return {int(p): int(o) for p, o in rows}
 
-    def write(self, rows: list[Row], topic: str, offsets: dict[int, int]) -> int:
-        inserted = 0
+    def write(self, batch: Batch) -> int:
         with self.conn.transaction(), self.conn.cursor() as cur:
-            for row in rows:
-                cur.execute("INSERT INTO readings VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-                            "ON CONFLICT (event_id) DO NOTHING",
-                            (*row[:6], bool(row.late), *row[7:]))
-                inserted += cur.rowcount
+            inserted = insert_rows(batch, self._insert_all, self._insert_one, self._savepoint, REFUSALS)
+            cur.executemany(_QUARANTINE, batch.quarantined)
             cur.executemany(
                 "INSERT INTO sink_offsets (topic, partition, next_offset) VALUES (%s,%s,%s) "
                 "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                [(topic, p, o) for p, o in offsets.items()])
+                [(batch.topic, p, o) for p, o in batch.offsets.items()])
         return inserted
+
+    def _insert_all(self, rows: list[Row]) -> int:
+        with self.conn.cursor() as cur:
+            return sum(self._insert(cur, row) for row in rows)
+
+    def _insert_one(self, row: Row) -> int:
+        with self.conn.cursor() as cur:
+            return self._insert(cur, row)
+
+    @staticmethod
+    def _insert(cur: psycopg.Cursor[object], row: Row) -> int:
+        cur.execute(_INSERT, (*row[:7], bool(row.late), *row[8:]))
+        return cur.rowcount
+
+    def _savepoint(self) -> AbstractContextManager[object]:
+        return self.conn.transaction()  # nested in write's transaction: a savepoint
 
     def close(self) -> None:
         self.conn.close()

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
+
+import pytest
 
 from edge_agent.config import ForwarderConfig
 from edge_agent.mqtt_fastpath import BufferedSocket
@@ -131,3 +134,26 @@ def test_buffered_socket_keeps_order_through_partial_writes_and_split_reads() ->
         assert not sock.buffered()
         sock.close()
         assert a.fileno() == -1
+
+
+def test_a_password_in_the_url_never_reaches_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """The link logs its URL when a connect fails; the settings took the password out of it."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+    waker = Waker()  # the port is closed now: every connect is refused
+    link = MqttLink(MqttSettings(url=f"mqtt://alice:hunter2@127.0.0.1:{port}"), ForwarderConfig(),
+                    "dev-secret", status_topic="t/s", online=lambda: b"online", offline=b"offline",
+                    subscribe=[], receipts_topic=None, wake=waker)
+    with caplog.at_level(logging.DEBUG):
+        link.start()
+        try:
+            deadline = time.monotonic() + 10
+            while link.stats.connect_failures == 0 and time.monotonic() < deadline:
+                link.poll(0.05)
+        finally:
+            link.stop()
+            waker.close()
+    assert link.stats.connect_failures >= 1
+    logged = [r for r in caplog.records if getattr(r, "url", None)]
+    assert logged and all(r.url == f"mqtt://127.0.0.1:{port}" for r in logged)  # type: ignore[attr-defined]
+    assert not any("hunter2" in str(vars(r)) for r in caplog.records)

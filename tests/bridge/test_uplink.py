@@ -110,8 +110,10 @@ def test_bad_messages_go_to_deadletter_with_reason_while_valid_traffic_continues
             r = by_reason[reason]
             assert r.value == payload
             assert r.key == device.encode()
-            assert r.headers["mqtt_topic"] == f"{mqtt_prefix}/{device}/events".encode()
-            assert r.headers["received_at"].endswith(b"Z")
+            assert r.headers["dlq_mqtt_topic"] == f"{mqtt_prefix}/{device}/events".encode()
+            assert r.headers["dlq_time"].endswith(b"Z")
+            assert r.headers["dlq_component"] == b"bridge"
+            assert r.headers["dlq_error_class"] == b"EnvelopeError"
             assert r.headers["dlq_error"]
         partial = by_reason["bad_seq"]
         assert partial.headers["dlq_index"] == b"1"

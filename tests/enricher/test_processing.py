@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 import pytest
@@ -12,7 +15,7 @@ import pytest
 from edgebridge.envelope import new_gap, new_reading
 from edgebridge.topics import KafkaTopics
 from tests.conftest import BrokerAddresses
-from tests.enricher.conftest import InProcess, enricher_config, produce, read_all, values
+from tests.enricher.conftest import InProcess, enricher_config, produce, read_all, values, write_toml
 
 pytestmark = pytest.mark.brokers
 
@@ -98,6 +101,13 @@ def _wait(predicate: Callable[[], object], timeout: float = 20.0) -> bool:
     return False
 
 
+def wrong_return(item: object, ctx: object) -> object:
+    """A user step with a bug: for seq 7 it returns something that is not an Item (no ``.event``)."""
+    if getattr(item, "event").seq == 7:  # noqa: B009
+        return "not an item"
+    return item
+
+
 def boom(item: object, ctx: object) -> object:
     """A user step (loaded by module:callable) that fails on seq 13."""
     if getattr(item, "event").seq == 13:  # noqa: B009
@@ -132,17 +142,102 @@ def test_poison_events_go_to_dead_letters_with_headers_and_the_rest_flows(
     assert sorted(e["seq"] for e in got) == [s for s in range(1, 21) if s != 13] + [30]
     assert [e["type"] for e in got if e["seq"] == 30] == ["edgebridge.gap.v1"]
     headers = [dict((k, v.decode()) for k, v in m.headers()) for m in dead]
-    assert [h["reason"] for h in headers] == ["not_json", "bad_seq", "step_failed", "device_mismatch",
-                                              "unencodable"]
-    assert [int(h["original.offset"]) for h in headers] == [5, 6, 14, 17, 24]
-    assert {h["original.topic"] for h in headers} == {topics.raw}
-    assert {h["original.partition"] for h in headers} == {"0"}
-    assert headers[2]["error.class"] == "ValueError" and headers[2]["error.message"] == "thirteen is unlucky"
-    assert headers[2]["step"] == "tests.enricher.test_processing:boom"
-    assert headers[0]["error.class"] == "EnvelopeError"
+    assert [h["dlq_reason"] for h in headers] == ["not_json", "bad_seq", "step_failed", "device_mismatch",
+                                                  "unencodable"]
+    assert [int(h["dlq_original_offset"]) for h in headers] == [5, 6, 14, 17, 24]
+    assert {h["dlq_original_topic"] for h in headers} == {topics.raw}
+    assert {h["dlq_original_partition"] for h in headers} == {"0"}
+    assert {h["dlq_component"] for h in headers} == {"enricher"}
+    assert {h["dlq_instance"] for h in headers} == {config.instance_id}
+    assert headers[2]["dlq_error_class"] == "ValueError" and headers[2]["dlq_error"] == "thirteen is unlucky"
+    assert headers[2]["dlq_step"] == "tests.enricher.test_processing:boom"
+    assert headers[0]["dlq_error_class"] == "EnvelopeError"
+    assert all(h["dlq_time"].endswith("Z") for h in headers)
     assert dead[0].value() == b"\xff\xfe not json"
     m = run.processor.metrics
     assert m.deadletters.labels("step_failed")._value.get() == 1
     assert m.deadletters.labels("unencodable")._value.get() == 1
     assert m.gaps_opened._value.get() == 1 and m.gaps_explained._value.get() == 1
     assert m.open_gaps._value.get() == 0
+
+
+def test_an_unexpected_exception_costs_one_record_not_the_partition(
+    brokers: BrokerAddresses, make_topics: Callable[[int], KafkaTopics], consumer_group: Callable[[], str]
+) -> None:
+    """Not an EnvelopeError, Reject or StepFailed: the processor's own code fails on what a step
+    returned. That record is dead-lettered as internal_error; the records after it are processed."""
+    topics = make_topics(1)
+    bs = brokers.kafka_bootstrap
+    produce(bs, topics.raw, [("dev-w", _reading("dev-w", s)) for s in range(1, 11)])  # type: ignore[misc]
+    steps = ["validate", "dedup", "derive", "tests.enricher.test_processing:wrong_return"]  # the last step
+    config = enricher_config(brokers, topics, consumer_group(), **{"pipeline.steps": steps})
+    with InProcess(config) as run:
+        processed = read_all(bs, topics.processed, 9)
+        dead = read_all(bs, topics.deadletter, 1)
+        assert run.thread.is_alive() and run.error is None
+    assert sorted(e["seq"] for e in values(processed)) == [s for s in range(1, 11) if s != 7]
+    [letter] = dead
+    h = {k: v.decode() for k, v in letter.headers()}
+    assert (h["dlq_reason"], h["dlq_error_class"], h["dlq_original_offset"]) == (
+        "internal_error", "AttributeError", "6")
+    assert run.processor.metrics.deadletters.labels("internal_error")._value.get() == 1
+
+
+def _hostile_raw_records() -> list[tuple[bytes, str]]:
+    """Records a producer other than the bridge could write into iot.events.raw, with their reason."""
+    good = orjson.dumps(_reading_dict("dev-h", 1))
+
+    def with_seq(text: bytes) -> bytes:
+        return good.replace(b'"seq":1', b'"seq":' + text)
+
+    return [
+        (b"[" * 300 + b"]" * 300, "not_object"),  # the issue's nesting, as a record of its own
+        (with_seq(b"[" * 1000 + b"]" * 1000), "bad_seq"),  # its error detail used to raise RecursionError
+        (b"[" * 1025 + b"]" * 1025, "too_deep"),
+        (with_seq(b"1,\"seq\":2"), "duplicate_key"),
+        (good.replace(b'"u":"Cel"', b'"u":"Cel","u":"Cel"', 1), "duplicate_key"),
+        (orjson.dumps(_reading_dict("dev-h", 1, "a\x00b")), "bad_data"),  # NUL: jsonb would refuse it
+        (with_seq(b"1e400"), "not_json"),
+        (good.replace(b"dev-h", b"dev-\xff"), "not_json"),
+        (b"", "not_json"),
+        (good.replace(b'"data":{', b'"pad":"' + b"x" * 300_000 + b'","data":{'), "oversized"),
+        (orjson.dumps({**_reading_dict("dev-h", 1), "type": "edgebridge.reading.processed.v1",
+                       "data": {"x": orjson.loads(b"[" * 40 + b"]" * 40)}}), "too_deep"),
+    ]
+
+
+def _reading_dict(device: str, seq: int, text: str | None = None) -> dict[str, object]:
+    data: dict[str, object] = {"temperature": {"v": 20.5, "u": "Cel"}}
+    if text is not None:
+        data["label"] = {"v": text}
+    return {"specversion": "1.0", "id": f"{device}-{seq}", "source": f"/devices/{device}",
+            "type": "edgebridge.reading.v1", "time": "2024-05-01T12:00:00.000Z", "deviceid": device,
+            "seq": seq, "data": data}
+
+
+def test_hostile_raw_records_are_dead_lettered_and_the_enricher_process_stays_up(
+    brokers: BrokerAddresses, make_topics: Callable[[int], KafkaTopics], consumer_group: Callable[[], str],
+    spawn_enricher: Callable[..., subprocess.Popen[bytes]], tmp_path: Path,
+) -> None:
+    topics = make_topics(1)
+    bs = brokers.kafka_bootstrap
+    hostile = _hostile_raw_records()
+    stream: list[tuple[str | None, object]] = []
+    for seq in range(1, 31):
+        stream.append(("dev-h", _reading("dev-h", seq)))
+        if seq <= len(hostile):
+            stream.append(("dev-h", hostile[seq - 1][0]))
+    produce(bs, topics.raw, stream)  # type: ignore[arg-type]
+    conf = write_toml(tmp_path / "enricher.toml", enricher_config(brokers, topics, consumer_group()))
+    proc = spawn_enricher(conf)
+    processed = read_all(bs, topics.processed, 30, timeout=90)
+    dead = read_all(bs, topics.deadletter, len(hostile), timeout=60)
+    assert proc.poll() is None, (tmp_path / "enricher-0.log").read_text()[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    assert sorted(e["seq"] for e in values(processed)) == list(range(1, 31))  # each good one, once
+    headers = [{k: v.decode() for k, v in m.headers()} for m in dead]
+    assert [h["dlq_reason"] for h in headers] == [reason for _, reason in hostile]
+    assert [m.value() for m in dead] == [value for value, _ in hostile]
+    assert [int(h["dlq_original_offset"]) for h in headers] == [2 * i + 1 for i in range(len(hostile))]
+    assert "Traceback" not in (tmp_path / "enricher-0.log").read_text()

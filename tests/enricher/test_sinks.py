@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from edgebridge.config import dump_config, load_config
-from edgebridge.envelope import PROCESSED_TYPE, Event
+from edgebridge.envelope import PROCESSED_TYPE, Event, encode, new_gap
 from enricher.sinks import SinkConfig
 from tests.conftest import BrokerAddresses
 from tests.enricher.conftest import produce, wait_for
@@ -62,7 +62,7 @@ def test_sink_killed_mid_batch_and_restarted_holds_each_event_once(
     total = devices * per_device
     records: list[tuple[str | None, Any]] = [
         (f"d{d}", _processed(f"d{d}", s)) for s in range(1, per_device + 1) for d in range(devices)]
-    records.append(("d0", b'{"type": "edgebridge.gap.v1"}'))  # not a reading: skipped, offset still stored
+    records.append(("d0", b'{"type": "edgebridge.gap.v1"}'))  # not an event: quarantined, offset stored
     # Produced in four parts, one before each run: every kill then lands while records are still to
     # come (on a fast machine a sink given everything at once finished before the first kill).
     quarter = len(records) // 4
@@ -82,7 +82,7 @@ def test_sink_killed_mid_batch_and_restarted_holds_each_event_once(
     else:
         pg = request.getfixturevalue("postgres")
         with __import__("psycopg").connect(pg.dsn, autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS readings, sink_offsets")
+            conn.execute("DROP TABLE IF EXISTS readings, sink_offsets, sink_quarantine")
         target = ["--dsn", pg.dsn]
 
         def count() -> tuple[int, int, int]:
@@ -106,3 +106,54 @@ def test_sink_killed_mid_batch_and_restarted_holds_each_event_once(
     assert count() == (total, total, len(records))
     assert kills == 3  # every kill landed before the end (a quarter of the records was still to come)
     assert "resuming at stored offsets" in (tmp_path / "final.log").read_text()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_records_a_sink_cannot_store_are_quarantined_and_the_sink_stays_up(
+    kind: str, brokers: BrokerAddresses, kafka_topic: Callable[..., str], consumer_group: Callable[[], str],
+    spawn_cli: Callable[..., subprocess.Popen[bytes]], tmp_path: Path, request: pytest.FixtureRequest,
+) -> None:
+    """Bad JSON, a NUL (jsonb refuses it), a site too long for the column an operator narrowed, a seq
+    past the check he added, data that cannot fill a row: each quarantined with its reason, in the
+    same database; every good record written once; the sink process never restarts."""
+    from tests.enricher.test_sink_stores import Database, constrain, processed
+
+    topic = kafka_topic("processed", 2)
+    database = Database(kind, tmp_path, request.getfixturevalue("postgres") if kind == "postgres" else None)
+    database.store().close()  # the sink's own tables, which the operator then constrains
+    constrain(database)
+    good = [processed(f"d{d}", s) for s in range(1, 51) for d in range(2)]
+    hostile: list[tuple[bytes, str]] = [
+        (b"\xff\xfe not json", "not_json"),
+        (encode(processed("d0", 900, label="x")).replace(b'"x"', b'"a\\u0000b"'), "bad_data"),
+        (encode(processed("d0", 901)).replace(b'"seq":901', b'"seq":901,"seq":902'), "duplicate_key"),
+        (encode(processed("d0", 903, device={"site": "a-long-site-name"})), "db_refused"),
+        (encode(processed("d0", 1_000_000)), "db_refused"),
+        (encode(processed("d0", 904, late="yes")), "bad_row"),
+    ]
+    records: list[tuple[str | None, Any]] = [("d0", event) for event in good[:40]]
+    records += [("d0", value) for value, _ in hostile]  # key d0: one partition, in this order
+    records += [("d0", new_gap("d0", 60, 51, 59, "evicted"))]  # a gap event: skipped, not quarantined
+    records += [("d0", event) for event in good[40:]]
+    produce(brokers.kafka_bootstrap, topic, records)
+    config = load_config(SinkConfig, None, env={}, overrides={
+        "group_id": consumer_group(), "topics.processed": topic, "kafka.bootstrap": brokers.kafka_bootstrap,
+        "batch_max": 7})
+    conf = tmp_path / "sink.toml"
+    conf.write_text(dump_config(config))
+    target = ["--db", str(database.path)] if kind == "sqlite" else ["--dsn", database.dsn]
+    sink = spawn_cli("sink", "sink", kind, *target, "--config", str(conf))
+
+    def stored() -> int:
+        return int(database.query("SELECT coalesce(sum(next_offset), 0) FROM sink_offsets")[0][0])
+
+    wait_for(lambda: stored() == len(records), 90, "every offset stored")
+    assert sink.poll() is None, (tmp_path / "sink.log").read_text()[-3000:]
+    sink.send_signal(signal.SIGTERM)
+    assert sink.wait(60) == 0
+    rows = database.query("SELECT event_id, epoch FROM readings")
+    assert sorted(rows) == sorted((e.id, "e1") for e in good)  # each good record once, with its epoch
+    quarantined = database.query("SELECT reason, value FROM sink_quarantine ORDER BY original_offset")
+    assert [(reason, bytes(value)) for reason, value in quarantined] == [(r, v) for v, r in hostile]
+    log = (tmp_path / "sink.log").read_text()
+    assert "Traceback" not in log and "quarantined=6" in log
