@@ -90,8 +90,6 @@ def test_a_bad_argument_is_one_line_and_exit_2(args: tuple[str, ...], message: s
     assert last.startswith(f"edgebridge {args[0]}") and message in last, result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="edgebridge/devbrokers/cli.py (another engineer's) splits "
-                   "USER:PASSWORD itself: `type=edgebridge.arguments.user_password` on --mqtt-user fixes it")
 def test_brokers_mqtt_user_without_a_colon_is_an_argument_error(tmp_path: Path) -> None:
     result = _run("brokers", "--state-dir", str(tmp_path), "up", "--mqtt-user", "alice")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr

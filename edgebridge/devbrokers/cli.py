@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from edgebridge.arguments import user_password
 from edgebridge.devbrokers.local import BROKER_NAMES, LocalBrokers, default_state_dir
 from edgebridge.devbrokers.mosquitto import MosquittoOptions
 from edgebridge.errors import EdgeBridgeError
@@ -29,7 +30,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="action", required=True, metavar="{up,down,status,env}")
     up = sub.add_parser("up", help="start the brokers and wait until each answers a protocol request")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for each broker")
-    up.add_argument("--mqtt-user", action="append", default=[], metavar="USER:PASSWORD",
+    up.add_argument("--mqtt-user", action="append", default=[], metavar="USER:PASSWORD", type=user_password,
                     help="require username/password on Mosquitto (repeatable)")
     up.add_argument("--mqtt-tls", action="store_true", help="serve MQTT over TLS with a throwaway CA")
     sub.add_parser("down", help="stop the brokers (their data is kept)")
@@ -58,7 +59,7 @@ def main(argv: Sequence[str], prog: str = "edgebridge brokers") -> int:
     args = build_parser(prog).parse_args(list(argv))
     mosquitto_options = None
     if args.action == "up" and (args.mqtt_user or args.mqtt_tls):
-        users = dict(u.split(":", 1) for u in args.mqtt_user)
+        users = dict(args.mqtt_user)
         mosquitto_options = MosquittoOptions(users=users, tls=args.mqtt_tls)
     try:
         brokers = LocalBrokers(args.state_dir, mosquitto=mosquitto_options, only=args.only or BROKER_NAMES)
