@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -39,14 +38,6 @@ def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield local.mosquitto.url
     finally:
         local.down()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str = "condition", every: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 def status(db: Path) -> dict[str, Any]:

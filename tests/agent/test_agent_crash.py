@@ -12,7 +12,8 @@ import pytest
 
 from edge_agent.outbox import read_status
 from simulators.processes import ComponentProcess
-from tests.agent.conftest import Subscriber, agent_settings, wait_for
+from tests.agent.conftest import Subscriber, agent_settings
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.brokers
 

@@ -22,7 +22,8 @@ from edge_agent.config import OutboxConfig
 from edge_agent.outbox import Outbox, read_status
 from edgebridge.devbrokers import LocalBrokers
 from edgebridge.envelope import new_reading
-from tests.agent.conftest import Subscriber, agent_config, agent_running, wait_for
+from tests.agent.conftest import Subscriber, agent_config, agent_running
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.brokers
 

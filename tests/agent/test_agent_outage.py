@@ -15,7 +15,8 @@ from edge_agent.outbox import read_status
 from edgebridge.devbrokers import LocalBrokers, Mosquitto
 from edgebridge.envelope import GAP_TYPE
 from simulators.processes import ComponentProcess
-from tests.agent.conftest import Subscriber, agent_settings, status, wait_for
+from tests.agent.conftest import Subscriber, agent_settings, status
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.brokers
 

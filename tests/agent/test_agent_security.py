@@ -22,8 +22,8 @@ from tests.agent.conftest import (
     agent_config,
     agent_running,
     agent_settings,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.brokers
 

@@ -23,8 +23,9 @@ from edge_agent.config import OutboxConfig
 from edge_agent.outbox import CommitResult, Outbox, OutboxError
 from edgebridge.devbrokers import LocalBrokers
 from edgebridge.envelope import GAP_TYPE, Event, decode, new_reading
-from tests.agent.conftest import Subscriber, agent_config, agent_running, wait_for
+from tests.agent.conftest import Subscriber, agent_config, agent_running
 from tests.conftest import IN_CI
+from tests.waiting import wait_for
 
 DEV = "dev-1"
 MiB = 1024 * 1024

@@ -13,7 +13,8 @@ import pytest
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig
 from edgebridge.config import load_config
-from tests.agent.conftest import Subscriber, wait_for
+from tests.agent.conftest import Subscriber
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.brokers
 

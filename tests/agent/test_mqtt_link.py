@@ -136,8 +136,15 @@ def test_buffered_socket_keeps_order_through_partial_writes_and_split_reads() ->
         assert a.fileno() == -1
 
 
-def test_a_password_in_the_url_never_reaches_the_log(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_password_in_the_url_never_reaches_the_log(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The link logs its URL when a connect fails; the settings took the password out of it."""
+    import edge_agent.mqtt_link as mqtt_link
+    from edgebridge.logs import RateLimitedLogger
+
+    # a limiter of its own: another test's failed connect in the last 30 s must not mute this one
+    monkeypatch.setattr(mqtt_link, "_limited", RateLimitedLogger(mqtt_link.log, interval=30.0))
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
     waker = Waker()  # the port is closed now: every connect is refused

@@ -14,7 +14,7 @@ from edge_agent.config import SerialConfig
 from edge_agent.sources.base import Intake
 from edge_agent.sources.lines import LineParser
 from edge_agent.sources.serial_port import SerialSource
-from tests.agent.conftest import wait_for
+from tests.waiting import wait_for
 
 
 class Pty:

@@ -8,7 +8,6 @@ claims is counted by :func:`processed_counts`: a separate ``read_committed`` con
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -24,19 +23,9 @@ from edgebridge.topics import KafkaTopics
 from simulators.audit import read_topic
 from simulators.processes import ComponentProcess
 from tests.conftest import BrokerAddresses
+from tests.waiting import wait_for
 
 Key = tuple[str, str, int]  # (device, epoch, seq)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 def counts(values: list[bytes], devices: set[str] | None = None) -> Counter[Key]:

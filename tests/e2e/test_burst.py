@@ -10,7 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from edgebridge.devbrokers import LocalBrokers
-from tests.e2e.conftest import Pipeline, wait_for
+from tests.e2e.conftest import Pipeline
+from tests.waiting import wait_for
 
 BUDGET_MIB = 16  # the default of uplink.max_inflight_bytes
 # Measured (docs/bridge.md): peak RSS ~45 MiB + ~15 x the budget (8 -> 165, 16 -> 287, 32 -> 531 MiB);

@@ -33,7 +33,8 @@ from confluent_kafka.admin import (
 
 from edgebridge.devbrokers import KafkaOptions, LocalBrokers
 from edgebridge.envelope import encode, new_reading
-from tests.e2e.conftest import Pipeline, wait_for
+from tests.e2e.conftest import Pipeline
+from tests.waiting import wait_for
 
 REFUSING = KafkaOptions(extra={
     "auto.create.topics.enable": "false",

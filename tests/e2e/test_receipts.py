@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgebridge.devbrokers import LocalBrokers, MosquittoOptions
-from tests.e2e.conftest import Pipeline, wait_for
+from tests.e2e.conftest import Pipeline
+from tests.waiting import wait_for
 
 
 def test_events_published_before_the_first_subscription_are_not_lost(

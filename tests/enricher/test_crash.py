@@ -34,7 +34,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from edgebridge.envelope import encode, new_reading
 from edgebridge.topics import KafkaTopics
 from tests.conftest import BrokerAddresses
-from tests.enricher.conftest import enricher_config, read_all, values, wait_for, write_toml
+from tests.enricher.conftest import enricher_config, read_all, values, write_toml
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.brokers
 

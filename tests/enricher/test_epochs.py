@@ -21,7 +21,8 @@ from edgebridge.topics import KafkaTopics
 from simulators.audit import audit_records, format_table, read_topic
 from simulators.processes import ComponentProcess
 from tests.conftest import BrokerAddresses
-from tests.enricher.conftest import InProcess, enricher_config, produce, read_all, values, vars_of, wait_for
+from tests.enricher.conftest import InProcess, enricher_config, produce, read_all, values, vars_of
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.brokers
 

@@ -16,7 +16,8 @@ from edgebridge.config import dump_config, load_config
 from edgebridge.envelope import PROCESSED_TYPE, Event, encode, new_gap
 from enricher.sinks import SinkConfig
 from tests.conftest import BrokerAddresses
-from tests.enricher.conftest import produce, wait_for
+from tests.enricher.conftest import produce
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.brokers
 
