@@ -142,7 +142,9 @@ def run_default(item: Item, ctx: Context) -> Item | None:
         if t is not None and h is not None and t.get("u") == "Cel" and h.get("u") == "%RH":
             tv, hv = t["v"], h["v"]
             if type(tv) in _NUMBER and type(hv) in _NUMBER and 0 < hv <= 100:
-                item.derived["dew_point"] = {"v": round(dew_point(float(tv), float(hv)), 3), "u": "Cel"}
+                dew = dew_point(float(tv), float(hv))
+                if dew is not None:
+                    item.derived["dew_point"] = {"v": dew, "u": "Cel"}
         # -- flag and route
         stage = "flag"
         when = parse_time(event.time).timestamp() if rated else 0.0
