@@ -57,8 +57,8 @@ def _value(rng: random.Random, previous: Any) -> Any:
     if roll < 0.3 and previous is not None:
         return previous  # stuck sensors
     if roll < 0.35:
-        # -243.04 Cel: the dew point divides by zero (no derived value); 5e-324 %RH: log(0)
-        return rng.choice([True, "open", -243.04, 5e-324])
+        # -243.04 Cel: the dew point divides by zero (no derived value); 1e308 in kW, kPa, ...: inf
+        return rng.choice([True, "open", -243.04, 1e308, 5e-324])
     if roll < 0.6:
         return rng.randint(-50, 1200)
     return round(rng.uniform(-50, 1200), 2)
@@ -185,3 +185,16 @@ def test_no_derived_value_where_the_dew_point_has_none_and_the_reading_is_proces
         assert out is not None and out.readings["temperature"]["v"] == t
         assert out.derived == ({"dew_point": {"v": 10.181, "u": "Cel"}} if (t, h) == (21, 50) else {})
 
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_a_conversion_or_calibration_past_a_double_is_unencodable_not_null(fuse: bool) -> None:
+    """Found by tests/e2e/test_fuzz.py: 1e308 kWh is inf J, which orjson writes as null: the processed
+    event said ``"v": null``. Refused as unencodable instead, like an integer past 64 bits."""
+    pipeline = build_pipeline(PipelineSettings(), fuse=fuse)
+    devices = Devices({"cal": parse_device("cal", {"calibration": {"energy": {"scale": 10.0}}})})
+    for device, reading in (("d", {"v": 1e308, "u": "kWh"}), ("d", {"v": -1e308, "u": "degF"}),
+                            ("cal", {"v": 1e308})):
+        event = Event("x", device, 1, READING_TYPE, "2026-11-26T12:00:00Z", {"energy": reading})
+        with pytest.raises(Reject) as refused:
+            pipeline.run(Item(event, device), Context(devices, DedupTable(), PipelineSettings()))
+        assert refused.value.reason == "unencodable" and "energy" in str(refused.value)
