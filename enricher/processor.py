@@ -76,6 +76,15 @@ _UNREGISTERED: dict[str, Any] = {"registered": False}
 _CONTENT_TYPE: Headers = [("content-type", envelope.CONTENT_TYPE.encode())]
 _READING, _PROCESSED = envelope.READING_TYPE, envelope.PROCESSED_TYPE
 _dumps = envelope.orjson.dumps
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
+# librdkafka counts a record as key + value + headers + its wire overhead (a few varints, at most ~40
+# bytes, and ~10 per header); these margins are generous
+_RECORD_OVERHEAD = 256
+_TRUNCATED_HEADER = 64  # "dlq_truncated" and a size, added after the room is measured
+
+
+def _wire_size(headers: Headers) -> int:
+    return sum(len(name) + len(value or b"") + 10 for name, value in headers)
 
 
 def _rfc3339_ms(ms: int) -> str:
@@ -103,7 +112,7 @@ class Processor:
             **EXACTLY_ONCE_CONSUMER,
             **({"group.instance.id": config.instance_id} if config.static_membership else {}),
         }, PROTECTED))
-        self.producer = Producer(k.client_config({
+        producer_config = k.client_config({
             "transactional.id": config.transactional_id,
             "enable.idempotence": True,
             "acks": "all",
@@ -111,7 +120,10 @@ class Processor:
             # outputs are visible only at the commit (read_committed), which flushes: lingering costs no
             # latency, and 50 ms instead of 5 cut the producer thread's CPU per event ~3x (fewer requests)
             "linger.ms": 50,
-        }, PROTECTED))
+        }, PROTECTED)
+        self.producer = Producer(producer_config)
+        # the largest record the producer sends (librdkafka's message.max.bytes): a dead letter must fit
+        self.max_record = int(producer_config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
         self.dedup = DedupTable(config.pipeline.max_seen_ranges, config.pipeline.epoch_idle_days)
         restore_timeout = config.commit.transaction_timeout_ms / 1000 + 60
         self.state = StateStore(plain, self.topics.enricher_state, restore_timeout)
@@ -344,13 +356,24 @@ class Processor:
         return value, alerts
 
     def _deadletter(self, msg: Message, reason: str, error: BaseException, step: str | None = None) -> None:
-        """The raw record, unchanged, to the dead letters with the one header schema
-        (:mod:`edgebridge.deadletters`), in the open transaction with the record's offset."""
+        """The raw record to the dead letters with the one header schema (:mod:`edgebridge.deadletters`),
+        in the open transaction with the record's offset.
+
+        Its value unchanged, unless the record with our headers would exceed what the producer sends
+        (``message.max.bytes``): a raw record at Kafka's limit has no room left for them. Then the value
+        is cut to fit and ``dlq_truncated`` holds its size; the whole record stays at its original offset.
+        Without the cut, the produce fails, the transaction aborts and the record comes back, forever.
+        """
+        value, key = msg.value() or b"", msg.key()
+        original = (msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
         headers: Headers = list(deadletters.headers(
-            reason=reason, error=error, component="enricher",
-            original=(msg.topic() or "", msg.partition() or 0, msg.offset() or 0),
-            step=step, instance=self.config.instance_id))
-        self.checkpoint.produce("deadletter", self.topics.deadletter, msg.value() or b"", msg.key(), headers)
+            reason=reason, error=error, component="enricher", original=original, step=step,
+            instance=self.config.instance_id))
+        room = self.max_record - len(key or b"") - _wire_size(headers) - _TRUNCATED_HEADER - _RECORD_OVERHEAD
+        value, truncated = deadletters.cut(value, max(0, room))
+        if truncated is not None:
+            headers.append((deadletters.TRUNCATED, str(truncated).encode()))
+        self.checkpoint.produce("deadletter", self.topics.deadletter, value, key, headers)
         self.checkpoint.deadletter(reason)
 
     # -- commit, abort, rewind ----------------------------------------------------------------------------

@@ -14,12 +14,13 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import orjson
 
 from edgebridge.envelope import GAP_TYPE
 
-__all__ = ["DeviceAudit", "audit_records", "format_table", "read_topic"]
+__all__ = ["DeviceAudit", "KafkaRecord", "audit_records", "format_table", "read_records", "read_topic"]
 
 
 @dataclass
@@ -96,7 +97,24 @@ def audit_records(
     return out
 
 
+class KafkaRecord(NamedTuple):
+    """One record as :func:`read_records` returns it; ``headers`` as Kafka holds them, in order."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+
+
 def read_topic(bootstrap: str, topic: str, *, idle: float = 3.0, timeout: float = 120.0) -> list[bytes]:
+    """The values of :func:`read_records` (a tombstone as ``b""``)."""
+    return [r.value or b"" for r in read_records(bootstrap, topic, idle=idle, timeout=timeout)]
+
+
+def read_records(
+    bootstrap: str, topic: str, *, idle: float = 3.0, timeout: float = 120.0
+) -> list[KafkaRecord]:
     """Every committed record of ``topic`` from the beginning up to its end when called.
 
     "Its end when called": each partition's high watermark, taken first, so a topic that is still being
@@ -121,27 +139,34 @@ def read_topic(bootstrap: str, topic: str, *, idle: float = 3.0, timeout: float 
         ends = {p: watermarks(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
         pending = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, 0) for p in pending])
-        values: list[bytes] = []
+        records: list[KafkaRecord] = []
         last_progress = time.monotonic()
         deadline = last_progress + timeout
         while pending and time.monotonic() < deadline:
             for msg in consumer.consume(1000, 0.2):
                 error = msg.error()
+                partition = msg.partition() or 0
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition() or 0)
+                        pending.discard(partition)
                     continue
                 last_progress = time.monotonic()
-                if (msg.offset() or 0) < ends[msg.partition() or 0]:
-                    values.append(msg.value() or b"")
+                offset = msg.offset() or 0
+                if offset < ends[partition]:
+                    headers = _headers(msg.headers())
+                    records.append(KafkaRecord(partition, offset, msg.key(), msg.value(), headers))
             for tp in consumer.position([TopicPartition(topic, p) for p in pending]):
                 if tp.offset >= ends[tp.partition]:
                     pending.discard(tp.partition)
             if time.monotonic() - last_progress > idle:
                 break
-        return values
+        return records
     finally:
         consumer.close()
+
+
+def _headers(headers: Any) -> list[tuple[str, bytes | None]]:
+    return [(name, value.encode() if isinstance(value, str) else value) for name, value in headers or ()]
 
 
 def format_table(audits: Mapping[tuple[str, str], DeviceAudit]) -> str:

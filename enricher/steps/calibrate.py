@@ -1,8 +1,13 @@
-"""``calibrate``: ``v * scale + offset`` from the registry, per measurement; the raw value is kept."""
+"""``calibrate``: ``v * scale + offset`` from the registry, per measurement; the raw value is kept.
+
+A result past a double's range (inf, or nan) is refused as ``unencodable``: JSON has no such number and
+orjson would write it as ``null``, the reading's value silently lost.
+"""
 
 from __future__ import annotations
 
-from enricher.steps import Context, Item
+from edgebridge.deadletters import UNENCODABLE
+from enricher.steps import Context, Item, Reject
 
 __all__ = ["calibrate"]
 
@@ -17,4 +22,6 @@ def calibrate(item: Item, ctx: Context) -> Item:
         reading["raw"] = reading["v"]
         reading["v"] = reading["v"] * cal.get("scale", 1.0) + cal.get("offset", 0.0)
         reading["calibrated"] = True
+        if reading["v"] - reading["v"]:  # inf or nan
+            raise Reject(UNENCODABLE, f"{name}: calibration made {reading['v']} of {reading['raw']!r}")
     return item

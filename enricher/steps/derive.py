@@ -12,9 +12,16 @@ __all__ = ["derive", "dew_point"]
 _B, _C = 17.625, 243.04
 
 
-def dew_point(celsius: float, relative_humidity: float) -> float:
-    gamma = math.log(relative_humidity / 100.0) + _B * celsius / (_C + celsius)
-    return _C * gamma / (_B - gamma)
+def dew_point(celsius: float, relative_humidity: float) -> float | None:
+    """The dew point in Cel, rounded to 3 decimals; ``None`` where the formula has no finite answer (a
+    humidity that underflows to 0 once divided, a temperature of -243.04 Cel or far beyond any
+    sensor's range): then there is no derived value, and the reading is processed all the same."""
+    try:
+        gamma = math.log(relative_humidity / 100.0) + _B * celsius / (_C + celsius)
+        value = _C * gamma / (_B - gamma)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        return None
+    return round(value, 3) if math.isfinite(value) else None
 
 
 def derive(item: Item, ctx: Context) -> Item:
@@ -29,5 +36,7 @@ def derive(item: Item, ctx: Context) -> Item:
         return item
     if not isinstance(hv, int | float) or not 0 < hv <= 100:
         return item
-    item.derived["dew_point"] = {"v": round(dew_point(float(tv), float(hv)), 3), "u": "Cel"}
+    dew = dew_point(float(tv), float(hv))
+    if dew is not None:
+        item.derived["dew_point"] = {"v": dew, "u": "Cel"}
     return item

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgebridge.deadletters import UNENCODABLE
 from edgebridge.envelope import GAP_TYPE, READING_TYPE, parse_time
 from edgebridge.units import ALIASES, CONVERSIONS, Conversion
 from enricher.dedup import Verdict
@@ -113,6 +114,8 @@ def run_default(item: Item, ctx: Context) -> Item | None:
                     reading["raw"] = v
                     v = reading["v"] = v * cal.get("scale", 1.0) + cal.get("offset", 0.0)
                     reading["calibrated"] = True
+                    if v - v:  # inf or nan: see enricher.steps.calibrate
+                        raise Reject(UNENCODABLE, f"{name}: calibration made {v} of {reading['raw']!r}")
             unit = reading.get("u") or expected.get(name)
             if unit is None:
                 continue
@@ -124,6 +127,8 @@ def run_default(item: Item, ctx: Context) -> Item | None:
                     value = (v + offset) * mul
                     if div != 1:
                         value = value / div
+                    if value - value:  # inf or nan: see enricher.steps.normalise
+                        raise Reject(UNENCODABLE, f"{name}: {v!r} {unit} is {value} {canonical}")
                 else:
                     value = v
             else:
@@ -142,7 +147,9 @@ def run_default(item: Item, ctx: Context) -> Item | None:
         if t is not None and h is not None and t.get("u") == "Cel" and h.get("u") == "%RH":
             tv, hv = t["v"], h["v"]
             if type(tv) in _NUMBER and type(hv) in _NUMBER and 0 < hv <= 100:
-                item.derived["dew_point"] = {"v": round(dew_point(float(tv), float(hv)), 3), "u": "Cel"}
+                dew = dew_point(float(tv), float(hv))
+                if dew is not None:
+                    item.derived["dew_point"] = {"v": dew, "u": "Cel"}
         # -- flag and route
         stage = "flag"
         when = parse_time(event.time).timestamp() if rated else 0.0

@@ -2,7 +2,9 @@
 
 Uses :func:`edgebridge.units.normalise`. A reading without a unit takes the registry's expected unit for
 that measurement; a reading whose canonical unit differs from the expected one's is flagged
-``unit_mismatch:<name>`` (and kept: a wrong registry entry must not eat data).
+``unit_mismatch:<name>`` (and kept: a wrong registry entry must not eat data). A conversion past a
+double's range (``1e308 kWh`` in ``J``: inf) is refused as ``unencodable``: JSON has no such number and
+orjson would write it as ``null``, the reading's value silently lost.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 from edgebridge import units
-from enricher.steps import Context, Item
+from edgebridge.deadletters import UNENCODABLE
+from enricher.steps import Context, Item, Reject
 
 __all__ = ["normalise"]
 
@@ -26,6 +29,8 @@ def normalise(item: Item, ctx: Context) -> Item:
         if unit is None:
             continue
         value, canonical = units.normalise(reading["v"], unit)
+        if type(value) is float and value - value:  # inf or nan
+            raise Reject(UNENCODABLE, f"{name}: {reading['v']!r} {unit} is {value} {canonical}")
         if canonical != unit:
             reading.setdefault("raw", reading["v"])
             reading["raw_u"] = unit

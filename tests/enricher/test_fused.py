@@ -57,7 +57,8 @@ def _value(rng: random.Random, previous: Any) -> Any:
     if roll < 0.3 and previous is not None:
         return previous  # stuck sensors
     if roll < 0.35:
-        return rng.choice([True, "open", -243.04])  # -243.04 Cel: the dew point divides by zero
+        # -243.04 Cel: the dew point divides by zero (no derived value); 1e308 in kW, kPa, ...: inf
+        return rng.choice([True, "open", -243.04, 1e308, 5e-324])
     if roll < 0.6:
         return rng.randint(-50, 1200)
     return round(rng.uniform(-50, 1200), 2)
@@ -160,12 +161,40 @@ def test_only_the_exact_default_chain_is_fused() -> None:
 
 
 def test_a_failing_builtin_step_is_named() -> None:
+    """An integer no decoder lets through (a Python caller built the event): int / int overflows."""
     settings = PipelineSettings()
     devices = Devices({})
     for pipeline in (build_pipeline(settings), build_pipeline(settings, fuse=False)):
         ctx = Context(devices, DedupTable(), settings)
         event = Event("x", "d", 1, READING_TYPE, "2026-11-26T12:00:00Z",
-                      {"temperature": {"v": -243.04, "u": "Cel"}, "humidity": {"v": 50, "u": "%RH"}})
+                      {"temperature": {"v": 10**400, "u": "degF"}})
         with pytest.raises(StepFailed) as failed:
             pipeline.run(Item(event, "d"), ctx)
-        assert failed.value.step == "derive" and isinstance(failed.value.error, ZeroDivisionError)
+        assert failed.value.step == "normalise" and isinstance(failed.value.error, OverflowError)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_no_derived_value_where_the_dew_point_has_none_and_the_reading_is_processed(fuse: bool) -> None:
+    """Found by tests/e2e/test_fuzz.py: these valid readings made ``derive`` raise (the whole event
+    dead-lettered as step_failed), or gave a NaN that orjson writes as null."""
+    pipeline = build_pipeline(PipelineSettings(), fuse=fuse)
+    for seq, (t, h) in enumerate([(-243.04, 50), (1e19, 100), (21, 5e-324), (1e308, 50), (21, 50)], 1):
+        event = Event("x", "d", seq, READING_TYPE, "2026-11-26T12:00:00Z",
+                      {"temperature": {"v": t, "u": "Cel"}, "humidity": {"v": h, "u": "%RH"}})
+        out = pipeline.run(Item(event, "d"), Context(Devices({}), DedupTable(), PipelineSettings()))
+        assert out is not None and out.readings["temperature"]["v"] == t
+        assert out.derived == ({"dew_point": {"v": 10.181, "u": "Cel"}} if (t, h) == (21, 50) else {})
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_a_conversion_or_calibration_past_a_double_is_unencodable_not_null(fuse: bool) -> None:
+    """Found by tests/e2e/test_fuzz.py: 1e308 kWh is inf J, which orjson writes as null: the processed
+    event said ``"v": null``. Refused as unencodable instead, like an integer past 64 bits."""
+    pipeline = build_pipeline(PipelineSettings(), fuse=fuse)
+    devices = Devices({"cal": parse_device("cal", {"calibration": {"energy": {"scale": 10.0}}})})
+    for device, reading in (("d", {"v": 1e308, "u": "kWh"}), ("d", {"v": -1e308, "u": "degF"}),
+                            ("cal", {"v": 1e308})):
+        event = Event("x", device, 1, READING_TYPE, "2026-11-26T12:00:00Z", {"energy": reading})
+        with pytest.raises(Reject) as refused:
+            pipeline.run(Item(event, device), Context(devices, DedupTable(), PipelineSettings()))
+        assert refused.value.reason == "unencodable" and "energy" in str(refused.value)

@@ -241,3 +241,32 @@ def test_hostile_raw_records_are_dead_lettered_and_the_enricher_process_stays_up
     assert [m.value() for m in dead] == [value for value, _ in hostile]
     assert [int(h["dlq_original_offset"]) for h in headers] == [2 * i + 1 for i in range(len(hostile))]
     assert "Traceback" not in (tmp_path / "enricher-0.log").read_text()
+
+
+def test_a_raw_record_at_kafkas_size_limit_is_dead_lettered_cut_not_replayed_forever(
+    brokers: BrokerAddresses, make_topics: Callable[[int], KafkaTopics], consumer_group: Callable[[], str]
+) -> None:
+    """Found by tests/e2e/test_fuzz.py: a raw record as large as a default producer sends (1,000,000
+    bytes) left no room for the dead letter's headers; its produce failed, the transaction aborted and
+    the record came back, 600 aborts in 2.5 minutes, its partition stalled. Now its value is cut to
+    fit, ``dlq_truncated`` says so, and the records after it flow."""
+    topics = make_topics(1)
+    bs = brokers.kafka_bootstrap
+    key = "dev-big"
+    big = orjson.dumps(_reading_dict(key, 6, "x" * (1_000_000 - 64 - len(key) - 250)))
+    big = big.replace(b"x", b"y" * (1_000_000 - 64 - len(key) - len(big) + 1), 1)  # to the byte
+    assert len(big) + len(key) == 1_000_000 - 64
+    stream = [(key, _reading(key, s)) for s in range(1, 6)] + [(key, big)]
+    stream += [(key, _reading(key, s)) for s in range(7, 12)]
+    produce(bs, topics.raw, stream)  # type: ignore[arg-type]
+    config = enricher_config(brokers, topics, consumer_group())
+    with InProcess(config) as run:
+        processed = read_all(bs, topics.processed, 10, timeout=60)
+        [letter] = read_all(bs, topics.deadletter, 1)
+    assert sorted(e["seq"] for e in values(processed)) == [s for s in range(1, 12) if s != 6]
+    h = {k: v.decode() for k, v in letter.headers()}
+    assert (h["dlq_reason"], h["dlq_original_offset"]) == ("oversized", "5")
+    assert h["dlq_truncated"] == str(len(big))
+    assert 900_000 < len(letter.value()) < len(big) and big.startswith(letter.value())
+    aborts = run.processor.metrics.aborts.collect()
+    assert sum(s.value for metric in aborts for s in metric.samples if s.name.endswith("_total")) == 0
