@@ -33,7 +33,7 @@ from bridge.deadletter import INTERNAL_ERROR, dead_letter
 from bridge.records import Header, Record
 from bridge.routes import Route, parse_topic
 from edgebridge.deadletters import rfc3339
-from edgebridge.envelope import CONTENT_TYPE, decode_message_partial, seq_and_epoch, to_dict
+from edgebridge.envelope import CONTENT_TYPE, DEVICE_TYPES, decode_message_partial, seq_and_epoch, to_dict
 from edgebridge.errors import EnvelopeError
 from edgebridge.logs import rate_limited
 
@@ -89,7 +89,8 @@ class Translator:
     def _events(self, topic: str, payload: bytes, received_wall: float, deviceid: str) -> list[Record]:
         try:
             good, bad = decode_message_partial(
-                payload, max_bytes=self._config.max_message_bytes, deviceid=deviceid)
+                payload, max_bytes=self._config.max_message_bytes, deviceid=deviceid,
+                known_types=DEVICE_TYPES)
         except EnvelopeError as exc:
             seq, epoch = _single_seq(payload) if exc.reason != "oversized" else (0, "")
             return [self._dead(topic, payload, received_wall, deviceid, exc, seq, epoch)]

@@ -87,6 +87,7 @@ __all__ = [
     "DEFAULT_KNOWN_TYPES",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_ITEMS",
+    "DEVICE_TYPES",
     "GAP_TYPE",
     "PROCESSED_TYPE",
     "READING_TYPE",
@@ -121,6 +122,8 @@ BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 DEFAULT_MAX_BYTES = 256 * 1024
 DEFAULT_MAX_ITEMS = 4096
 DEFAULT_KNOWN_TYPES: frozenset[str] = frozenset({READING_TYPE, GAP_TYPE, PROCESSED_TYPE})
+#: What a device may publish: readings and gap announcements (a processed event is the enricher's).
+DEVICE_TYPES: frozenset[str] = frozenset({READING_TYPE, GAP_TYPE})
 
 #: Every ``EnvelopeError.reason`` edgebridge raises: the dead-letter reason header and a metric label.
 REASONS: frozenset[str] = frozenset(

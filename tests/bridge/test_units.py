@@ -105,6 +105,15 @@ def test_translator_dead_letters_spoofing_and_size_and_partial_batches() -> None
     assert odd.reason == "bad_topic" and odd.key is None
 
 
+def test_translator_refuses_what_only_the_enricher_writes_but_still_owes_its_receipt() -> None:
+    """A device publishes readings and gaps; a processed event from a device is refused at the door,
+    and its seq is still receipted once the dead letter is in Kafka (or its agent resends it forever)."""
+    obj = to_dict(new_reading("d1", 5, {"t": {"v": 1}}, epoch="0a0a0a0a0a0a0a0a"))
+    obj["type"] = "edgebridge.reading.processed.v1"
+    [dead] = _translator().records("devices/d1/events", orjson.dumps(obj), 0.0)
+    assert (dead.topic, dead.reason, dead.seq, dead.epoch) == ("dlq", "unknown_type", 5, "0a0a0a0a0a0a0a0a")
+
+
 def test_example_config_loads_and_guarantee_settings_are_protected() -> None:
     from pathlib import Path
 
