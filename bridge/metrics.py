@@ -56,6 +56,8 @@ class BridgeMetrics:
                                       "(per message: this / receipts_sent)", registry=r)
         self.receipted_events = Counter(_P + "receipted_events", "Seqs covered by the receipts published",
                                         registry=r)
+        self.receipts_refused = Counter(_P + "receipts_refused", "Receipts the broker refused (PUBACK with a "
+                                        "failure reason, e.g. an ACL): their devices will resend", registry=r)
         self.receipts_deferred = Counter(_P + "receipts_deferred", "Receipts not publishable at their "
                                          "interval (MQTT down, queue full), sent with the next", registry=r)
         self.in_flight = Gauge(_P + "in_flight_messages", "MQTT messages received, not yet acknowledged",

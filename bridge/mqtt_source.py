@@ -114,6 +114,7 @@ class MqttSource:
         self._client.on_pre_connect = self._on_pre_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_publish = self._on_publish  # this client publishes receipts only
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -231,6 +232,14 @@ class MqttSource:
             log.error("subscription refused", extra={"filters": self._filters, "reasons": refused})
         else:
             self.subscribed.set()
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            # e.g. Not authorized: without receipts the devices keep every event and send it again
+            self._metrics.receipts_refused.inc()
+            rate_limited(log, "receipt-refused", 60.0).error(
+                "the broker refused a receipt: devices will resend; can the bridge's user write "
+                "{prefix}/+/receipts (ACL)?", extra={"reason": str(reason)})
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._bump(connected=False)

@@ -57,10 +57,11 @@ class Pipeline:
 
     # -- components ------------------------------------------------------------------------------
 
-    def bridge(self, name: str = "bridge", **uplink: Any) -> ComponentProcess:
+    def bridge(self, name: str = "bridge", mqtt: dict[str, Any] | None = None,
+               **uplink: Any) -> ComponentProcess:
         t = self.topics
         config = {
-            "mqtt": {"url": self.mqtt_url, "topic_prefix": self.prefix},
+            "mqtt": {"url": self.mqtt_url, "topic_prefix": self.prefix, **(mqtt or {})},
             "kafka": {"bootstrap": self.bootstrap},
             "log": {"level": "INFO"},
             "uplink": {"client_id": f"{self.prefix}-{name}", "raw_topic": t.raw, "status_topic": t.status,
@@ -88,12 +89,12 @@ class Pipeline:
         return self.enricher
 
     def agent(self, device: str, *, events: int, rate: float | None = 200.0,
-              **forwarder: Any) -> ComponentProcess:
+              mqtt: dict[str, Any] | None = None, **forwarder: Any) -> ComponentProcess:
         """An agent with a simulated source of ``events`` readings at ``rate`` per second (``None``: as
         fast as it commits), ``forwarder`` settings on top of short receipt timeouts."""
         config = {
             "device_id": device, "state_dir": str(self.workdir / device),
-            "mqtt": {"url": self.mqtt_url, "topic_prefix": self.prefix},
+            "mqtt": {"url": self.mqtt_url, "topic_prefix": self.prefix, **(mqtt or {})},
             "log": {"level": "INFO"},
             "simulated": {"enabled": True, "interval": 1.0 / rate if rate else 0.0, "limit": events,
                           "seed": 7},

@@ -173,3 +173,23 @@ def test_kafka_frozen_with_a_small_broker_queue_backlog_stays_on_the_devices(
     expected = set().union(*(p.expected(d) for d in devices))
     got = p.wait_processed(expected, timeout=240)
     assert max(got[k] for k in expected) == 1
+
+
+def test_a_broker_that_refuses_the_bridges_receipts_is_seen_and_nothing_is_deleted(
+    pipeline: Callable[..., Pipeline], private_brokers: Callable[..., LocalBrokers]
+) -> None:
+    """An ACL that forgets to let the bridge write receipts: the bridge counts the refusals (an operator
+    alerts on it) and the agent deletes nothing: it keeps every event and sends it again."""
+    users = {"bridge": "pw-bridge", "acl-dev": "pw-dev"}
+    acl = ("user bridge\ntopic read #\n\n"  # reads everything, writes nothing: no receipts
+           "pattern write +/%u/events\npattern write +/%u/status\npattern read +/%u/receipts\n")
+    mosquitto = private_brokers("mosquitto", mosquitto=MosquittoOptions(users=users, acl=acl)).mosquitto
+    p = pipeline(mqtt_url=mosquitto.url)
+    bridge = p.bridge(mqtt={"username": "bridge", "password": "pw-bridge"}).start()
+    assert bridge.wait_healthy(30)
+    p.agent("acl-dev", events=300, rate=100, mqtt={"username": "acl-dev", "password": "pw-dev"}).start()
+    wait_for(lambda: bridge.metric("edgebridge_bridge_receipts_refused_total") > 0, 30, "a refused receipt")
+    wait_for(lambda: p.committed("acl-dev") >= 300, 30, "300 committed")
+    status = p.status("acl-dev")
+    assert status["backlog_rows"] == 300 and status.get("last_ack_seq", 0) == 0  # nothing deleted
+    assert {seq for (_, _, seq) in p.raw()} >= set(range(1, 301))  # Kafka has them all meanwhile
