@@ -130,6 +130,10 @@ def test_kafka_refusing_never_acks_or_receipts_without_kafka(
     after = sorted(set(seqs))
     assert after and after[0] <= deleted_at + 1, f"the first seq after the deletion is {after[0]}"
     assert after == list(range(after[0], after[-1] + 1)), "a hole in what arrived after the deletion"
+    # guarantee 3: what waited for a retry did not fall behind what came after it (one partition per
+    # device: the topic's order is the device's order)
+    first_seen = list(dict.fromkeys(seqs))
+    assert first_seen == sorted(first_seen), "a retried record overtaken by a newer one"
 
 
 def _judge_refusal(p: Pipeline, counts: Counts, raw: str, seconds: float, exists: bool = True) -> int:
