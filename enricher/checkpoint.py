@@ -68,6 +68,7 @@ from edgebridge.errors import EdgeBridgeError
 from edgebridge.logs import rate_limited
 from edgebridge.retry import Backoff
 from enricher.dedup import DedupTable
+from enricher.hang_watchdog import WATCHDOG
 from enricher.metrics import EnricherMetrics
 
 __all__ = ["AbortNeeded", "Checkpoint", "FatalKafkaError", "Headers", "classify", "kafka_call",
@@ -108,14 +109,18 @@ def kafka_call(what: str, call: Callable[[float], T], within: float = 60.0) -> T
     away) is :class:`FatalKafkaError`: the process exits and its restart fences and aborts what was
     left open. That also bounds how long the processing loop can wait on a commit, well inside
     ``max.poll.interval.ms``, so the instance never silently drops out of its group while it waits.
+    A call that blocks past its own timeout (a librdkafka bug) ends the process:
+    :mod:`enricher.hang_watchdog`.
     """
     deadline = time.monotonic() + within
     backoff = Backoff(initial=0.1, maximum=2.0)
     attempt = 0
     while True:
         attempt += 1
+        seconds = max(1.0, min(30.0, deadline - time.monotonic()))
         try:
-            return call(max(1.0, min(30.0, deadline - time.monotonic())))
+            with WATCHDOG.guard(what, seconds):  # librdkafka may block past ``seconds``: see hang_watchdog
+                return call(seconds)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if classify(error) != RETRIABLE:

@@ -51,6 +51,7 @@ from edgebridge.retry import StopEvent
 from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError, Headers, kafka_call
 from enricher.config import EXACTLY_ONCE_CONSUMER, EnricherConfig
 from enricher.dedup import DedupTable
+from enricher.hang_watchdog import WATCHDOG
 from enricher.metrics import EnricherMetrics
 from enricher.registry import Registry
 from enricher.state import StateStore
@@ -217,12 +218,15 @@ class Processor:
         return len(tmeta.partitions)
 
     def close(self) -> None:
-        for closing in (self.checkpoint.close, self.consumer.close, self.state.close, self.registry.close):
-            try:
-                closing()
-            except Exception:  # closing after a fatal error: nothing left to save
-                log.debug("close failed", exc_info=True)
-        self.producer.flush(5)
+        # a commit hung in librdkafka would hold the close too (the committer thread is joined)
+        with WATCHDOG.guard("close", 30.0):
+            closers = (self.checkpoint.close, self.consumer.close, self.state.close, self.registry.close)
+            for closing in closers:
+                try:
+                    closing()
+                except Exception:  # closing after a fatal error: nothing left to save
+                    log.debug("close failed", exc_info=True)
+            self.producer.flush(5)
 
     # -- the loop ---------------------------------------------------------------------------------------
     def _step(self) -> None:

@@ -136,7 +136,11 @@ def run(workdir: Path, minutes: float, rate: float = 50.0, every: float = 10.0) 
             report.drain_progress.append((round(time.monotonic() - back, 1), len(expected & set(got))))
             return expected <= set(got)
 
-        _wait(drained, 600, "every committed event processed after the outage", every=2.0)
+        try:
+            _wait(drained, 600, "every committed event processed after the outage", every=2.0)
+        except RuntimeError as exc:  # say where it stopped: CI shows this message, not the logs
+            raise RuntimeError(f"{exc}; processed of {len(expected)}: {report.drain_progress[-3:]}; "
+                               f"restarts {report.restarts}\n" + _tails(procs)) from None
         report.drain_seconds = round(time.monotonic() - back, 1)
         report.processed = sum(got[k] for k in expected)
         report.missing = len(expected - set(got))
@@ -146,6 +150,17 @@ def run(workdir: Path, minutes: float, rate: float = 50.0, every: float = 10.0) 
         for proc in procs:
             proc.kill()
         brokers.down()
+
+
+def _tails(procs: list[ComponentProcess], lines: int = 8) -> str:
+    """The last lines of each component's log, librdkafka's own left out."""
+    out = []
+    for proc in procs:
+        text = proc.log_path.read_text(errors="replace").splitlines()
+        ours = [line[:300] for line in text if "logger=librdkafka" not in line and not line.startswith("%")]
+        state = "running" if proc.running else "exited"
+        out.append(f"--- {proc.name} ({state})\n" + "\n".join(ours[-lines:]))
+    return "\n".join(out)
 
 
 def _agent_status(db: Path) -> int:
