@@ -439,6 +439,15 @@ class Processor:
             # offsets first: with require_stable this waits out a pending transactional offset commit of
             # the previous owner, so the state read next matches the offsets we will start from
             committed = consumer.committed(partitions, timeout=self.state.timeout)
+        except KafkaException as exc:
+            self._fatal = FatalKafkaError(
+                f"the group's committed offsets of partitions {sorted(mine)} could not be read within "
+                f"{self.state.timeout:g} s ({exc.args[0] if exc.args else exc}): a transaction of the "
+                "previous owner is still open (it is aborted once its transaction.timeout.ms passes) or "
+                "was left hanging (`kafka-transactions.sh find-hanging`, then `abort`); exiting so the "
+                "next start tries again")
+            return
+        try:
             began = time.monotonic()
             devices, records = self.state.restore(self.dedup, mine)
         except Exception as exc:

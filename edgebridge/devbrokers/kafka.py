@@ -126,6 +126,12 @@ class Kafka(ManagedBroker):
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
             "log.cleaner.backoff.ms": "1000",
+            # A single node has nowhere to move its leaders: a controlled shutdown sets them to "none",
+            # and a transaction ending at that moment loses its markers ("Couldn't find leader endpoint
+            # ... can be skipped"), leaving a hanging transaction that pins the last stable offset and
+            # the group's offsets for good (seen in the outage soak). Without it the leaders stay put and
+            # the coordinator completes the transaction when the broker is back.
+            "controlled.shutdown.enable": "false",
             **o.extra,
         }
         self.conf_path.write_text(

@@ -252,3 +252,23 @@ def test_a_produce_error_mid_batch_still_counts_what_the_batch_consumed(processo
     producer.fail_produce = None
     proc.checkpoint.abort("error")  # what the processor does next: all 3 are replayed
     assert _sample(proc.metrics, "consumed_aborted_total") == 3
+
+
+def test_offsets_unreadable_at_assignment_end_the_run_with_what_to_do(processor: Any) -> None:
+    """A hanging transaction keeps the group's offsets unstable for good: committed() times out on every
+    assignment. The processor stops with a FatalKafkaError naming the cause and the tool, not a
+    traceback of a bare timeout."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    from enricher.checkpoint import FatalKafkaError
+
+    proc, _ = processor
+
+    class Unstable:
+        def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get committed offsets"))
+
+    proc._on_assign(Unstable(), [TopicPartition(proc.config.topics.raw, 3)])
+    assert isinstance(proc._fatal, FatalKafkaError)
+    assert "[3]" in str(proc._fatal) and "find-hanging" in str(proc._fatal)
+    assert 3 not in proc.assigned
