@@ -82,6 +82,29 @@ def _high_watermarks(consumer: object, topic: str) -> int | None:
     return total
 
 
+def _sample(metrics: dict[str, float], name: str) -> int | None:
+    """One sample of a scraped /metrics, None when the scrape found nothing (the process is down)."""
+    return int(metrics.get(name, 0)) if metrics else None
+
+
+class RunningTotal:
+    """A counter summed over the lives of a process: a restarted process counts from zero again, so a
+    value lower than the last one starts a new life (as Prometheus' rate() reads counter resets)."""
+
+    def __init__(self) -> None:
+        self.earlier = 0
+        self.last = 0
+
+    def update(self, value: int | None) -> int:
+        """``value``: the process' counter now, None when its /metrics did not answer (keep the last)."""
+        if value is None:
+            return self.earlier + self.last
+        if value < self.last:
+            self.earlier += self.last
+        self.last = value
+        return self.earlier + value
+
+
 class Demo:
     def __init__(self, args: argparse.Namespace, brokers: LocalBrokers, workdir: Path) -> None:
         self.args = args
@@ -166,6 +189,7 @@ class Demo:
         probe = Consumer({"bootstrap.servers": self.brokers.kafka.bootstrap, "group.id": "demo-watch"})
         began = time.monotonic()
         checked = 0.0
+        totals = [RunningTotal() for _ in range(3)]
         try:
             while time.monotonic() - began < self.args.timeout:
                 if self.chaos is not None:
@@ -175,9 +199,11 @@ class Demo:
                 per_device, backlog = self._edge()
                 committed = sum(per_device.values())
                 raw = _high_watermarks(probe, self.topics.raw)
-                events = int(self.bridge.metric("edgebridge_bridge_events_total"))
-                processed = int(self.enricher.metric(PROCESSED_METRIC))
-                dups = int(self.enricher.metric("edgebridge_enricher_duplicates_dropped_total"))
+                # summed over restarts: a killed bridge or enricher would otherwise show only its last life
+                bridge, enricher = self.bridge.metrics(), self.enricher.metrics()
+                events = totals[0].update(_sample(bridge, "edgebridge_bridge_events_total"))
+                processed = totals[1].update(_sample(enricher, PROCESSED_METRIC))
+                dups = totals[2].update(_sample(enricher, "edgebridge_enricher_duplicates_dropped_total"))
                 print(f"  t={time.monotonic() - began:5.1f}s  edge committed {committed:>7}/{target} "
                       f"receipted {committed - backlog:>7} | bridge events {events:>7} | raw offsets "
                       f"{raw if raw is not None else '?':>7} | processed {processed:>7} "

@@ -52,3 +52,11 @@ def test_demo_with_chaos_every_fault_kind_and_still_audits_clean(tmp_path: Path)
     # The killed agent's source started anew after its restart: more than 3000 events for it.
     assert sorted(int(row[3]) > 3000 for row in processed) == [False, True], rows
     assert all(row[4] == "0" and row[-1] == "none" for row in processed), rows
+
+
+def test_the_live_totals_add_up_the_lives_of_a_restarted_process() -> None:
+    from simulators.demo import RunningTotal
+
+    total = RunningTotal()
+    assert [total.update(v) for v in (10, 25, None, 25, 4, 9, None, 0, 3)] == [
+        10, 25, 25, 25, 29, 34, 34, 34, 37]
