@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from prometheus_client import REGISTRY, CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
-from edgebridge.settings import MetricsConfig  # re-exported: it used to live here
+from edgebridge.settings import MetricsConfig  # re-exported: the config of the server defined here
 
 __all__ = ["HealthCheck", "MetricsConfig", "MetricsServer", "new_registry"]
 
