@@ -47,6 +47,7 @@ from edgebridge import deadletters, envelope
 from edgebridge.deadletters import INTERNAL_ERROR, STEP_FAILED, UNENCODABLE
 from edgebridge.errors import ConfigError, EnvelopeError
 from edgebridge.logs import rate_limited
+from edgebridge.metrics import LoopProgress
 from edgebridge.retry import StopEvent
 from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError, Headers, kafka_call
 from enricher.config import EXACTLY_ONCE_CONSUMER, EnricherConfig
@@ -146,6 +147,7 @@ class Processor:
         self._registry_updates = 0
         self._processtime = ""
         self.ready = threading.Event()
+        self.progress = LoopProgress(config.health_stall_after)  # /healthz: 503 while a turn takes too long
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def run(self, stop: StopEvent) -> None:
@@ -230,6 +232,7 @@ class Processor:
 
     # -- the loop ---------------------------------------------------------------------------------------
     def _step(self) -> None:
+        self.progress.turn()
         # every client is served each turn, not only when it has work: their events and log lines
         # (edgebridge.kafka_log) would otherwise pile up in memory through a long outage
         self.producer.poll(0)
