@@ -23,9 +23,8 @@ class UplinkConfig:
     client_id: str = "edgebridge-bridge"
     session_expiry: int = 7 * 24 * 3600  # seconds the broker keeps our session (and queues for it)
     receive_maximum: int = 1000
-    # payload bytes received and not yet acknowledged (intake + in flight). Measured, the bridge's peak
-    # RSS is ~45 MiB + ~15 x this (each event's record, headers and librdkafka's copies and buffers):
-    # 16 MiB -> ~290 MiB, inside a 512 MB container (docs/bridge.md)
+    # payload bytes received and not yet acknowledged (intake + in flight): what bounds the bridge's
+    # memory; the default keeps its peak RSS inside a 512 MB container (the figures: docs/bridge.md)
     max_inflight_bytes: int = 16 * 1024 * 1024
     share_group: str | None = None  # "$share/<group>/..." so several replicas split the stream
     events_filter: str | None = None  # default: {topic_prefix}/+/events

@@ -7,10 +7,10 @@ MQTT cost. :class:`_BufferedSocket` serves those reads from one 64 KiB ``recv`` 
 through ``pending()``, the hook paho's loop already uses for TLS buffers (it then polls the socket
 with a zero timeout and reads on). TLS sockets buffer a record themselves and are left alone.
 
-Incoming PUBLISH fast path (round 4, found with cProfile on paho's thread): for every PUBLISH, paho
-builds an MQTT 5 ``Properties`` object (its ``__init__`` sets ~10 attributes through a validating
-``__setattr__``: ~half of the thread's CPU per message, even with no properties), an ``MQTTMessage``
-(with a ``threading.Condition``), a debug log line, and matches the topic against per-filter callbacks.
+Incoming PUBLISH fast path: for every PUBLISH, paho builds an MQTT 5 ``Properties`` object (its
+``__init__`` sets ~10 attributes through a validating ``__setattr__``, even with no properties), an
+``MQTTMessage`` (with a ``threading.Condition``), a debug log line, and matches the topic against
+per-filter callbacks: most of paho's thread's CPU per message (figures: ``bench/RESULTS.md``, Bridge).
 :meth:`_Client._handle_publish` decodes the common shape itself: MQTT 5, QoS 0 or 1, a UTF-8 topic, and
 only the properties a broker forwards from a publisher (:data:`_PROPS`), into a :class:`FastMessage`
 with :class:`FastProperties`; anything else (QoS 2, MQTT 3.1.1, other properties, invalid UTF-8,
@@ -19,10 +19,9 @@ per-filter callbacks, a malformed packet) takes paho's own path unchanged.
 PUBACKs: :meth:`_Client.ack_all` queues all of a turn's PUBACKs as one write, instead of one queued
 packet, one wake-up byte to paho's thread and one ``send`` each.
 
-Both rely on paho 2.x internals (``_in_packet``, ``_packet_queue``, ``_on_message_filtered``,
-``_in_callback_mutex``), pinned by ``paho-mqtt>=2.1,<3`` and exercised by every uplink test. The edge
-agent has the same kind of code for its side (``edge_agent/mqtt_fastpath.py``); the buffered socket
-and the property codec should become one shared module.
+Both rely on paho internals (``_in_packet``, ``_packet_queue``, ``_on_message_filtered``,
+``_in_callback_mutex``), which is why ``pyproject.toml`` pins ``paho-mqtt>=2.2,<2.3``; every uplink test
+exercises them.
 """
 
 from __future__ import annotations

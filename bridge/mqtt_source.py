@@ -18,13 +18,12 @@ holds, so a PUBACK can never slip onto a new connection with an id from the old 
 Intake queue: sized at twice Receive Maximum (the old generation's leftovers plus the redelivered
 window after a reconnect). Overflow policy, ``backpressure``: ``on_message`` waits for room (counted in
 ``edgebridge_bridge_intake_waits_total``), so paho stops reading the socket and TCP flow control holds
-the broker back. A broker that honours our Receive Maximum never triggers it, but Mosquitto 2.0.11 does
-not once PUBACKs flow: measured, it had 367 (at 50 ms ack lag) and 1528 (200 ms) messages outstanding
-against a Receive Maximum of 200; it honours the limit only while nothing is acknowledged (a Kafka
-outage). Waiting cannot deadlock: the service thread empties the queue without paho's thread (its
-PUBACKs are queued in paho and written when the loop runs again), and the wait gives up as soon as
-:meth:`stop_intake` is called (the message stays un-acknowledged in the session). The previous policy,
-drop and reconnect, turned every overflow into a redelivery of the whole window, i.e. duplicates.
+the broker back. A broker that honours our Receive Maximum never triggers it; one that sends past it
+(Mosquitto 2.0.11 does while PUBACKs flow, see docs/bridge.md) is held back, not dropped: dropping and
+reconnecting would turn every overflow into a redelivery of the whole window, i.e. duplicates.
+Waiting cannot deadlock: the service thread empties the queue without paho's thread (its PUBACKs are
+queued in paho and written when the loop runs again), and the wait gives up as soon as
+:meth:`stop_intake` is called (the message stays un-acknowledged in the session).
 
 Byte budget: besides the message count, the payload bytes received and not yet acknowledged (in the
 intake queue or in flight in the uplink) are bounded by ``max_inflight_bytes``: past it ``on_message``

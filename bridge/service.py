@@ -1,4 +1,4 @@
-"""The bridge process: uplink (and, in P2, downlink) plus the metrics endpoint, with one lifecycle.
+"""The bridge process: uplink, downlink and the metrics endpoint, with one lifecycle.
 
 ``Bridge.run(stop)`` returns once ``stop`` is set and both directions have drained (SIGTERM: stop taking
 messages, finish deliveries, acknowledge what Kafka confirmed, disconnect).

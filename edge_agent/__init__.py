@@ -1,4 +1,4 @@
-"""The edge agent: sensors to a durable SQLite outbox to MQTT (see DESIGN.md).
+"""The edge agent: sensors to a durable SQLite outbox to MQTT (see docs/architecture.md).
 
 Modules: :mod:`~edge_agent.outbox` (the durable bounded queue), :mod:`~edge_agent.forwarder` and
 :mod:`~edge_agent.mqtt_link` (QoS 1 to the broker), :mod:`~edge_agent.sources` (simulated, serial,

@@ -24,6 +24,7 @@ loses nothing committed.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from typing import Any
@@ -223,7 +224,7 @@ class Agent:
         while True:
             try:
                 msg = self.link.commands.get_nowait()
-            except Exception:
+            except queue.Empty:
                 return
             props = getattr(msg, "properties", None)
             reply = self.commands.handle(

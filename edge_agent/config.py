@@ -51,8 +51,10 @@ class OutboxConfig:
             raise ConfigError("max_rows", "must be at least 10")
         if self.max_bytes < 64 * 1024:
             raise ConfigError("max_bytes", "must be at least 65536")
-        if self.min_free_bytes < 0 or self.seq_block < 1:
+        if self.min_free_bytes < 0:
             raise ConfigError("min_free_bytes", "must not be negative")
+        if self.seq_block < 1:
+            raise ConfigError("seq_block", "must be at least 1")
 
 
 @dataclass(frozen=True)

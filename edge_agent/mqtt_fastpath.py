@@ -1,12 +1,13 @@
-"""What the agent changes under paho-mqtt 2.x, for its one publisher per process: found with cProfile
-on the per-message path (see ``bench/RESULTS.md``, Agent).
+"""What the agent changes under paho-mqtt 2.x on its per-message path, for its one publisher per
+process (the figures behind each: ``bench/RESULTS.md``, Agent).
 
 - :class:`PackedProperties`: PUBLISH properties packed once;
 - :class:`FastClient`: a success PUBACK without properties handled in a few bytecodes;
 - :class:`BufferedSocket`: one ``recv`` / ``send`` syscall per loop iteration, not per packet.
 
 They rely on paho internals (``_in_packet``, ``_out_messages``, ``_inflight_messages``, ``_sock``),
-pinned by ``paho-mqtt>=2.1,<3`` and exercised by every test that publishes (``tests/agent``).
+which is why ``pyproject.toml`` pins ``paho-mqtt>=2.2,<2.3``; every test that publishes (``tests/agent``)
+exercises them.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ __all__ = ["BufferedSocket", "FastClient", "PackedProperties"]
 class FastClient(mqtt.Client):
     """paho's client with a fast path for the packet the agent receives once per message: a PUBACK
     with a success reason (0x00 Success, 0x10 No matching subscribers) and no properties. paho
-    decodes each into a ``ReasonCode`` and a ``Properties`` object (~40 % of the loop's CPU per
-    message in cProfile); here the packet id is read from its two bytes and handed to :attr:`acked`.
+    decodes each into a ``ReasonCode`` and a ``Properties`` object, the largest per-message cost of
+    the loop; here the packet id is read from its two bytes and handed to :attr:`acked`.
     Any other PUBACK (a failure reason code, properties) and every other packet take paho's own
-    path, to ``on_publish``. Relies on paho 2.x internals (``_in_packet``, ``_out_messages``,
-    ``_inflight_messages``), pinned by ``paho-mqtt<3`` and exercised by every test that publishes."""
+    path, to ``on_publish``. Relies on paho internals (``_in_packet``, ``_out_messages``,
+    ``_inflight_messages``): see the module docstring for the pin."""
 
     acked: Callable[[mqtt.Client, int], None]
 

@@ -17,6 +17,11 @@ Contract:
 - Anything else is 404. Requests are served by a daemon thread per connection; the server's own loop
   runs in a daemon thread between :meth:`MetricsServer.start` and :meth:`MetricsServer.stop`.
 - Port 0 binds a free port; :attr:`MetricsServer.port` tells which.
+
+A service whose core is one loop (the enricher, the sinks) passes :meth:`LoopProgress.health` and calls
+:meth:`LoopProgress.turn` once per turn of its loop: ``/healthz`` then answers 503 until the first turn
+and whenever the loop has been inside one turn for longer than ``stall_after`` (a step that does not
+return, a lock it waits on, a call hung in a client library), and 200 again at the next turn.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -34,9 +40,9 @@ from urllib.parse import urlsplit
 from prometheus_client import REGISTRY, CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
-from edgebridge.settings import MetricsConfig  # re-exported: it used to live here
+from edgebridge.settings import MetricsConfig  # re-exported: the config of the server defined here
 
-__all__ = ["HealthCheck", "MetricsConfig", "MetricsServer", "new_registry"]
+__all__ = ["HealthCheck", "LoopProgress", "MetricsConfig", "MetricsServer", "new_registry"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,35 @@ def new_registry(*, process_metrics: bool = True) -> CollectorRegistry:
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
     return registry
+
+
+class LoopProgress:
+    """The health of a loop that must keep turning: healthy once it has turned, and while its last turn
+    began at most ``stall_after`` seconds ago.
+
+    :meth:`turn` is one float store, cheap enough for any loop; :meth:`health` runs on the HTTP server's
+    thread and only reads that float. ``clock`` is injectable so tests never sleep.
+    """
+
+    def __init__(self, stall_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if not stall_after > 0:
+            raise ValueError(f"stall_after must be > 0, not {stall_after!r}")
+        self.stall_after = stall_after
+        self._clock = clock
+        self._last: float | None = None
+
+    def turn(self) -> None:
+        """The loop is starting a turn: it has made progress."""
+        self._last = self._clock()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        last = self._last
+        if last is None:
+            return False, {"loop": "starting", "stall_after_s": self.stall_after}
+        age = self._clock() - last
+        ok = age <= self.stall_after
+        return ok, {"loop": "turning" if ok else "stalled", "last_turn_age_s": round(age, 3),
+                    "stall_after_s": self.stall_after}
 
 
 class _Server(ThreadingHTTPServer):

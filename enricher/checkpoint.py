@@ -158,8 +158,8 @@ class Checkpoint:
     """The open transaction (what it consumed) and the commit order above, with one commit in flight.
 
     Pipelining: ``commit(wait=False)`` does step 1 on the calling thread, then hands steps 2-3 to a
-    single committer thread (they block on broker round trips, ~20 ms per commit on a local broker,
-    a fifth of a 100 ms interval) and returns. The caller goes on processing; what it produces
+    single committer thread (they block on broker round trips, which would otherwise stall the
+    processing) and returns. The caller goes on processing; what it produces
     meanwhile is *held* in memory (the producer is busy committing, a produce now would fail) and
     produced into the next transaction as soon as the commit returns (:meth:`settle`, once per consume
     batch). A failed commit makes the held records worthless: :meth:`abort` drops them, and the

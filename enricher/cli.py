@@ -43,7 +43,8 @@ def main(argv: list[str], prog: str) -> int:
     restore = install_stop_handlers(stop)
     try:
         processor = Processor(config)
-        server = MetricsServer(config.metrics.host, config.metrics.port, processor.metrics.registry)
+        server = MetricsServer(config.metrics.host, config.metrics.port, processor.metrics.registry,
+                               health=processor.progress.health)
         if config.metrics.enabled:
             server.start()
         try:

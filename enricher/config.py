@@ -91,6 +91,10 @@ class EnricherConfig:
     # static group membership (group.instance.id = instance_id): a restarted instance gets its partitions
     # back at once instead of after a rebalance that waits out the dead member's session.timeout.ms
     static_membership: bool = True
+    # /healthz answers 503 once the processing loop has been inside one turn this many seconds; 0: the
+    # longest a healthy turn may wait (a takeover waits for the previous owner's open transaction, up to
+    # commit.transaction_timeout_ms + 60 s)
+    stall_after: float = 0.0
     topics: KafkaTopics = field(default_factory=KafkaTopics)
     commit: CommitSettings = field(default_factory=CommitSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
@@ -101,6 +105,13 @@ class EnricherConfig:
     def validate(self) -> None:
         if not self.instance_id:
             raise ConfigError("instance_id", "must be set (stable per instance)")
+        if not self.stall_after >= 0:
+            raise ConfigError("stall_after", "must not be negative")
+
+    @property
+    def health_stall_after(self) -> float:
+        """``stall_after``, or its default when 0 (see the field)."""
+        return self.stall_after or self.commit.transaction_timeout_ms / 1000 + 60
 
     @property
     def transactional_id(self) -> str:

@@ -47,6 +47,7 @@ from edgebridge import deadletters, envelope
 from edgebridge.deadletters import INTERNAL_ERROR, STEP_FAILED, UNENCODABLE
 from edgebridge.errors import ConfigError, EnvelopeError
 from edgebridge.logs import rate_limited
+from edgebridge.metrics import LoopProgress
 from edgebridge.retry import StopEvent
 from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError, Headers, kafka_call
 from enricher.config import EXACTLY_ONCE_CONSUMER, EnricherConfig
@@ -64,9 +65,9 @@ log = logging.getLogger(__name__)
 # librdkafka settings our guarantee rests on: setting them in [kafka.librdkafka] is a config error
 CONSUMER_PROTECTED = ("isolation.level", "enable.auto.commit", "group.id", "partition.assignment.strategy")
 PRODUCER_PROTECTED = ("transactional.id", "enable.idempotence", "acks")
-# records per consume() call: small enough that a commit falls due at most one batch late (~30 ms of
-# work at 15k events/s; 5,000 per call made a 100 ms interval a 330 ms one under backlog), large enough
-# that the call's own cost stays negligible
+# records per consume() call: small enough that a commit falls due at most one batch late (a large
+# batch stretches the commit interval under backlog), large enough that the call's own cost stays
+# negligible (bench/RESULTS.md, Enricher)
 CONSUME_BATCH = 500
 PROTECTED = CONSUMER_PROTECTED + PRODUCER_PROTECTED + ("transaction.timeout.ms",)
 
@@ -146,6 +147,7 @@ class Processor:
         self._registry_updates = 0
         self._processtime = ""
         self.ready = threading.Event()
+        self.progress = LoopProgress(config.health_stall_after)  # /healthz: 503 while a turn takes too long
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def run(self, stop: StopEvent) -> None:
@@ -230,6 +232,7 @@ class Processor:
 
     # -- the loop ---------------------------------------------------------------------------------------
     def _step(self) -> None:
+        self.progress.turn()
         # every client is served each turn, not only when it has work: their events and log lines
         # (edgebridge.kafka_log) would otherwise pile up in memory through a long outage
         self.producer.poll(0)
@@ -501,8 +504,8 @@ class Processor:
         self._next_lag = now + 5.0
         try:
             for tp in self.consumer.position([TopicPartition(self.topics.raw, p) for p in self.assigned]):
-                # cached: the high watermark of the last fetch response; a broker round trip here
-                # cost ~0.3 s of a loaded loop every 5 s (profiled)
+                # cached: the high watermark of the last fetch response, so that the lag report never
+                # waits on a broker round trip inside the processing loop
                 _, high = self.consumer.get_watermark_offsets(tp, cached=True)
                 if tp.offset >= 0:
                     self.metrics.lag.labels(str(tp.partition)).set(max(0, high - tp.offset))

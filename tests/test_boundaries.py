@@ -1,4 +1,4 @@
-"""The package boundaries of DESIGN.md, checked on the source: who may import whom.
+"""The package boundaries of docs/architecture.md, checked on the source: who may import whom.
 
 A device installs only ``edgebridge[agent]``, so an import of confluent-kafka anywhere under
 ``edge_agent/`` would break it in the field; components talk only through the brokers.

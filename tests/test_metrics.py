@@ -13,7 +13,7 @@ from prometheus_client import Counter
 
 from edgebridge.config import load_config
 from edgebridge.errors import ConfigError
-from edgebridge.metrics import MetricsConfig, MetricsServer, new_registry
+from edgebridge.metrics import LoopProgress, MetricsConfig, MetricsServer, new_registry
 
 
 def get(url: str, accept: str | None = None) -> tuple[int, str, str]:
@@ -115,3 +115,36 @@ def test_metrics_config_validates_port() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(MetricsConfig, None, env={"EDGEBRIDGE_PORT": "70000"})
     assert info.value.key == "port"
+
+
+def test_loop_progress_is_unhealthy_until_the_first_turn_and_while_a_turn_lasts_too_long() -> None:
+    now = [100.0]
+    progress = LoopProgress(2.0, clock=lambda: now[0])
+    assert progress.health() == (False, {"loop": "starting", "stall_after_s": 2.0})
+    progress.turn()
+    now[0] += 2.0
+    assert progress.health()[0] is True
+    now[0] += 0.5
+    ok, detail = progress.health()
+    assert (ok, detail["loop"], detail["last_turn_age_s"]) == (False, "stalled", 2.5)
+    progress.turn()
+    assert progress.health()[0] is True
+    with pytest.raises(ValueError):
+        LoopProgress(0)
+
+
+def test_loop_progress_answers_healthz() -> None:
+    now = [0.0]
+    progress = LoopProgress(1.0, clock=lambda: now[0])
+    with MetricsServer(registry=new_registry(process_metrics=False), health=progress.health) as server:
+        def status() -> int:
+            try:
+                return int(urllib.request.urlopen(f"{server.url}/healthz", timeout=5).status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert status() == 503
+        progress.turn()
+        assert status() == 200
+        now[0] = 5.0
+        assert status() == 503

@@ -9,10 +9,11 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from edgebridge.deadletters import INTERNAL_ERROR
-from edgebridge.errors import EnvelopeError
+from edgebridge.errors import ConfigError, EnvelopeError
 from edgebridge.logs import rate_limited
+from edgebridge.metrics import LoopProgress
 from edgebridge.retry import StopEvent
-from edgebridge.settings import KafkaSettings, LogSettings
+from edgebridge.settings import KafkaSettings, LogSettings, MetricsConfig
 from edgebridge.topics import KafkaTopics
 from enricher.config import EXACTLY_ONCE_CONSUMER
 from enricher.sinks.quarantine import Batch, Origin
@@ -30,9 +31,16 @@ class SinkConfig:
     instance_id: str | None = None
     batch_max: int = 2000
     batch_ms: int = 200
+    # /healthz answers 503 once the loop has been inside one turn (a consume, a database write) this long
+    stall_after: float = 60.0
     topics: KafkaTopics = field(default_factory=KafkaTopics)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def validate(self) -> None:
+        if not self.stall_after > 0:
+            raise ConfigError("stall_after", "must be > 0")
 
 
 class Store(Protocol):
@@ -57,6 +65,7 @@ class SinkRunner:
         self.written = 0
         self.skipped = 0  # valid events that are not rows (gap events)
         self.quarantined = 0
+        self.progress = LoopProgress(config.stall_after)  # /healthz: 503 while a turn takes too long
         self.consumer = Consumer(config.kafka.client_config({
             "group.id": config.group_id,
             **EXACTLY_ONCE_CONSUMER,
@@ -67,6 +76,7 @@ class SinkRunner:
         self.consumer.subscribe([self.topic], on_assign=self._on_assign)
         try:
             while not stop.is_set():
+                self.progress.turn()
                 batch = self.consumer.consume(self.config.batch_max, self.config.batch_ms / 1000)
                 self._write(batch)
         finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 from edgebridge.config import add_config_arguments, config_or_exit_code
 from edgebridge.lifecycle import install_stop_handlers
 from edgebridge.logs import setup_logging
+from edgebridge.metrics import MetricsServer, new_registry
 from enricher.sinks.base import SinkConfig, SinkRunner, Store
 
 log = logging.getLogger("enricher.sinks")
@@ -40,12 +41,29 @@ def main(argv: list[str], prog: str) -> int:
     restore = install_stop_handlers(stop)
     try:
         runner = SinkRunner(config, store)
-        runner.run(stop)
+        server = _metrics_server(config, runner)
+        try:
+            runner.run(stop)
+        finally:
+            if server is not None:
+                server.stop()
     finally:
         restore()
     log.info("sink stopped", extra={"written": runner.written, "skipped": runner.skipped,
                                     "quarantined": runner.quarantined})
     return 0
+
+
+def _metrics_server(config: SinkConfig, runner: SinkRunner) -> MetricsServer | None:
+    """``/metrics`` (the runner's counts, the process) and ``/healthz`` (the loop turns) per ``[metrics]``."""
+    if not config.metrics.enabled:
+        return None
+    from enricher.sinks.metrics import register
+
+    registry = new_registry()
+    register(runner, registry)
+    return MetricsServer(config.metrics.host, config.metrics.port, registry,
+                         health=runner.progress.health).start()
 
 
 def _open_store(args: argparse.Namespace, prog: str) -> Store | int:

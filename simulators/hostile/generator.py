@@ -24,8 +24,8 @@ __all__ = ["CLASSICS", "KAFKA_MAX", "MAX_BYTES", "NESTED_BATCH", "Hostile", "Pay
 
 MAX_BYTES = 256 * 1024  # the bridge's uplink.max_message_bytes and the enricher's pipeline.max_bytes
 KAFKA_MAX = 1_000_000  # librdkafka's message.max.bytes: the largest record a default producer sends
-#: issue 9's message: a batch whose first item is a list nested 300 deep (602 bytes); it once crashed
-#: the bridge in a loop.
+#: a batch whose first item is a list nested 300 deep (602 bytes): orjson reads it (1,024 levels) but
+#: cannot write it again (255): it must cost one dead letter, never the bridge.
 NESTED_BATCH = b"[" * 301 + b"]" * 301
 
 #: Fixed payloads, each a known past or plausible failure, sent before the generated ones.

@@ -310,7 +310,7 @@ def _gap(g: Source, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _text_dup_key(g: Source, text: bytes) -> bytes:
-    """The same key twice in one object: the spoofing of issue 9 (``deviceid`` of another device first)."""
+    """The same key twice in one object: a spoofing attempt (``deviceid`` of another device first)."""
     rng = g.rng
     key = rng.choice((b"deviceid", b"seq", b"data", b"type", b"id", b"epoch", b"v"))
     if key == b"v":

@@ -181,14 +181,15 @@ def postgres() -> Iterator[Any]:
 
 @pytest.fixture
 def spawn_cli(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start ``edgebridge ARGS...`` as a subprocess, logging to ``tmp_path/NAME.log``; killed at the end."""
+    """Start ``edgebridge ARGS...`` as a subprocess (``env``: variables added to ours), logging to
+    ``tmp_path/NAME.log``; killed at the end."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with open(tmp_path / f"{name}.log", "wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "edgebridge", *args], stdout=log,
-                                    stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                    cwd=ROOT)
+                                    stderr=subprocess.STDOUT,
+                                    env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, cwd=ROOT)
         procs.append(proc)
         return proc
 

@@ -71,7 +71,7 @@ def test_sink_killed_mid_batch_and_restarted_holds_each_event_once(
              records[3 * quarter:]]
     config = load_config(SinkConfig, None, env={}, overrides={
         "group_id": consumer_group(), "topics.processed": topic, "kafka.bootstrap": brokers.kafka_bootstrap,
-        "batch_max": 50, "instance_id": "sink-0"})
+        "batch_max": 50, "instance_id": "sink-0", "metrics.port": 0})
     conf = tmp_path / "sink.toml"
     conf.write_text(dump_config(config))
     if kind == "sqlite":
@@ -139,7 +139,7 @@ def test_records_a_sink_cannot_store_are_quarantined_and_the_sink_stays_up(
     produce(brokers.kafka_bootstrap, topic, records)
     config = load_config(SinkConfig, None, env={}, overrides={
         "group_id": consumer_group(), "topics.processed": topic, "kafka.bootstrap": brokers.kafka_bootstrap,
-        "batch_max": 7})
+        "batch_max": 7, "metrics.port": 0})
     conf = tmp_path / "sink.toml"
     conf.write_text(dump_config(config))
     target = ["--db", str(database.path)] if kind == "sqlite" else ["--dsn", database.dsn]
