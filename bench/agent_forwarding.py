@@ -2,7 +2,9 @@
 
     .venv/bin/python -m bench.agent_forwarding [--events 20000] [--batch-events 200000]
                                                [--backlog 1000000] [--repeats 3]
-                                               [--only {single,batch,rss}]...
+                                               [--receipt-events 100000]
+                                               [--receipt-batch-events 500000]
+                                               [--only {single,batch,rss,receipts}]...
 
 1. per-message forwarding, FULL outbox (source -> commit -> publish -> PUBACK -> delete) vs a bare
    paho QoS 1 publish loop with the same window and payload size (one encoded simulated event), run
@@ -11,7 +13,14 @@
 2. batch mode events/s from source to PUBACK;
 3. agent RSS while a backlog builds with the broker unreachable (subprocess, sampled), and the RSS of
    a fresh interpreter after the agent's imports (the floor);
-4. bytes written to disk per event (``/proc/<pid>/io`` write_bytes).
+4. bytes written to disk per event (``/proc/<pid>/io`` write_bytes);
+5. ``receipts``: the agent end to end through Mosquitto, a real bridge (a subprocess) and Kafka, with
+   receipts on (a row is deleted when the bridge's receipt covers it) and off (deleted on its PUBACK),
+   alternated in pairs, per-message and batch mode: events/s from source to "deleted from the outbox",
+   the agent process's CPU per event, disk bytes per event, the peak of events waiting for a receipt,
+   and the on/off ratio per pair with its median.
+
+Scenarios 1-4 have no bridge, so they run with ``receipts = "off"`` (nothing would ever receipt them).
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 
@@ -104,21 +113,41 @@ def bare_paho(host: str, port: int, n: int, payload: bytes) -> float:
     return n / elapsed
 
 
-def agent_run(url: str, state: Path, n: int, batch: bool) -> tuple[float, float]:
-    """Events/s from source to PUBACK for ``n`` simulated events, and disk bytes written per event."""
+class AgentRun(NamedTuple):
+    rate: float  # events/s from source to the last deletion from the outbox
+    disk: float  # bytes written to disk per event (the whole bench process: the agent's SQLite)
+    cpu: float  # CPU us per event of the bench process (the agent's threads; the bridge runs apart)
+    peak_unreceipted: int  # most events published and not yet receipted at once (sampled every 5 ms)
+    messages: int  # MQTT messages the agent published, resends included
+    tail: float  # seconds from the last PUBACK to the last deletion: the receipt's latency, not work
+
+
+def agent_run(
+    url: str,
+    state: Path,
+    n: int,
+    batch: bool,
+    *,
+    receipts: str = "off",
+    prefix: str = "bench",
+    device: str = "bench-1",
+) -> AgentRun:
+    """``n`` simulated events from source until the outbox is empty: with ``receipts = "off"`` a row is
+    deleted on its PUBACK, with ``"on"`` when a receipt covers it (a bridge on ``prefix`` must run)."""
     config = load_config(
         AgentConfig,
         overrides={
-            "device_id": "bench-1",
+            "device_id": device,
             "state_dir": str(state),
             "mqtt.url": url,
-            "mqtt.topic_prefix": "bench",
+            "mqtt.topic_prefix": prefix,
             "simulated.enabled": True,
             "simulated.interval": 0.0,
             "simulated.limit": n,
             "forwarder.window": WINDOW,
             "forwarder.batch": batch,
             "forwarder.batch_max_events": 500,
+            "forwarder.receipts": receipts,
             "metrics.enabled": False,
             "systemd.notify": False,
             "log.level": "WARNING",
@@ -128,15 +157,102 @@ def agent_run(url: str, state: Path, n: int, batch: bool) -> tuple[float, float]
     agent = Agent(config)
     thread = threading.Thread(target=agent.run)
     written = _write_bytes()
+    cpu = _usage()[0]
+    peak = 0
+    acked_at = None
     began = time.perf_counter()
     thread.start()
     while agent.outbox.stats.last_ack_seq < n or agent.outbox.stats.rows:
         time.sleep(0.005)
-    elapsed = time.perf_counter() - began
+        peak = max(peak, agent.forwarder.unreceipted)
+        if acked_at is None and agent.forwarder.stats.acked_events >= n:
+            acked_at = time.perf_counter()
+    end = time.perf_counter()
+    elapsed = end - began
+    cpu = _usage()[0] - cpu
     written = _write_bytes() - written
+    messages = agent.forwarder.stats.published_messages
     agent.stop()
     thread.join(60)
-    return n / elapsed, written / n
+    return AgentRun(n / elapsed, written / n, cpu * 1e6 / n, peak, messages, end - (acked_at or end))
+
+
+class BridgeProcess:
+    """A real bridge (``edgebridge bridge run``) as a subprocess on its own topic prefix, so that its CPU
+    is not the agent's; its ``/metrics`` tell when it has acknowledged everything the agent sent."""
+
+    def __init__(self, brokers: LocalBrokers, tmp: Path, prefix: str, receipts: bool) -> None:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        raw = f"{prefix}-raw"
+        admin = AdminClient({"bootstrap.servers": brokers.kafka.bootstrap})
+        admin.create_topics([NewTopic(raw, num_partitions=3, replication_factor=1)])[raw].result(30)
+        config = tmp / f"bridge-{prefix}.toml"
+        config.write_text(f"""
+[mqtt]
+url = "{brokers.mosquitto.url}"
+topic_prefix = "{prefix}"
+[kafka]
+bootstrap = "{brokers.kafka.bootstrap}"
+[uplink]
+client_id = "bench-bridge-{prefix}"
+raw_topic = "{raw}"
+receipts = {str(receipts).lower()}
+[downlink]
+enabled = false
+[metrics]
+port = {self.port}
+[log]
+level = "WARNING"
+""")
+        self.log = tmp / f"bridge-{prefix}.log"  # librdkafka's and the bridge's stderr, kept off the output
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "edgebridge", "bridge", "run", "--config", str(config)],
+                stdout=log, stderr=log,
+            )
+        self.sent = 0  # MQTT messages the agents published on this prefix
+
+    def _get(self, path: str) -> tuple[int, str]:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, ""
+        except OSError:
+            return 0, ""
+
+    def wait_healthy(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self._get("/healthz")[0] != 200:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"bridge not healthy, see {self.log}")
+            time.sleep(0.2)
+
+    def metric(self, name: str) -> float:
+        for line in self._get("/metrics")[1].splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    def wait_caught_up(self, timeout: float = 300) -> None:
+        """Until the bridge acknowledged every message sent to it, so that a run's leftover work (with
+        receipts off the agent is done at the broker's PUBACK) does not spill into the next run."""
+        deadline = time.monotonic() + timeout
+        while self.metric("edgebridge_bridge_acked_messages_total") < self.sent:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bridge did not catch up, see {self.log}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
 
 
 def backlog_rss(state: Path, target: int) -> list[tuple[int, int]]:
@@ -197,17 +313,23 @@ def main() -> int:
     parser.add_argument("--batch-events", type=int, default=200_000)
     parser.add_argument("--backlog", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--receipt-events", type=int, default=100_000,
+                        help="per-message events per run of the receipts pairs (0: skip)")
+    parser.add_argument("--receipt-batch-events", type=int, default=500_000,
+                        help="batch-mode events per run of the receipts pairs (0: skip)")
     parser.add_argument(
         "--only",
         action="append",
-        choices=("single", "batch", "rss"),
+        choices=("single", "batch", "rss", "receipts"),
         help="run only this scenario (repeatable): single = per-message pairs with disk bytes, "
-        "batch = batch mode, rss = import floor and the backlog RSS with its disk bytes",
+        "batch = batch mode, rss = import floor and the backlog RSS with its disk bytes, "
+        "receipts = on/off pairs end to end through a bridge and Kafka",
     )
     args = parser.parse_args()
-    only = set(args.only or ("single", "batch", "rss"))
+    only = set(args.only or ("single", "batch", "rss", "receipts"))
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
-        brokers = LocalBrokers(Path(tmp) / "brokers", only=("mosquitto",))
+        brokers = LocalBrokers(Path(tmp) / "brokers",
+                               only=("mosquitto", "kafka") if "receipts" in only else ("mosquitto",))
         brokers.up()
         try:
             m = brokers.mosquitto
@@ -221,6 +343,9 @@ def main() -> int:
                 batch_mode(m.url, Path(tmp), args.batch_events, args.repeats)
             if "rss" in only:
                 rss(Path(tmp), args.backlog)
+            if "receipts" in only:
+                receipts_pairs(brokers, Path(tmp), args.receipt_events, args.receipt_batch_events,
+                               args.repeats)
             print(
                 f"machine: {os.cpu_count()} cores, "
                 f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 20} MB RAM, "
@@ -240,11 +365,11 @@ def single(m: Any, tmp: Path, events: int, repeats: int) -> None:
         before = _usage()
         bare.append(bare_paho("127.0.0.1", m.port, events, payload))
         mid = _usage()
-        rate, per_event = agent_run(m.url, tmp / f"single-{i}", events, batch=False)
+        run = agent_run(m.url, tmp / f"single-{i}", events, batch=False)
         after = _usage()
-        ours.append(rate)
-        disk.append(per_event)
-        ratios.append(rate / bare[-1])
+        ours.append(run.rate)
+        disk.append(run.disk)
+        ratios.append(run.rate / bare[-1])
         for name, (u0, u1) in (("bare", (before, mid)), ("ours", (mid, after))):
             work[name].append(((u1[0] - u0[0]) * 1e6 / events, (u1[1] - u0[1]) / events))
     b, o = statistics.median(bare), statistics.median(ours)
@@ -264,18 +389,62 @@ def single(m: Any, tmp: Path, events: int, repeats: int) -> None:
 
 
 def batch_mode(url: str, tmp: Path, events: int, repeats: int) -> None:
-    batch, batch_cpu = [], []
-    for i in range(repeats):
-        before = _usage()
-        batch.append(agent_run(url, tmp / f"batch-{i}", events, batch=True))
-        batch_cpu.append((_usage()[0] - before[0]) * 1e6 / events)
+    batch = [agent_run(url, tmp / f"batch-{i}", events, batch=True) for i in range(repeats)]
     print(
-        f"batch mode: {statistics.median(r for r, _ in batch):,.0f} ev/s source->PUBACK "
-        f"(runs {[round(r) for r, _ in batch]}), "
-        f"CPU per event {statistics.median(batch_cpu):.1f} us "
-        f"(runs {[round(c, 1) for c in batch_cpu]}), "
-        f"disk bytes/event {statistics.median(d for _, d in batch):,.0f}"
+        f"batch mode: {statistics.median(r.rate for r in batch):,.0f} ev/s source->PUBACK "
+        f"(runs {[round(r.rate) for r in batch]}), "
+        f"CPU per event {statistics.median(r.cpu for r in batch):.1f} us "
+        f"(runs {[round(r.cpu, 1) for r in batch]}), "
+        f"disk bytes/event {statistics.median(r.disk for r in batch):,.0f}"
     )
+
+
+def receipts_pairs(brokers: LocalBrokers, tmp: Path, events: int, batch_events: int, repeats: int) -> None:
+    """Receipts on vs off, end to end, in pairs whose order alternates (off-on, on-off, ...) so that
+    the machine's drift and any order effect hit both; per-message mode, then batch mode."""
+    bridges = {
+        "on": BridgeProcess(brokers, tmp, "rcpton", receipts=True),
+        "off": BridgeProcess(brokers, tmp, "rcptoff", receipts=False),
+    }
+    try:
+        for b in bridges.values():
+            b.wait_healthy()
+        print("bridges: receipt_interval 0.5 s (default), receive_maximum 1000; agent window "
+              f"{WINDOW}, batch_max_events 500, max_unreceipted 50,000 (defaults)", flush=True)
+        for batch, n in ((False, events), (True, batch_events)):
+            if n <= 0:
+                continue
+            mode = "batch" if batch else "per-message"
+            runs: dict[str, list[AgentRun]] = {"on": [], "off": []}
+            for i in range(repeats):
+                order = ("off", "on") if i % 2 == 0 else ("on", "off")
+                for receipts in order:
+                    bridge = bridges[receipts]
+                    device = f"rcpt-{mode[:5]}-{receipts}-{i}"
+                    run = agent_run(brokers.mosquitto.url, tmp / device, n, batch, receipts=receipts,
+                                    prefix=f"rcpt{receipts}", device=device)
+                    bridge.sent += run.messages
+                    bridge.wait_caught_up()
+                    runs[receipts].append(run)
+                on, off = runs["on"][-1], runs["off"][-1]
+                print(f"  {mode} pair {i + 1} ({order[0]} first): on {on.rate:,.0f} ev/s, "
+                      f"off {off.rate:,.0f} ev/s, ratio {on.rate / off.rate:.2f}; CPU us/event on "
+                      f"{on.cpu:.1f}, off {off.cpu:.1f}; peak unreceipted {on.peak_unreceipted:,}; "
+                      f"last PUBACK to last deletion on {on.tail * 1e3:.0f} ms, off {off.tail * 1e3:.0f} ms",
+                      flush=True)
+            ratios = [a.rate / b.rate for a, b in zip(runs["on"], runs["off"], strict=True)]
+            med = {k: (statistics.median(r.rate for r in v), statistics.median(r.cpu for r in v),
+                       statistics.median(r.disk for r in v), max(r.peak_unreceipted for r in v))
+                   for k, v in runs.items()}
+            print(f"receipts, {mode}, {n:,} events: on {med['on'][0]:,.0f} ev/s source->receipt->deleted, "
+                  f"off {med['off'][0]:,.0f} ev/s source->PUBACK->deleted (medians); median of per-pair "
+                  f"ratios {statistics.median(ratios):.2f} (pairs {[round(r, 2) for r in ratios]}); "
+                  f"CPU us/event on {med['on'][1]:.1f}, off {med['off'][1]:.1f}; disk bytes/event on "
+                  f"{med['on'][2]:,.0f}, off {med['off'][2]:,.0f}; peak events waiting for a receipt "
+                  f"{med['on'][3]:,}", flush=True)
+    finally:
+        for b in bridges.values():
+            b.stop()
 
 
 def rss(tmp: Path, backlog: int) -> None:

@@ -19,15 +19,27 @@ per-filter callbacks, a malformed packet) takes paho's own path unchanged.
 PUBACKs: :meth:`_Client.ack_all` queues all of a turn's PUBACKs as one write, instead of one queued
 packet, one wake-up byte to paho's thread and one ``send`` each.
 
-Both rely on paho internals (``_in_packet``, ``_packet_queue``, ``_on_message_filtered``,
-``_in_callback_mutex``), which is why ``pyproject.toml`` pins ``paho-mqtt>=2.2,<2.3``; every uplink test
-exercises them.
+Receipts (the only thing the uplink's client publishes; figures: ``bench/RESULTS.md``, Receipts):
+:meth:`_Client.publish_all` queues the receipts going out in a turn as one write, with their
+properties packed once (:class:`PackedProperties`), instead of paho's
+``publish`` per receipt (which packs the properties again and wakes paho's thread with a byte per
+packet); a success PUBACK of ours is taken in :meth:`_Client._handle_pubackcomp` without paho's
+decoding into ``ReasonCode`` and ``Properties`` objects and without ``on_publish``, and paho's
+in-flight limit is off (the caller bounds what is un-acknowledged): with it on, paho walks every
+message it holds on each PUBACK, looking for a queued one to send. A failure PUBACK (the broker refused
+a receipt) still goes through paho, to ``on_publish``.
+
+Both rely on paho internals (``_in_packet``, ``_packet_queue``, ``_out_messages``,
+``_on_message_filtered``, ``_in_callback_mutex``), which is why ``pyproject.toml`` pins
+``paho-mqtt>=2.2,<2.3``; every uplink test exercises them.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+import time
+from typing import Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -35,7 +47,7 @@ from paho.mqtt.properties import Properties
 
 from edgebridge.settings import MqttSettings
 
-__all__ = ["FastMessage", "FastProperties", "connect_properties", "new_client"]
+__all__ = ["FastMessage", "FastProperties", "PackedProperties", "connect_properties", "new_client"]
 
 
 class _BufferedSocket:
@@ -147,6 +159,40 @@ def _decode_props(data: bytes, pos: int, end: int) -> FastProperties:
 
 
 _PUBACK = struct.Struct("!BBH")
+_MID = struct.Struct("!H")
+
+
+def _varint(n: int) -> bytes:
+    """An MQTT variable byte integer."""
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class PackedProperties(Properties):
+    """PUBLISH properties holding only a Content Type, packed once: paho's ``Properties.pack`` probes
+    every MQTT 5 property name per call. paho asks an outgoing message's properties only for ``pack``
+    (when it resends after a reconnect) and ``str`` (debug logging)."""
+
+    __slots__ = ("_content_type", "_packed")
+    _packed: bytes
+    _content_type: str
+
+    def __init__(self, content_type: str) -> None:
+        # Properties.__init__ skipped on purpose: ~10 attributes through a validating __setattr__
+        raw = content_type.encode()
+        body = b"\x03" + len(raw).to_bytes(2, "big") + raw
+        object.__setattr__(self, "_packed", _varint(len(body)) + body)
+        object.__setattr__(self, "_content_type", content_type)
+
+    def pack(self) -> bytes:
+        return self._packed
+
+    def __str__(self) -> str:
+        return f"[ContentType: {self._content_type}]"
 
 
 class _Client(mqtt.Client):
@@ -200,6 +246,60 @@ class _Client(mqtt.Client):
                 if not self.suppress_exceptions:
                     raise
         return mqtt.MQTT_ERR_SUCCESS
+
+    @property
+    def unacknowledged(self) -> int:
+        """Messages we published and the broker has not PUBACKed yet."""
+        return len(self._out_messages)
+
+    def publish_all(self, messages: list[tuple[str, bytes]], properties: PackedProperties) -> int:
+        """Queue a QoS 1 PUBLISH of each ``(topic, payload)`` as one write; how many were queued (0
+        without a socket; fewer when all packet ids are in use). Each is held in paho's
+        ``_out_messages`` as ``publish`` would, so paho resends it after a reconnect until PUBACKed."""
+        if self._sock is None or not messages:
+            return 0
+        props = properties.pack()
+        packets: list[bytes] = []
+        queued = 0
+        now = time.monotonic()
+        with self._out_message_mutex:
+            out = self._out_messages
+            for topic, payload in messages:
+                mid = self._mid_generate()
+                if mid in out:
+                    break  # 65,535 un-acknowledged: the rest waits
+                raw_topic = topic.encode()
+                message = mqtt.MQTTMessage(mid, raw_topic)
+                message.timestamp = now
+                message.payload = payload
+                message.qos = 1
+                message.state = mqtt.mqtt_ms_wait_for_puback
+                message.properties = properties
+                out[mid] = message
+                remaining = 4 + len(raw_topic) + len(props) + len(payload)
+                packets += (b"\x32", _varint(remaining), _MID.pack(len(raw_topic)), raw_topic,
+                            _MID.pack(mid), props, payload)
+                queued += 1
+            self._inflight_messages += queued
+        if queued:
+            # qos 1 here: paho treats a written QoS 0 PUBLISH as complete (on_publish, info)
+            self._packet_queue(mqtt.PUBLISH, b"".join(packets), 0, 1)
+        return queued
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> mqtt.MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        size = len(packet)
+        # packet id, then (MQTT 5, optional) a reason code below 0x80 and an empty property length
+        if cmd == "PUBACK" and (size == 2 or ((size == 3 or (size == 4 and packet[3] == 0))
+                                and packet[2] < 0x80)):
+            with self._out_message_mutex:
+                message = self._out_messages.pop(packet[0] << 8 | packet[1], None)
+                if message is not None:
+                    self._inflight_messages -= 1
+            if message is not None:
+                message.info._set_as_published()
+            return mqtt.MQTT_ERR_SUCCESS
+        return super()._handle_pubackcomp(cmd)
 
     def ack_all(self, mids: list[int]) -> None:
         """Queue a PUBACK (QoS 1, success) for each of ``mids``, as one write to the socket."""

@@ -47,17 +47,20 @@ import time
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.metrics import BridgeMetrics
-from bridge.mqtt_client import FastMessage, connect_properties, new_client
+from bridge.mqtt_client import FastMessage, PackedProperties, connect_properties, new_client
+from bridge.receipts import Receipt
 from edgebridge.logs import rate_limited
 from edgebridge.receipts import RECEIPT_CONTENT_TYPE
 from edgebridge.settings import MqttSettings
 
-__all__ = ["Inbound", "MqttSource"]
+__all__ = ["MAX_UNACKED_RECEIPTS", "Inbound", "MqttSource"]
+
+# Receipts published and not yet PUBACKed, at most (what paho's in-flight limit was): the broker's
+# memory for our receipts, and what paho resends after a reconnect.
+MAX_UNACKED_RECEIPTS = 1000
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +105,11 @@ class MqttSource:
         self._barrier = threading.Event()
         self._barrier_mid: int | None = None
         self._client = new_client(settings, client_id, manual_ack=True)
-        # Receipts this client publishes: paho keeps at most this many un-PUBACKed or waiting, so a
-        # broker that stops answering costs bounded memory (publish then refuses, the receipt waits)
-        self._client.max_inflight_messages_set(1000)
-        self._client.max_queued_messages_set(10_000)
-        self._receipt_props = Properties(PacketTypes.PUBLISH)
-        self._receipt_props.ContentType = RECEIPT_CONTENT_TYPE
+        # Receipts: this client publishes nothing else. paho's in-flight limit is off (with it, paho
+        # walks every held message on each PUBACK); :meth:`receipt_room` keeps the bound instead, so a
+        # broker that stops answering costs bounded memory (the receipts wait in the book, merged).
+        self._client.max_inflight_messages_set(0)
+        self._receipt_props = PackedProperties(RECEIPT_CONTENT_TYPE)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_pre_connect = self._on_pre_connect
@@ -173,12 +175,19 @@ class MqttSource:
                 self._client.ack_all([entry.mid for entry in done])
         return done
 
-    def publish(self, topic: str, payload: bytes) -> bool:
-        """Publish a receipt, QoS 1; ``False`` when it cannot go now (disconnected, paho's queue full)."""
+    def receipt_room(self) -> int:
+        """How many more receipts may go now: at most :data:`MAX_UNACKED_RECEIPTS` un-PUBACKed."""
         if not self._connected:
-            return False
-        info = self._client.publish(topic, payload, qos=1, properties=self._receipt_props)
-        return info.rc == mqtt.MQTT_ERR_SUCCESS
+            return 0
+        return MAX_UNACKED_RECEIPTS - self._client.unacknowledged
+
+    def publish_receipts(self, receipts: list[Receipt]) -> int:
+        """Publish these receipts, QoS 1, as one write; how many went (the first ones): none when
+        disconnected. paho resends them after a reconnect until PUBACKed."""
+        if not self._connected:
+            return 0
+        return self._client.publish_all([(topic, payload) for topic, payload, _ in receipts],
+                                        self._receipt_props)
 
     def release(self, size: int) -> None:
         """Payload bytes of messages acknowledged (or dropped as stale): room in the byte budget."""

@@ -4,8 +4,12 @@ Every delivery report of an event record (``iot.events.raw``), or of the dead le
 tells :meth:`ReceiptBook.confirm` its device, epoch and seq. The book coalesces them into ranges per
 (device, epoch); every ``receipt_interval`` seconds :meth:`ReceiptBook.take` hands out everything
 gathered as receipt messages (:mod:`edgebridge.receipts`), so a device gets at most one receipt per
-interval per epoch, whatever its rate. What cannot be published now (MQTT down, paho's queue full) is
-handed back with :meth:`ReceiptBook.give_back` and goes with the next interval.
+interval per epoch, whatever its rate. :meth:`ReceiptBook.due` hands out at most ``room`` receipts at
+a time (the caller's bound on receipts not yet PUBACKed); the rest of an interval's wait in the book's
+queue and go in later turns as PUBACKs make room, not an interval later. What cannot be published
+(MQTT down) is handed back with :meth:`ReceiptBook.give_back`; at the next interval whatever still waits
+is merged back into the ranges first, so the queue never holds more than one receipt per (device,
+epoch) and range chunk.
 
 Only a delivery report adds to the book: a receipt is never sent for what Kafka has not confirmed.
 
@@ -16,12 +20,16 @@ partition, so they are confirmed in order and almost always extend the last rang
 
 from __future__ import annotations
 
+import collections
 import time
 
 from edgebridge.receipts import MAX_RANGES, encode_receipt, merge_ranges
 from edgebridge.topics import receipts_topic
 
-__all__ = ["ReceiptBook"]
+__all__ = ["Receipt", "ReceiptBook"]
+
+# (mqtt topic, payload, (device key, epoch, the ranges it covers))
+Receipt = tuple[str, bytes, tuple[bytes, str, list[tuple[int, int]]]]
 
 
 class ReceiptBook:
@@ -32,10 +40,12 @@ class ReceiptBook:
         # (device key as Kafka has it, epoch) -> ranges [first, last], in confirmation order
         self._pending: dict[tuple[bytes, str], list[list[int]]] = {}
         self._topics: dict[bytes, str] = {}
+        self._queue: collections.deque[Receipt] = collections.deque()  # encoded, waiting for room
+        self.deferred = 0  # receipts that waited a whole interval for room (merged back, sent later)
 
     def __len__(self) -> int:
-        """(device, epoch) pairs with something to receipt."""
-        return len(self._pending)
+        """(device, epoch) pairs with something to receipt, and receipts waiting for room."""
+        return len(self._pending) + len(self._queue)
 
     def confirm(self, key: bytes, epoch: str, seq: int) -> None:
         """Kafka holds ``seq`` of device ``key`` (its UTF-8 id, the record key) in ``epoch``."""
@@ -49,14 +59,33 @@ class ReceiptBook:
         elif not last[0] <= seq <= last[1]:
             ranges.append([seq, seq])
 
-    def take(self, now: float) -> list[tuple[str, bytes, tuple[bytes, str, list[tuple[int, int]]]]]:
-        """When the interval has passed: ``(mqtt topic, payload, (key, epoch, ranges))`` for every
-        receipt owed, and the book starts over; otherwise nothing."""
-        if now < self._due or not self._pending:
+    def due(self, now: float, room: int) -> list[Receipt]:
+        """Up to ``room`` receipts to publish now: ``(mqtt topic, payload, (key, epoch, ranges))``.
+        When the interval has passed, everything confirmed since the last one joins the queue."""
+        if now >= self._due and (self._pending or self._queue):
+            self._due = now + self._interval
+            self._encode()
+        if room <= 0 or not self._queue:
             return []
-        self._due = now + self._interval
+        if room >= len(self._queue):
+            out, self._queue = list(self._queue), collections.deque()
+            return out
+        return [self._queue.popleft() for _ in range(room)]
+
+    @property
+    def queued(self) -> int:
+        """Receipts encoded and waiting for room."""
+        return len(self._queue)
+
+    def _encode(self) -> None:
+        """Merge what still waits back into the ranges (one receipt per device and epoch, not one per
+        interval), then encode everything into the queue and start the book over."""
+        self.deferred += len(self._queue)
+        for _, _, (key, epoch, ranges) in self._queue:
+            self.give_back(key, epoch, ranges)
+        self._queue.clear()
         pending, self._pending = self._pending, {}
-        out = []
+        queue = self._queue
         for (key, epoch), raw in pending.items():
             topic = self._topics.get(key)
             if topic is None:
@@ -66,8 +95,7 @@ class ReceiptBook:
             ranges = merge_ranges(raw)
             for i in range(0, len(ranges), MAX_RANGES):
                 part = ranges[i : i + MAX_RANGES]
-                out.append((topic, encode_receipt(key.decode(), epoch, part), (key, epoch, part)))
-        return out
+                queue.append((topic, encode_receipt(key.decode(), epoch, part), (key, epoch, part)))
 
     def give_back(self, key: bytes, epoch: str, ranges: list[tuple[int, int]]) -> None:
         """A receipt that could not be published: send it with the next interval."""

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 _BATCH = 1000  # messages taken per loop turn before serving delivery reports and acks
 _IDLE_WAIT = 0.005  # seconds: the most a message waits in the intake queue when the loop is idle
+_RECEIPT_DRAIN = 2.0  # seconds: on SIGTERM, the most spent sending receipts past the room
 _LAST_RESORT_PAYLOAD = 1024  # a dead letter Kafka refuses is cut to this once more before retrying
 
 
@@ -127,7 +128,13 @@ class Uplink:
                 self._ack_ready()
             self._ack_ready()
             if self._receipts is not None:
-                self._send_receipts(float("inf"))  # what Kafka confirmed, before the closing barrier
+                # what Kafka confirmed, before the closing barrier; more than the room allows goes as
+                # PUBACKs come back, for a few seconds at most (a receipt not sent costs a resend)
+                self._send_receipts(float("inf"))
+                deadline = time.monotonic() + _RECEIPT_DRAIN
+                while self._receipts.queued and self.source.connected and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    self._send_receipts(time.monotonic())
         finally:
             left = len(self._frontier)
             sample = self._metrics.registry.get_sample_value
@@ -194,26 +201,24 @@ class Uplink:
         m.held_bytes.set(self.source.held_bytes)
 
     def _send_receipts(self, now: float) -> None:
-        """Publish the receipts owed, when the interval has passed; what cannot go now goes next time."""
-        assert self._receipts is not None
-        owed = self._receipts.take(now)
-        if not owed:
-            return
-        sent = ranges = seqs = 0
-        for topic, payload, (key, epoch, covered) in owed:
-            if self.source.publish(topic, payload):
-                sent += 1
-                ranges += len(covered)
-                seqs += sum(b - a + 1 for a, b in covered)
-            else:
-                self._receipts.give_back(key, epoch, covered)
+        """Publish the receipts owed as room allows, all of a turn's in one write (``bridge.receipts``:
+        an interval's receipts join the book's queue; what cannot go now goes in a later turn)."""
+        book = self._receipts
+        assert book is not None
+        owed = book.due(now, self.source.receipt_room())
+        sent = self.source.publish_receipts(owed) if owed else 0
+        for _, _, (key, epoch, covered) in owed[sent:]:
+            book.give_back(key, epoch, covered)  # MQTT is down: with the next interval
         m = self._metrics
         if sent:
+            went = [ranges for _, _, (_, _, ranges) in owed[:sent]]
             m.receipts.inc(sent)
-            m.receipt_ranges.inc(ranges)
-            m.receipted_events.inc(seqs)
-        if sent < len(owed):
-            m.receipts_deferred.inc(len(owed) - sent)
+            m.receipt_ranges.inc(sum(len(ranges) for ranges in went))
+            m.receipted_events.inc(sum(last - first + 1 for ranges in went for first, last in ranges))
+        deferred = len(owed) - sent + book.deferred
+        if deferred:
+            book.deferred = 0
+            m.receipts_deferred.inc(deferred)
 
     def _produce_replacements(self, stop: threading.Event) -> None:
         while self._replacements:

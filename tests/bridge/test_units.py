@@ -218,3 +218,96 @@ def test_fast_publish_leaves_other_shapes_to_paho() -> None:
     # invalid UTF-8 in a property: paho's verdict, a malformed packet (the connection is dropped)
     with pytest.raises(MalformedPacket):
         _both(0x32, _publish_body(b"p/devices/d-1/events", 1, b"\x26" + s16(b"k") + s16(b"\xff"), b"x"))
+
+
+# -- receipts going out (bridge.receipts, bridge.mqtt_client): an interval's receipts in one write ----
+
+class _Wire:
+    """A connected socket as paho sees it: records each ``send``."""
+
+    def __init__(self) -> None:
+        self.sends: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.sends.append(bytes(data))
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+
+def test_receipts_go_as_one_write_with_the_bytes_paho_would_send() -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from bridge.mqtt_client import PackedProperties, new_client
+    from edgebridge.receipts import RECEIPT_CONTENT_TYPE, encode_receipt
+    from edgebridge.settings import MqttSettings
+
+    receipts = [(f"p/d-{i}/receipts", encode_receipt(f"d-{i}", "e1", [(1, i + 1)])) for i in range(3)]
+    receipts.append(("p/long/receipts", b"r" * 300))  # a remaining length of two bytes
+    ours = new_client(MqttSettings(), "unit", manual_ack=True)
+    ours._sock = _Wire()  # type: ignore[assignment]
+    assert ours.publish_all(receipts, PackedProperties(RECEIPT_CONTENT_TYPE)) == 4
+    paho = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="unit", protocol=mqtt.MQTTv5)
+    paho._sock = _Wire()  # type: ignore[assignment]
+    props = Properties(PacketTypes.PUBLISH)
+    props.ContentType = RECEIPT_CONTENT_TYPE
+    for topic, payload in receipts:
+        paho.publish(topic, payload, qos=1, properties=props)
+    assert len(ours._sock.sends) == 1 and len(paho._sock.sends) == 4  # type: ignore[attr-defined]
+    assert ours._sock.sends[0] == b"".join(paho._sock.sends)  # type: ignore[attr-defined]
+    # held as paho holds its own, so that a reconnect resends them (properties packed the same way)
+    assert ours.unacknowledged == 4 and sorted(ours._out_messages) == sorted(paho._out_messages)
+    held = ours._out_messages[1]
+    assert held.state == mqtt.mqtt_ms_wait_for_puback and held.properties is not None
+    assert held.properties.pack() == props.pack() and held.topic == "p/d-0/receipts"
+
+
+def test_receipt_pubacks_success_fast_refusal_through_paho() -> None:
+    from bridge.mqtt_client import PackedProperties, new_client
+    from edgebridge.settings import MqttSettings
+
+    client = new_client(MqttSettings(), "unit", manual_ack=True)
+    client.max_inflight_messages_set(0)
+    client._sock = _Wire()  # type: ignore[assignment]
+    refused: list[object] = []
+    client.on_publish = lambda c, u, mid, reason, props: refused.append((mid, reason.is_failure))
+    assert client.publish_all([(f"p/d-{i}/receipts", b"{}") for i in range(4)], PackedProperties("x")) == 4
+    for body in (b"\x00\x01", b"\x00\x02\x00", b"\x00\x03\x10\x00"):  # plain, success code, no match
+        client._in_packet = {"command": 0x40, "packet": body}  # type: ignore[assignment]
+        assert client._handle_pubackcomp("PUBACK") == 0
+    assert client.unacknowledged == 1 and refused == []  # taken without on_publish
+    client._in_packet = {"command": 0x40, "packet": b"\x00\x04\x87\x00"}  # type: ignore[assignment]
+    client._handle_pubackcomp("PUBACK")  # Not authorized: paho's path, to on_publish (counted there)
+    assert refused == [(4, True)] and client.unacknowledged == 0
+    assert client.publish_all([("p/d/receipts", b"{}")], PackedProperties("x")) == 1
+    client._sock = None
+    assert client.publish_all([("p/d/receipts", b"{}")], PackedProperties("x")) == 0  # no connection
+
+
+def test_receipt_book_hands_out_by_room_without_waiting_an_interval_and_merges_what_waited() -> None:
+    from bridge.receipts import ReceiptBook
+
+    book = ReceiptBook("p", 0.5)
+    start = 1000.0
+    book._due = start + 0.5
+    for device in (b"a", b"b", b"c"):
+        book.confirm(device, "e", 1)
+    assert book.due(start, 10) == []  # the interval has not passed
+    first = book.due(start + 0.5, 2)
+    assert [r[2][0] for r in first] == [b"a", b"b"] and book.queued == 1
+    assert [r[2][0] for r in book.due(start + 0.51, 5)] == [b"c"]  # room again: no interval to wait
+    for seq in (2, 3):
+        book.confirm(b"a", "e", seq)
+    book.confirm(b"b", "e", 2)
+    assert [r[2] for r in book.due(start + 1.0, 1)] == [(b"a", "e", [(2, 3)])]
+    book.confirm(b"b", "e", 3)
+    assert book.due(start + 1.2, 0) == [] and book.queued == 1  # no room: it waits
+    # the next interval merges what still waited with what came since: one receipt per device
+    assert [r[2] for r in book.due(start + 1.5, 10)] == [(b"b", "e", [(2, 3)])]
+    assert book.deferred == 1 and len(book) == 0
+    book.give_back(b"d", "e", [(5, 6)])  # could not be published: with the next interval
+    assert book.due(start + 1.6, 10) == []
+    assert [r[2] for r in book.due(start + 2.0, 10)] == [(b"d", "e", [(5, 6)])]
