@@ -516,6 +516,10 @@ def run_traffic(brokers: LocalBrokers, shape: Shape, receipts: bool) -> TrafficR
     ours.send("go")
     total = shape.devices * max(1, round(shape.rate * shape.seconds))
     while (get("edgebridge_bridge_acked_messages_total") or 0) < total:
+        if not child.is_alive():  # a generator that cannot keep its pace dies in wait_for_publish
+            raise RuntimeError(f"the load generator exited (code {child.exitcode}) after "
+                               f"{get('edgebridge_bridge_acked_messages_total') or 0:.0f} of {total} "
+                               "messages: its stderr above says why")
         time.sleep(0.01)
     acked = time.perf_counter()
     # the bridge's own counter only as the point to stop the clock; the figures are the counter's
