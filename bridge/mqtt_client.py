@@ -45,6 +45,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edgebridge.mqtt_wire import varint
 from edgebridge.settings import MqttSettings
 
 __all__ = ["FastMessage", "FastProperties", "PackedProperties", "connect_properties", "new_client"]
@@ -162,16 +163,6 @@ _PUBACK = struct.Struct("!BBH")
 _MID = struct.Struct("!H")
 
 
-def _varint(n: int) -> bytes:
-    """An MQTT variable byte integer."""
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 class PackedProperties(Properties):
     """PUBLISH properties holding only a Content Type, packed once: paho's ``Properties.pack`` probes
     every MQTT 5 property name per call. paho asks an outgoing message's properties only for ``pack``
@@ -185,7 +176,7 @@ class PackedProperties(Properties):
         # Properties.__init__ skipped on purpose: ~10 attributes through a validating __setattr__
         raw = content_type.encode()
         body = b"\x03" + len(raw).to_bytes(2, "big") + raw
-        object.__setattr__(self, "_packed", _varint(len(body)) + body)
+        object.__setattr__(self, "_packed", varint(len(body)) + body)
         object.__setattr__(self, "_content_type", content_type)
 
     def pack(self) -> bytes:
@@ -277,7 +268,7 @@ class _Client(mqtt.Client):
                 message.properties = properties
                 out[mid] = message
                 remaining = 4 + len(raw_topic) + len(props) + len(payload)
-                packets += (b"\x32", _varint(remaining), _MID.pack(len(raw_topic)), raw_topic,
+                packets += (b"\x32", varint(remaining), _MID.pack(len(raw_topic)), raw_topic,
                             _MID.pack(mid), props, payload)
                 queued += 1
             self._inflight_messages += queued

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 
+from edgebridge.mqtt_wire import varint
+
 __all__ = ["BufferedSocket", "FastClient", "PackedProperties"]
 
 
@@ -158,7 +160,7 @@ class PackedProperties(Properties):
             parts += (b"\x26", _str16(key.encode()), _str16(value.encode()))
         body = b"".join(parts)
         size = len(body)
-        head = bytes((size,)) if size < 128 else _varint(size)
+        head = bytes((size,)) if size < 128 else varint(size)
         object.__setattr__(self, "_packed", head + body)
         object.__setattr__(self, "_summary", (content_type, correlation, user))
 
@@ -179,10 +181,3 @@ def _str16(data: bytes) -> bytes:
     return len(data).to_bytes(2, "big") + data
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
