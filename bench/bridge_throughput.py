@@ -223,19 +223,13 @@ def quantile(metrics: Any, q: float) -> float:
 
 def steady_latency(brokers: LocalBrokers, rate: int, seconds: float) -> tuple[float, float, int]:
     from bridge.config import BridgeConfig
-    from bridge.service import Bridge
 
     config = load_config(BridgeConfig, None, env={}, overrides={
         "mqtt.url": brokers.mosquitto.url, "mqtt.topic_prefix": PREFIX,
         "kafka.bootstrap": brokers.kafka.bootstrap, "uplink.client_id": f"lat-{uuid.uuid4().hex[:6]}",
         "uplink.raw_topic": new_topic(brokers.kafka.bootstrap), "downlink.enabled": False,
         "metrics.enabled": False})
-    bridge = Bridge(config)
-    stop = threading.Event()
-    thread = threading.Thread(target=bridge.run, args=(stop,))
-    thread.start()
-    while not bridge.health()[0]:
-        time.sleep(0.01)
+    bridge, stop, thread = _start_bridge(config)
     payloads = singles(int(rate * seconds))
     p = _client(f"pub-{uuid.uuid4().hex[:6]}")
     p.connect("127.0.0.1", brokers.mosquitto.port)
@@ -479,6 +473,19 @@ def _traffic_child(port: int, shape: Shape, conn: Connection) -> None:
     counter.loop_stop()
 
 
+def _start_bridge(config: Any) -> tuple[Any, threading.Event, threading.Thread]:
+    """A bridge running in a thread of this process, healthy (connected to both brokers)."""
+    from bridge.service import Bridge
+
+    bridge = Bridge(config)
+    stop = threading.Event()
+    thread = threading.Thread(target=bridge.run, args=(stop,))
+    thread.start()
+    while not bridge.health()[0]:
+        time.sleep(0.01)
+    return bridge, stop, thread
+
+
 class TrafficRun(NamedTuple):
     rate: float  # events/s, first publish to the bridge's last PUBACK
     cpu: dict[str, float]  # bridge CPU seconds by thread over the run (last receipts included)
@@ -489,7 +496,6 @@ class TrafficRun(NamedTuple):
 
 def run_traffic(brokers: LocalBrokers, shape: Shape, receipts: bool) -> TrafficRun:
     from bridge.config import BridgeConfig
-    from bridge.service import Bridge
 
     config = load_config(BridgeConfig, None, env={}, overrides={
         "mqtt.url": brokers.mosquitto.url, "mqtt.topic_prefix": TRAFFIC_PREFIX,
@@ -497,12 +503,7 @@ def run_traffic(brokers: LocalBrokers, shape: Shape, receipts: bool) -> TrafficR
         "uplink.session_expiry": 0,  # nothing queued for a finished run's session
         "uplink.raw_topic": new_topic(brokers.kafka.bootstrap), "uplink.receipts": receipts,
         "downlink.enabled": False, "metrics.enabled": False})
-    bridge = Bridge(config)
-    stop = threading.Event()
-    thread = threading.Thread(target=bridge.run, args=(stop,))
-    thread.start()
-    while not bridge.health()[0]:
-        time.sleep(0.01)
+    bridge, stop, thread = _start_bridge(config)
     ours, theirs = multiprocessing.get_context("spawn").Pipe()
     child = multiprocessing.get_context("spawn").Process(target=_traffic_child,
                                                          args=(brokers.mosquitto.port, shape, theirs))
