@@ -280,9 +280,11 @@ class _Client(mqtt.Client):
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> mqtt.MQTTErrorCode:
         packet = self._in_packet["packet"]
         size = len(packet)
-        # packet id, then (MQTT 5, optional) a reason code below 0x80 and an empty property length
-        if cmd == "PUBACK" and (size == 2 or ((size == 3 or (size == 4 and packet[3] == 0))
-                                and packet[2] < 0x80)):
+        # Only with paho's in-flight limit off (the uplink's receipts): under a limit (the downlink's
+        # commands, paho's default 20) a PUBACK must also send what waited for room, which only paho's
+        # own path does. Then: packet id, (MQTT 5, optional) a reason code below 0x80, no properties.
+        if cmd == "PUBACK" and self._max_inflight_messages == 0 and (
+                size == 2 or ((size == 3 or (size == 4 and packet[3] == 0)) and packet[2] < 0x80)):
             with self._out_message_mutex:
                 message = self._out_messages.pop(packet[0] << 8 | packet[1], None)
                 if message is not None:

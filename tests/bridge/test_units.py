@@ -287,6 +287,27 @@ def test_receipt_pubacks_success_fast_refusal_through_paho() -> None:
     assert client.publish_all([("p/d/receipts", b"{}")], PackedProperties("x")) == 0  # no connection
 
 
+def test_pubacks_under_an_in_flight_limit_send_what_waited_for_room() -> None:
+    """The downlink's client keeps paho's in-flight limit: a PUBACK there must go through paho, which
+    sends the next queued command; taken by the fast path, the 21st command of a burst never left."""
+    import paho.mqtt.client as mqtt
+
+    from bridge.mqtt_client import new_client
+    from edgebridge.settings import MqttSettings
+
+    client = new_client(MqttSettings(), "unit", manual_ack=False)
+    client.max_inflight_messages_set(2)
+    client._sock = _Wire()  # type: ignore[assignment]
+    client._state = mqtt._ConnectionState.MQTT_CS_CONNECTED
+    infos = [client.publish(f"p/d/commands/{i}", b"x", qos=1) for i in range(3)]
+    assert [client._out_messages[i.mid].state for i in infos] == [
+        mqtt.mqtt_ms_wait_for_puback, mqtt.mqtt_ms_wait_for_puback, mqtt.mqtt_ms_queued]
+    client._in_packet = {"command": 0x40, "packet": bytes([0, infos[0].mid])}  # type: ignore[assignment]
+    client._handle_pubackcomp("PUBACK")
+    assert infos[0].is_published()
+    assert client._out_messages[infos[2].mid].state == mqtt.mqtt_ms_wait_for_puback  # sent now
+
+
 def test_receipt_book_hands_out_by_room_without_waiting_an_interval_and_merges_what_waited() -> None:
     from bridge.receipts import ReceiptBook
 
