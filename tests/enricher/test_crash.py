@@ -4,8 +4,9 @@ The evidence, beyond "each (device, seq) once":
 
 - progress on every partition: each run commits on every raw partition before it is killed, so no
   partition can stall across restarts unnoticed;
-- a kill landed mid-transaction: ``iot.events.processed`` read uncommitted holds records that read
-  committed does not (outputs of a transaction the kill left open, aborted by the next start);
+- a kill landed mid-transaction: each kill waits until the broker holds outputs of an open transaction,
+  and half a second after it the transaction is still open (then aborted by the next start: read
+  uncommitted, ``iot.events.processed`` holds records that read committed never shows);
 - the dedup state was restored from ``iot.enricher.state``, not rebuilt from the raw topic: every start
   resumes at the committed offsets, restores exactly the devices that have records below them, consumes
   exactly the records after them, and drops as duplicates exactly the tail records whose first copy was
@@ -133,6 +134,24 @@ def group_offsets(bootstrap: str, group: str, topic: str,
         consumer.close()
 
 
+@contextmanager
+def open_transaction_probe(bootstrap: str, topic: str, partitions: int) -> Iterator[Callable[[], bool]]:
+    """A probe that says whether ``topic`` holds a transaction still open on the broker: on some
+    partition the high watermark (read_uncommitted) is above the last stable offset (what a
+    read_committed consumer's ListOffsets answers). Cheap enough to poll every few milliseconds."""
+    clients = {iso: Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{iso}",
+                              "isolation.level": iso}) for iso in ("read_committed", "read_uncommitted")}
+
+    def high(iso: str, p: int) -> int:
+        return int(clients[iso].get_watermark_offsets(TopicPartition(topic, p), timeout=5, cached=False)[1])
+
+    try:
+        yield lambda: any(high("read_uncommitted", p) > high("read_committed", p) for p in range(partitions))
+    finally:
+        for client in clients.values():
+            client.close()
+
+
 def open_outputs(bootstrap: str, topic: str) -> int:
     """Records the broker has that read_committed does not: in open or aborted transactions."""
     return len(read_all(bootstrap, topic, timeout=10, isolation="read_uncommitted")) - \
@@ -204,12 +223,15 @@ def test_kill_9_repeatedly_mid_stream_still_exactly_once_and_state_restored(
     topics = make_topics(2)
     bs = brokers.kafka_bootstrap
     group = consumer_group()
+    # transactions of 300 ms: the outputs reach the broker after the producer's 50 ms linger, so for
+    # most of each transaction the broker holds records of it that a kill leaves open
     config = write_toml(tmp_path / "enricher.toml", enricher_config(
-        brokers, topics, group, **{"commit.interval_ms": 50, "commit.max_messages": 200}))
+        brokers, topics, group, **{"commit.interval_ms": 300, "commit.max_messages": 100000}))
     min_rounds, max_rounds = 4, 8
     mid_transaction = 0
     rounds = 0
     with group_offsets(bs, group, topics.raw, 2) as committed, \
+            open_transaction_probe(bs, topics.processed, 2) as open_transaction, \
             Trickle(bs, topics.raw, devices=8, seed=11).running() as trickle:
         while rounds < min_rounds or (mid_transaction == 0 and rounds < max_rounds):
             before = committed()
@@ -217,11 +239,15 @@ def test_kill_9_repeatedly_mid_stream_still_exactly_once_and_state_restored(
             # every partition commits progress in every run (a partition stuck for rounds is a bug)
             wait_for(lambda: all(a > b for a, b in zip(committed(), before, strict=True)),  # noqa: B023
                      60, f"progress on every partition in round {rounds}")
+            wait_for(open_transaction, 10, f"a transaction with outputs on the broker in round {rounds}",
+                     every=0.005)
             proc.send_signal(signal.SIGKILL)  # records are still flowing: the trickle never paused
             assert proc.wait(30) == -signal.SIGKILL
             rounds += 1
-            # outputs the broker has that read_committed does not: the kill left a transaction open
-            mid_transaction += open_outputs(bs, topics.processed) > 0
+            # still open once a commit caught in flight has had time to write its markers: the kill
+            # left this transaction open (the next start aborts it; its timeout is 10 s)
+            time.sleep(0.5)
+            mid_transaction += open_transaction()
         trickle.stop()
         raw = Raw(bs, topics.raw)
         total = len(raw.distinct())
@@ -236,6 +262,7 @@ def test_kill_9_repeatedly_mid_stream_still_exactly_once_and_state_restored(
     assert set(keys) == raw.distinct()
     assert ends == [len(raw.parts[0]), len(raw.parts[1])]
     assert mid_transaction >= 1
+    assert open_outputs(bs, topics.processed) > 0  # what the kills left open was aborted, never shown
     # every start resumed where the previous run committed, with the state of exactly the devices below
     runs = [_assignments(tmp_path / f"round{r}-{r}.log") for r in range(rounds)]
     runs.append(_assignments(tmp_path / f"final-{rounds}.log"))
