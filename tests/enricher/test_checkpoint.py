@@ -216,7 +216,7 @@ def processor() -> Any:
     producer = ScriptedProducer()
     proc.checkpoint.producer = producer  # type: ignore[assignment]
     proc.checkpoint._produce = producer.produce
-    proc.assigned = {0}
+    proc.assignment.assigned.add(0)
     yield proc, producer
     proc.close()
 
@@ -268,7 +268,8 @@ def test_offsets_unreadable_at_assignment_end_the_run_with_what_to_do(processor:
         def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get committed offsets"))
 
-    proc._on_assign(Unstable(), [TopicPartition(proc.config.topics.raw, 3)])
-    assert isinstance(proc._fatal, FatalKafkaError)
-    assert "[3]" in str(proc._fatal) and "find-hanging" in str(proc._fatal)
-    assert 3 not in proc.assigned
+    proc.assignment.on_assign(Unstable(), [TopicPartition(proc.config.topics.raw, 3)])
+    fatal = proc.assignment.fatal
+    assert isinstance(fatal, FatalKafkaError)
+    assert "[3]" in str(fatal) and "find-hanging" in str(fatal)
+    assert 3 not in proc.assignment.assigned
