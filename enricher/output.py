@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
 from confluent_kafka import Message
 
 from edgebridge import deadletters, envelope
@@ -30,7 +31,7 @@ _second: tuple[int, str] = (-1, "")
 _last: tuple[int, str] = (-1, "")
 _UNREGISTERED: dict[str, Any] = {"registered": False}
 _READING, _PROCESSED = envelope.READING_TYPE, envelope.PROCESSED_TYPE
-_dumps = envelope.orjson.dumps
+_dumps = orjson.dumps
 
 
 def _wire_size(headers: Headers) -> int:
