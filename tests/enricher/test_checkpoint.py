@@ -127,6 +127,25 @@ def test_records_of_a_running_commit_are_held_then_produced_into_the_next_transa
     assert _sample(metrics, "commits_total") == 2
 
 
+def test_send_waits_out_a_full_producer_queue_and_translates_a_produce_error(rig: Any) -> None:
+    cp, producer, _ = rig
+    full = [BufferError("queue full")] * 2
+    produce = producer.produce
+
+    def filling(*args: Any, **kwargs: Any) -> None:
+        if full:
+            raise full.pop()
+        produce(*args, **kwargs)
+
+    cp._produce = filling
+    cp.start()
+    cp.send("out", b"v", b"k")
+    assert [c for c in producer.calls if c[0] == "produce"] == [("produce", "out", b"v")]
+    producer.fail_produce = KafkaError(KafkaError._STATE, "in an abortable state", txn_requires_abort=True)
+    with pytest.raises(AbortNeeded):
+        cp.send("out", b"w", b"k")
+
+
 def test_a_failed_commit_drops_the_held_records_and_aborts_once(rig: Any) -> None:
     cp, producer, metrics = rig
     producer.fail_with = KafkaError(KafkaError.CONCURRENT_TRANSACTIONS, "fenced generation",
