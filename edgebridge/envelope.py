@@ -76,7 +76,7 @@ import orjson
 
 from edgebridge import _validate as v
 from edgebridge._duplicates import duplicate_keys, surely_unique
-from edgebridge._stamps import new_event_id, now_rfc3339
+from edgebridge._stamps import new_event_id, new_event_ids, now_rfc3339, rfc3339_ms
 from edgebridge._validate import is_deviceid, is_epoch
 from edgebridge._validate_fast import fast_attributes
 from edgebridge.errors import EnvelopeError
@@ -105,10 +105,12 @@ __all__ = [
     "is_deviceid",
     "is_epoch",
     "new_event_id",
+    "new_event_ids",
     "new_gap",
     "new_reading",
     "now_rfc3339",
     "parse_time",
+    "rfc3339_ms",
     "seq_and_epoch",
     "to_dict",
 ]

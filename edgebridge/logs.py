@@ -28,9 +28,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, MutableMapping
-from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
+from edgebridge._stamps import rfc3339
 from edgebridge.config import MASK, looks_secret
 
 __all__ = [
@@ -65,15 +65,11 @@ def _message(record: logging.LogRecord) -> str:
     return str(record.msg) % tuple(_redact("", a) for a in args)
 
 
-def _timestamp(created: float) -> str:
-    return datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class _EventFormatter(logging.Formatter):
     def event(self, record: logging.LogRecord) -> dict[str, Any]:
         """The record as an ordered dict of fields, secrets masked."""
         event: dict[str, Any] = {
-            "ts": _timestamp(record.created),
+            "ts": rfc3339(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": _message(record),

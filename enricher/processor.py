@@ -72,8 +72,6 @@ CONSUME_BATCH = 500
 PROTECTED = CONSUMER_PROTECTED + PRODUCER_PROTECTED + ("transaction.timeout.ms",)
 
 
-_second: tuple[int, str] = (-1, "")
-_last: tuple[int, str] = (-1, "")
 _UNREGISTERED: dict[str, Any] = {"registered": False}
 _CONTENT_TYPE: Headers = [("content-type", envelope.CONTENT_TYPE.encode())]
 _READING, _PROCESSED = envelope.READING_TYPE, envelope.PROCESSED_TYPE
@@ -87,19 +85,6 @@ _TRUNCATED_HEADER = 64  # "dlq_truncated" and a size, added after the room is me
 
 def _wire_size(headers: Headers) -> int:
     return sum(len(name) + len(value or b"") + 10 for name, value in headers)
-
-
-def _rfc3339_ms(ms: int) -> str:
-    """A Kafka timestamp as RFC 3339 with milliseconds; cached, since a backlog's records share their
-    millisecond by the hundreds and their second by the thousands (per event cost)."""
-    global _second, _last
-    if _last[0] == ms:
-        return _last[1]
-    sec, milli = divmod(ms, 1000)
-    if _second[0] != sec:
-        _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-    _last = (ms, f"{_second[1]}.{milli:03d}Z")
-    return _last[1]
 
 
 class Processor:
@@ -351,7 +336,7 @@ class Processor:
                 "flags": item.flags,
                 "late": item.late,
                 "device": device.summary if device is not None else _UNREGISTERED,
-                "ingesttime": _rfc3339_ms(item.ingest_ms) if item.ingest_ms else None,
+                "ingesttime": envelope.rfc3339_ms(item.ingest_ms) if item.ingest_ms else None,
                 "processtime": self._processtime,
             }
             value = _dumps(obj)
