@@ -59,7 +59,8 @@ class Uplink:
         up = config.uplink
         self._config = up
         self._metrics = metrics
-        self._translator = Translator(config.mqtt.topic_prefix, up)
+        self._translator = Translator(config.mqtt.topic_prefix, up, config.topics)
+        self._deadletter_topic = config.topics.deadletter
         self._frontier = AckFrontier()
         self._window = up.receive_maximum
         self._received = self._received_bytes = self._events = 0  # counts not yet in the metrics
@@ -260,7 +261,7 @@ class Uplink:
             return
         topic = next((v for k, v in record.headers if k == "mqtt_topic"), b"") or b""
         replacement = dead_letter(
-            self._config.deadletter_topic, reason=KAFKA_REJECTED, error=error,
+            self._deadletter_topic, reason=KAFKA_REJECTED, error=error,
             mqtt_topic=topic.decode("utf-8", "replace") if isinstance(topic, bytes) else topic,
             received_wall=time.time(), payload=record.value,
             deviceid=record.key.decode("utf-8", "replace") if record.key else None,

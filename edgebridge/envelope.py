@@ -100,7 +100,7 @@ from edgebridge._event import (
     Event,
     Rejected,
 )
-from edgebridge._stamps import new_event_id, now_rfc3339
+from edgebridge._stamps import new_event_id, new_event_ids, now_rfc3339, rfc3339_ms
 from edgebridge._validate import is_deviceid, is_epoch
 from edgebridge.errors import EnvelopeError
 
@@ -128,10 +128,12 @@ __all__ = [
     "is_deviceid",
     "is_epoch",
     "new_event_id",
+    "new_event_ids",
     "new_gap",
     "new_reading",
     "now_rfc3339",
     "parse_time",
+    "rfc3339_ms",
     "seq_and_epoch",
     "to_dict",
 ]

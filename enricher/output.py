@@ -7,7 +7,6 @@ through :meth:`enricher.checkpoint.Checkpoint.send`, in the open transaction.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -27,8 +26,6 @@ DEFAULT_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
 _RECORD_OVERHEAD = 256
 _TRUNCATED_HEADER = 64  # "dlq_truncated" and a size, added after the room is measured
 
-_second: tuple[int, str] = (-1, "")
-_last: tuple[int, str] = (-1, "")
 _UNREGISTERED: dict[str, Any] = {"registered": False}
 _READING, _PROCESSED = envelope.READING_TYPE, envelope.PROCESSED_TYPE
 _dumps = orjson.dumps
@@ -36,19 +33,6 @@ _dumps = orjson.dumps
 
 def _wire_size(headers: Headers) -> int:
     return sum(len(name) + len(value or b"") + 10 for name, value in headers)
-
-
-def _rfc3339_ms(ms: int) -> str:
-    """A Kafka timestamp as RFC 3339 with milliseconds; cached, since a backlog's records share their
-    millisecond by the hundreds and their second by the thousands (per event cost)."""
-    global _second, _last
-    if _last[0] == ms:
-        return _last[1]
-    sec, milli = divmod(ms, 1000)
-    if _second[0] != sec:
-        _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-    _last = (ms, f"{_second[1]}.{milli:03d}Z")
-    return _last[1]
 
 
 class Output:
@@ -79,7 +63,7 @@ class Output:
                 "flags": item.flags,
                 "late": item.late,
                 "device": device.summary if device is not None else _UNREGISTERED,
-                "ingesttime": _rfc3339_ms(item.ingest_ms) if item.ingest_ms else None,
+                "ingesttime": envelope.rfc3339_ms(item.ingest_ms) if item.ingest_ms else None,
                 "processtime": self.processtime,
             }
             value = _dumps(obj)

@@ -23,13 +23,12 @@ from edge_agent.sources.base import Intake, SourceStats
 from edge_agent.sources.lines import LineParser
 from edgebridge.envelope import new_reading
 from edgebridge.errors import EnvelopeError
-from edgebridge.logs import RateLimitedLogger
+from edgebridge.logs import rate_limited
 from edgebridge.retry import Backoff
 
 __all__ = ["SerialSource"]
 
 log = logging.getLogger(__name__)
-_limited = RateLimitedLogger(log, interval=10.0)
 
 
 class SerialSource:
@@ -78,8 +77,7 @@ class SerialSource:
             try:
                 port = self._open()
             except (serial.SerialException, OSError) as exc:
-                _limited.warning(
-                    "open",
+                rate_limited(log, "open", 10.0).warning(
                     "serial port cannot be opened",
                     extra={"port": self.config.port, "error": str(exc)},
                 )
@@ -91,8 +89,7 @@ class SerialSource:
                 self._read(port)
             except (serial.SerialException, OSError) as exc:
                 self.stats.reopened += 1
-                _limited.warning(
-                    "read",
+                rate_limited(log, "read", 10.0).warning(
                     "serial port failed, reopening",
                     extra={"port": self.config.port, "error": str(exc)},
                 )
@@ -149,8 +146,7 @@ class SerialSource:
 
     def _bad(self, why: str, raw: bytes) -> None:
         self.stats.bad += 1
-        _limited.warning(
-            "bad-line",
+        rate_limited(log, "bad-line", 10.0).warning(
             "bad serial line skipped",
             extra={"error": why, "line": raw.decode("utf-8", "replace")},
         )

@@ -32,7 +32,7 @@ REDELIVERED = "edgebridge_bridge_redelivered_messages_total"
 
 def _settings(mqtt_url: str, bootstrap: str, prefix: str, raw: str, **more: object) -> dict[str, object]:
     return {"mqtt.url": mqtt_url, "mqtt.topic_prefix": prefix, "kafka.bootstrap": bootstrap,
-            "uplink.client_id": f"bridge-{prefix}"[:60], "uplink.raw_topic": raw,
+            "uplink.client_id": f"bridge-{prefix}"[:60], "topics.raw": raw,
             "downlink.enabled": False, **more}
 
 
