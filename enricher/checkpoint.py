@@ -115,6 +115,8 @@ def kafka_call(what: str, call: Callable[[float], T], within: float = 60.0) -> T
     A call that blocks past its own timeout (a librdkafka bug) ends the process:
     :mod:`enricher.hang_watchdog`.
     """
+    # Backoff, not tenacity's Retrying: each attempt's own timeout shrinks with the deadline, and the
+    # wait is deliberately not interruptible by the stop signal (at most 2 s): a stop must still commit
     deadline = time.monotonic() + within
     backoff = Backoff(initial=0.1, maximum=2.0)
     attempt = 0

@@ -71,6 +71,8 @@ class SerialSource:
         )
 
     def _run(self) -> None:
+        # Backoff, not tenacity's Retrying: this supervises a session that may read for months and resets
+        # the delays after each successful open, and its waits keep the watchdog heartbeat beating
         backoff = Backoff(self.config.reopen_initial, self.config.reopen_max)
         while not self._stop.is_set():
             self.stats.heartbeat = time.monotonic()
