@@ -99,3 +99,12 @@ class BridgeConfig:
     topics: KafkaTopics = field(default_factory=KafkaTopics)
     metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig(port=9109))
     log: LogSettings = field(default_factory=LogSettings)
+    # /healthz answers 503 once the uplink's or the downlink's loop has been inside one turn this many
+    # seconds: a healthy turn takes milliseconds, even with Kafka away (the window fills and the loop
+    # waits on delivery reports in 20 ms polls); only a hang, or a producer queue full for this long,
+    # stops it
+    stall_after: float = 60.0
+
+    def validate(self) -> None:
+        if not self.stall_after > 0:
+            raise ConfigError("stall_after", "must be > 0")

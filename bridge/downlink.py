@@ -37,6 +37,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.mqtt_client import new_client
 from edgebridge.envelope import is_deviceid
 from edgebridge.logs import rate_limited
+from edgebridge.metrics import LoopProgress
 from edgebridge.topics import command_response_topic, commands_topic
 
 __all__ = ["Downlink"]
@@ -76,10 +77,14 @@ class Downlink:
         self._ever_connected = False
         self._sent: deque[_Sent] = deque()
         self._flowing = True  # the assigned partitions are not paused
+        self.progress = LoopProgress(config.stall_after)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        return self._connected.is_set(), {"downlink_connected": self._connected.is_set(),
-                                          "commands_in_flight": len(self._sent)}
+        """Healthy while its MQTT session is up and its loop turns."""
+        turning, loop = self.progress.health()
+        connected = self._connected.is_set()
+        return connected and turning, {"downlink_connected": connected, "downlink": loop,
+                                       "commands_in_flight": len(self._sent)}
 
     def run(self, stop: threading.Event) -> None:
         s = self._mqtt_settings
@@ -89,6 +94,7 @@ class Downlink:
                                  on_revoke=self._on_revoke)
         try:
             while not stop.is_set():
+                self.progress.turn()
                 self._step()
             deadline = time.monotonic() + self._drain_timeout
             while self._sent and time.monotonic() < deadline:

@@ -43,6 +43,7 @@ from bridge.routes import filters
 from bridge.validate import Translator
 from edgebridge.errors import ShutdownRequested
 from edgebridge.logs import rate_limited
+from edgebridge.metrics import LoopProgress
 
 __all__ = ["Uplink"]
 
@@ -65,6 +66,7 @@ class Uplink:
         self._window = up.receive_maximum
         self._received = self._received_bytes = self._events = 0  # counts not yet in the metrics
         self._replacements: list[tuple[Record, Pending | None]] = []
+        self.progress = LoopProgress(config.stall_after)  # /healthz: 503 while a turn takes too long
         self._receipts = ReceiptBook(config.mqtt.topic_prefix, up.receipt_interval) if up.receipts else None
         self.source = MqttSource(
             config.mqtt, up.client_id, filters(config.mqtt.topic_prefix, up),
@@ -81,6 +83,7 @@ class Uplink:
         """Bridge until ``stop`` is set, then drain (see :meth:`drain`)."""
         try:
             while not stop.is_set():
+                self.progress.turn()
                 self.step(stop)
         except ShutdownRequested:
             pass
@@ -147,9 +150,12 @@ class Uplink:
             self.sink.close()
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        ok = self.source.connected and self.source.subscribed.is_set()
-        return ok, {"mqtt_connected": self.source.connected, "subscribed": self.source.subscribed.is_set(),
-                                       "in_flight": len(self._frontier), "unconfirmed": len(self.sink)}
+        """Healthy while the MQTT session is up and subscribed and the loop turns."""
+        turning, loop = self.progress.health()
+        connected, subscribed = self.source.connected, self.source.subscribed.is_set()
+        return connected and subscribed and turning, {
+            "mqtt_connected": connected, "subscribed": subscribed, "uplink": loop,
+            "in_flight": len(self._frontier), "unconfirmed": len(self.sink)}
 
     # -- steps ---------------------------------------------------------------------------------------
 
