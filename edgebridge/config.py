@@ -70,6 +70,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from edgebridge import config_renames as renames
 from edgebridge.config_dump import dump_config
 from edgebridge.config_renames import apply_renames
 from edgebridge.errors import ConfigError
@@ -383,10 +384,18 @@ def config_or_exit_code(
     A bad configuration prints a one-line error naming the key and gives 2; ``--print-config`` prints
     the effective configuration (secrets masked) and gives 0. The caller returns an ``int`` as is.
     """
-    try:
-        config = config_from_args(cls, args, env=env)
-    except ConfigError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+    with renames.holding() as held:  # logged by the service shell once logging is set up
+        try:
+            config = config_from_args(cls, args, env=env)
+        except ConfigError as exc:
+            config = None
+            error = exc
+    if config is None or getattr(args, "print_config", False):
+        for record in held:  # no logging will be set up: as they are, before the outcome
+            print(record.getMessage(), file=sys.stderr)
+        held.clear()
+    if config is None:
+        print(f"{prog}: {error}", file=sys.stderr)
         return 2
     if getattr(args, "print_config", False):
         print(dump_config(config), end="")

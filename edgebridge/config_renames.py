@@ -8,21 +8,53 @@ A component's configuration class lists its renames as a class attribute, old do
 
 In each source (the TOML file, the environment, ``overrides``) a value under the old key is moved to
 the new key before loading, so the usual precedence applies between sources. The old and the new key
-both set in the same source is a :class:`ConfigError` naming both. Environment variables are renamed
-the same way: ``EDGEBRIDGE_UPLINK_RAW_TOPIC`` is read as ``EDGEBRIDGE_TOPICS_RAW``.
+both set in the same source to different values is a :class:`ConfigError` naming both; to the same
+value (a shared environment file during a rolling upgrade, read by old and new versions) only the
+warning. Environment variables are renamed the same way: ``EDGEBRIDGE_UPLINK_RAW_TOPIC`` is read as
+``EDGEBRIDGE_TOPICS_RAW``.
+
+A configuration is read before the logging it configures is set up, so a component's CLI reads it
+inside :func:`holding` and the service shell :func:`release` logs the warnings once logging is set up:
+they then come out in the configured format (``[log] format = "json"``), not as bare lines.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from edgebridge.errors import ConfigError
 
-__all__ = ["apply_renames", "env_var"]
+__all__ = ["apply_renames", "env_var", "holding", "release"]
 
 log = logging.getLogger("edgebridge.config")
+_held: list[logging.LogRecord] = []
+
+
+class _Hold(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        _held.append(record)
+
+
+@contextmanager
+def holding() -> Iterator[list[logging.LogRecord]]:
+    """Hold the warnings logged inside (the list yielded, shared with :func:`release`)."""
+    handler, propagate = _Hold(), log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        yield _held
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+
+
+def release() -> None:
+    """Log the held warnings through the logging now set up, once."""
+    while _held:
+        log.handle(_held.pop(0))
 
 
 def env_var(key: str, prefix: str) -> str:
@@ -45,7 +77,7 @@ def apply_renames(
             _move(table, old, new)
         old_var, new_var = env_var(old, env_prefix), env_var(new, env_prefix)
         if old_var in env:
-            if new_var in env:
+            if new_var in env and env[new_var] != env[old_var]:
                 raise ConfigError(new, f"both {old_var} and {new_var} are set: keep only {new_var}")
             log.warning("%s is deprecated: use %s", old_var, new_var)
             env_out = env_out if env_out is not None else dict(env)
@@ -71,7 +103,7 @@ def _move(table: dict[str, Any], old: str, new: str) -> None:
         target = target.setdefault(part, {}) if isinstance(target, dict) else None
     if not isinstance(target, dict):
         raise ConfigError(new, f"{old} moved here, but {'.'.join(new_parents)} is not a table")
-    if new_leaf in target:
+    if new_leaf in target and target[new_leaf] != value:
         raise ConfigError(new, f"both {old} and {new} are set: keep only {new}")
     log.warning("config key %s is deprecated: use %s", old, new)
     target[new_leaf] = value

@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from edgebridge import config_renames as renames
 from edgebridge.errors import ConfigError, ShutdownRequested
 from edgebridge.lifecycle import install_stop_handlers
 from edgebridge.logs import setup_logging
@@ -104,6 +105,7 @@ def run(config: C, build: Callable[[C], Service | int], *, name: str, log: loggi
     module docstring). ``name`` says what failed in the log (``"bridge failed"``); ``log`` is the
     component's logger. Must be called from the main thread (signal handlers)."""
     setup_logging(config.log.level, config.log.format)
+    renames.release()  # the configuration's deprecation warnings, in the format just set up
     stop = _Stop()
     restore = install_stop_handlers(stop.request)
     server: MetricsServer | None = None

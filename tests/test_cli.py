@@ -46,3 +46,42 @@ def test_dispatch_is_lazy() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+def test_a_sink_hanging_in_its_database_connect_stops_at_once_on_sigterm() -> None:
+    """A server that accepts the connection and never answers (psycopg would wait up to its connect
+    timeout): SIGTERM ends the sink at once, as nothing was written yet. Its stop handlers are installed
+    only after the store is open; before that, a SIGTERM would wait out the connect."""
+    import os
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)  # the kernel completes the handshake; nobody ever answers
+        port = server.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgebridge", "sink", "postgres", "--dsn",
+             f"host=127.0.0.1 port={port} connect_timeout=60"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            # connected and waiting: the connection is in the listen queue (or accepted by nobody)
+            while not _established(port) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _established(port), "the sink never reached the database"
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(10) == -signal.SIGTERM
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def _established(port: int) -> bool:
+    """A client connection to ``port`` on 127.0.0.1 exists (Linux /proc/net/tcp, state 01)."""
+    with open("/proc/net/tcp") as table:
+        return any(fields[2].endswith(f":{port:04X}") and fields[3] == "01"
+                   for fields in (line.split() for line in table.readlines()[1:]))

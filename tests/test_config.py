@@ -503,6 +503,19 @@ def test_a_renamed_environment_variable_works_and_keeps_the_precedence(
     assert _deprecations(caplog) == ["EDGEBRIDGE_UPLINK_RAW_TOPIC is deprecated: use EDGEBRIDGE_TOPICS_RAW"]
 
 
+def test_old_and_new_name_with_the_same_value_only_warn(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shared environment file during a rolling upgrade sets both names, to the same value."""
+    same = write(tmp_path, '[uplink]\nraw_topic = "a"\n[topics]\nraw = "a"\n')
+    assert load_config(RenamedConfig, same, env={}).topics.raw == "a"
+    assert _deprecations(caplog) == ["config key uplink.raw_topic is deprecated: use topics.raw"]
+    caplog.clear()
+    env = {"EDGEBRIDGE_UPLINK_RAW_TOPIC": "e", "EDGEBRIDGE_TOPICS_RAW": "e"}
+    assert load_config(RenamedConfig, None, env=env).topics.raw == "e"
+    assert _deprecations(caplog) == ["EDGEBRIDGE_UPLINK_RAW_TOPIC is deprecated: use EDGEBRIDGE_TOPICS_RAW"]
+
+
 def test_old_and_new_name_in_one_source_is_an_error(tmp_path: Path) -> None:
     both = write(tmp_path, '[uplink]\nraw_topic = "a"\n[topics]\nraw = "b"\n')
     with pytest.raises(ConfigError, match=r"^topics\.raw: both uplink\.raw_topic and topics\.raw"):

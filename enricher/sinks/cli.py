@@ -34,13 +34,15 @@ def main(argv: list[str], prog: str) -> int:
     config = config_or_exit_code(SinkConfig, args, prog)
     if isinstance(config, int):
         return config
-    return service.run(config, lambda config: _build(config, args, prog), name="sink", log=log)
-
-
-def _build(config: SinkConfig, args: argparse.Namespace, prog: str) -> service.Service | int:
+    # opened before the shell installs its stop handlers: a connect that hangs (psycopg waits up to
+    # 130 s) must still die at once on SIGTERM/Ctrl-C, as nothing was written yet
     opened = _open_store(args, prog)
     if isinstance(opened, int):
         return opened
+    return service.run(config, lambda config: _build(config, opened), name="sink", log=log)
+
+
+def _build(config: SinkConfig, opened: Store) -> service.Service:
     try:
         runner = SinkRunner(config, opened)
     except BaseException:

@@ -374,3 +374,22 @@ def test_receipt_book_hands_out_by_room_without_waiting_an_interval_and_merges_w
     book.give_back(b"d", "e", [(5, 6)])  # could not be published: with the next interval
     assert book.due(start + 1.6, 10) == []
     assert [r[2] for r in book.due(start + 2.0, 10)] == [(b"d", "e", [(5, 6)])]
+
+
+def test_run_logs_deprecations_in_the_configured_format_and_a_build_config_error_exits_2(
+    tmp_path: Path,
+) -> None:
+    """``[log] format = "json"``: the warning of an old key comes out as JSON like every other line (it
+    is held until logging is set up), and a ConfigError while building the bridge (a librdkafka key the
+    bridge sets itself) is exit 2 with one line, before any broker is contacted."""
+    path = tmp_path / "bridge.toml"
+    path.write_text('[log]\nformat = "json"\n[uplink]\nraw_topic = "r"\n[kafka.librdkafka]\nacks = "1"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
+    done = subprocess.run([sys.executable, "-m", "edgebridge", "bridge", "run", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2, done.stderr
+    lines = [orjson.loads(line) for line in done.stderr.splitlines()]
+    assert [(x["level"], x["msg"]) for x in lines] == [
+        ("warning", "config key uplink.raw_topic is deprecated: use topics.raw"),
+        ("error", "configuration error")], lines
+    assert lines[1]["error"] == "librdkafka.acks: is set by edgebridge for its delivery guarantee"
