@@ -1,16 +1,21 @@
 """The MQTT adapter (edgebridge/mqtt/), without a broker: the fast paths give what paho's own code
 gives (incoming PUBLISH, outgoing receipts, PUBACKs with and without paho's in-flight limit), the
-buffered sockets keep order."""
+buffered sockets keep order, and paho is pinned once."""
 
 from __future__ import annotations
 
+import re
 import socket
 import time
+import tomllib
+from pathlib import Path
 
 import pytest
 from paho.mqtt.exception import MalformedPacket, MQTTException
 
 from edgebridge.mqtt.sockets import BufferedSocket, ReadBufferedSocket
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # -- paho fast path for incoming PUBLISH (edgebridge.mqtt.threaded): same result as paho's own decoding ----
 
@@ -227,3 +232,33 @@ def test_read_buffered_socket_reports_what_it_holds_and_writes_through() -> None
         assert sock.getsockname() == a.getsockname()  # anything else: the socket's own
         sock.close()
         assert a.fileno() == -1
+
+
+# -- the pin (edgebridge.mqtt.PAHO_REQUIREMENT) -------------------------------------------------------
+
+def test_paho_is_pinned_once_and_the_pin_holds_for_the_installed_paho() -> None:
+    from importlib.metadata import version
+
+    from edgebridge.mqtt import PAHO_REQUIREMENT
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + [
+        r for extra in project["optional-dependencies"].values() for r in extra]
+    assert [r for r in requirements if r.startswith("paho")] == [PAHO_REQUIREMENT]
+    for extra in ("agent", "cloud"):
+        assert "edgebridge[mqtt]" in project["optional-dependencies"][extra], extra
+    # no other product file states paho's versions (a second pin would drift from this one)
+    stated = [
+        f"{path.relative_to(ROOT)}: {match}"
+        for package in ("edgebridge", "edge_agent", "bridge", "enricher", "simulators")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path != ROOT / "edgebridge" / "mqtt" / "__init__.py"
+        for match in re.findall(r"paho-mqtt\s*[<>=!~][^\s`'\"]*", path.read_text())
+    ]
+    assert stated == []
+    lower, upper = re.fullmatch(r"paho-mqtt>=([\d.]+),<([\d.]+)", PAHO_REQUIREMENT).groups()  # type: ignore[union-attr]
+
+    def key(v: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in v.split(".")[:3])
+
+    assert key(lower) <= key(version("paho-mqtt")) < key(upper)

@@ -17,13 +17,17 @@ a shorter path and leave every other case to paho's own code:
 
 They override private methods and read private attributes of paho (``_handle_pubackcomp``,
 ``_handle_publish``, ``_create_socket``, ``_in_packet``, ``_out_messages``,
-``_packet_queue``, ``_sock``, ...), as they are in paho 2.2, which is why ``pyproject.toml`` pins
-``paho-mqtt>=2.2,<2.3``; the tests of ``tests/agent`` and ``tests/bridge`` and
-``tests/test_mqtt_adapter.py`` exercise every path.
+``_packet_queue``, ``_sock``, ...), as they are in the versions of :data:`PAHO_REQUIREMENT`, the one pin
+of paho in the project (``pyproject.toml``'s ``[mqtt]`` extra, which ``[agent]`` and ``[cloud]``
+include, says the same: ``tests/test_mqtt_adapter.py``). No other module may touch paho's internals
+(``tests/test_boundaries.py``), so a new paho release is checked against this package alone; the tests
+of ``tests/agent`` and ``tests/bridge`` and ``tests/test_mqtt_adapter.py`` exercise every path.
 
 Imports paho and the standard library, never confluent-kafka: a device imports it too.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+__all__ = ["PAHO_REQUIREMENT"]
+
+PAHO_REQUIREMENT = "paho-mqtt>=2.2,<2.3"
