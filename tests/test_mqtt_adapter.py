@@ -1,9 +1,10 @@
 """The MQTT adapter (edgebridge/mqtt/), without a broker: the fast paths give what paho's own code
 gives (incoming PUBLISH, outgoing receipts, PUBACKs with and without paho's in-flight limit), the
-buffered sockets keep order, and paho is pinned once."""
+buffered sockets keep order, the reconnect wait is jittered under paho's ceiling, and paho is pinned once."""
 
 from __future__ import annotations
 
+import random
 import re
 import socket
 import time
@@ -232,6 +233,66 @@ def test_read_buffered_socket_reports_what_it_holds_and_writes_through() -> None
         assert sock.getsockname() == a.getsockname()  # anything else: the socket's own
         sock.close()
         assert a.fileno() == -1
+
+
+# -- reconnect waits (edgebridge.mqtt.threaded): full jitter under paho's doubling ceiling -------------
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def _waits(client: object, clock: _Clock, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        before = clock.now
+        client._reconnect_wait()  # type: ignore[attr-defined]
+        out.append(clock.now - before)
+    return out
+
+
+def test_reconnect_waits_are_jittered_never_longer_than_pahos_and_start_over_after_a_connack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import paho.mqtt.client as mqtt
+
+    import edgebridge.mqtt.threaded as threaded
+    from edgebridge.retry import Backoff
+    from edgebridge.settings import MqttSettings
+
+    clock = _Clock()
+    monkeypatch.setattr(threaded, "time", clock)
+    seeds = iter(range(100))  # each client's backoff its own seeded draws: the test never flakes
+    monkeypatch.setattr(threaded, "Backoff",
+                        lambda lo, hi: Backoff(lo, hi, rng=random.Random(next(seeds))))
+    clients = [threaded.new_client(MqttSettings(), f"unit-{i}", manual_ack=True) for i in range(2)]
+    for client in clients:
+        client._state = mqtt._ConnectionState.MQTT_CS_CONNECT_ASYNC  # paho's thread, retrying
+    ceilings = [1, 2, 4, 8, 16, 30, 30, 30]  # paho's own waits with min_delay=1, max_delay=30
+    runs = [_waits(client, clock, len(ceilings)) for client in clients]
+    for waits in runs:
+        assert all(0 <= w <= c for w, c in zip(waits, ceilings, strict=True))
+        assert sum(waits) < 0.9 * sum(ceilings)  # not paho's fixed doubling
+    assert runs[0] != runs[1]  # two clients that lost the same broker do not retry together
+    assert max(clock.slept) <= 1.0  # in steps, so that loop_stop() ends a wait within a second
+    # a successful CONNACK (paho sets _reconnect_delay to None): the ceiling starts over at min_delay
+    client = clients[0]
+    client._reconnect_delay = None
+    assert _waits(client, clock, 1)[0] <= 1 and client._backoff.ceiling() == 2  # type: ignore[union-attr]
+    # loop_stop() or disconnect(): no wait at all
+    client._thread_terminate = True
+    assert _waits(client, clock, 1) == [0.0]
+    client._thread_terminate = False
+    client._state = mqtt._ConnectionState.MQTT_CS_DISCONNECTING
+    assert _waits(client, clock, 1) == [0.0]
 
 
 # -- the pin (edgebridge.mqtt.PAHO_REQUIREMENT) -------------------------------------------------------

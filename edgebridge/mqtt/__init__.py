@@ -9,14 +9,15 @@ a shorter path and leave every other case to paho's own code:
   fast path both use, and the socket handling of a client driven by its caller's loop (the agent);
   ``connect_properties``;
 - :mod:`~edgebridge.mqtt.threaded`: the client that paho's network thread runs (the bridge): buffered
-  reads, incoming PUBLISHes without paho's objects, PUBACKs and receipts as one write each;
+  reads, incoming PUBLISHes without paho's objects, PUBACKs and receipts as one write each, and a
+  reconnect wait with full jitter;
 - :mod:`~edgebridge.mqtt.incoming`: the common shape of an incoming PUBLISH, decoded;
 - :mod:`~edgebridge.mqtt.properties`: outgoing PUBLISH properties packed once;
 - :mod:`~edgebridge.mqtt.sockets`: the buffered sockets;
 - :mod:`~edgebridge.mqtt.wire`: the pieces of the wire format they write.
 
 They override private methods and read private attributes of paho (``_handle_pubackcomp``,
-``_handle_publish``, ``_create_socket``, ``_in_packet``, ``_out_messages``,
+``_handle_publish``, ``_create_socket``, ``_reconnect_wait``, ``_in_packet``, ``_out_messages``,
 ``_packet_queue``, ``_sock``, ...), as they are in the versions of :data:`PAHO_REQUIREMENT`, the one pin
 of paho in the project (``pyproject.toml``'s ``[mqtt]`` extra, which ``[agent]`` and ``[cloud]``
 include, says the same: ``tests/test_mqtt_adapter.py``). No other module may touch paho's internals

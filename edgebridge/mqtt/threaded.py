@@ -14,10 +14,17 @@ On top of :class:`~edgebridge.mqtt.client.FastClient`'s success-PUBACK path:
   queued packet, one wake-up byte to paho's thread and one ``send`` each.
 - Publishing many (the bridge's receipts): :meth:`ThreadedClient.publish_all` queues them as one write
   with their properties packed once, held in paho's ``_out_messages`` as ``publish`` would hold them.
+- Reconnects: paho's thread waits between attempts in ``_reconnect_wait``, doubling from
+  ``min_delay`` to ``max_delay`` in lockstep for every client that lost the same broker;
+  :meth:`ThreadedClient._reconnect_wait` waits :class:`edgebridge.retry.Backoff` instead (full jitter:
+  ``uniform(0, ceiling)`` under the same doubling ceiling, reset by a successful CONNACK), the
+  project's one retry policy. So replicas and the uplink and downlink clients of a bridge spread their
+  attempts, and no wait is ever longer than paho's own.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 import struct
 import time
@@ -29,15 +36,19 @@ from edgebridge.mqtt.incoming import FastMessage, Malformed, decode_properties, 
 from edgebridge.mqtt.properties import PackedProperties
 from edgebridge.mqtt.sockets import ReadBufferedSocket
 from edgebridge.mqtt.wire import varint
+from edgebridge.retry import Backoff
 from edgebridge.settings import MqttSettings
 
 __all__ = ["ThreadedClient", "new_client"]
 
 _PUBACK = struct.Struct("!BBH")
 _MID = struct.Struct("!H")
+_ENDED = (mqtt._ConnectionState.MQTT_CS_DISCONNECTING, mqtt._ConnectionState.MQTT_CS_DISCONNECTED)
 
 
 class ThreadedClient(FastClient):
+    _backoff: Backoff | None = None
+
     def _create_socket(self) -> object:  # type: ignore[override]
         sock = super()._create_socket()
         return ReadBufferedSocket(sock) if type(sock) is socket.socket else sock
@@ -127,10 +138,25 @@ class ThreadedClient(FastClient):
         pack = _PUBACK.pack
         self._packet_queue(mqtt.PUBACK, b"".join([pack(mqtt.PUBACK, 2, mid) for mid in mids]), 0, 0)
 
+    def _reconnect_wait(self) -> None:
+        # paho's thread, before each reconnect attempt; paho sets _reconnect_delay to None on a
+        # successful CONNACK and in reconnect_delay_set(): the backoff starts over then
+        with self._reconnect_delay_mutex:
+            if self._reconnect_delay is None or self._backoff is None:
+                self._backoff = Backoff(self._reconnect_min_delay, self._reconnect_max_delay)
+            delay = self._backoff.next_delay()
+            self._reconnect_delay = math.ceil(delay)  # paho's int; None only after a CONNACK
+        # as paho waits: in steps of at most 1 s, ended by disconnect() or loop_stop()
+        end = time.monotonic() + delay
+        remaining = delay
+        while self._state not in _ENDED and not self._thread_terminate and remaining > 0:
+            time.sleep(min(remaining, 1.0))
+            remaining = end - time.monotonic()
+
 
 def new_client(settings: MqttSettings, client_id: str, *, manual_ack: bool) -> ThreadedClient:
-    """An MQTT 5 client with the settings' credentials and TLS; paho's own reconnect loop (it owns
-    the thread), capped so that an hour-long outage is retried every 30 s."""
+    """An MQTT 5 client with the settings' credentials and TLS; its reconnect waits are capped at
+    30 s, so that an hour-long outage is retried at least every 30 s."""
     client = ThreadedClient(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
