@@ -199,10 +199,11 @@ topic_prefix = "{prefix}"
 bootstrap = "{brokers.kafka.bootstrap}"
 [uplink]
 client_id = "bench-bridge-{prefix}"
-raw_topic = "{raw}"
 receipts = {str(receipts).lower()}
 [downlink]
 enabled = false
+[topics]
+raw = "{raw}"
 [metrics]
 port = {self.port}
 [log]

@@ -134,7 +134,7 @@ def run_ours(brokers: LocalBrokers, payloads: list[tuple[str, bytes]], receive_m
     config = load_config(BridgeConfig, None, env={}, overrides={
         "mqtt.url": brokers.mosquitto.url, "mqtt.topic_prefix": PREFIX,
         "kafka.bootstrap": brokers.kafka.bootstrap, "uplink.client_id": client_id,
-        "uplink.raw_topic": new_topic(brokers.kafka.bootstrap), "downlink.enabled": False,
+        "topics.raw": new_topic(brokers.kafka.bootstrap), "downlink.enabled": False,
         "uplink.receive_maximum": receive_maximum, "metrics.enabled": False})
     rss_before = rss()
     bridge = Bridge(config)
@@ -227,7 +227,7 @@ def steady_latency(brokers: LocalBrokers, rate: int, seconds: float) -> tuple[fl
     config = load_config(BridgeConfig, None, env={}, overrides={
         "mqtt.url": brokers.mosquitto.url, "mqtt.topic_prefix": PREFIX,
         "kafka.bootstrap": brokers.kafka.bootstrap, "uplink.client_id": f"lat-{uuid.uuid4().hex[:6]}",
-        "uplink.raw_topic": new_topic(brokers.kafka.bootstrap), "downlink.enabled": False,
+        "topics.raw": new_topic(brokers.kafka.bootstrap), "downlink.enabled": False,
         "metrics.enabled": False})
     bridge, stop, thread = _start_bridge(config)
     payloads = singles(int(rate * seconds))
@@ -501,7 +501,7 @@ def run_traffic(brokers: LocalBrokers, shape: Shape, receipts: bool) -> TrafficR
         "mqtt.url": brokers.mosquitto.url, "mqtt.topic_prefix": TRAFFIC_PREFIX,
         "kafka.bootstrap": brokers.kafka.bootstrap, "uplink.client_id": f"traffic-{uuid.uuid4().hex[:6]}",
         "uplink.session_expiry": 0,  # nothing queued for a finished run's session
-        "uplink.raw_topic": new_topic(brokers.kafka.bootstrap), "uplink.receipts": receipts,
+        "topics.raw": new_topic(brokers.kafka.bootstrap), "uplink.receipts": receipts,
         "downlink.enabled": False, "metrics.enabled": False})
     bridge, stop, thread = _start_bridge(config)
     ours, theirs = multiprocessing.get_context("spawn").Pipe()

@@ -49,12 +49,12 @@ def measure(events: int) -> float:
     cp._produce = producer.produce
     cp._begin = _begin(cp)  # type: ignore[method-assign]
     cp._finish = _finish  # type: ignore[method-assign]
-    processor.assigned = {0, 1}
+    processor.assignment.assigned.update({0, 1})
     base = 1_795_700_000_000
     messages = [Message(topic=config.topics.raw, partition=i % 2, offset=i // 2, key=key, value=value,
                         timestamp=(1, base + i // 20))
                 for i, (key, value) in enumerate(raw_events(events))]
-    processor.consumer = _Consumer(messages)  # type: ignore[assignment]
+    processor.consumer = processor.assignment.consumer = _Consumer(messages)  # type: ignore[assignment]
     began = time.thread_time()
     while processor.consumer.left():  # type: ignore[attr-defined]
         processor._step()

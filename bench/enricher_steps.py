@@ -18,7 +18,7 @@ from bench.enricher_throughput import raw_events, registry
 from edgebridge import envelope
 from enricher.config import PipelineSettings
 from enricher.dedup import DedupTable
-from enricher.processor import Processor
+from enricher.output import Output
 from enricher.registry import DeviceInfo, parse_device
 from enricher.steps import Context, Item, Pipeline, build_pipeline
 
@@ -46,8 +46,8 @@ def main() -> None:
     devices = _Devices()
     settings = PipelineSettings()
     events = [envelope.decode(v) for v in records]
-    encoder = object.__new__(Processor)  # only its _encode: no clients
-    encoder._processtime = envelope.now_rfc3339()
+    encoder = Output("bench")
+    encoder.batch()
 
     def decode() -> None:
         for value in records:
@@ -70,7 +70,7 @@ def main() -> None:
 
     def encode() -> None:
         for item in items:
-            encoder._encode(item)
+            encoder.encode(item)
 
     results: dict[str, list[float]] = {"decode": [], "steps": [], "fused": [], "encode": []}
     for _ in range(args.repeats):

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 
 from bridge.config import BridgeConfig
+from edgebridge import service
 from edgebridge.config import add_config_arguments, config_or_exit_code
-from edgebridge.lifecycle import install_stop_handlers
-from edgebridge.logs import setup_logging
 
 __all__ = ["main"]
 
@@ -34,16 +32,11 @@ def main(argv: list[str], prog: str = "edgebridge bridge") -> int:
     config = config_or_exit_code(BridgeConfig, args, prog)
     if isinstance(config, int):
         return config
-    setup_logging(config.log.level, config.log.format)
+    return service.run(config, _build, name="bridge", log=log)
+
+
+def _build(config: BridgeConfig) -> service.Service:
     from bridge.service import Bridge  # imports paho and confluent-kafka: only when running
 
-    stop = threading.Event()
-    restore = install_stop_handlers(stop)
-    try:
-        Bridge(config).run(stop)
-    except Exception:
-        log.exception("bridge failed")
-        return 1
-    finally:
-        restore()
-    return 0
+    bridge = Bridge(config)
+    return service.Service(bridge.run, health=bridge.health, registry=lambda: bridge.metrics.registry)

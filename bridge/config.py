@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import ClassVar
 
 from edgebridge.errors import ConfigError
 from edgebridge.settings import KafkaSettings, LogSettings, MetricsConfig, MqttSettings
+from edgebridge.topics import KafkaTopics
 
 __all__ = ["BridgeConfig", "DownlinkConfig", "UplinkConfig"]
 
@@ -30,10 +34,6 @@ class UplinkConfig:
     events_filter: str | None = None  # default: {topic_prefix}/+/events
     status_filter: str | None = None  # default: {topic_prefix}/+/status
     responses_filter: str | None = None  # default: {topic_prefix}/+/commands/response
-    raw_topic: str = "iot.events.raw"
-    status_topic: str = "iot.devices.status"
-    responses_topic: str = "iot.commands.responses"
-    deadletter_topic: str = "iot.events.deadletter"
     max_message_bytes: int = 256 * 1024  # larger MQTT payloads are dead-lettered as "oversized"
     max_deadletter_payload: int = 64 * 1024  # the dead letter keeps at most this much of the payload
     # librdkafka's delivery timeout; 0: never expire, so librdkafka itself keeps each partition's order
@@ -75,15 +75,36 @@ class DownlinkConfig:
     enabled: bool = True
     client_id: str = "edgebridge-bridge-downlink"
     group_id: str = "edgebridge-bridge-downlink"
-    commands_topic: str = "iot.commands"
     max_in_flight: int = 100  # commands published and not yet PUBACKed
 
 
 @dataclass(frozen=True)
 class BridgeConfig:
+    """The Kafka topic names are ``[topics]``, as for the enricher and the sinks: the bridge writes
+    ``raw``, ``status``, ``command_responses`` and ``deadletter``, and reads ``commands``."""
+
+    # the names these topics had under [uplink] and [downlink]; they still work, with a warning
+    renamed_keys: ClassVar[Mapping[str, str]] = MappingProxyType({
+        "uplink.raw_topic": "topics.raw",
+        "uplink.status_topic": "topics.status",
+        "uplink.responses_topic": "topics.command_responses",
+        "uplink.deadletter_topic": "topics.deadletter",
+        "downlink.commands_topic": "topics.commands",
+    })
+
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
     downlink: DownlinkConfig = field(default_factory=DownlinkConfig)
+    topics: KafkaTopics = field(default_factory=KafkaTopics)
     metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig(port=9109))
     log: LogSettings = field(default_factory=LogSettings)
+    # /healthz answers 503 once the uplink's or the downlink's loop has been inside one turn this many
+    # seconds: a healthy turn takes milliseconds, even with Kafka away (the window fills and the loop
+    # waits on delivery reports in 20 ms polls); only a hang, or a producer queue full for this long,
+    # stops it
+    stall_after: float = 60.0
+
+    def validate(self) -> None:
+        if not self.stall_after > 0:
+            raise ConfigError("stall_after", "must be > 0")

@@ -1,6 +1,6 @@
 """The downlink: commands from Kafka to devices over MQTT, committing offsets only after PUBACK.
 
-Delivery guarantee (at least once), per command record of ``downlink.commands_topic`` (key = device id):
+Delivery guarantee (at least once), per command record of ``topics.commands`` (key = device id):
 
 1. consumed by the group ``downlink.group_id`` (auto commit off);
 2. published at QoS 1 to ``{prefix}/{device}/commands`` with the MQTT 5 Response Topic
@@ -10,7 +10,7 @@ Delivery guarantee (at least once), per command record of ``downlink.commands_to
    arrived (in consumption order), so a crash before 3 re-sends the command, never skips it.
 
 The device's reply, published on the response topic with the same correlation data, is carried up by
-the uplink to ``uplink.responses_topic`` with a ``correlation_data`` header.
+the uplink to ``topics.command_responses`` with a ``correlation_data`` header.
 A record whose key is not a device id cannot be routed: it is counted, logged and committed past.
 At most ``max_in_flight`` commands wait for their PUBACK. While MQTT is down or that window is full,
 the assigned partitions are *paused* and the consumer is still polled: it keeps its place in the group
@@ -36,6 +36,7 @@ from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
 from edgebridge.envelope import is_deviceid
 from edgebridge.logs import rate_limited
+from edgebridge.metrics import LoopProgress
 from edgebridge.mqtt.threaded import new_client
 from edgebridge.topics import command_response_topic, commands_topic
 
@@ -62,6 +63,7 @@ class Downlink:
     def __init__(self, config: BridgeConfig, metrics: BridgeMetrics) -> None:
         self._config = config.downlink
         self._prefix = config.mqtt.topic_prefix
+        self._commands_topic = config.topics.commands
         self._metrics = metrics
         self._drain_timeout = config.uplink.drain_timeout
         ours = {"group.id": self._config.group_id, "enable.auto.commit": False,
@@ -75,19 +77,24 @@ class Downlink:
         self._ever_connected = False
         self._sent: deque[_Sent] = deque()
         self._flowing = True  # the assigned partitions are not paused
+        self.progress = LoopProgress(config.stall_after)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        return self._connected.is_set(), {"downlink_connected": self._connected.is_set(),
-                                          "commands_in_flight": len(self._sent)}
+        """Healthy while its MQTT session is up and its loop turns."""
+        turning, loop = self.progress.health()
+        connected = self._connected.is_set()
+        return connected and turning, {"downlink_connected": connected, "downlink": loop,
+                                       "commands_in_flight": len(self._sent)}
 
     def run(self, stop: threading.Event) -> None:
         s = self._mqtt_settings
         self._mqtt.connect_async(s.host, s.port, s.keepalive)
         self._mqtt.loop_start()
-        self._consumer.subscribe([self._config.commands_topic], on_assign=self._on_assign,
+        self._consumer.subscribe([self._commands_topic], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke)
         try:
             while not stop.is_set():
+                self.progress.turn()
                 self._step()
             deadline = time.monotonic() + self._drain_timeout
             while self._sent and time.monotonic() < deadline:

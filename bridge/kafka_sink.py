@@ -95,6 +95,8 @@ class KafkaSink:
         self._on_rejected = on_rejected
         self._retry: list[tuple[Record, Any]] = []
         self._retry_at = 0.0
+        # a retry time that poll() checks, not a sleep (tenacity's Retrying owns a sleep): the loop keeps
+        # serving delivery reports and MQTT while rejected records wait
         self._backoff = Backoff(initial=0.5, maximum=config.retry_backoff_max)
         self._fatal: KafkaError | None = None
         self._produced: dict[str, Any] = {}  # topic -> its bound Prometheus child

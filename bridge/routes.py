@@ -1,8 +1,8 @@
 """Which MQTT topic goes where: the three uplink routes and their subscription filters.
 
-``{prefix}/{device}/events``            -> ``uplink.raw_topic``       (validated events, one record each)
-``{prefix}/{device}/status``            -> ``uplink.status_topic``    (online/offline, verbatim)
-``{prefix}/{device}/commands/response`` -> ``uplink.responses_topic`` (command replies, verbatim)
+``{prefix}/{device}/events``            -> ``topics.raw``               (validated events, one record each)
+``{prefix}/{device}/status``            -> ``topics.status``            (online/offline, verbatim)
+``{prefix}/{device}/commands/response`` -> ``topics.command_responses`` (command replies, verbatim)
 
 Topic grammar and device-id rules are :mod:`edgebridge.topics`'; this module only maps its kinds onto
 the uplink's routes (``commands`` flows the other way, so it is not one of them).

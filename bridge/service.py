@@ -1,7 +1,9 @@
-"""The bridge process: uplink, downlink and the metrics endpoint, with one lifecycle.
+"""The bridge process: uplink and downlink, with one lifecycle.
 
 ``Bridge.run(stop)`` returns once ``stop`` is set and both directions have drained (SIGTERM: stop taking
-messages, finish deliveries, acknowledge what Kafka confirmed, disconnect).
+messages, finish deliveries, acknowledge what Kafka confirmed, disconnect). ``/metrics`` (the registry
+of :attr:`Bridge.metrics`) and ``/healthz`` (:meth:`Bridge.health`) are served by the service shell
+(:mod:`edgebridge.service`) that ``edgebridge bridge run`` runs it in.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from typing import Any
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
 from bridge.uplink import Uplink
-from edgebridge.metrics import MetricsServer
 
 __all__ = ["Bridge"]
 
@@ -30,7 +31,6 @@ class Bridge:
             from bridge.downlink import Downlink
 
             self.downlink = Downlink(config, self.metrics)
-        self.server: MetricsServer | None = None
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         ok, detail = self.uplink.health()
@@ -40,9 +40,6 @@ class Bridge:
         return ok, detail
 
     def run(self, stop: threading.Event) -> None:
-        m = self.config.metrics
-        if m.enabled:
-            self.server = MetricsServer(m.host, m.port, self.metrics.registry, health=self.health).start()
         down_thread = None
         try:
             self.uplink.start()
@@ -55,6 +52,4 @@ class Bridge:
             stop.set()
             if down_thread is not None:
                 down_thread.join()
-            if self.server is not None:
-                self.server.stop()
             log.info("bridge stopped")

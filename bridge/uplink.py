@@ -43,6 +43,7 @@ from bridge.routes import filters
 from bridge.validate import Translator
 from edgebridge.errors import ShutdownRequested
 from edgebridge.logs import rate_limited
+from edgebridge.metrics import LoopProgress
 
 __all__ = ["Uplink"]
 
@@ -59,11 +60,13 @@ class Uplink:
         up = config.uplink
         self._config = up
         self._metrics = metrics
-        self._translator = Translator(config.mqtt.topic_prefix, up)
+        self._translator = Translator(config.mqtt.topic_prefix, up, config.topics)
+        self._deadletter_topic = config.topics.deadletter
         self._frontier = AckFrontier()
         self._window = up.receive_maximum
         self._received = self._received_bytes = self._events = 0  # counts not yet in the metrics
         self._replacements: list[tuple[Record, Pending | None]] = []
+        self.progress = LoopProgress(config.stall_after)  # /healthz: 503 while a turn takes too long
         self._receipts = ReceiptBook(config.mqtt.topic_prefix, up.receipt_interval) if up.receipts else None
         self.source = MqttSource(
             config.mqtt, up.client_id, filters(config.mqtt.topic_prefix, up),
@@ -80,6 +83,7 @@ class Uplink:
         """Bridge until ``stop`` is set, then drain (see :meth:`drain`)."""
         try:
             while not stop.is_set():
+                self.progress.turn()
                 self.step(stop)
         except ShutdownRequested:
             pass
@@ -146,9 +150,12 @@ class Uplink:
             self.sink.close()
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        ok = self.source.connected and self.source.subscribed.is_set()
-        return ok, {"mqtt_connected": self.source.connected, "subscribed": self.source.subscribed.is_set(),
-                                       "in_flight": len(self._frontier), "unconfirmed": len(self.sink)}
+        """Healthy while the MQTT session is up and subscribed and the loop turns."""
+        turning, loop = self.progress.health()
+        connected, subscribed = self.source.connected, self.source.subscribed.is_set()
+        return connected and subscribed and turning, {
+            "mqtt_connected": connected, "subscribed": subscribed, "uplink": loop,
+            "in_flight": len(self._frontier), "unconfirmed": len(self.sink)}
 
     # -- steps ---------------------------------------------------------------------------------------
 
@@ -260,7 +267,7 @@ class Uplink:
             return
         topic = next((v for k, v in record.headers if k == "mqtt_topic"), b"") or b""
         replacement = dead_letter(
-            self._config.deadletter_topic, reason=KAFKA_REJECTED, error=error,
+            self._deadletter_topic, reason=KAFKA_REJECTED, error=error,
             mqtt_topic=topic.decode("utf-8", "replace") if isinstance(topic, bytes) else topic,
             received_wall=time.time(), payload=record.value,
             deviceid=record.key.decode("utf-8", "replace") if record.key else None,

@@ -4,7 +4,7 @@ Events (``{prefix}/{device}/events``): a single event or a batch, decoded with t
 by item (one bad item of a batch does not sink the others). Refused: a payload over
 ``max_message_bytes`` (``oversized``), not JSON, not our schema, or an event whose ``deviceid``/
 ``source`` is not the device of the topic (``device_mismatch``: a device publishes only as itself).
-Each valid event becomes one record of ``raw_topic``: key = device id, value = the event on its own
+Each valid event becomes one record of ``topics.raw``: key = device id, value = the event on its own
 (a single-event message: its payload, verbatim; an item of a batch: the item re-encoded), headers
 ``content-type``, ``ce_id``, ``ce_seq``, ``mqtt_topic``. The value is valid by construction either way: the
 same decoder accepted exactly those bytes, or built the event that was encoded.
@@ -36,6 +36,7 @@ from edgebridge.deadletters import rfc3339
 from edgebridge.envelope import CONTENT_TYPE, DEVICE_TYPES, decode_message_partial, seq_and_epoch, to_dict
 from edgebridge.errors import EnvelopeError
 from edgebridge.logs import rate_limited
+from edgebridge.topics import KafkaTopics
 
 __all__ = ["Translator"]
 
@@ -47,9 +48,10 @@ _dumps = orjson.dumps  # an event from the decoder always encodes: no EnvelopeEr
 
 
 class Translator:
-    def __init__(self, prefix: str, config: UplinkConfig) -> None:
+    def __init__(self, prefix: str, config: UplinkConfig, topics: KafkaTopics) -> None:
         self._prefix = prefix
         self._config = config
+        self._topics = topics
         self._routes: dict[str, Route | None] = {}  # parse_topic is ~2 us: once per topic, not per message
 
     def records(
@@ -95,7 +97,7 @@ class Translator:
             seq, epoch = _single_seq(payload) if exc.reason != "oversized" else (0, "")
             return [self._dead(topic, payload, received_wall, deviceid, exc, seq, epoch)]
         content_type, topic_header = _CONTENT_TYPE_HEADER, ("mqtt_topic", topic.encode())
-        raw = self._config.raw_topic
+        raw = self._topics.raw
         key = deviceid.encode()
         if len(good) == 1 and not bad and payload.lstrip()[:1] == b"{":
             # a single event: the payload is that event's JSON already (same bytes the decoder accepted)
@@ -125,13 +127,13 @@ class Translator:
         content_type = getattr(properties, "ContentType", None)
         if content_type is not None:
             headers.append(("content-type", str(content_type).encode()))
-        target = self._config.status_topic if kind == "status" else self._config.responses_topic
+        target = self._topics.status if kind == "status" else self._topics.command_responses
         return Record(target, deviceid.encode(), payload, headers, kind)
 
     def _dead(self, topic: str, payload: bytes, received_wall: float, deviceid: str | None,
               exc: EnvelopeError, seq: int = 0, epoch: str = "", error_class: str | None = None) -> Record:
         return dead_letter(
-            self._config.deadletter_topic, reason=exc.reason, error=exc, mqtt_topic=topic,
+            self._topics.deadletter, reason=exc.reason, error=exc, mqtt_topic=topic,
             received_wall=received_wall, payload=payload, deviceid=deviceid,
             max_payload=self._config.max_deadletter_payload, index=exc.index, seq=seq, epoch=epoch,
             error_class=error_class,

@@ -13,11 +13,15 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
+from edgebridge import service
 from edgebridge.config import add_config_arguments, config_or_exit_code
 from edgebridge.errors import EdgeBridgeError
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from edge_agent.agent import Agent
+    from edge_agent.config import AgentConfig
     from edgebridge.metrics import MetricsServer
 
 __all__ = ["main", "serve_metrics"]
@@ -49,15 +53,15 @@ def main(argv: list[str], prog: str = "edgebridge agent") -> int:
     if args.action == "status":
         return _status(config, args.json, prog)
     if args.action == "run":
-        return _run(config)
+        return service.run(config, _build, name="agent", log=log)
     parser.print_usage(sys.stderr)
     return 2
 
 
-def _status(config: object, as_json: bool, prog: str) -> int:
+def _status(config: AgentConfig, as_json: bool, prog: str) -> int:
     from edge_agent.outbox import read_status
 
-    path = config.outbox_path  # type: ignore[attr-defined]
+    path = config.outbox_path
     if not path.exists():
         print(f"{prog}: no outbox at {path}", file=sys.stderr)
         return 3
@@ -72,39 +76,24 @@ def _status(config: object, as_json: bool, prog: str) -> int:
 
 def serve_metrics(agent: Agent) -> MetricsServer | None:
     """Start ``/metrics`` and ``/healthz`` (:meth:`Agent.health`) for ``agent`` per its ``[metrics]``;
-    ``None`` when disabled. prometheus_client is imported only here, so an agent without metrics
-    does not pay for it in memory."""
-    if not agent.config.metrics.enabled:
-        return None
+    ``None`` when disabled (then prometheus_client is not even imported: on a device every MB counts)."""
+    return service.serve_metrics(agent.config.metrics, lambda: _registry(agent), agent.health)
+
+
+def _registry(agent: Agent) -> CollectorRegistry:
     from edge_agent.metrics import register
-    from edgebridge.metrics import MetricsServer, new_registry
+    from edgebridge.metrics import new_registry
 
     registry = new_registry()
     register(agent, registry)
-    m = agent.config.metrics
-    server = MetricsServer(m.host, m.port, registry, health=agent.health)
-    server.start()
-    return server
+    return registry
 
 
-def _run(config: object) -> int:
+def _build(config: AgentConfig) -> service.Service:
     from edge_agent.agent import Agent
-    from edge_agent.config import AgentConfig
-    from edgebridge.lifecycle import install_stop_handlers
-    from edgebridge.logs import setup_logging
 
-    assert isinstance(config, AgentConfig)
-    setup_logging(config.log.level, config.log.format)
     agent = Agent(config)
-    restore = install_stop_handlers(agent.stop)
-    server = None
-    try:
-        server = serve_metrics(agent)
-        return agent.run()
-    except EdgeBridgeError as exc:
-        log.error("agent failed", extra={"error": str(exc)})
-        return 1
-    finally:
-        if server is not None:
-            server.stop()
-        restore()
+    # Agent.run watches its own stop event (and wakes its poll): the shell's event is passed on by stop
+    return service.Service(lambda stop: agent.run(), health=agent.health,
+                           registry=lambda: _registry(agent), stop=agent.stop,
+                           fatal={EdgeBridgeError: "agent failed"})

@@ -41,7 +41,7 @@ import paho.mqtt.client as mqtt
 
 from edge_agent.config import ForwarderConfig
 from edge_agent.waker import Waker
-from edgebridge.logs import RateLimitedLogger
+from edgebridge.logs import rate_limited
 from edgebridge.mqtt.client import FastClient, connect_properties
 from edgebridge.mqtt.properties import PackedProperties
 from edgebridge.mqtt.sockets import BufferedSocket
@@ -51,7 +51,6 @@ from edgebridge.settings import MqttSettings
 __all__ = ["LinkStats", "MqttLink"]
 
 log = logging.getLogger(__name__)
-_limited = RateLimitedLogger(log, interval=30.0)
 
 _READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _MISC_EVERY = 1.0  # seconds between loop_misc calls (keepalive PINGREQ, PINGRESP timeout)
@@ -202,7 +201,7 @@ class MqttLink:
             self._end_session()
         elif self.current is None and now - self._began > self.config.connect_timeout:
             self.stats.connect_failures += 1
-            _limited.warning("connack", "no CONNACK in time", extra={"url": self.settings.url})
+            rate_limited(log, "connack", 30.0).warning("no CONNACK in time", extra={"url": self.settings.url})
             self._end_session()
 
     def _wait(self, timeout: float) -> dict[int, int]:
@@ -227,7 +226,8 @@ class MqttLink:
             )
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             self.stats.connect_failures += 1
-            _limited.warning("connect", "mqtt connect failed", extra={"url": s.url, "error": str(exc)})
+            rate_limited(log, "connect", 30.0).warning("mqtt connect failed",
+                                                       extra={"url": s.url, "error": str(exc)})
             client.close_sockets()
             self._retry_at = time.monotonic() + self._backoff.next_delay()
             return
@@ -278,7 +278,7 @@ class MqttLink:
     def _on_connect(self, client: mqtt.Client, _u: object, flags: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
             self.stats.connect_failures += 1
-            _limited.error("refused", "mqtt connection refused", extra={"reason": str(rc)})
+            rate_limited(log, "refused", 30.0).error("mqtt connection refused", extra={"reason": str(rc)})
             self._drop = True
             return
         self._backoff.reset()
@@ -294,7 +294,7 @@ class MqttLink:
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: Any, rc: Any, _p: Any) -> None:
         if self.current is not None:
-            _limited.warning("disconnect", "mqtt disconnected", extra={"reason": str(rc)})
+            rate_limited(log, "disconnect", 30.0).warning("mqtt disconnected", extra={"reason": str(rc)})
 
     def _on_publish(self, client: mqtt.Client, _u: object, mid: int, rc: Any, _p: Any) -> None:
         current = self.current
@@ -310,7 +310,7 @@ class MqttLink:
         if msg.topic == self._receipts_topic:
             if len(self.receipts) >= 256:
                 self.stats.receipts_dropped += 1
-                _limited.warning("receipts-full", "receipt queue full, receipt dropped")
+                rate_limited(log, "receipts-full", 30.0).warning("receipt queue full, receipt dropped")
             else:
                 self.receipts.append(bytes(msg.payload))
             return
@@ -318,6 +318,6 @@ class MqttLink:
             self.commands.put_nowait(msg)
         except queue.Full:
             self.stats.commands_dropped += 1
-            _limited.warning(
-                "commands-full", "command queue full, command dropped", extra={"topic": msg.topic}
+            rate_limited(log, "commands-full", 30.0).warning(
+                "command queue full, command dropped", extra={"topic": msg.topic}
             )

@@ -50,6 +50,8 @@ Contract:
   unparsable environment value, whose message names the variable). A dataclass may define
   ``validate(self)``, called after loading, raising ``ConfigError`` with a key relative to itself
   (``"port"``; the loader prefixes the section) or ``ValueError``.
+- Renamed keys: a class attribute ``renamed_keys`` maps old dotted keys to new ones; the old key still
+  works, with a warning (:mod:`edgebridge.config_renames`).
 - :func:`dump_config` renders TOML with every :class:`Secret`, and every value whose key looks secret, as
   ``"***"``.
 """
@@ -69,6 +71,7 @@ from pathlib import Path, PurePath
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from edgebridge.config_dump import dump_config
+from edgebridge.config_renames import apply_renames
 from edgebridge.errors import ConfigError
 from edgebridge.secret import MASK, Secret, looks_secret
 
@@ -105,8 +108,10 @@ def load_config(
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     data = _read_toml(Path(path)) if path is not None else {}
-    loader = _Loader(os.environ if env is None else env)
-    obj, _ = loader.build(cls, cls(), (), data, _nest(overrides or {}))
+    renames = getattr(cls, "renamed_keys", {})
+    data, env, over = apply_renames(renames, data, os.environ if env is None else env, _nest(overrides or {}),
+                                    ENV_PREFIX)
+    obj, _ = _Loader(env).build(cls, cls(), (), data, over)
     _validate(obj, "")
     return typing.cast(T, obj)
 

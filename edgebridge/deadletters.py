@@ -31,8 +31,8 @@ failed cannot fail again. Dead letters are the slow path: nothing here is tuned 
 from __future__ import annotations
 
 import time as _time
-from datetime import UTC, datetime
 
+from edgebridge._stamps import rfc3339  # the time stamps of dlq_time
 from edgebridge.envelope import REASONS as ENVELOPE_REASONS
 
 __all__ = [
@@ -93,11 +93,6 @@ COMPONENT_REASONS: frozenset[str] = frozenset({
 #: Every reason code a dead letter may carry. A pipeline step of your own may raise ``Reject`` with a
 #: code of its own: document it beside these.
 REASONS: frozenset[str] = ENVELOPE_REASONS | COMPONENT_REASONS
-
-
-def rfc3339(wall: float) -> str:
-    """A Unix time as RFC 3339 UTC with milliseconds and ``Z``: ``2024-05-01T12:00:00.123Z``."""
-    return datetime.fromtimestamp(wall, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def cut(value: bytes, limit: int) -> tuple[bytes, int | None]:

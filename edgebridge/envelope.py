@@ -63,22 +63,45 @@ is the failing position in a batch), never another exception. The rules for host
 
 Encoding trusts its input: events built by :func:`new_reading`, :func:`new_gap` or a decoder are
 valid, and ``encode`` does not check them again.
+
+This module builds and encodes; the decoders are in :mod:`edgebridge._decode`, the types and reason
+codes in :mod:`edgebridge._event`. Import every public name from here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
 from edgebridge import _validate as v
-from edgebridge._duplicates import duplicate_keys, surely_unique
-from edgebridge._stamps import new_event_id, now_rfc3339
+from edgebridge._decode import (
+    decode,
+    decode_batch,
+    decode_message,
+    decode_message_partial,
+    from_dict,
+    parse_time,
+    seq_and_epoch,
+)
+from edgebridge._event import (
+    BATCH_CONTENT_TYPE,
+    CONTENT_TYPE,
+    DEFAULT_KNOWN_TYPES,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ITEMS,
+    DEVICE_TYPES,
+    GAP_TYPE,
+    PROCESSED_TYPE,
+    READING_TYPE,
+    REASONS,
+    SPECVERSION,
+    Event,
+    Rejected,
+)
+from edgebridge._stamps import new_event_id, new_event_ids, now_rfc3339, rfc3339_ms
 from edgebridge._validate import is_deviceid, is_epoch
-from edgebridge._validate_fast import fast_attributes
 from edgebridge.errors import EnvelopeError
 
 __all__ = [
@@ -105,94 +128,18 @@ __all__ = [
     "is_deviceid",
     "is_epoch",
     "new_event_id",
+    "new_event_ids",
     "new_gap",
     "new_reading",
     "now_rfc3339",
     "parse_time",
+    "rfc3339_ms",
     "seq_and_epoch",
     "to_dict",
 ]
 
-SPECVERSION = v.SPECVERSION
-READING_TYPE = "edgebridge.reading.v1"
-GAP_TYPE = "edgebridge.gap.v1"
-PROCESSED_TYPE = "edgebridge.reading.processed.v1"
-CONTENT_TYPE = "application/cloudevents+json"
-BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
-DEFAULT_MAX_BYTES = 256 * 1024
-DEFAULT_MAX_ITEMS = 4096
-DEFAULT_KNOWN_TYPES: frozenset[str] = frozenset({READING_TYPE, GAP_TYPE, PROCESSED_TYPE})
-#: What a device may publish: readings and gap announcements (a processed event is the enricher's).
-DEVICE_TYPES: frozenset[str] = frozenset({READING_TYPE, GAP_TYPE})
-
-#: Every ``EnvelopeError.reason`` edgebridge raises: the dead-letter reason header and a metric label.
-REASONS: frozenset[str] = frozenset(
-    {
-        "oversized",  # payload longer than max_bytes (refused unread), or a batch of over max_items
-        "not_json",  # not UTF-8 JSON (also: an event that cannot be encoded)
-        "too_deep",  # nested past orjson's 1,024 levels, or free-form data past 32
-        "duplicate_key",  # one object holds a key twice
-        "not_object",  # an event that is not a JSON object
-        "not_batch",  # decode_batch given something other than a JSON array
-        "empty_batch",  # a batch with no events
-        "missing_attribute",  # a required attribute is absent (or null)
-        "bad_attribute",  # wrong type, empty, too long or bad characters
-        "bad_specversion",  # specversion is not "1.0"
-        "bad_seq",  # seq not an integer in 1..2**63-1
-        "bad_time",  # time not RFC 3339
-        "source_mismatch",  # source is not /devices/{deviceid}
-        "unknown_type",  # type not in known_types
-        "bad_data",  # data does not match the schema of its type
-        "device_mismatch",  # decode_message(deviceid=...): an event of another device (spoofing)
-        "bad_topic",  # edgebridge.topics.parse_device_topic: not one of our device topics
-        "bad_receipt",  # edgebridge.receipts.decode_receipt: not a receipt (counted by the agent)
-    }
-)
-
 _NOT_EXTENSIONS = v.OWN_ATTRIBUTES | {"data_base64"}
 _SOURCE_PREFIX = v.SOURCE_PREFIX
-
-
-class Event(NamedTuple):
-    """One event of one device; ``source`` is derived from ``deviceid``.
-
-    Construct through :func:`new_reading`, :func:`new_gap` or a decoder, which validate; the constructor
-    itself does not. A named tuple rather than a frozen dataclass because the decoder builds one per
-    event on the bridge's hot path and a tuple is several times cheaper to make; it is immutable, compares
-    by value, and ``event._replace(type=PROCESSED_TYPE, data=...)`` derives a new one. ``data`` and
-    ``extensions`` are not copied: treat them as read-only.
-    """
-
-    id: str
-    deviceid: str
-    seq: int
-    type: str
-    time: str
-    data: dict[str, Any]
-    bootid: str | None = None
-    monotime: int | None = None
-    clocksynced: bool | None = None
-    extensions: Mapping[str, Any] = v.NO_EXTENSIONS  # shared by all events, hence read-only
-    epoch: str | None = None  # the outbox's epoch; None: a device from before epochs (legacy)
-
-    @property
-    def source(self) -> str:
-        return _SOURCE_PREFIX + self.deviceid
-
-
-_new_event = tuple.__new__
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """An event of a batch that :func:`decode_message_partial` refused, kept for the dead-letter topic."""
-
-    index: int
-    error: EnvelopeError
-    payload: bytes  # the item re-encoded as JSON (the whole message when the item cannot be)
-    seq: int = 0  # the item's seq and epoch when it has a usable one (the bridge still owes a receipt)
-    epoch: str = ""
-
 
 # --- building events: validates --------------------------------------------------------------------
 
@@ -321,229 +268,3 @@ def _dumps(obj: object) -> bytes:
         return orjson.dumps(obj)
     except orjson.JSONEncodeError as exc:  # only reachable with an event built around the validators
         raise EnvelopeError("not_json", f"cannot encode: {exc}") from exc
-
-
-# --- decoding: strict and total --------------------------------------------------------------------
-
-
-def parse_time(value: str) -> datetime:
-    """An RFC 3339 timestamp as an aware ``datetime``; ``EnvelopeError("bad_time")`` otherwise."""
-    return v.parse_time(value)
-
-
-def from_dict(
-    obj: object, *, index: int | None = None, known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES
-) -> Event:
-    """Validate one parsed JSON value as an event; ``known_types=None`` admits any ``type``.
-
-    A parsed value has no duplicate keys left to see: only the ``decode*`` functions, which have the
-    text, refuse those.
-    """
-    return _event(obj, index, known_types)[0]
-
-
-def _event(obj: object, index: int | None, known_types: frozenset[str] | None) -> tuple[Event, int]:
-    """The event, and the colons its text holds at least (keys, and those of ``time``): see
-    :mod:`edgebridge._duplicates`."""
-    # The fast tier takes the common valid shape; the detailed checks take the rest and say what is wrong.
-    fields = fast_attributes(obj, known_types) or v.check_attributes(obj, index, known_types)
-    type_, data = fields[3], fields[5]
-    if type_ == READING_TYPE:
-        keys = v.check_reading_data(data, index)
-    elif type_ == GAP_TYPE:
-        v.check_gap_data(data, fields[2], index)
-        keys = 4
-    else:
-        keys = v.check_object_data(data, index)
-    # Event._make without its length check: fields has 11. obj is a dict: the checks above said so.
-    return _new_event(Event, fields), keys + len(obj) + 2  # type: ignore[arg-type]
-
-
-def _from_topic(
-    item: object, index: int | None, known_types: frozenset[str] | None, deviceid: str | None
-) -> tuple[Event, int]:
-    found = _event(item, index, known_types)
-    if deviceid is not None and found[0].deviceid != deviceid:
-        detail = f"event of {found[0].deviceid!r} published as {deviceid!r}"
-        raise EnvelopeError("device_mismatch", detail, index)
-    return found
-
-
-def _load(payload: bytes | bytearray | memoryview | str, max_bytes: int) -> object:
-    size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
-    if size > max_bytes:
-        raise EnvelopeError("oversized", f"{size} bytes, the limit is {max_bytes}")
-    try:
-        return orjson.loads(payload)
-    except Exception as exc:  # JSONDecodeError, or TypeError for a non-contiguous buffer
-        if "depth" in str(exc):  # orjson's own limit, 1,024 levels ("depth limit exceeded")
-            raise EnvelopeError("too_deep", str(exc)) from exc
-        raise EnvelopeError("not_json", str(exc)) from exc
-
-
-def _items(parsed: object, max_items: int) -> list[Any]:
-    """A batch's items: a non-empty JSON array of at most ``max_items``."""
-    if not isinstance(parsed, list):
-        raise EnvelopeError("not_batch", f"a batch is a JSON array, got {type(parsed).__name__}")
-    if not parsed:
-        raise EnvelopeError("empty_batch", "a batch holds at least one event")
-    if len(parsed) > max_items:
-        raise EnvelopeError("oversized", f"{len(parsed)} items, the limit is {max_items}")
-    return parsed
-
-
-def _refuse_duplicates(payload: bytes | bytearray | memoryview | str, accounted: int) -> None:
-    """Raise ``duplicate_key`` for the first item holding one. The decoders inline the pre-check of
-    :func:`surely_unique` for ``bytes`` (one colon count; ``0x5C in payload``, a backslash, is a bare
-    ``memchr``, faster than ``find``), and call this only when it fails: a call costs as much as the
-    check."""
-    if not surely_unique(payload, accounted):
-        for index, key in duplicate_keys(payload).items():
-            raise EnvelopeError("duplicate_key", f"key {key[:80]!r} appears twice in one object", index)
-
-
-def decode(
-    payload: bytes | bytearray | memoryview | str,
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES,
-) -> Event:
-    """One structured-mode event."""
-    event, accounted = _event(_load(payload, max_bytes), None, known_types)
-    if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
-        _refuse_duplicates(payload, accounted)
-    return event
-
-
-def decode_batch(
-    payload: bytes | bytearray | memoryview | str,
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES,
-    max_items: int = DEFAULT_MAX_ITEMS,
-) -> list[Event]:
-    """A JSON batch; the first bad item fails the whole batch (``EnvelopeError.index`` says which).
-    Duplicate keys are looked for once every item passed the schema."""
-    events: list[Event] = []
-    accounted = 0
-    for i, item in enumerate(_items(_load(payload, max_bytes), max_items)):
-        event, keys = _event(item, i, known_types)
-        events.append(event)
-        accounted += keys
-    if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
-        _refuse_duplicates(payload, accounted)
-    return events
-
-
-def decode_message(
-    payload: bytes | bytearray | memoryview | str,
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES,
-    deviceid: str | None = None,
-    max_items: int = DEFAULT_MAX_ITEMS,
-) -> list[Event]:
-    """An MQTT payload: one event or a batch, all or nothing.
-
-    With ``deviceid`` (the device of the topic it arrived on) every event must belong to that device,
-    else ``device_mismatch``: a device publishes only under its own id.
-    """
-    parsed = _load(payload, max_bytes)
-    if not isinstance(parsed, list):
-        event, accounted = _from_topic(parsed, None, known_types, deviceid)
-        if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
-            _refuse_duplicates(payload, accounted)
-        return [event]
-    events: list[Event] = []
-    accounted = 0
-    for i, item in enumerate(_items(parsed, max_items)):
-        event, keys = _from_topic(item, i, known_types, deviceid)
-        events.append(event)
-        accounted += keys
-    if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
-        _refuse_duplicates(payload, accounted)
-    return events
-
-
-def decode_message_partial(
-    payload: bytes | bytearray | memoryview | str,
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    known_types: frozenset[str] | None = DEFAULT_KNOWN_TYPES,
-    deviceid: str | None = None,
-    max_items: int = DEFAULT_MAX_ITEMS,
-) -> tuple[list[Event], list[Rejected]]:
-    """Like :func:`decode_message`, but one bad item of a batch does not sink the others.
-
-    Returns the good events in order and the refused items with their errors, for the dead-letter
-    topic. What spoils the whole payload (``oversized``, ``not_json``, ``too_deep``, ``empty_batch``,
-    a bad single event) still raises. An item refused for a duplicate key keeps the whole payload
-    (re-encoding it would show only the last of the two values).
-    """
-    parsed = _load(payload, max_bytes)
-    if not isinstance(parsed, list):
-        event, accounted = _from_topic(parsed, None, known_types, deviceid)
-        if type(payload) is not bytes or payload.count(b":") != accounted or 0x5C in payload:
-            _refuse_duplicates(payload, accounted)
-        return [event], []
-    good: list[Event] = []
-    bad: list[Rejected] = []
-    accounted = 0
-    for i, item in enumerate(_items(parsed, max_items)):
-        try:
-            event, keys = _from_topic(item, i, known_types, deviceid)
-        except EnvelopeError as exc:
-            bad.append(Rejected(i, exc, _item_payload(item, payload), *seq_and_epoch(item)))
-            continue
-        good.append(event)
-        accounted += keys
-    if good and (type(payload) is not bytes or payload.count(b":") != accounted
-                 or 0x5C in payload) and not surely_unique(payload, accounted):
-        duplicated = duplicate_keys(payload)
-        if duplicated:
-            return _without_duplicates(payload, good, bad, duplicated)
-    return good, bad
-
-
-def _without_duplicates(
-    payload: bytes | bytearray | memoryview | str, good: list[Event], bad: list[Rejected],
-    duplicated: dict[int | None, str],
-) -> tuple[list[Event], list[Rejected]]:
-    """``decode_message_partial``'s good events minus those with a duplicate key, which join the bad."""
-    refused = {rejected.index for rejected in bad}
-    indices = (i for i in range(len(good) + len(bad)) if i not in refused)
-    kept: list[Event] = []
-    for i, event in zip(indices, good, strict=False):
-        key = duplicated.get(i)
-        if key is None:
-            kept.append(event)
-        else:
-            error = EnvelopeError("duplicate_key", f"key {key[:80]!r} appears twice in one object", i)
-            bad.append(Rejected(i, error, _whole(payload), event.seq, event.epoch or ""))
-    bad.sort(key=lambda rejected: rejected.index)
-    return kept, bad
-
-
-def _item_payload(item: object, payload: bytes | bytearray | memoryview | str) -> bytes:
-    """A refused item as JSON for its dead letter; the whole message when it cannot be re-encoded."""
-    try:
-        return orjson.dumps(item)
-    except (orjson.JSONEncodeError, TypeError):  # nested past orjson's writing limit (255 levels)
-        return _whole(payload)
-
-
-def _whole(payload: bytes | bytearray | memoryview | str) -> bytes:
-    return payload.encode() if isinstance(payload, str) else bytes(payload)
-
-
-def seq_and_epoch(obj: object) -> tuple[int, str]:
-    """``(seq, epoch)`` of something shaped like an event, ``(0, "")`` when it has no usable seq: what a
-    receipt for a refused event can name (its epoch ``""`` when absent, as for any legacy event)."""
-    if not isinstance(obj, dict):
-        return 0, ""
-    seq, epoch = obj.get("seq"), obj.get("epoch")
-    if type(seq) is not int or not 1 <= seq <= v.MAX_SEQ:
-        return 0, ""
-    if epoch is None:
-        return seq, ""
-    return (seq, epoch) if is_epoch(epoch) else (0, "")

@@ -14,8 +14,8 @@ Contract:
   in the order given, then ``exc``/``stack``.
 - A :class:`~edgebridge.config.Secret` renders as ``***``; so does any ``extra`` value, or value of a
   mapping passed in ``extra`` or as a ``%s`` argument, whose key looks secret (``password``, ``token``...).
-- :class:`RateLimitedLogger` / :func:`rate_limited` emit at most one record per key per interval and
-  report how many were dropped as ``suppressed=N`` on the next record that gets through.
+- :func:`rate_limited` emits at most one record per key per interval and reports how many were
+  dropped as ``suppressed=N`` on the next record that gets through.
 """
 
 from __future__ import annotations
@@ -27,16 +27,15 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping, MutableMapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Hashable, Mapping
 from typing import IO, Any, Literal
 
+from edgebridge._stamps import rfc3339
 from edgebridge.config import MASK, looks_secret
 
 __all__ = [
     "JsonFormatter",
     "LogfmtFormatter",
-    "RateLimitedLogger",
     "rate_limited",
     "setup_logging",
 ]
@@ -65,15 +64,11 @@ def _message(record: logging.LogRecord) -> str:
     return str(record.msg) % tuple(_redact("", a) for a in args)
 
 
-def _timestamp(created: float) -> str:
-    return datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class _EventFormatter(logging.Formatter):
     def event(self, record: logging.LogRecord) -> dict[str, Any]:
         """The record as an ordered dict of fields, secrets masked."""
         event: dict[str, Any] = {
-            "ts": _timestamp(record.created),
+            "ts": rfc3339(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": _message(record),
@@ -186,64 +181,24 @@ class _Limiter:
             return int(state[1]) if state is not None else 0
 
 
-class RateLimitedLogger:
-    """Log at most once per ``interval`` seconds per key; the next record out carries ``suppressed=N``.
+class _RateLimited(logging.LoggerAdapter[logging.Logger]):
+    """The logger :func:`rate_limited` returns: a record at an enabled level goes out if the limiter
+    admits its key, with ``suppressed=N`` when N were held back since the last one."""
 
-    ``clock`` is injectable so tests never sleep. The key is the caller's notion of "same problem"
-    (``"bad-line"``, or ``("bad-line", port)``)::
+    def __init__(self, logger: logging.Logger, key: Hashable, interval: float, limiter: _Limiter) -> None:
+        super().__init__(logger, {})
+        self._key, self._interval, self._limiter = key, interval, limiter
 
-        bad_lines = RateLimitedLogger(log, interval=10.0)
-        bad_lines.warning("bad-line", "bad sensor line", extra={"line": raw})
-    """
-
-    def __init__(
-        self,
-        logger: logging.Logger,
-        interval: float = 60.0,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 1024,
-    ) -> None:
-        self.logger = logger
-        self.interval = interval
-        self._limiter = _Limiter(clock, max_keys)
-
-    def log(self, level: int, key: Hashable, msg: str, *args: Any, **kwargs: Any) -> bool:
-        """Emit unless rate-limited; return whether the record went out."""
-        if not self.logger.isEnabledFor(level):
-            return False
-        suppressed = self._limiter.admit(key, self.interval)
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return  # a disabled level is not counted, and does not use up the interval
+        suppressed = self._limiter.admit(self._key, self._interval)
         if suppressed is None:
-            return False
+            return
         if suppressed:
             kwargs["extra"] = {**(kwargs.get("extra") or {}), "suppressed": suppressed}
-        kwargs.setdefault("stacklevel", 3)  # point funcName/lineno at our caller's caller
+        kwargs.setdefault("stacklevel", 2)  # funcName/lineno of our caller, not of this method
         self.logger.log(level, msg, *args, **kwargs)
-        return True
-
-    def debug(self, key: Hashable, msg: str, *args: Any, **kwargs: Any) -> bool:
-        return self.log(logging.DEBUG, key, msg, *args, **kwargs)
-
-    def info(self, key: Hashable, msg: str, *args: Any, **kwargs: Any) -> bool:
-        return self.log(logging.INFO, key, msg, *args, **kwargs)
-
-    def warning(self, key: Hashable, msg: str, *args: Any, **kwargs: Any) -> bool:
-        return self.log(logging.WARNING, key, msg, *args, **kwargs)
-
-    def error(self, key: Hashable, msg: str, *args: Any, **kwargs: Any) -> bool:
-        return self.log(logging.ERROR, key, msg, *args, **kwargs)
-
-
-class _ExtraAdapter(logging.LoggerAdapter[logging.Logger]):
-    # LoggerAdapter before 3.13 replaces the caller's `extra`; merge instead.
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
-        kwargs["extra"] = {**(kwargs.get("extra") or {}), **(self.extra or {})}
-        return msg, kwargs
-
-
-class _MutedAdapter(logging.LoggerAdapter[logging.Logger]):
-    def isEnabledFor(self, level: int) -> bool:
-        return False
 
 
 _shared_limiter = _Limiter(time.monotonic, max_keys=4096)
@@ -252,13 +207,12 @@ _shared_limiter = _Limiter(time.monotonic, max_keys=4096)
 def rate_limited(
     logger: logging.Logger, key: Hashable, interval: float = 60.0
 ) -> logging.LoggerAdapter[logging.Logger]:
-    """A logger for one record about ``key``: muted if one went out less than ``interval`` seconds ago.
+    """A logger for one record about ``key``: it goes out unless one about the same ``key`` (of the same
+    logger) went out less than ``interval`` seconds ago; the next one out carries ``suppressed=N``.
 
-    Shorthand over a process-wide limiter keyed by ``(logger.name, key)``::
+    The key is the caller's notion of "same problem" (``"bad-line"``, or ``("bad-line", port)``);
+    one process-wide limiter remembers the last 4096 keys::
 
         rate_limited(log, "bad-line", 10.0).warning("bad sensor line", extra={"line": raw})
     """
-    suppressed = _shared_limiter.admit((logger.name, key), interval)
-    if suppressed is None:
-        return _MutedAdapter(logger, {})
-    return _ExtraAdapter(logger, {"suppressed": suppressed} if suppressed else {})
+    return _RateLimited(logger, (logger.name, key), interval, _shared_limiter)

@@ -20,6 +20,8 @@ Commit order (:meth:`Checkpoint.commit`), every ``commit.interval_ms`` or ``comm
 While 2-3 run, the main thread goes on consuming and processing; the producer is busy committing, so
 those outputs are held in memory, not produced, and their offsets and dedup changes belong to the next
 transaction. One commit at a time: the next hand-off waits for the previous commit's outcome.
+Every record reaches Kafka through :meth:`Checkpoint.send`, which makes that choice: into the open
+transaction now, or held for the next one.
 
 Abort path (:meth:`Checkpoint.abort`): wait for a commit in flight (if it committed, it stays so),
 ``abort_transaction``, drop the held records; the caller then rewinds the consumer to the committed
@@ -70,6 +72,7 @@ from edgebridge.retry import Backoff
 from enricher.dedup import DedupTable
 from enricher.hang_watchdog import WATCHDOG
 from enricher.metrics import EnricherMetrics
+from enricher.steps import Stats
 
 __all__ = ["AbortNeeded", "Checkpoint", "FatalKafkaError", "Headers", "classify", "kafka_call",
            "raise_classified"]
@@ -112,6 +115,8 @@ def kafka_call(what: str, call: Callable[[float], T], within: float = 60.0) -> T
     A call that blocks past its own timeout (a librdkafka bug) ends the process:
     :mod:`enricher.hang_watchdog`.
     """
+    # Backoff, not tenacity's Retrying: each attempt's own timeout shrinks with the deadline, and the
+    # wait is deliberately not interruptible by the stop signal (at most 2 s): a stop must still commit
     deadline = time.monotonic() + within
     backoff = Backoff(initial=0.1, maximum=2.0)
     attempt = 0
@@ -151,7 +156,7 @@ class _Batch:
     positions: dict[int, int] = field(default_factory=dict)  # raw partition -> next offset to consume
     pending: dict[str, int] = field(default_factory=dict)  # output -> records produced
     deadletters: dict[str, int] = field(default_factory=dict)  # reason -> dead letters produced
-    counts: object = None  # the processor's step counts, taken at the hand-off (``on_handoff``)
+    steps: Stats | None = None  # the pipeline's counts, taken at the hand-off
 
 
 class Checkpoint:
@@ -164,11 +169,14 @@ class Checkpoint:
     produced into the next transaction as soon as the commit returns (:meth:`settle`, once per consume
     batch). A failed commit makes the held records worthless: :meth:`abort` drops them, and the
     rewind replays their raw records. At most one commit is in flight; the next hand-off waits for it.
+
+    ``steps`` is what the pipeline counts: taken at the hand-off, it goes into the metrics with the
+    commit, and an abort forgets it.
     """
 
     def __init__(self, producer: Producer, consumer: Consumer, dedup: DedupTable, raw_topic: str,
                  state_topic: str, metrics: EnricherMetrics, interval_ms: int, max_messages: int,
-                 transaction_timeout: float = 60.0) -> None:
+                 transaction_timeout: float = 60.0, steps: Stats | None = None) -> None:
         self.producer = producer
         self._produce = producer.produce
         self.consumer = consumer
@@ -176,6 +184,7 @@ class Checkpoint:
         self.raw_topic = raw_topic
         self.state_topic = state_topic
         self.metrics = metrics
+        self.steps = steps if steps is not None else Stats()
         self.interval = interval_ms / 1000.0
         self.max_messages = max_messages
         self.within = transaction_timeout  # how long a transactional call may keep failing (kafka_call)
@@ -186,10 +195,6 @@ class Checkpoint:
         self._inflight: Future[None] | None = None
         self._inflight_batch = _Batch()
         self._failed = False  # a commit failed: the broker's transaction must be aborted
-        # the processor's hooks: take this batch's step counts, move them into the metrics, or forget them
-        self.on_handoff: Callable[[], object] = lambda: None
-        self.on_commit: Callable[[object], None] = lambda counts: None
-        self.on_abort: Callable[[], None] = lambda: None
 
     # -- while processing -------------------------------------------------------------------------
     def start(self) -> None:
@@ -206,7 +211,7 @@ class Checkpoint:
 
     def consumed(self, positions: dict[int, int], count: int, processed: int = 0, alerts: int = 0) -> None:
         """After the batch: the next offset per raw partition, and how many records it consumed and
-        produced (the processed and alert records it sent itself; :meth:`produce` counts the others)."""
+        produced (the processed and alert records it sent; :meth:`deadletter` counts the others)."""
         batch = self.batch
         batch.positions.update(positions)
         batch.consumed += count
@@ -215,27 +220,16 @@ class Checkpoint:
         if alerts:
             batch.pending["alerts"] = batch.pending.get("alerts", 0) + alerts
 
-    def hold(self, topic: str, value: bytes, key: bytes | None, partition: int = -1,
-             headers: Headers | None = None) -> None:
-        """Keep a record for the next transaction (the previous one is committing): :meth:`settle`
-        produces it. Same signature as ``Producer.produce`` as the processing loop calls it."""
-        self.held.append((topic, value, key, partition, headers))
+    def send(self, topic: str, value: bytes, key: bytes | None, headers: Headers | None = None,
+             partition: int = -1) -> None:
+        """One record into the transaction: produced now when it is open, else held until the previous
+        commit returns (:meth:`settle` produces it into the next one). After :meth:`start`.
 
-    def produce(self, output: str, topic: str, value: bytes, key: bytes | None,
-                headers: Headers | None = None, partition: int | None = None) -> None:
-        """Produce (or hold) one record into the transaction, counted under ``output``."""
-        # -1: librdkafka's "unassigned", the partitioner decides
-        part = -1 if partition is None else partition
-        if self.open:
-            self.send(topic, value, key, part, headers)
-        else:
-            self.hold(topic, value, key, part, headers)
-        pending = self.batch.pending
-        pending[output] = pending.get(output, 0) + 1
-
-    def send(self, topic: str, value: bytes, key: bytes | None, partition: int,
-             headers: Headers | None) -> None:
-        """``Producer.produce``, waiting out a full queue; a Kafka error translated once."""
+        ``partition`` -1 is librdkafka's "unassigned": the partitioner decides. Raises
+        :class:`AbortNeeded` or :class:`FatalKafkaError` for Kafka's errors."""
+        if not self.open:
+            self.held.append((topic, value, key, partition, headers))
+            return
         while True:
             try:
                 self._produce(topic, value, key, partition, headers=headers)
@@ -246,8 +240,17 @@ class Checkpoint:
             except KafkaException as exc:
                 raise_classified("produce", exc)
 
+    def produce(self, output: str, topic: str, value: bytes, key: bytes | None,
+                headers: Headers | None = None, partition: int = -1) -> None:
+        """:meth:`send`, counted under ``output``."""
+        self.send(topic, value, key, headers, partition)
+        pending = self.batch.pending
+        pending[output] = pending.get(output, 0) + 1
+
     def deadletter(self, reason: str) -> None:
-        deadletters = self.batch.deadletters
+        """A dead letter was sent (:meth:`send`): counted under its output and its reason."""
+        pending, deadletters = self.batch.pending, self.batch.deadletters
+        pending["deadletter"] = pending.get("deadletter", 0) + 1
         deadletters[reason] = deadletters.get(reason, 0) + 1
 
     def due(self) -> bool:
@@ -280,7 +283,7 @@ class Checkpoint:
         # 2. the consumed offsets, fenced by the group generation as of now (never a cached copy)
         offsets = [TopicPartition(self.raw_topic, p, o) for p, o in sorted(self.batch.positions.items())]
         metadata = self.consumer.consumer_group_metadata() if offsets else None
-        self.batch.counts = self.on_handoff()
+        self.batch.steps = self.steps.take()
         self._inflight_batch, self.batch = self.batch, _Batch()
         self.open = False
         self._inflight = self._committer.submit(self._finish, offsets, metadata, began)
@@ -318,12 +321,13 @@ class Checkpoint:
             self.metrics.produced.labels(output).inc(n)
         for reason, n in done.deadletters.items():
             self.metrics.deadletters.labels(reason).inc(n)
-        self.on_commit(done.counts)
+        if done.steps is not None:
+            self.metrics.steps_committed(done.steps, self.dedup.open_gaps())
         if self.batch.consumed:  # records processed while it committed: into a new transaction
             self._begin()
             held, self.held = self.held, []
             for topic, value, key, partition, headers in held:
-                self.send(topic, value, key, partition, headers)
+                self.send(topic, value, key, headers, partition)
 
     def abort(self, cause: str) -> None:
         """Abort the open transaction and drop the held records; the caller rewinds and reloads state.
@@ -339,7 +343,7 @@ class Checkpoint:
         if replayed:
             self.metrics.consumed.inc(replayed)
             self.metrics.replayed.inc(replayed)
-        self.on_abort()
+        self.steps.clear()
         self.open = self._failed = False
         self.batch, self._inflight_batch, self.held = _Batch(), _Batch(), []
 

@@ -11,11 +11,8 @@ import argparse
 import logging
 import threading
 
+from edgebridge import service
 from edgebridge.config import add_config_arguments, config_or_exit_code
-from edgebridge.errors import ConfigError
-from edgebridge.lifecycle import install_stop_handlers
-from edgebridge.logs import setup_logging
-from edgebridge.metrics import MetricsServer
 from enricher.config import EnricherConfig
 
 log = logging.getLogger("enricher")
@@ -35,29 +32,18 @@ def main(argv: list[str], prog: str) -> int:
     config = config_or_exit_code(EnricherConfig, args, prog)
     if isinstance(config, int):
         return config
-    setup_logging(config.log.level, config.log.format)
+    return service.run(config, _build, name="enricher", log=log)
+
+
+def _build(config: EnricherConfig) -> service.Service:
     from enricher.checkpoint import FatalKafkaError
     from enricher.processor import Processor
 
-    stop = threading.Event()
-    restore = install_stop_handlers(stop)
-    try:
-        processor = Processor(config)
-        server = MetricsServer(config.metrics.host, config.metrics.port, processor.metrics.registry,
-                               health=processor.progress.health)
-        if config.metrics.enabled:
-            server.start()
-        try:
-            processor.run(stop)
-        finally:
-            server.stop()
-    except ConfigError as exc:
-        log.error("configuration error", extra={"error": str(exc)})
-        return 2
-    except FatalKafkaError as exc:
-        log.error("fatal kafka error, exiting for a restart", extra={"error": str(exc)})
-        return 1
-    finally:
-        restore()
-    log.info("enricher stopped")
-    return 0
+    processor = Processor(config)
+
+    def run(stop: threading.Event) -> None:
+        processor.run(stop)
+        log.info("enricher stopped")
+
+    return service.Service(run, health=processor.progress.health, registry=lambda: processor.metrics.registry,
+                           fatal={FatalKafkaError: "fatal kafka error, exiting for a restart"})

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from edgebridge.metrics import new_registry
+
+if TYPE_CHECKING:
+    from enricher.steps import Stats
 
 __all__ = ["EnricherMetrics"]
 
@@ -55,3 +60,17 @@ class EnricherMetrics:
         self.lag = Gauge(P + "consumer_lag", "Records behind the end of the raw partition", ["partition"],
                          registry=r)
         self.assigned = Gauge(P + "assigned_partitions", "Raw partitions assigned", registry=r)
+
+    def steps_committed(self, s: Stats, open_gaps: int) -> None:
+        """The step counts of a committed transaction, and the open gaps after it."""
+        self.duplicates.inc(s.duplicates)
+        self.late.inc(s.late)
+        self.gaps_opened.inc(s.gaps_opened)
+        self.gaps_closed.inc(s.gaps_closed)
+        self.gaps_explained.inc(s.gaps_explained)
+        self.seqs_expired.inc(s.seqs_expired)
+        self.unregistered.inc(s.unregistered)
+        self.epoch_changes.inc(s.epoch_changes)
+        self.epochs_forgotten.labels("idle").inc(s.epochs_forgotten_idle)
+        self.epochs_forgotten.labels("over_cap").inc(s.epochs_forgotten_over_cap)
+        self.open_gaps.set(open_gaps)

@@ -5,10 +5,8 @@ read by ``read_committed`` consumers (or once in the dead letters), across kill 
 rebalances. How: outputs, dedup state and consumed offsets share one transaction (the commit order is in
 :mod:`enricher.checkpoint`); the dedup state drops what an at-least-once upstream sent twice.
 
-Rebalancing is cooperative-sticky. On revoke: commit the open transaction (its offsets and state still
-belong to us), then forget the revoked partitions. On lost: abort (we may no longer commit for them), forget
-them, rewind the rest. On assign: wait until the group's committed offsets are stable, restore the dedup
-state of the new partitions from the state topic, then start at the committed offsets.
+Rebalancing is cooperative-sticky (:mod:`enricher.rebalance`): commit on revoke, abort on lost, wait for
+stable offsets and restore the dedup state on assign.
 
 Fairness between partitions: ``consume()`` hands out fetched batches in arrival order, so with a backlog
 one partition's fetch (up to ``max.partition.fetch.bytes``, 1 MiB by default) is processed before the
@@ -17,43 +15,35 @@ no committed offset also starts a round trip later (offset reset). Every partiti
 one fetch of the others; ``tests/enricher/test_crash.py`` asserts each run commits on every partition.
 
 The loop body, in order: follow the registry; consume up to the next commit deadline; take the outcome of
-the commit in flight; process each record (decode -> pipeline -> produce); when due, hand the commit to the
-committer thread and go on (the commit order is in :mod:`enricher.checkpoint`). SIGTERM sets ``stop``: the
-loop commits what it has and closes. A fenced or fatally failed producer raises :class:`FatalKafkaError`
-(exit non-zero, the supervisor restarts us and our ``init_transactions`` aborts whatever was left open).
+the commit in flight; process each record (decode -> pipeline -> encode (:mod:`enricher.output`) -> send
+through the checkpoint, which produces it or holds it for the next transaction); when due, hand the
+commit to the committer thread and go on (the commit order is in :mod:`enricher.checkpoint`). SIGTERM
+sets ``stop``: the loop commits what it has and closes. A fenced or fatally failed producer raises
+:class:`FatalKafkaError` (exit non-zero, the supervisor restarts us and our ``init_transactions`` aborts
+whatever was left open).
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import threading
-import time
-from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from prometheus_client import CollectorRegistry
 
-from edgebridge import deadletters, envelope
+from edgebridge import envelope
 from edgebridge.deadletters import INTERNAL_ERROR, STEP_FAILED, UNENCODABLE
 from edgebridge.errors import ConfigError, EnvelopeError
 from edgebridge.logs import rate_limited
 from edgebridge.metrics import LoopProgress
 from edgebridge.retry import StopEvent
-from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError, Headers, kafka_call
+from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError, kafka_call
 from enricher.config import EXACTLY_ONCE_CONSUMER, EnricherConfig
 from enricher.dedup import DedupTable
 from enricher.hang_watchdog import WATCHDOG
 from enricher.metrics import EnricherMetrics
+from enricher.output import CONTENT_TYPE, DEFAULT_MESSAGE_MAX_BYTES, Output
+from enricher.rebalance import Assignment
 from enricher.registry import Registry
 from enricher.state import StateStore
 from enricher.steps import Context, Item, Reject, Stats, StepFailed, build_pipeline
@@ -70,36 +60,6 @@ PRODUCER_PROTECTED = ("transactional.id", "enable.idempotence", "acks")
 # negligible (bench/RESULTS.md, Enricher)
 CONSUME_BATCH = 500
 PROTECTED = CONSUMER_PROTECTED + PRODUCER_PROTECTED + ("transaction.timeout.ms",)
-
-
-_second: tuple[int, str] = (-1, "")
-_last: tuple[int, str] = (-1, "")
-_UNREGISTERED: dict[str, Any] = {"registered": False}
-_CONTENT_TYPE: Headers = [("content-type", envelope.CONTENT_TYPE.encode())]
-_READING, _PROCESSED = envelope.READING_TYPE, envelope.PROCESSED_TYPE
-_dumps = envelope.orjson.dumps
-DEFAULT_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
-# librdkafka counts a record as key + value + headers + its wire overhead (a few varints, at most ~40
-# bytes, and ~10 per header); these margins are generous
-_RECORD_OVERHEAD = 256
-_TRUNCATED_HEADER = 64  # "dlq_truncated" and a size, added after the room is measured
-
-
-def _wire_size(headers: Headers) -> int:
-    return sum(len(name) + len(value or b"") + 10 for name, value in headers)
-
-
-def _rfc3339_ms(ms: int) -> str:
-    """A Kafka timestamp as RFC 3339 with milliseconds; cached, since a backlog's records share their
-    millisecond by the hundreds and their second by the thousands (per event cost)."""
-    global _second, _last
-    if _last[0] == ms:
-        return _last[1]
-    sec, milli = divmod(ms, 1000)
-    if _second[0] != sec:
-        _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-    _last = (ms, f"{_second[1]}.{milli:03d}Z")
-    return _last[1]
 
 
 class Processor:
@@ -125,7 +85,8 @@ class Processor:
         }, PROTECTED)
         self.producer = Producer(producer_config)
         # the largest record the producer sends (librdkafka's message.max.bytes): a dead letter must fit
-        self.max_record = int(producer_config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+        self.output = Output(config.instance_id,
+                             int(producer_config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES)))
         self.dedup = DedupTable(config.pipeline.max_seen_ranges, config.pipeline.epoch_idle_days)
         restore_timeout = config.commit.transaction_timeout_ms / 1000 + 60
         self.state = StateStore(plain, self.topics.enricher_state, restore_timeout)
@@ -136,16 +97,10 @@ class Processor:
         self.checkpoint = Checkpoint(self.producer, self.consumer, self.dedup, self.topics.raw,
                                      self.topics.enricher_state, self.metrics, config.commit.interval_ms,
                                      config.commit.max_messages,
-                                     config.commit.transaction_timeout_ms / 1000)
-        self.checkpoint.on_handoff = self._stats_handoff
-        self.checkpoint.on_commit = self._stats_committed
-        self.checkpoint.on_abort = self._stats_aborted
-        self.assigned: set[int] = set()
-        self._needs_rewind = False
-        self._fatal: BaseException | None = None
-        self._next_lag = 0.0
+                                     config.commit.transaction_timeout_ms / 1000, steps=self.stats)
+        self.assignment = Assignment(self.consumer, self.topics.raw, self.checkpoint, self.dedup,
+                                     self.state, self.metrics)
         self._registry_updates = 0
-        self._processtime = ""
         self.ready = threading.Event()
         self.progress = LoopProgress(config.health_stall_after)  # /healthz: 503 while a turn takes too long
 
@@ -192,8 +147,7 @@ class Processor:
         self.registry.load()
         self.metrics.registry_devices.set(len(self.registry.devices))
         self._registry_updates = self.registry.updates
-        self.consumer.subscribe([self.topics.raw], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
+        self.assignment.subscribe()
         log.info("enricher started", extra={"instance": self.config.instance_id,
                                             "transactional_id": self.config.transactional_id,
                                             "raw": self.topics.raw, "partitions": raw_parts,
@@ -243,12 +197,12 @@ class Processor:
             self._registry_updates = self.registry.updates
         timeout = min(self.checkpoint.remaining(), 0.5)  # 0.5 s: how soon a stop is noticed when idle
         messages = self.consumer.consume(min(CONSUME_BATCH, self.config.commit.max_messages), timeout)
-        if self._fatal is not None:
-            raise self._fatal
-        if self._needs_rewind:
-            self._rewind()
+        assignment = self.assignment  # its callbacks ran inside consume()
+        if assignment.fatal is not None:
+            raise assignment.fatal
+        if assignment.needs_rewind:
+            assignment.rewind()
             return
-        self._processtime = envelope.now_rfc3339()  # one per batch: a batch takes milliseconds
         try:
             self.checkpoint.settle()  # the commit in flight, if it returned: open the next transaction
             if messages:
@@ -257,17 +211,18 @@ class Processor:
                 self.checkpoint.commit(wait=False)  # steps 2-4 go on while we process the next batch
         except AbortNeeded as exc:
             self._abort_and_rewind(str(exc))
-        self._report_lag()
+        assignment.report_lag()
 
     def _process(self, messages: list[Message]) -> None:
-        """Each record: decode -> pipeline -> encode -> produce. The hot loop (tens of thousands of
-        records a second): names bound once per batch, the outputs produced without a wrapper call,
-        the consumed positions and output counts handed to the checkpoint once per batch."""
+        """Each record: decode -> pipeline -> encode -> send (produced, or held for the next transaction:
+        the checkpoint decides). The hot loop (tens of thousands of records a second): names bound once
+        per batch, the consumed positions and output counts handed to the checkpoint once per batch."""
         cp = self.checkpoint
-        send: Any = cp.hold  # Producer.produce or Checkpoint.hold, called alike
-        assigned, ctx, run = self.assigned, self.ctx, self.pipeline.run
+        send = cp.send
+        assigned, ctx, run = self.assignment.assigned, self.ctx, self.pipeline.run
         decode, max_bytes = envelope.decode, self.config.pipeline.max_bytes
-        processed_topic, alerts_topic, encode = self.topics.processed, self.topics.alerts, self._encode
+        processed_topic, alerts_topic, encode = self.topics.processed, self.topics.alerts, self.output.encode
+        self.output.batch()
         positions: dict[int, int] = {}
         consumed = processed = alerted = 0
         try:
@@ -280,13 +235,12 @@ class Processor:
                     continue  # fetched before a revoke: no longer ours
                 if not consumed:  # the batch's first record of ours: a transaction now (not for strays)
                     cp.start()
-                    send = cp.producer.produce if cp.open else cp.hold  # hold: the previous commit runs
                 positions[partition] = (msg.offset() or 0) + 1
                 consumed += 1
                 value = msg.value() or b""
                 key = msg.key()
                 # decode -> pipeline -> encode: whatever fails costs this record (a dead letter with
-                # the reason), never the partition; only Kafka's errors, raised by the produce calls
+                # the reason), never the partition; only Kafka's errors, raised by the send calls
                 # below and in _deadletter, go their own way (abort and rewind, or exit)
                 failed: tuple[str, BaseException, str | None] | None = None
                 try:
@@ -318,16 +272,10 @@ class Processor:
                 if failed is not None:
                     self._deadletter(msg, *failed)
                     continue
-                try:
-                    send(processed_topic, value, key, -1, headers=_CONTENT_TYPE)
-                except (BufferError, KafkaException):  # queue full, or a produce error: the careful path
-                    cp.send(processed_topic, value, key, -1, _CONTENT_TYPE)
+                send(processed_topic, value, key, CONTENT_TYPE)
                 processed += 1
                 for record in alerts:
-                    try:
-                        send(alerts_topic, record, key, -1)
-                    except (BufferError, KafkaException):
-                        cp.send(alerts_topic, record, key, -1, None)
+                    send(alerts_topic, record, key)
                     alerted += 1
         finally:  # also when a produce error ends the batch early: the abort counts what it consumed
             cp.consumed(positions, consumed, processed=processed, alerts=alerted)
@@ -337,50 +285,10 @@ class Processor:
         if err is not None and err.code() != KafkaError._PARTITION_EOF:
             log.warning("consume error", extra={"error": str(err)})
 
-    def _encode(self, item: Item) -> tuple[bytes, list[bytes]]:
-        """The processed record and the alert records, all encoded before any is produced."""
-        event = item.event
-        if event.type == _READING:
-            device = item.device
-            # the raw event's envelope with the processed type and data, encoded once (no Event between)
-            obj = envelope.to_dict(event)
-            obj["type"] = _PROCESSED
-            obj["data"] = {
-                "readings": item.readings,
-                "derived": item.derived,
-                "flags": item.flags,
-                "late": item.late,
-                "device": device.summary if device is not None else _UNREGISTERED,
-                "ingesttime": _rfc3339_ms(item.ingest_ms) if item.ingest_ms else None,
-                "processtime": self._processtime,
-            }
-            value = _dumps(obj)
-        else:
-            value = envelope.encode(event)  # a gap event goes on as it came, so every hole stays explained
-        # the epoch ("" for an event without one) with the seq: seqs restart at 1 in a device's new epoch
-        alerts = [_dumps({"deviceid": event.deviceid, "epoch": event.epoch or "", "seq": event.seq,
-                          "eventid": event.id, "time": event.time, **alert}) for alert in item.alerts]
-        return value, alerts
-
     def _deadletter(self, msg: Message, reason: str, error: BaseException, step: str | None = None) -> None:
-        """The raw record to the dead letters with the one header schema (:mod:`edgebridge.deadletters`),
-        in the open transaction with the record's offset.
-
-        Its value unchanged, unless the record with our headers would exceed what the producer sends
-        (``message.max.bytes``): a raw record at Kafka's limit has no room left for them. Then the value
-        is cut to fit and ``dlq_truncated`` holds its size; the whole record stays at its original offset.
-        Without the cut, the produce fails, the transaction aborts and the record comes back, forever.
-        """
-        value, key = msg.value() or b"", msg.key()
-        original = (msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
-        headers: Headers = list(deadletters.headers(
-            reason=reason, error=error, component="enricher", original=original, step=step,
-            instance=self.config.instance_id))
-        room = self.max_record - len(key or b"") - _wire_size(headers) - _TRUNCATED_HEADER - _RECORD_OVERHEAD
-        value, truncated = deadletters.cut(value, max(0, room))
-        if truncated is not None:
-            headers.append((deadletters.TRUNCATED, str(truncated).encode()))
-        self.checkpoint.produce("deadletter", self.topics.deadletter, value, key, headers)
+        """The raw record to the dead letters, in the open transaction with the record's offset."""
+        value, key, headers = self.output.deadletter(msg, reason, error, step)
+        self.checkpoint.send(self.topics.deadletter, value, key, headers)
         self.checkpoint.deadletter(reason)
 
     # -- commit, abort, rewind ----------------------------------------------------------------------------
@@ -393,121 +301,4 @@ class Processor:
     def _abort_and_rewind(self, cause: str) -> None:
         log.warning("transaction aborted, rewinding to committed offsets", extra={"cause": cause})
         self.checkpoint.abort("error")
-        self._rewind()
-
-    def _rewind(self) -> None:
-        """Back to the committed offsets and the committed dedup state of every assigned partition."""
-        self._needs_rewind = False
-        if not self.assigned:
-            return
-        parts = [TopicPartition(self.topics.raw, p) for p in sorted(self.assigned)]
-        committed = self.consumer.committed(parts, timeout=self.state.timeout)
-        for tp in committed:
-            self.consumer.seek(TopicPartition(self.topics.raw, tp.partition,
-                                              tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
-        self.dedup.drop_partitions(set(self.assigned))
-        self.state.restore(self.dedup, self.assigned)
-
-    def _stats_handoff(self) -> Stats:
-        """The step counts of the transaction being committed; the next one counts from zero."""
-        taken = dataclasses.replace(self.stats)
-        self._stats_aborted()
-        return taken
-
-    def _stats_committed(self, counts: object) -> None:
-        s, m = counts, self.metrics
-        assert isinstance(s, Stats)
-        m.duplicates.inc(s.duplicates)
-        m.late.inc(s.late)
-        m.gaps_opened.inc(s.gaps_opened)
-        m.gaps_closed.inc(s.gaps_closed)
-        m.gaps_explained.inc(s.gaps_explained)
-        m.seqs_expired.inc(s.seqs_expired)
-        m.unregistered.inc(s.unregistered)
-        m.epoch_changes.inc(s.epoch_changes)
-        m.epochs_forgotten.labels("idle").inc(s.epochs_forgotten_idle)
-        m.epochs_forgotten.labels("over_cap").inc(s.epochs_forgotten_over_cap)
-        m.open_gaps.set(self.dedup.open_gaps())
-
-    def _stats_aborted(self) -> None:
-        for name in vars(self.stats):
-            setattr(self.stats, name, 0)
-
-    # -- rebalancing (called from inside consumer.consume) ------------------------------------------------
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        mine = {tp.partition for tp in partitions if tp.topic == self.topics.raw}
-        if not mine:
-            return
-        try:
-            # offsets first: with require_stable this waits out a pending transactional offset commit of
-            # the previous owner, so the state read next matches the offsets we will start from
-            committed = consumer.committed(partitions, timeout=self.state.timeout)
-        except KafkaException as exc:
-            self._fatal = FatalKafkaError(
-                f"the group's committed offsets of partitions {sorted(mine)} could not be read within "
-                f"{self.state.timeout:g} s ({exc.args[0] if exc.args else exc}): a transaction of the "
-                "previous owner is still open (it is aborted once its transaction.timeout.ms passes) or "
-                "was left hanging (`kafka-transactions.sh find-hanging`, then `abort`); exiting so the "
-                "next start tries again")
-            return
-        try:
-            began = time.monotonic()
-            devices, records = self.state.restore(self.dedup, mine)
-        except Exception as exc:
-            self._fatal = exc
-            return
-        self.assigned |= mine
-        self.metrics.assigned.set(len(self.assigned))
-        self.metrics.restored_devices.inc(devices)
-        self.metrics.restored_records.inc(records)
-        log.info("partitions assigned, dedup state restored", extra={
-            "partitions": ",".join(map(str, sorted(mine))),
-            "offsets": ",".join(f"{tp.partition}:{tp.offset}" for tp in committed),
-            "devices": devices, "state_records": records,
-            "seconds": round(time.monotonic() - began, 3)})
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in partitions if tp.topic == self.topics.raw}
-        try:
-            self.checkpoint.commit()
-        except AbortNeeded as exc:
-            self.checkpoint.abort("revoke")
-            self._needs_rewind = True
-            log.warning("commit on revoke failed, aborted", extra={"error": str(exc)})
-        except FatalKafkaError as exc:
-            self._fatal = exc
-        self._forget(gone, "revoked")
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in partitions if tp.topic == self.topics.raw}
-        try:
-            self.checkpoint.abort("lost")
-        except (AbortNeeded, FatalKafkaError) as exc:
-            self._fatal = exc
-        self._needs_rewind = True
-        self._forget(gone, "lost")
-
-    def _forget(self, gone: set[int], why: str) -> None:
-        self.assigned -= gone
-        dropped = self.dedup.drop_partitions(gone)
-        self.metrics.assigned.set(len(self.assigned))
-        for p in gone:
-            with contextlib.suppress(KeyError):  # never reported
-                self.metrics.lag.remove(str(p))
-        log.info(f"partitions {why}",
-                 extra={"partitions": ",".join(map(str, sorted(gone))), "devices": dropped})
-
-    def _report_lag(self) -> None:
-        now = time.monotonic()
-        if now < self._next_lag or not self.assigned:
-            return
-        self._next_lag = now + 5.0
-        try:
-            for tp in self.consumer.position([TopicPartition(self.topics.raw, p) for p in self.assigned]):
-                # cached: the high watermark of the last fetch response, so that the lag report never
-                # waits on a broker round trip inside the processing loop
-                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-                if tp.offset >= 0:
-                    self.metrics.lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
-        except Exception:  # lag is advisory; a slow broker must not stop processing
-            log.debug("lag report failed", exc_info=True)
+        self.assignment.rewind()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pytest
 from hypothesis import given
@@ -449,3 +451,62 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
     assert args.print_config is False
     assert config_from_args(AppConfig, args, env={"EDGEBRIDGE_CONFIG": str(path)}).device_id == "via-env"
     assert config_from_args(AppConfig, args, env={}).device_id == "dev-1"
+
+
+# -- renamed keys --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Old:
+    keep: int = 0
+
+
+@dataclass(frozen=True)
+class _Names:
+    raw: str = "iot.events.raw"
+
+
+@dataclass(frozen=True)
+class RenamedConfig:
+    renamed_keys: ClassVar[Mapping[str, str]] = {"uplink.raw_topic": "topics.raw"}
+    uplink: _Old = field(default_factory=_Old)
+    topics: _Names = field(default_factory=_Names)
+
+
+def _deprecations(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "edgebridge.config"]
+
+
+def test_a_renamed_key_works_under_both_names_and_the_old_one_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "edgebridge.config")
+    new = load_config(RenamedConfig, write(tmp_path, '[topics]\nraw = "r"\n'), env={})
+    assert new.topics.raw == "r" and _deprecations(caplog) == []
+    old = load_config(RenamedConfig, write(tmp_path, '[uplink]\nkeep = 3\nraw_topic = "r"\n'), env={})
+    assert old == RenamedConfig(uplink=_Old(keep=3), topics=_Names(raw="r"))
+    assert _deprecations(caplog) == ["config key uplink.raw_topic is deprecated: use topics.raw"]
+    caplog.clear()
+    over = load_config(RenamedConfig, None, env={}, overrides={"uplink.raw_topic": "o"})
+    assert over.topics.raw == "o" and len(_deprecations(caplog)) == 1
+
+
+def test_a_renamed_environment_variable_works_and_keeps_the_precedence(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "edgebridge.config")
+    path = write(tmp_path, '[topics]\nraw = "file"\n')
+    assert load_config(RenamedConfig, path, env={"EDGEBRIDGE_TOPICS_RAW": "env"}).topics.raw == "env"
+    assert _deprecations(caplog) == []
+    old = load_config(RenamedConfig, path, env={"EDGEBRIDGE_UPLINK_RAW_TOPIC": "env"})
+    assert old.topics.raw == "env"  # the environment still beats the file
+    assert _deprecations(caplog) == ["EDGEBRIDGE_UPLINK_RAW_TOPIC is deprecated: use EDGEBRIDGE_TOPICS_RAW"]
+
+
+def test_old_and_new_name_in_one_source_is_an_error(tmp_path: Path) -> None:
+    both = write(tmp_path, '[uplink]\nraw_topic = "a"\n[topics]\nraw = "b"\n')
+    with pytest.raises(ConfigError, match=r"^topics\.raw: both uplink\.raw_topic and topics\.raw"):
+        load_config(RenamedConfig, both, env={})
+    env = {"EDGEBRIDGE_UPLINK_RAW_TOPIC": "a", "EDGEBRIDGE_TOPICS_RAW": "b"}
+    with pytest.raises(ConfigError, match="EDGEBRIDGE_UPLINK_RAW_TOPIC and EDGEBRIDGE_TOPICS_RAW"):
+        load_config(RenamedConfig, None, env=env)

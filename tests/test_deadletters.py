@@ -15,6 +15,7 @@ from edgebridge.deadletters import HEADERS, REASONS
 from edgebridge.envelope import REASONS as DECODER_REASONS
 from edgebridge.envelope import encode, new_reading, to_dict
 from edgebridge.errors import EnvelopeError
+from edgebridge.topics import KafkaTopics
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "deadletters.md"
@@ -58,7 +59,7 @@ def test_cut() -> None:
 
 
 def _translator(**kw: object) -> Translator:
-    return Translator("devices", UplinkConfig(raw_topic="raw", deadletter_topic="dlq", **kw))  # type: ignore[arg-type]
+    return Translator("devices", UplinkConfig(**kw), KafkaTopics(raw="raw", deadletter="dlq"))  # type: ignore[arg-type]
 
 
 def test_the_bridge_writes_the_one_schema() -> None:

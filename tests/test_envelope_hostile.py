@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgebridge import _duplicates
+from edgebridge import _decode, _duplicates
 from edgebridge import envelope as ev
 from edgebridge._validate import MAX_DATA_DEPTH, show
 from edgebridge.envelope import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, PROCESSED_TYPE, REASONS, Event
@@ -345,7 +345,7 @@ def test_the_agents_payloads_never_take_the_exact_duplicate_scan(monkeypatch: py
     def scan(payload: object) -> dict[int | None, str]:
         raise AssertionError("exact duplicate scan on an agent's payload")
 
-    monkeypatch.setattr(ev, "duplicate_keys", scan)
+    monkeypatch.setattr(_decode, "duplicate_keys", scan)  # where the decoders look it up
     single = agent_payload()
     gap = orjson.dumps(ev.to_dict(ev.new_gap("pump-7", 50, 3, 9, "evicted", epoch="0f3a")))
     for decoder in SINGLE_DECODERS:

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgebridge import logs
 from edgebridge.config import Secret
-from edgebridge.logs import JsonFormatter, LogfmtFormatter, RateLimitedLogger, rate_limited, setup_logging
+from edgebridge.logs import JsonFormatter, LogfmtFormatter, rate_limited, setup_logging
 
 
 def record(
@@ -148,18 +149,31 @@ class Clock:
         return self.now
 
 
-def test_rate_limited_logger_counts_suppressed(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The rate limiter's clock, so that tests never sleep (and a limiter of the test's own)."""
     clock = Clock()
-    limited = RateLimitedLogger(logging.getLogger("edgebridge.rl"), interval=10.0, clock=clock)
+    monkeypatch.setattr(logs, "_shared_limiter", logs._Limiter(clock, max_keys=4096))
+    return clock
+
+
+def test_rate_limited_counts_suppressed(caplog: pytest.LogCaptureFixture, clock: Clock) -> None:
+    log = logging.getLogger("edgebridge.rl")
     caplog.set_level(logging.INFO, "edgebridge.rl")
-    assert limited.warning("bad-line", "bad sensor line", extra={"line": "a"}) is True
-    assert limited.warning("bad-line", "bad sensor line") is False
-    assert limited.warning("bad-line", "bad sensor line") is False
-    assert limited.warning("other", "other problem") is True  # keys are independent
-    clock.now += 10.0
-    assert limited.warning("bad-line", "bad sensor line", extra={"line": "b"}) is True
-    clock.now += 10.0
-    assert limited.warning("bad-line", "bad sensor line") is True
+    out = []  # after each call: whether its record went out
+    for key, message, extra, later in [
+        ("bad-line", "bad sensor line", {"line": "a"}, 0.0),
+        ("bad-line", "bad sensor line", None, 0.0),
+        ("bad-line", "bad sensor line", None, 0.0),
+        ("other", "other problem", None, 10.0),  # keys are independent
+        ("bad-line", "bad sensor line", {"line": "b"}, 10.0),
+        ("bad-line", "bad sensor line", None, 0.0),
+    ]:
+        before = len(caplog.records)
+        rate_limited(log, key, 10.0).warning(message, extra=extra)
+        out.append(len(caplog.records) > before)
+        clock.now += later
+    assert out == [True, False, False, True, True, True]
     rows = [
         (r.getMessage(), getattr(r, "suppressed", None), getattr(r, "line", None)) for r in caplog.records
     ]
@@ -169,24 +183,32 @@ def test_rate_limited_logger_counts_suppressed(caplog: pytest.LogCaptureFixture)
         ("bad sensor line", 2, "b"),
         ("bad sensor line", None, None),
     ]
-    assert all(r.funcName == "test_rate_limited_logger_counts_suppressed" for r in caplog.records)
+    assert all(r.funcName == "test_rate_limited_counts_suppressed" for r in caplog.records)
 
 
-def test_rate_limited_logger_ignores_disabled_levels(caplog: pytest.LogCaptureFixture) -> None:
-    limited = RateLimitedLogger(logging.getLogger("edgebridge.rl2"), interval=10.0, clock=Clock())
+def test_rate_limited_ignores_disabled_levels(caplog: pytest.LogCaptureFixture, clock: Clock) -> None:
+    log = logging.getLogger("edgebridge.rl2")
     caplog.set_level(logging.INFO, "edgebridge.rl2")
-    assert limited.debug("k", "not counted") is False
-    assert limited.info("k", "first") is True
+    rate_limited(log, "k", 10.0).debug("not counted")
+    assert caplog.records == []
+    rate_limited(log, "k", 10.0).info("first")  # the debug record did not use up the interval
     assert [r.getMessage() for r in caplog.records] == ["first"]
     assert not hasattr(caplog.records[0], "suppressed")
 
 
-def test_rate_limited_logger_bounds_its_keys() -> None:
-    limited = RateLimitedLogger(logging.getLogger("edgebridge.rl3"), interval=10.0, clock=Clock(), max_keys=2)
+def test_rate_limited_bounds_its_keys(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "_shared_limiter", logs._Limiter(Clock(), max_keys=2))
+    log = logging.getLogger("edgebridge.rl3")
+    caplog.set_level(logging.INFO, "edgebridge.rl3")
     for key in ("a", "b", "c"):
-        assert limited.error(key, "x") is True
-    assert limited.error("a", "x") is True  # "a" was forgotten, so it is admitted again
-    assert limited.error("c", "x") is False
+        rate_limited(log, key, 10.0).error("x")
+    assert len(caplog.records) == 3
+    rate_limited(log, "a", 10.0).error("x")  # "a" was forgotten, so it is admitted again
+    assert len(caplog.records) == 4
+    rate_limited(log, "c", 10.0).error("x")
+    assert len(caplog.records) == 4
 
 
 def test_rate_limited_renders_suppressed(caplog: pytest.LogCaptureFixture) -> None:

@@ -18,12 +18,15 @@ Commit order, inside one transaction per group commit (every N events or T ms, s
 Modules: :mod:`~edge_agent.outbox.store` (:class:`Outbox`: open, read, the group commit above),
 :mod:`~edge_agent.outbox.bound` (the bound and its two overflow policies),
 :mod:`~edge_agent.outbox.recent` (the latest rows kept in memory for the forwarder),
+:mod:`~edge_agent.outbox.rows` (:class:`Row`, what the forwarder is handed),
+:mod:`~edge_agent.outbox.seqfile` (the seq sidecar: the seqs reserved and acked, surviving the file),
 :mod:`~edge_agent.outbox.integrity` (the check at open and the quarantine of a corrupt file),
 :mod:`~edge_agent.outbox.migrations` (the tables) and :mod:`~edge_agent.outbox.status` (what
 ``edgebridge agent status`` reads while the agent runs).
 """
 
+from edge_agent.outbox.rows import Row
 from edge_agent.outbox.status import read_status
-from edge_agent.outbox.store import CommitResult, Outbox, OutboxError, OutboxStats, Row
+from edge_agent.outbox.store import CommitResult, Outbox, OutboxError, OutboxStats
 
 __all__ = ["CommitResult", "Outbox", "OutboxError", "OutboxStats", "Row", "read_status"]

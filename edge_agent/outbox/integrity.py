@@ -2,7 +2,7 @@
 
 At open, ``PRAGMA quick_check`` (or ``integrity_check``); a corrupt file is renamed aside with its
 ``-wal``/``-shm`` (kept, never deleted), a new outbox starts, and the possibly lost range from the seq
-sidecar (:mod:`edge_agent.seqfile`) is announced as a gap with reason ``quarantined``.
+sidecar (:mod:`edge_agent.outbox.seqfile`) is announced as a gap with reason ``quarantined``.
 """
 
 from __future__ import annotations

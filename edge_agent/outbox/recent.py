@@ -8,10 +8,8 @@ commit), so a backlog costs no memory.
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from edge_agent.outbox.store import Row
+from edge_agent.outbox.rows import Row
 
 
 def _seq_of(row: Row) -> int:

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import orjson
 
@@ -30,11 +29,12 @@ from edge_agent.config import OutboxConfig
 from edge_agent.outbox import bound, integrity
 from edge_agent.outbox.migrations import migrate
 from edge_agent.outbox.recent import RecentRows
-from edge_agent.seqfile import SeqMarks, read_marks, write_marks
+from edge_agent.outbox.rows import Row
+from edge_agent.outbox.seqfile import SeqMarks, read_marks, write_marks
 from edgebridge.envelope import GAP_TYPE, Event, encode, new_gap, to_dict
 from edgebridge.errors import EdgeBridgeError, EnvelopeError
 
-__all__ = ["CommitResult", "Outbox", "OutboxError", "OutboxStats", "Row"]
+__all__ = ["CommitResult", "Outbox", "OutboxError", "OutboxStats"]
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +50,6 @@ class OutboxError(EdgeBridgeError):
     def __init__(self, path: Path, message: str) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
-
-
-class Row(NamedTuple):
-    """One committed event as the forwarder sends it (a tuple: cheap to make, one per event)."""
-
-    seq: int
-    eventid: str
-    type: str
-    payload: bytes
 
 
 @dataclass

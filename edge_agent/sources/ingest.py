@@ -30,12 +30,11 @@ from edge_agent.config import IngestConfig
 from edge_agent.sources.base import Intake, SourceStats
 from edgebridge.envelope import new_reading
 from edgebridge.errors import EnvelopeError
-from edgebridge.logs import RateLimitedLogger
+from edgebridge.logs import rate_limited
 
 __all__ = ["IngestSource"]
 
 log = logging.getLogger(__name__)
-_limited = RateLimitedLogger(log, interval=10.0)
 
 
 class IngestSource:
@@ -112,7 +111,8 @@ class IngestSource:
             )
         except (ValueError, EnvelopeError) as exc:  # orjson.JSONDecodeError is a ValueError
             self.stats.bad += 1
-            _limited.warning("bad-datagram", "bad ingest datagram dropped", extra={"error": str(exc)})
+            rate_limited(log, "bad-datagram", 10.0).warning("bad ingest datagram dropped",
+                                                            extra={"error": str(exc)})
             return
         if self._intake.put(event):
             self.stats.read += 1

@@ -23,13 +23,12 @@ from edge_agent.sources.base import Intake, SourceStats
 from edge_agent.sources.lines import LineParser
 from edgebridge.envelope import new_reading
 from edgebridge.errors import EnvelopeError
-from edgebridge.logs import RateLimitedLogger
+from edgebridge.logs import rate_limited
 from edgebridge.retry import Backoff
 
 __all__ = ["SerialSource"]
 
 log = logging.getLogger(__name__)
-_limited = RateLimitedLogger(log, interval=10.0)
 
 
 class SerialSource:
@@ -72,14 +71,15 @@ class SerialSource:
         )
 
     def _run(self) -> None:
+        # Backoff, not tenacity's Retrying: this supervises a session that may read for months and resets
+        # the delays after each successful open, and its waits keep the watchdog heartbeat beating
         backoff = Backoff(self.config.reopen_initial, self.config.reopen_max)
         while not self._stop.is_set():
             self.stats.heartbeat = time.monotonic()
             try:
                 port = self._open()
             except (serial.SerialException, OSError) as exc:
-                _limited.warning(
-                    "open",
+                rate_limited(log, "open", 10.0).warning(
                     "serial port cannot be opened",
                     extra={"port": self.config.port, "error": str(exc)},
                 )
@@ -91,8 +91,7 @@ class SerialSource:
                 self._read(port)
             except (serial.SerialException, OSError) as exc:
                 self.stats.reopened += 1
-                _limited.warning(
-                    "read",
+                rate_limited(log, "read", 10.0).warning(
                     "serial port failed, reopening",
                     extra={"port": self.config.port, "error": str(exc)},
                 )
@@ -149,8 +148,7 @@ class SerialSource:
 
     def _bad(self, why: str, raw: bytes) -> None:
         self.stats.bad += 1
-        _limited.warning(
-            "bad-line",
+        rate_limited(log, "bad-line", 10.0).warning(
             "bad serial line skipped",
             extra={"error": why, "line": raw.decode("utf-8", "replace")},
         )

@@ -7,14 +7,13 @@ CO2 ``ppm``). ``interval = 0`` produces as many events as the agent asks for (be
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from dataclasses import dataclass
 
 from edge_agent.clock import Clock
 from edge_agent.sources.base import SourceStats
-from edgebridge.envelope import READING_TYPE, Event, now_rfc3339
+from edgebridge.envelope import READING_TYPE, Event, new_event_ids, now_rfc3339
 
 __all__ = ["MODELS", "SimulatedSource"]
 
@@ -41,28 +40,6 @@ MODELS: dict[str, Model] = {
 
 _new_event = tuple.__new__
 _NO_EXT = Event._field_defaults["extensions"]
-# bytes.translate tables setting the UUID version (7) and variant (0b10) bits in bulk
-_VERSION7 = bytes(0x70 | (b & 0x0F) for b in range(256))
-_VARIANT = bytes(0x80 | (b & 0x3F) for b in range(256))
-
-
-def _event_ids(n: int) -> list[str]:
-    """``n`` UUIDv7 strings (RFC 9562) sharing the current millisecond, made in bulk: one
-    ``os.urandom`` call, version and variant bits set with ``bytes.translate``, one ``hex()``.
-    Same layout as :func:`edgebridge.envelope.new_event_id` (48 bits of ms, 74 random bits)."""
-    raw = bytearray(os.urandom(16 * n))
-    ms = ((time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF).to_bytes(6, "big")
-    for i in range(6):
-        raw[i::16] = ms[i : i + 1] * n
-    raw[6::16] = bytes(raw[6::16]).translate(_VERSION7)
-    raw[8::16] = bytes(raw[8::16]).translate(_VARIANT)
-    h = raw.hex()
-    return [
-        f"{h[k : k + 8]}-{h[k + 8 : k + 12]}-{h[k + 12 : k + 16]}-{h[k + 16 : k + 20]}-{h[k + 20 : k + 32]}"
-        for k in range(0, 32 * n, 32)
-    ]
-
-
 class SimulatedSource:
     name = "simulated"
 
@@ -117,7 +94,7 @@ class SimulatedSource:
         deviceid, rand, values = self.deviceid, self._rng.random, self._values
         make = _new_event
         out = []
-        for event_id in _event_ids(n):
+        for event_id in new_event_ids(n):
             data = {}
             for name, unit, step, low, high, digits in self._models:
                 value = values[name] + step * (2.0 * rand() - 1.0)

@@ -8,12 +8,14 @@ import logging
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from edgebridge import service
 from edgebridge.config import add_config_arguments, config_or_exit_code
-from edgebridge.lifecycle import install_stop_handlers
-from edgebridge.logs import setup_logging
-from edgebridge.metrics import MetricsServer, new_registry
 from enricher.sinks.base import SinkConfig, SinkRunner, Store
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("enricher.sinks")
 
@@ -32,38 +34,35 @@ def main(argv: list[str], prog: str) -> int:
     config = config_or_exit_code(SinkConfig, args, prog)
     if isinstance(config, int):
         return config
-    setup_logging(config.log.level, config.log.format)
+    return service.run(config, lambda config: _build(config, args, prog), name="sink", log=log)
+
+
+def _build(config: SinkConfig, args: argparse.Namespace, prog: str) -> service.Service | int:
     opened = _open_store(args, prog)
     if isinstance(opened, int):
         return opened
-    store = opened
-    stop = threading.Event()
-    restore = install_stop_handlers(stop)
     try:
-        runner = SinkRunner(config, store)
-        server = _metrics_server(config, runner)
-        try:
-            runner.run(stop)
-        finally:
-            if server is not None:
-                server.stop()
-    finally:
-        restore()
-    log.info("sink stopped", extra={"written": runner.written, "skipped": runner.skipped,
-                                    "quarantined": runner.quarantined})
-    return 0
+        runner = SinkRunner(config, opened)
+    except BaseException:
+        opened.close()
+        raise
+
+    def run(stop: threading.Event) -> None:
+        runner.run(stop)
+        log.info("sink stopped", extra={"written": runner.written, "skipped": runner.skipped,
+                                        "quarantined": runner.quarantined})
+
+    return service.Service(run, health=runner.progress.health, registry=lambda: _registry(runner))
 
 
-def _metrics_server(config: SinkConfig, runner: SinkRunner) -> MetricsServer | None:
-    """``/metrics`` (the runner's counts, the process) and ``/healthz`` (the loop turns) per ``[metrics]``."""
-    if not config.metrics.enabled:
-        return None
+def _registry(runner: SinkRunner) -> CollectorRegistry:
+    """The runner's counts and the process."""
+    from edgebridge.metrics import new_registry
     from enricher.sinks.metrics import register
 
     registry = new_registry()
     register(runner, registry)
-    return MetricsServer(config.metrics.host, config.metrics.port, registry,
-                         health=runner.progress.health).start()
+    return registry
 
 
 def _open_store(args: argparse.Namespace, prog: str) -> Store | int:

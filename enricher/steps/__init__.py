@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from edgebridge.envelope import READING_TYPE, Event
@@ -76,7 +76,8 @@ class DeviceLookup(Protocol):
 
 @dataclass
 class Stats:
-    """What the steps count; the processor exports it as Prometheus metrics."""
+    """What the steps count, per transaction: the checkpoint moves it into the metrics when the
+    transaction commits and forgets it when it aborts."""
 
     duplicates: int = 0
     late: int = 0
@@ -88,6 +89,16 @@ class Stats:
     epoch_changes: int = 0  # devices that lost their state: a new epoch after an old one
     epochs_forgotten_idle: int = 0
     epochs_forgotten_over_cap: int = 0
+
+    def take(self) -> Stats:
+        """The counts so far; from now on counting starts from zero."""
+        taken = replace(self)
+        self.clear()
+        return taken
+
+    def clear(self) -> None:
+        for name in vars(self):
+            setattr(self, name, 0)
 
 
 class History:

@@ -112,11 +112,10 @@ def test_a_password_in_the_url_never_reaches_the_log(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The link logs its URL when a connect fails; the settings took the password out of it."""
-    import edge_agent.mqtt_link as mqtt_link
-    from edgebridge.logs import RateLimitedLogger
+    from edgebridge import logs
 
     # a limiter of its own: another test's failed connect in the last 30 s must not mute this one
-    monkeypatch.setattr(mqtt_link, "_limited", RateLimitedLogger(mqtt_link.log, interval=30.0))
+    monkeypatch.setattr(logs, "_shared_limiter", logs._Limiter(time.monotonic, max_keys=4096))
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
     waker = Waker()  # the port is closed now: every connect is refused

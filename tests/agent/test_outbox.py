@@ -264,3 +264,30 @@ def test_schema_1_outbox_migrates_keeping_the_legacy_epoch(tmp_path: Path) -> No
         assert box.commit(readings(1)).first_seq == 8
         assert decode(box.read(8, 1)[0].payload).epoch is None
     assert read_status(path)["epoch"] == ""
+
+
+def test_the_outbox_modules_import_each_other_in_one_direction() -> None:
+    """No import cycle inside ``edge_agent/outbox/`` (type-only imports included): each module can be
+    read and changed knowing only those it imports."""
+    import ast
+
+    import edge_agent.outbox as package
+
+    folder = Path(package.__file__).parent
+    imports: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        found = imports.setdefault(path.stem, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "edge_agent.outbox":
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("edge_agent.outbox."):
+                found.add((node.module or "").rsplit(".", 1)[1])
+    assert "seqfile" in imports and "rows" in imports
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        return any(name == target or (name not in seen and reaches(name, target, seen | {name}))
+                   for name in imports.get(start, ()))
+
+    assert [name for name in sorted(imports) if reaches(name, name, set())] == []

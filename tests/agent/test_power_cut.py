@@ -28,7 +28,7 @@ import pytest
 
 from edge_agent.config import OutboxConfig
 from edge_agent.outbox import Outbox
-from edge_agent.seqfile import read_marks
+from edge_agent.outbox.seqfile import read_marks
 from edgebridge.envelope import GAP_TYPE, decode, new_reading
 from simulators.powercut import PowerCutFS, fuse_unavailable
 from tests.conftest import IN_CI

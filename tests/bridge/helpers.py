@@ -179,6 +179,9 @@ def start_bridge(tmp_path: Path, settings: Mapping[str, Any], timeout: float = 3
     (``"mqtt.url"``). Each call has a config and a log (``.log_path``) of its own in ``tmp_path``."""
     config: dict[str, dict[str, Any]] = {}
     for dotted, value in settings.items():
+        if "." not in dotted:  # a top-level key
+            config[dotted] = value  # type: ignore[assignment]
+            continue
         section, key = dotted.split(".", 1)
         config.setdefault(section, {})[key] = value
     bridge = ComponentProcess("bridge", f"bridge-{uuid.uuid4().hex[:6]}", config, tmp_path).start()

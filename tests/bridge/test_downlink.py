@@ -52,8 +52,8 @@ def test_commands_reach_the_device_and_replies_come_back_with_correlation_data(
     commands, responses = kafka_topic("cmd", partitions=2), kafka_topic("resp")
     group = consumer_group()
     config = bridge_config(brokers.mqtt_url, brokers.kafka_bootstrap, mqtt_prefix, **{
-        "downlink.enabled": True, "downlink.commands_topic": commands, "downlink.group_id": group,
-        "downlink.client_id": f"down-{mqtt_prefix}"[:60], "uplink.responses_topic": responses})
+        "downlink.enabled": True, "topics.commands": commands, "downlink.group_id": group,
+        "downlink.client_id": f"down-{mqtt_prefix}"[:60], "topics.command_responses": responses})
     devices = [Device(brokers.mqtt_host, brokers.mqtt_port, mqtt_prefix, d) for d in ("dev-1", "dev-2")]
     bridge = BridgeThread(config).start()
     n = 30

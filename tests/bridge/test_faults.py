@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,7 +35,7 @@ REDELIVERED = "edgebridge_bridge_redelivered_messages_total"
 
 def _settings(mqtt_url: str, bootstrap: str, prefix: str, raw: str, **more: object) -> dict[str, object]:
     return {"mqtt.url": mqtt_url, "mqtt.topic_prefix": prefix, "kafka.bootstrap": bootstrap,
-            "uplink.client_id": f"bridge-{prefix}"[:60], "uplink.raw_topic": raw,
+            "uplink.client_id": f"bridge-{prefix}"[:60], "topics.raw": raw,
             "downlink.enabled": False, **more}
 
 
@@ -228,6 +231,50 @@ def test_kafka_frozen_nothing_acked_while_frozen_nothing_lost_after_resume(
         records = read_topic(kafka.bootstrap, raw, len(expected), settle=1.0)
         assert _distinct(records) == expected  # none lost
         assert bridge.metric("edgebridge_bridge_reproduced_records_total") > 0  # timed out, produced again
+        assert bridge.terminate(60) == 0
+    finally:
+        pub.close()
+        bridge.kill()
+
+
+def _healthz(bridge: ComponentProcess) -> tuple[int, dict[str, object]]:
+    """The bridge's /healthz over HTTP: its status and the detail of its body."""
+    url = f"http://127.0.0.1:{bridge.metrics_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status, json.loads(r.read())["detail"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())["detail"]
+
+
+def test_healthz_503_while_the_uplink_loop_is_stuck_then_200_again(
+    brokers: BrokerAddresses, mqtt_prefix: str, private_kafka: tuple[Kafka, str], tmp_path: Path,
+) -> None:
+    """A stuck loop, not a lost connection: Kafka frozen and a producer queue of 20 records, so one
+    batch of 50 events leaves the uplink waiting inside produce for room that never comes. MQTT stays
+    connected and subscribed; only the loop check can see it."""
+    kafka, raw = private_kafka
+    settings = _settings(brokers.mqtt_url, kafka.bootstrap, mqtt_prefix, raw, **{
+        "kafka.librdkafka": {"queue.buffering.max.messages": "20"}, "stall_after": 2.0})
+    bridge = start_bridge(tmp_path, settings)
+    pub = Publisher(brokers.mqtt_host, brokers.mqtt_port)
+    try:
+        status, body = _healthz(bridge)
+        assert status == 200 and body["uplink"]["loop"] == "turning", body
+        kafka.pause()  # returns once every thread is stopped (state T), or raises
+        try:
+            pub.batch(mqtt_prefix, readings("dev-stuck", 1, 50))
+            pub.wait_all()
+            assert wait_until(lambda: _healthz(bridge)[0] == 503, 20, 0.2), _healthz(bridge)
+            status, body = _healthz(bridge)
+            assert kafka.is_paused()  # the fault still holds as it is judged
+            assert body["uplink"]["loop"] == "stalled" and body["mqtt_connected"] and body["subscribed"], body
+            assert bridge.metric(ACKED) == 0
+        finally:
+            kafka.resume()
+        assert wait_until(lambda: _healthz(bridge)[0] == 200, 60, 0.2), _healthz(bridge)
+        assert wait_until(lambda: bridge.metric(ACKED) == 1, 60, 0.2)
+        assert len(_distinct(read_topic(kafka.bootstrap, raw, 50))) == 50
         assert bridge.terminate(60) == 0
     finally:
         pub.close()

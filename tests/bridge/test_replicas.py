@@ -30,7 +30,7 @@ def test_two_replicas_on_a_shared_subscription_together_deliver_every_event(
     raw = kafka_topic("raw", partitions=2)
     replicas = [
         BridgeThread(bridge_config(brokers.mqtt_url, brokers.kafka_bootstrap, mqtt_prefix, **{
-            "uplink.raw_topic": raw, "uplink.share_group": "bridges",
+            "topics.raw": raw, "uplink.share_group": "bridges",
             "uplink.client_id": f"r{i}-{mqtt_prefix}"[:60]})).start()
         for i in range(2)
     ]
@@ -61,7 +61,7 @@ def test_sigterm_finishes_deliveries_acks_them_and_exits_0(
     raw = kafka_topic("raw")
     settings = {"mqtt.url": brokers.mqtt_url, "mqtt.topic_prefix": mqtt_prefix,
                 "kafka.bootstrap": brokers.kafka_bootstrap, "uplink.client_id": f"b-{mqtt_prefix}"[:60],
-                "uplink.raw_topic": raw, "uplink.receive_maximum": 500, "downlink.enabled": False}
+                "topics.raw": raw, "uplink.receive_maximum": 500, "downlink.enabled": False}
     bridge = start_bridge(tmp_path, settings)
     pub = Publisher(brokers.mqtt_host, brokers.mqtt_port)
     devices = ["dev-a", "dev-b"]

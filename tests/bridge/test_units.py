@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import orjson
 
 from bridge.ack_frontier import AckFrontier
-from bridge.config import UplinkConfig
+from bridge.config import BridgeConfig, UplinkConfig
 from bridge.routes import Route, filters, parse_topic
 from bridge.validate import Translator
+from edgebridge.config import load_config
 from edgebridge.envelope import encode, encode_batch, new_reading, to_dict
+from edgebridge.topics import KafkaTopics
 
 
 def test_frontier_acks_in_arrival_order_whatever_the_delivery_order() -> None:
@@ -59,7 +66,7 @@ def test_routes() -> None:
 
 
 def _translator(**kw: object) -> Translator:
-    return Translator("devices", UplinkConfig(raw_topic="raw", deadletter_topic="dlq", **kw))  # type: ignore[arg-type]
+    return Translator("devices", UplinkConfig(**kw), KafkaTopics(raw="raw", deadletter="dlq"))  # type: ignore[arg-type]
 
 
 def test_translator_one_record_per_event_of_a_batch() -> None:
@@ -132,6 +139,41 @@ def test_example_config_loads_and_guarantee_settings_are_protected() -> None:
         weakened.kafka.client_config({}, PROTECTED)
     with pytest.raises(ConfigError, match=r"uplink\.receive_maximum"):
         load_config(BridgeConfig, None, env={}, overrides={"uplink.receive_maximum": 0})
+
+
+def test_topics_are_the_topics_section_and_the_former_uplink_names_still_work(tmp_path: Path) -> None:
+    """The bridge names its Kafka topics under [topics] like the enricher and the sinks; a config file
+    from the field with the former [uplink]/[downlink] names loads the same, with one warning line
+    per old key naming the new one."""
+    names = KafkaTopics(raw="r", status="s", command_responses="c", deadletter="d", commands="k")
+    new = tmp_path / "new.toml"
+    new.write_text('[topics]\nraw = "r"\nstatus = "s"\ncommand_responses = "c"\ndeadletter = "d"\n'
+                   'commands = "k"\n')
+    old = tmp_path / "old.toml"
+    old.write_text('[uplink]\nraw_topic = "r"\nstatus_topic = "s"\nresponses_topic = "c"\n'
+                   'deadletter_topic = "d"\n[downlink]\ncommands_topic = "k"\n')
+    assert load_config(BridgeConfig, new, env={}).topics == names
+    assert load_config(BridgeConfig, old, env={}).topics == names
+    env = {"EDGEBRIDGE_UPLINK_RAW_TOPIC": "r", "EDGEBRIDGE_DOWNLINK_COMMANDS_TOPIC": "k"}
+    from_env = load_config(BridgeConfig, None, env=env).topics
+    assert (from_env.raw, from_env.commands) == ("r", "k")
+
+    def print_config(path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "edgebridge", "bridge", "run", "--print-config",
+                               "--config", str(path)], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **env})
+
+    fresh, former = print_config(new), print_config(old, EDGEBRIDGE_UPLINK_STATUS_TOPIC="s")
+    assert fresh.returncode == former.returncode == 0 and fresh.stdout == former.stdout
+    assert fresh.stderr == ""
+    assert former.stderr.splitlines() == [
+        "config key uplink.raw_topic is deprecated: use topics.raw",
+        "config key uplink.status_topic is deprecated: use topics.status",
+        "EDGEBRIDGE_UPLINK_STATUS_TOPIC is deprecated: use EDGEBRIDGE_TOPICS_STATUS",
+        "config key uplink.responses_topic is deprecated: use topics.command_responses",
+        "config key uplink.deadletter_topic is deprecated: use topics.deadletter",
+        "config key downlink.commands_topic is deprecated: use topics.commands",
+    ]
 
 
 def test_receipt_book_hands_out_by_room_without_waiting_an_interval_and_merges_what_waited() -> None:

@@ -20,7 +20,7 @@ def test_events_arrive_once_keyed_in_device_order(
 ) -> None:
     raw, status = kafka_topic("raw", partitions=3), kafka_topic("status")
     config = bridge_config(brokers.mqtt_url, brokers.kafka_bootstrap, mqtt_prefix,
-                           **{"uplink.raw_topic": raw, "uplink.status_topic": status})
+                           **{"topics.raw": raw, "topics.status": status})
     bridge = BridgeThread(config).start()
     pub = Publisher(brokers.mqtt_host, brokers.mqtt_port)
     devices = [f"dev-{i}" for i in range(4)]
@@ -74,7 +74,7 @@ def test_bad_messages_go_to_deadletter_with_reason_while_valid_traffic_continues
 ) -> None:
     raw, dlq = kafka_topic("raw"), kafka_topic("dlq")
     config = bridge_config(brokers.mqtt_url, brokers.kafka_bootstrap, mqtt_prefix, **{
-        "uplink.raw_topic": raw, "uplink.deadletter_topic": dlq, "uplink.max_message_bytes": 4096})
+        "topics.raw": raw, "topics.deadletter": dlq, "uplink.max_message_bytes": 4096})
     bridge = BridgeThread(config).start()
     pub = Publisher(brokers.mqtt_host, brokers.mqtt_port)
     good = readings("dev-ok", 1, 60)

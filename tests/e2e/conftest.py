@@ -64,9 +64,9 @@ class Pipeline:
             "mqtt": {"url": self.mqtt_url, "topic_prefix": self.prefix, **(mqtt or {})},
             "kafka": {"bootstrap": self.bootstrap},
             "log": {"level": "INFO"},
-            "uplink": {"client_id": f"{self.prefix}-{name}", "raw_topic": t.raw, "status_topic": t.status,
-                       "responses_topic": t.command_responses, "deadletter_topic": t.deadletter,
-                       "receipt_interval": 0.2, **uplink},
+            "uplink": {"client_id": f"{self.prefix}-{name}", "receipt_interval": 0.2, **uplink},
+            "topics": {"raw": t.raw, "status": t.status, "command_responses": t.command_responses,
+                       "deadletter": t.deadletter},
             "downlink": {"enabled": False},
         }
         proc = ComponentProcess("bridge", name, config, self.workdir)

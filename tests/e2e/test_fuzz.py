@@ -46,6 +46,7 @@ from confluent_kafka import Producer
 from bridge.config import UplinkConfig
 from bridge.validate import Translator
 from edgebridge import deadletters
+from edgebridge.topics import KafkaTopics
 from simulators.audit import KafkaRecord, read_records
 from simulators.hostile import NESTED_BATCH, Hostile, Payload, RawRecord
 from tests.e2e.conftest import Pipeline, wait_for
@@ -363,7 +364,7 @@ def test_the_judge_accounts_for_what_the_bridge_writes_and_sees_a_record_lost_or
     """The oracle of the suite, checked against the bridge's own translation (in process, no broker):
     what the Translator makes of 1,000 hostile messages is all accounted for, nothing left over; one
     record less is a message unaccounted for, one more is a leftover."""
-    translator = Translator("fz", UplinkConfig(raw_topic="raw", deadletter_topic="dlq"))
+    translator = Translator("fz", UplinkConfig(), KafkaTopics(raw="raw", deadletter="dlq"))
     messages = [(f"fz/{m.device}/events", m.value) for m in Hostile(SEED, ATTACKERS[:2]).mqtt(1000)]
     dead: list[KafkaRecord] = []
     raw: list[KafkaRecord] = []

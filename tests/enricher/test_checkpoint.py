@@ -127,6 +127,25 @@ def test_records_of_a_running_commit_are_held_then_produced_into_the_next_transa
     assert _sample(metrics, "commits_total") == 2
 
 
+def test_send_waits_out_a_full_producer_queue_and_translates_a_produce_error(rig: Any) -> None:
+    cp, producer, _ = rig
+    full = [BufferError("queue full")] * 2
+    produce = producer.produce
+
+    def filling(*args: Any, **kwargs: Any) -> None:
+        if full:
+            raise full.pop()
+        produce(*args, **kwargs)
+
+    cp._produce = filling
+    cp.start()
+    cp.send("out", b"v", b"k")
+    assert [c for c in producer.calls if c[0] == "produce"] == [("produce", "out", b"v")]
+    producer.fail_produce = KafkaError(KafkaError._STATE, "in an abortable state", txn_requires_abort=True)
+    with pytest.raises(AbortNeeded):
+        cp.send("out", b"w", b"k")
+
+
 def test_a_failed_commit_drops_the_held_records_and_aborts_once(rig: Any) -> None:
     cp, producer, metrics = rig
     producer.fail_with = KafkaError(KafkaError.CONCURRENT_TRANSACTIONS, "fenced generation",
@@ -216,7 +235,7 @@ def processor() -> Any:
     producer = ScriptedProducer()
     proc.checkpoint.producer = producer  # type: ignore[assignment]
     proc.checkpoint._produce = producer.produce
-    proc.assigned = {0}
+    proc.assignment.assigned.add(0)
     yield proc, producer
     proc.close()
 
@@ -268,7 +287,8 @@ def test_offsets_unreadable_at_assignment_end_the_run_with_what_to_do(processor:
         def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get committed offsets"))
 
-    proc._on_assign(Unstable(), [TopicPartition(proc.config.topics.raw, 3)])
-    assert isinstance(proc._fatal, FatalKafkaError)
-    assert "[3]" in str(proc._fatal) and "find-hanging" in str(proc._fatal)
-    assert 3 not in proc.assigned
+    proc.assignment.on_assign(Unstable(), [TopicPartition(proc.config.topics.raw, 3)])
+    fatal = proc.assignment.fatal
+    assert isinstance(fatal, FatalKafkaError)
+    assert "[3]" in str(fatal) and "find-hanging" in str(fatal)
+    assert 3 not in proc.assignment.assigned

@@ -77,9 +77,9 @@ def test_an_agent_whose_state_dir_is_wiped_has_both_lives_processed_exactly_once
     bridge = ComponentProcess("bridge", "bridge", {
         "mqtt": {"url": brokers.mqtt_url, "topic_prefix": mqtt_prefix},
         "kafka": {"bootstrap": bs},
-        "uplink": {"client_id": f"bridge-{mqtt_prefix}"[:60], "raw_topic": topics.raw,
-                   "status_topic": kafka_topic("status"), "responses_topic": kafka_topic("responses"),
-                   "deadletter_topic": topics.deadletter},
+        "uplink": {"client_id": f"bridge-{mqtt_prefix}"[:60]},
+        "topics": {"raw": topics.raw, "status": kafka_topic("status"),
+                   "command_responses": kafka_topic("responses"), "deadletter": topics.deadletter},
         "downlink": {"enabled": False},
     }, tmp_path)
     enricher = ComponentProcess("enricher", "enricher", {
