@@ -46,10 +46,10 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.common import thread_cpu
-from bridge.mqtt_client import connect_properties
 from edgebridge.config import load_config
 from edgebridge.devbrokers import LocalBrokers
 from edgebridge.envelope import encode, encode_batch, new_reading
+from edgebridge.mqtt.client import connect_properties
 
 PREFIX = "bench"
 DEFAULT_WINDOW = 1000  # the bridge's default uplink.receive_maximum
@@ -408,9 +408,9 @@ def _traffic_payloads(shape: Shape) -> list[tuple[str, bytes, Any, int]]:
     """(topic, payload, properties, per-hop bytes) in publishing order: the devices round robin, each
     with its own epoch and seq, the edge agent's single-event shape."""
     from edge_agent.clock import Clock
-    from edge_agent.mqtt_fastpath import PackedProperties
     from edge_agent.sources.simulated import SimulatedSource
     from edgebridge.envelope import CONTENT_TYPE
+    from edgebridge.mqtt.properties import PackedProperties
     from edgebridge.topics import events_topic
 
     per_device = max(1, round(shape.rate * shape.seconds))

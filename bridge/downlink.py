@@ -34,10 +34,10 @@ from paho.mqtt.properties import Properties
 
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
-from bridge.mqtt_client import new_client
 from edgebridge.envelope import is_deviceid
 from edgebridge.logs import rate_limited
 from edgebridge.metrics import LoopProgress
+from edgebridge.mqtt.threaded import new_client
 from edgebridge.topics import command_response_topic, commands_topic
 
 __all__ = ["Downlink"]

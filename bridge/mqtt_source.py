@@ -50,9 +50,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.metrics import BridgeMetrics
-from bridge.mqtt_client import FastMessage, PackedProperties, connect_properties, new_client
 from bridge.receipts import Receipt
 from edgebridge.logs import rate_limited
+from edgebridge.mqtt.client import connect_properties
+from edgebridge.mqtt.incoming import FastMessage
+from edgebridge.mqtt.properties import PackedProperties
+from edgebridge.mqtt.threaded import new_client
 from edgebridge.receipts import RECEIPT_CONTENT_TYPE
 from edgebridge.settings import MqttSettings
 
@@ -69,7 +72,7 @@ class Inbound(NamedTuple):
     """One message as paho's thread hands it over (a named tuple: made per message, and cheaply)."""
 
     generation: int
-    message: FastMessage | mqtt.MQTTMessage  # FastMessage for the common shape (see mqtt_client)
+    message: FastMessage | mqtt.MQTTMessage  # FastMessage for the common shape (edgebridge.mqtt)
     received: float  # time.monotonic() at arrival
     received_wall: float  # time.time() at arrival, for the dead-letter header
 

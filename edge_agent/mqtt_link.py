@@ -29,7 +29,6 @@ bounded by ``min(connect_timeout, 5 s)``; the CONNACK is awaited in the loop, up
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import queue
 import select
@@ -39,13 +38,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from edge_agent.config import ForwarderConfig
-from edge_agent.mqtt_fastpath import BufferedSocket, FastClient, PackedProperties
 from edge_agent.waker import Waker
 from edgebridge.logs import rate_limited
+from edgebridge.mqtt.client import FastClient, connect_properties
+from edgebridge.mqtt.properties import PackedProperties
+from edgebridge.mqtt.sockets import BufferedSocket
 from edgebridge.retry import Backoff
 from edgebridge.settings import MqttSettings
 
@@ -99,7 +98,7 @@ class MqttLink:
         self.stats = LinkStats()
         self._backoff = Backoff(config.reconnect_initial, config.reconnect_max)
         # the session: a paho client with an open socket (None: waiting for ``_retry_at``)
-        self._client: mqtt.Client | None = None
+        self._client: FastClient | None = None
         self._sock: BufferedSocket | None = None
         self._poller = select.poll()
         self._poller.register(wake.fileno(), select.POLLIN)
@@ -216,10 +215,7 @@ class MqttLink:
     def _connect(self, now: float) -> None:
         s = self.settings
         client = self._new_client()
-        props = None
-        if self.v5:
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = self.config.session_expiry
+        props = connect_properties(self.config.session_expiry) if self.v5 else None
         try:
             client.connect(
                 s.host,
@@ -232,13 +228,10 @@ class MqttLink:
             self.stats.connect_failures += 1
             rate_limited(log, "connect", 30.0).warning("mqtt connect failed",
                                                        extra={"url": s.url, "error": str(exc)})
-            _close(client)
+            client.close_sockets()
             self._retry_at = time.monotonic() + self._backoff.next_delay()
             return
-        raw = client.socket()
-        assert raw is not None
-        sock = BufferedSocket(raw)
-        client._sock = sock
+        sock = client.buffer_socket()
         self._client, self._sock = client, sock
         self._poller.register(sock.fd, _READ)
         self._mask = _READ
@@ -256,10 +249,10 @@ class MqttLink:
         if was_connected:
             self.stats.disconnects += 1
         if client is not None:
-            _close(client)
+            client.close_sockets()
         self._retry_at = time.monotonic() + self._backoff.next_delay()
 
-    def _new_client(self) -> mqtt.Client:
+    def _new_client(self) -> FastClient:
         protocol = mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311
         kwargs: dict[str, Any] = {} if self.v5 else {"clean_session": False}
         client = FastClient(
@@ -267,7 +260,8 @@ class MqttLink:
         )
         client.connect_timeout = min(self.config.connect_timeout, 5.0)
         # The agent enforces the window, so paho's limit is off (0): paho would otherwise scan every
-        # message in flight for a queued one to send, on each PUBACK.
+        # message in flight for a queued one to send, on each PUBACK (and FastClient's PUBACK fast
+        # path is taken only with it off).
         client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         self.settings.authenticate(client)
@@ -327,12 +321,3 @@ class MqttLink:
             rate_limited(log, "commands-full", 30.0).warning(
                 "command queue full, command dropped", extra={"topic": msg.topic}
             )
-
-
-def _close(client: mqtt.Client) -> None:
-    """Release the socket and paho's wake-up socket pair now, not at garbage collection."""
-    sock = client.socket()
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.close()
-    client._reset_sockets()

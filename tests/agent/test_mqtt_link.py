@@ -1,5 +1,5 @@
 """MqttLink in the agent loop's thread, against a scripted MQTT 5 peer: which PUBACKs count as acks
-(paho's path and the fast path must agree), and the link's socket buffering under a full kernel buffer."""
+(paho's path and the fast path must agree); the link's URL in its logs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import time
 import pytest
 
 from edge_agent.config import ForwarderConfig
-from edge_agent.mqtt_fastpath import BufferedSocket
 from edge_agent.mqtt_link import MqttLink
 from edge_agent.waker import Waker
 from edgebridge.settings import MqttSettings
@@ -107,33 +106,6 @@ def test_pubacks_success_reasons_ack_and_failures_refuse() -> None:
             peer.join(5)
             waker.close()
         assert link.stats.connects == 1 and link.stats.disconnects == 1
-
-
-def test_buffered_socket_keeps_order_through_partial_writes_and_split_reads() -> None:
-    a, b = socket.socketpair()
-    with a, b:
-        a.setblocking(False)
-        sock = BufferedSocket(a)
-        packets = [bytes([i % 251]) * 1000 for i in range(3000)]  # 3 MB: more than the kernel buffers
-        for p in packets:
-            assert sock.send(p) == len(p)
-        expected = b"".join(packets)
-        received = bytearray()
-        partial = 0
-        deadline = time.monotonic() + 30
-        while (sock.unsent or len(received) < len(expected)) and time.monotonic() < deadline:
-            assert sock.flush()
-            partial += bool(sock.unsent)
-            received += b.recv(1 << 20)
-        assert received == expected
-        assert partial >= 1  # the kernel took only part of it at least once
-        # reads: one recv syscall, handed out in paho's sizes
-        b.sendall(b"\x40\x02\x00\x01\x40\x02\x00\x02")  # a socketpair delivers at once
-        got = [sock.recv(1), sock.recv(1), sock.recv(2), sock.recv(1), sock.recv(1), sock.recv(2)]
-        assert got == [b"\x40", b"\x02", b"\x00\x01", b"\x40", b"\x02", b"\x00\x02"]
-        assert not sock.buffered()
-        sock.close()
-        assert a.fileno() == -1
 
 
 def test_a_password_in_the_url_never_reaches_the_log(
