@@ -224,6 +224,8 @@ class MqttLink:
                 clean_start=False if self.v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
                 properties=props,
             )
+            if client.socket() is None:  # the CONNECT write failed: paho closed the socket, no raise
+                raise ConnectionError("connection lost while sending CONNECT")
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             self.stats.connect_failures += 1
             rate_limited(log, "connect", 30.0).warning("mqtt connect failed",

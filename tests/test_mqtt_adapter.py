@@ -279,14 +279,16 @@ def test_reconnect_waits_are_jittered_never_longer_than_pahos_and_start_over_aft
     ceilings = [1, 2, 4, 8, 16, 30, 30, 30]  # paho's own waits with min_delay=1, max_delay=30
     runs = [_waits(client, clock, len(ceilings)) for client in clients]
     for waits in runs:
-        assert all(0 <= w <= c for w, c in zip(waits, ceilings, strict=True))
+        assert all(0.5 <= w <= c for w, c in zip(waits, ceilings, strict=True))  # floor: min_delay / 2
         assert sum(waits) < 0.9 * sum(ceilings)  # not paho's fixed doubling
     assert runs[0] != runs[1]  # two clients that lost the same broker do not retry together
     assert max(clock.slept) <= 1.0  # in steps, so that loop_stop() ends a wait within a second
     # a successful CONNACK (paho sets _reconnect_delay to None): the ceiling starts over at min_delay
     client = clients[0]
     client._reconnect_delay = None
-    assert _waits(client, clock, 1)[0] <= 1 and client._backoff.ceiling() == 2  # type: ignore[union-attr]
+    assert 0.5 <= _waits(client, clock, 1)[0] <= 1 and client._backoff.ceiling() == 2  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="min_delay"):  # in the caller's thread, not paho's
+        client.reconnect_delay_set(5, 1)
     # loop_stop() or disconnect(): no wait at all
     client._thread_terminate = True
     assert _waits(client, clock, 1) == [0.0]

@@ -138,13 +138,23 @@ class ThreadedClient(FastClient):
         pack = _PUBACK.pack
         self._packet_queue(mqtt.PUBACK, b"".join([pack(mqtt.PUBACK, 2, mid) for mid in mids]), 0, 0)
 
+    def reconnect_delay_set(self, min_delay: int = 1, max_delay: int = 120) -> None:
+        """paho's, checked here: the backoff is built on paho's thread, where a bad pair would end
+        that thread silently (no reconnect ever)."""
+        if not 0 < min_delay <= max_delay:
+            raise ValueError(f"need 0 < min_delay <= max_delay, got {min_delay}, {max_delay}")
+        super().reconnect_delay_set(min_delay, max_delay)
+
     def _reconnect_wait(self) -> None:
         # paho's thread, before each reconnect attempt; paho sets _reconnect_delay to None on a
         # successful CONNACK and in reconnect_delay_set(): the backoff starts over then
         with self._reconnect_delay_mutex:
             if self._reconnect_delay is None or self._backoff is None:
                 self._backoff = Backoff(self._reconnect_min_delay, self._reconnect_max_delay)
-            delay = self._backoff.next_delay()
+            # a floor of half the first ceiling: a connection that drops right after each CONNACK
+            # (a session taken over by a twin, a packet the broker redelivers and paho refuses) would
+            # otherwise cycle with waits near 0, where paho waited min_delay
+            delay = max(self._reconnect_min_delay / 2, self._backoff.next_delay())
             self._reconnect_delay = math.ceil(delay)  # paho's int; None only after a CONNACK
         # as paho waits: in steps of at most 1 s, ended by disconnect() or loop_stop()
         end = time.monotonic() + delay
