@@ -135,3 +135,38 @@ def test_a_password_in_the_url_never_reaches_the_log(
     logged = [r for r in caplog.records if getattr(r, "url", None)]
     assert logged and all(r.url == f"mqtt://127.0.0.1:{port}" for r in logged)  # type: ignore[attr-defined]
     assert not any("hunter2" in str(vars(r)) for r in caplog.records)
+
+
+def test_a_connect_whose_connect_packet_could_not_be_written_is_a_connect_failure() -> None:
+    """paho closes the socket and returns an error code, without raising, when writing CONNECT fails
+    right after the TCP connect (ECONNRESET, EPIPE): the link counts a failed connect and backs off,
+    instead of ending the agent's loop with an error."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        waker = Waker()
+        link = MqttLink(MqttSettings(url=f"mqtt://127.0.0.1:{server.getsockname()[1]}"), ForwarderConfig(),
+                        "dev-reset", status_topic="t/s", online=lambda: b"online", offline=b"offline",
+                        subscribe=[], receipts_topic=None, wake=waker)
+        make = link._new_client
+
+        def failing_client():  # type: ignore[no-untyped-def]
+            client = make()
+            connect = client.connect
+
+            def connect_then_lose(*args, **kwargs):  # type: ignore[no-untyped-def]
+                rc = connect(*args, **kwargs)
+                client._sock_close()  # as paho does when the CONNECT write fails
+                return rc
+
+            client.connect = connect_then_lose  # type: ignore[method-assign]
+            return client
+
+        link._new_client = failing_client  # type: ignore[method-assign]
+        link.start()
+        try:
+            deadline = time.monotonic() + 10
+            while link.stats.connect_failures == 0 and time.monotonic() < deadline:
+                link.poll(0.05)
+        finally:
+            link.stop()
+            waker.close()
+    assert link.stats.connect_failures >= 1
