@@ -61,7 +61,12 @@ class SerialSensor:
     """One virtual sensor behind ``link``; plugged in on construction. Not thread-safe: one writer."""
 
     def __init__(
-        self, link: Path, protocol: str = "json", model: Sensor | None = None, seed: int = 0
+        self,
+        link: Path,
+        protocol: str = "json",
+        model: Sensor | None = None,
+        seed: int = 0,
+        step: float = 1.0,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
@@ -71,6 +76,7 @@ class SerialSensor:
         self.rng = random.Random(seed)
         self.stats = SerialStats()
         self.t = 0.0  # the model's time of the next reading, seconds
+        self.step = step  # model seconds between readings: more than 1/rate runs the day faster
         self._master = self._slave = -1
         self._header_due = False
         self.plug()
@@ -141,7 +147,7 @@ class SerialSensor:
 
     def _next_line(self) -> bytes:
         line = self.line(self.t)
-        self.t += 1.0
+        self.t += self.step
         return line
 
     def reading(self, partial: bool = False, pause: float = 0.1) -> None:
