@@ -100,7 +100,10 @@ class SerialSensor:
             self._master = self._slave = -1
             self.stats.unplugs += 1
 
-    def close(self) -> None:
+    def close(self, drain: float = 5.0) -> None:
+        """The end: once the reader has taken what was written (up to ``drain`` seconds), close and
+        remove the link."""
+        self.wait_drained(drain)
         self.unplug()
         self.stats.unplugs -= 1  # closing at the end is not a fault
         self.link.unlink(missing_ok=True)
@@ -123,6 +126,18 @@ class SerialSensor:
             return True
         pending = fcntl.ioctl(self._slave, termios.TIOCINQ, b"\0\0\0\0")
         return struct.unpack("i", pending)[0] == 0
+
+    def wait_drained(self, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Wait until :meth:`drained` has held for 0.1 s: bytes just written reach the queue a moment
+        later (the kernel pushes them from the master's side in a work item)."""
+        deadline = time.monotonic() + timeout
+        held = 0
+        while held < 5:
+            if time.monotonic() > deadline or (stop is not None and stop.is_set()):
+                return False
+            held = held + 1 if self.drained() else 0
+            time.sleep(0.02)
+        return True
 
     def write(self, data: bytes) -> None:
         """Raw bytes to the port; the header (CSV) first if the device has not sent it since plug-in."""
@@ -209,10 +224,7 @@ class SerialSensor:
                 continue
             now = time.monotonic()
             if next_unplug is not None and now >= next_unplug:
-                # pulled between lines, once the agent has read them: the counts stay exact
-                drain_end = now + 5.0
-                while not self.drained() and time.monotonic() < drain_end and not stop.is_set():
-                    time.sleep(0.02)
+                self.wait_drained(5.0, stop)  # pulled between lines the agent has read: exact counts
                 self.unplug()
                 self.plug()
                 next_unplug = now + (unplug_every or 0.0)
