@@ -6,7 +6,8 @@
 - Unplugged device: ``is_open`` stays true after an unplug, so the loop relies on the exception
   (``SerialException``/``OSError``) and reopens with :class:`edgebridge.retry.Backoff`.
 - A line that does not parse, or whose data is not a valid reading, is counted in ``stats.bad``,
-  logged (rate-limited) and skipped; so is a line longer than ``max_line``.
+  logged (rate-limited) and skipped; so is a line longer than ``max_line`` (all of it, up to its
+  newline: the tail of a long line is not read as a line of its own).
 """
 
 from __future__ import annotations
@@ -110,18 +111,26 @@ class SerialSource:
     def _read(self, port: serial.Serial) -> None:
         partial = b""
         limit = self.config.max_line
+        skipping = False  # inside a line already refused as too long
         while not self._stop.is_set():
             self.stats.heartbeat = time.monotonic()
             chunk = port.readline(limit + 1)
             if not chunk:
                 continue
+            if skipping:
+                # the rest of a too-long line up to its newline: its tail alone may look like a good line
+                skipping = not chunk.endswith(b"\n")
+                continue
             partial += chunk
             if not partial.endswith(b"\n"):
                 if len(partial) > limit:
                     self._bad("line too long", partial[:80])
-                    partial = b""
+                    partial, skipping = b"", True
                 continue  # a partial line: keep it until its newline arrives
             line, partial = partial, b""
+            if len(line) > limit + 1:  # its newline came in the read that made it too long
+                self._bad("line too long", line[:80])
+                continue
             self._line(line)
 
     def _line(self, raw: bytes) -> None:
