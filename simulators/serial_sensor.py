@@ -128,11 +128,12 @@ class SerialSensor:
         return struct.unpack("i", pending)[0] == 0
 
     def wait_drained(self, timeout: float, stop: threading.Event | None = None) -> bool:
-        """Wait until :meth:`drained` has held for 0.1 s: bytes just written reach the queue a moment
-        later (the kernel pushes them from the master's side in a work item)."""
+        """Wait until :meth:`drained` has held for 0.3 s: bytes just written reach the queue a moment
+        later (the kernel pushes them from the master's side in a work item, which a loaded machine
+        may run late; microseconds usually, so 0.3 s of an empty queue is a wide margin)."""
         deadline = time.monotonic() + timeout
         held = 0
-        while held < 5:
+        while held < 15:
             if time.monotonic() > deadline or (stop is not None and stop.is_set()):
                 return False
             held = held + 1 if self.drained() else 0
