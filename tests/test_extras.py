@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.install, pytest.mark.timeout(900)]
 # Each command of `edgebridge`, by the side that runs it; a new command must be placed here.
 AGENT_COMMANDS = {"agent"}
 CLOUD_COMMANDS = {"bridge", "enricher", "sink", "devices", "topics"}
-DEV_COMMANDS = {"brokers", "demo"}  # the [dev] install: local brokers, simulators
+DEV_COMMANDS = {"brokers", "demo", "simulate"}  # the [dev] install: local brokers, simulators
 # Every cloud command line an operator can ask --help of.
 CLOUD_HELP = [
     ["bridge"], ["bridge", "run"],
