@@ -47,6 +47,7 @@ from enricher.rebalance import Assignment
 from enricher.registry import Registry
 from enricher.state import StateStore
 from enricher.steps import Context, Item, Reject, Stats, StepFailed, build_pipeline
+from enricher.sweep import sweep
 
 __all__ = ["CONSUMER_PROTECTED", "PRODUCER_PROTECTED", "Processor"]
 
@@ -144,6 +145,12 @@ class Processor:
                               f"partitions, {self.topics.raw!r} has {raw_parts}: they must be equal")
         kafka_call("init_transactions", lambda t: self.producer.init_transactions(t),
                    self.config.commit.transaction_timeout_ms / 1000 + 60)
+        # before our first transaction: abort whatever a lost abort left open on our partitions (sweep.py)
+        topics = self.topics
+        outputs = {topic: self._partitions(topic, required=False)
+                   for topic in (topics.processed, topics.alerts, topics.deadletter, topics.enricher_state)}
+        sweep(self.producer, self.consumer, {k: v for k, v in outputs.items() if v}, topics.raw,
+              self.config.commit.transaction_timeout_ms / 1000)
         self.registry.load()
         self.metrics.registry_devices.set(len(self.registry.devices))
         self._registry_updates = self.registry.updates
@@ -167,9 +174,12 @@ class Processor:
                                 if m.name.endswith("_total")))
         return out
 
-    def _partitions(self, topic: str) -> int:
+    def _partitions(self, topic: str, required: bool = True) -> int:
+        """The topic's partition count; 0 for a topic that does not exist unless ``required``."""
         tmeta = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
         if tmeta is None or tmeta.error is not None:
+            if not required:
+                return 0
             raise ConfigError("topics.raw", f"topic {topic!r} does not exist")
         return len(tmeta.partitions)
 
