@@ -47,6 +47,8 @@ class _Monitor:
         if now - then < 1.0:
             return
         t = self.total()
+        if not t.devices:
+            return  # no process has reported yet
         rate = (t.committed - committed) / (now - then)
         print(f"[{now - self.began:6.1f} s] devices {t.started}/{t.devices} connected {t.connected} "
               f"committed {t.committed} receipted {t.receipted} backlog {t.backlog} rate {rate:.0f} ev/s",
