@@ -84,6 +84,13 @@ def test_fleet_events_reach_processed_once_each(pipeline: Callable[..., Pipeline
     assert (f"total: devices 50, present 50, committed {len(expected)}, received {len(expected)}, "
             "lost 0, duplicated 0, unexpected 0") in audit.stdout, audit.stdout
 
+    # the same audit fails when a device claims 5 more seqs than Kafka holds
+    (epoch, spec), = expectation.devices["fl-01"].items()
+    spec["committed"] = [(1, spec["committed"][0][1] + 5)]
+    expectation.write(expect)
+    audit = subprocess.run(audit.args, capture_output=True, text=True, timeout=120)
+    assert audit.returncode == 1 and "lost 5, duplicated 0" in audit.stdout, audit.stdout
+
 
 @pytest.mark.parametrize("procs", [1, 2])
 def test_sigterm_stops_the_fleet_with_a_summary(brokers: BrokerAddresses, tmp_path: Path, procs: int) -> None:
