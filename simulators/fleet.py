@@ -213,8 +213,11 @@ def _drive(fleet: list[VirtualDevice], options: FleetOptions, stop: Event,
     last_report = began
     while not stop.is_set():
         now = time.monotonic()
-        while pending and now >= began + step * (len(fleet) - len(pending)):
-            pending.pop(0).thread.start()
+        while pending and now >= began + step * (len(fleet) - len(pending)) and not stop.is_set():
+            pending.pop(0).thread.start()  # slow when the process is overloaded: check the time
+            now = time.monotonic()
+            if end is not None and now >= end:
+                break
         if now - last_report >= 1.0:
             report(FleetTotals.of(fleet))
             last_report = now
