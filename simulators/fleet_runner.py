@@ -1,7 +1,7 @@
 """A fleet over one or more processes, its live line each second and its summary.
 
 A process carries a few hundred devices (a thread per agent, each waking every 50 ms: see
-bench/RESULTS.md for the figures); ``procs`` processes share the devices (every ``procs``-th device
+:mod:`simulators.fleet` for the figures); ``procs`` processes share the devices (every ``procs``-th device
 from the k-th) and report their totals to this one, which prints for the whole fleet and writes the
 one expectation file.
 """
