@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("edge_agent.cli", "the edge agent: sensors to a durable SQLite outbox to MQTT (run, status)"),
     "topics": ("edgebridge.kafka_admin", "create the Kafka topics of the wire contract (idempotent)"),
     "demo": ("simulators.demo", "the main job: local brokers and simulated devices end to end"),
-    "simulate": ("simulators.simulate", "simulated devices: a virtual serial sensor on a pty (serial)"),
+    "simulate": ("simulators.simulate", "simulated devices: serial sensor, fleet of agents, audit"),
 }
 
 

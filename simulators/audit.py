@@ -20,7 +20,9 @@ import orjson
 
 from edgebridge.envelope import GAP_TYPE
 
-__all__ = ["DeviceAudit", "KafkaRecord", "audit_records", "format_table", "read_records", "read_topic"]
+__all__ = [
+    "DeviceAudit", "KafkaRecord", "audit_records", "format_table", "read_records", "read_topic", "seq_ranges",
+]
 
 
 @dataclass
@@ -41,7 +43,7 @@ class DeviceAudit:
         return not self.missing
 
 
-def _ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     for s in sorted(seqs):
         if out and s == out[-1][1] + 1:
@@ -92,7 +94,7 @@ def audit_records(
             duplicates=sum(counts.values()) - len(counts),
             max_seq=top,
             announced=sorted(ranges[key]),
-            missing=_ranges(holes),
+            missing=seq_ranges(holes),
         )
     return out
 

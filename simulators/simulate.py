@@ -4,6 +4,8 @@ Subcommands (one module each, imported only when chosen):
 
 - ``serial``: a virtual serial sensor on a pty (:mod:`simulators.serial_sensor`) for an agent's
   ``[serial]`` source to read, with readings from a sensor model (:mod:`simulators.sensors`).
+- ``fleet``: N virtual devices, each a real agent, in one process (:mod:`simulators.fleet`).
+- ``audit``: a Kafka topic checked against what a fleet committed (:mod:`simulators.expectation`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgebridge.arguments import positive_float
+from simulators.fleet_cli import add_audit_parser, add_fleet_parser, audit_main, fleet_main
 from simulators.sensors import PROFILES, sensor
 from simulators.serial_sensor import PROTOCOLS, SerialSensor, agent_serial_settings
 
@@ -49,10 +52,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         prog=prog,
         description="Simulated devices.",
         epilog="example:\n  edgebridge simulate serial --link ./sensor --protocol csv --garbage 0.05\n\n"
-        f"Run `{prog} serial --help` for its options, sensor profiles and more examples.",
+        f"Run `{prog} serial --help` (or fleet, audit) for its options and more examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="what", required=True, metavar="{serial}")
+    sub = parser.add_subparsers(dest="what", required=True, metavar="{serial,fleet,audit}")
     serial = sub.add_parser(
         "serial",
         prog=f"{prog} serial",
@@ -76,6 +79,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     serial.add_argument("--seed", type=int, default=0, help="random seed: the same seed, the same lines")
     serial.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
                         help="stop after this long (default: until Ctrl-C or SIGTERM)")  # fmt: skip
+    add_fleet_parser(sub, prog)
+    add_audit_parser(sub, prog)
     return parser
 
 
@@ -109,4 +114,4 @@ def _serial(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str], prog: str = "edgebridge simulate") -> int:
     args = _parser(prog).parse_args(list(argv))
-    return _serial(args)
+    return {"serial": _serial, "fleet": fleet_main, "audit": audit_main}[args.what](args)

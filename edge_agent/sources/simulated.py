@@ -73,7 +73,9 @@ class SimulatedSource:
         self.interval = max(0.0, seconds)
         self._next = time.monotonic()
 
-    def poll(self, max_events: int) -> list[Event]:
+    def due(self, max_events: int) -> int:
+        """How many samples are due now, at most ``max_events`` and within ``limit``; the schedule
+        moves past them (a subclass making other readings paces itself with this)."""
         now = time.monotonic()
         self.stats.heartbeat = now
         if self.interval > 0:
@@ -86,6 +88,10 @@ class SimulatedSource:
             n = max_events
         if self.limit:
             n = min(n, self.limit - self.stats.read)
+        return n
+
+    def poll(self, max_events: int) -> list[Event]:
+        n = self.due(max_events)
         if n <= 0:
             return []
         stamp = self.clock.stamp()  # one stamp per poll: the samples of one poll share a millisecond
