@@ -39,6 +39,7 @@ class Expectation:
     topic_prefix: str = "devices"
     # device -> epoch -> {"committed": ranges, "gaps": ranges}
     devices: dict[str, dict[str, dict[str, Ranges]]] = field(default_factory=dict)
+    faults: list[dict[str, Any]] = field(default_factory=list)  # what the fault schedule did, in order
 
     @classmethod
     def of(cls, fleet: Iterable[VirtualDevice], topic_prefix: str) -> Expectation:
@@ -49,7 +50,7 @@ class Expectation:
 
     def write(self, path: Path) -> None:
         devices = {d: {"epochs": epochs} for d, epochs in self.devices.items()}
-        doc = {"version": 1, "topic_prefix": self.topic_prefix, "devices": devices}
+        doc = {"version": 1, "topic_prefix": self.topic_prefix, "devices": devices, "faults": self.faults}
         path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
 
     @classmethod
@@ -62,7 +63,7 @@ class Expectation:
                      for epoch, spec in entry["epochs"].items()}
             for device, entry in doc["devices"].items()
         }
-        return cls(doc.get("topic_prefix", "devices"), devices)
+        return cls(doc.get("topic_prefix", "devices"), devices, doc.get("faults", []))
 
     def committed(self) -> int:
         """How many seqs the devices committed in all (readings and gap events)."""

@@ -17,9 +17,11 @@ file (:mod:`simulators.expectation`) an audit of Kafka is checked against.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import resource
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -33,6 +35,7 @@ from edge_agent.config import AgentConfig
 from edgebridge.config import load_config
 from edgebridge.receipts import merge_ranges
 from simulators.expectation import Expectation
+from simulators.fleet_faults import FaultSchedule
 from simulators.profile_source import ProfileSource
 from simulators.sensors import sensor
 
@@ -57,6 +60,7 @@ class FleetOptions:
     id_prefix: str = "sim-"
     duration: float | None = None  # seconds; with events: an upper bound
     events: int = 0  # readings per device (0: until duration or a signal)
+    drain: float = 30.0  # after the duration: seconds to wait, readings stopped, for the outboxes to empty
     ramp_up: float = 0.0  # seconds over which the devices are started, evenly
     seed: int = 0
     profile: str = "indoor"
@@ -66,6 +70,8 @@ class FleetOptions:
     passwords: dict[str, str] = field(default_factory=dict)  # device -> password, wins over the pattern
     mqtt: dict[str, Any] = field(default_factory=dict)  # more [mqtt] keys: ca_file, cert_file, key_file
     state_dir: Path | None = None  # None: a temp dir removed at the end
+    faults: tuple[str, ...] = ()  # kinds of simulators.fleet_faults to inject, on a seeded schedule
+    fault_every: float = 30.0  # mean seconds between two faults (of each process)
 
 
 def device_ids(prefix: str, n: int) -> list[str]:
@@ -190,23 +196,36 @@ def run_part(options: FleetOptions, part: tuple[int, int], stop: Event,
     ids = device_ids(options.id_prefix, options.devices)
     state = options.state_dir or Path(tempfile.mkdtemp(prefix="edgebridge-fleet-"))
     fleet = [VirtualDevice(ids[i], i, options, state) for i in range(k, len(ids), n)]
+    schedule = None
+    if options.faults:
+        schedule = FaultSchedule(options.faults, options.fault_every, options.seed * 7919 + k, fleet,
+                                 time.monotonic(), lambda line: print(line, file=sys.stderr, flush=True))
     try:
-        _drive(fleet, options, stop, report)
+        _drive(fleet, options, stop, report, schedule)
     finally:
+        if schedule is not None:
+            schedule.close()
         for d in fleet:
             d.agent.stop()
         for d in fleet:
             if d.thread.ident is not None:
                 d.thread.join(60)
-        if options.state_dir is None:
+    totals = FleetTotals.of(fleet)
+    if options.state_dir is None:
+        if totals.backlog:  # events committed and not receipted: never delete them
+            print(f"{totals.backlog} events still in the outboxes: kept under {state}", file=sys.stderr)
+        else:
             shutil.rmtree(state, ignore_errors=True)
     cpu, rss = usage()
-    return PartResult(FleetTotals.of(fleet), Expectation.of(fleet, options.topic_prefix), cpu, rss)
+    expectation = Expectation.of(fleet, options.topic_prefix)
+    expectation.faults = [dataclasses.asdict(f) for f in schedule.done] if schedule else []
+    return PartResult(totals, expectation, cpu, rss)
 
 
 def _drive(fleet: list[VirtualDevice], options: FleetOptions, stop: Event,
-           report: Callable[[FleetTotals], None]) -> None:
-    """Start the devices over the ramp-up, then report each second until it is time to stop."""
+           report: Callable[[FleetTotals], None], schedule: FaultSchedule | None = None) -> None:
+    """Start the devices over the ramp-up, then report each second (and inject the scheduled
+    faults) until it is time to stop."""
     began = time.monotonic()
     end = began + options.duration if options.duration else None
     step = options.ramp_up / len(fleet) if fleet else 0.0
@@ -219,11 +238,34 @@ def _drive(fleet: list[VirtualDevice], options: FleetOptions, stop: Event,
             now = time.monotonic()
             if end is not None and now >= end:
                 break
+        if schedule is not None:
+            schedule.tick(now)
         if now - last_report >= 1.0:
             report(FleetTotals.of(fleet))
             last_report = now
         if end is not None and now >= end:
+            _drain(fleet, options, stop, report)
             return
         if options.events and not pending and all(d.done for d in fleet):
             return
         stop.wait(min(0.1, step) if pending and step else 0.1)
+
+
+def _drain(fleet: list[VirtualDevice], options: FleetOptions, stop: Event,
+           report: Callable[[FleetTotals], None]) -> None:
+    """The run's time is up: no more readings; wait (up to ``drain`` seconds, or until a stop) for
+    every started device's outbox to empty. An agent stopped while it is disconnected (a fault, a
+    backoff) rightly keeps its rows for its next start, which a fleet run does not have: without this,
+    what it committed last would stay on its disk and the audit would count it lost."""
+    for d in fleet:
+        d.source.finish()
+    deadline = time.monotonic() + options.drain
+    last_report = 0.0
+    while not stop.is_set() and time.monotonic() < deadline:
+        if all(not d.agent.outbox.stats.rows for d in fleet if d.agent.started.is_set()):
+            return
+        now = time.monotonic()
+        if now - last_report >= 1.0:
+            report(FleetTotals.of(fleet))
+            last_report = now
+        stop.wait(0.1)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebridge.arguments import positive_float, positive_int
+from simulators.fleet_faults import KINDS, parse_kinds
 from simulators.sensors import PROFILES
 
 __all__ = ["add_audit_parser", "add_fleet_parser", "audit_main", "fleet_main"]
@@ -27,6 +28,15 @@ examples:
   # passwords from a file of device:password lines, a faulty sensor model, reproducible
   edgebridge simulate fleet --url mqtt://broker:1883 --devices 10 --id-prefix pump- \\
       --passwords devices.txt --profile faulty --seed 7 --duration 60
+
+  # faults on a seeded schedule, about one every 10 s per process, each logged with its time
+  edgebridge simulate fleet --url mqtt://broker:1883 --devices 100 --duration 600 \
+      --faults all --fault-every 10 --seed 3 --expect fleet.json
+
+Faults (--faults): disconnect (a tenth of the devices drop their connection at once), burst (a tenth
+read 10x faster for 5 s), clock (a device's readings stamped 3 h ahead), malformed (a payload that is
+not an event on a device's topic: the bridge dead-letters it), duplicate (a device's newest outbox
+row published again: the enricher drops it). The audit's expectation is the same with or without them.
 
 Each device is a real agent (its own outbox under --state-dir, MQTT session, credentials; receipts
 on): the pipeline must run a bridge that sends receipts. A line per second on stderr shows devices
@@ -55,6 +65,13 @@ def _passwords(text: str) -> dict[str, str]:
     return out
 
 
+def _fault_kinds(text: str) -> tuple[str, ...]:
+    try:
+        return parse_kinds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_fleet_parser(sub: Any, prog: str) -> None:
     p = sub.add_parser(
         "fleet", prog=f"{prog} fleet", help="N virtual devices, each a real agent, against a broker",
@@ -78,6 +95,9 @@ def add_fleet_parser(sub: Any, prog: str) -> None:
                      help="readings per device; stop when all are receipted")  # fmt: skip
     p.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                    help="with --events: give up after this long")  # fmt: skip
+    p.add_argument("--drain", type=float, default=30.0, metavar="SECONDS",
+                   help="after --duration: wait this long at most, readings stopped, for the outboxes "
+                        "to empty (default 30)")  # fmt: skip
     p.add_argument("--ramp-up", type=float, default=0.0, metavar="SECONDS",
                    help="start the devices evenly over this long (default 0)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed of the sensor models")
@@ -88,6 +108,10 @@ def add_fleet_parser(sub: Any, prog: str) -> None:
     p.add_argument("--expect", type=Path, metavar="FILE", help="write what each device committed here")
     p.add_argument("--procs", type=positive_int, default=os.cpu_count() or 1,
                    help="processes the devices are split among (default: one per core)")  # fmt: skip
+    p.add_argument("--faults", type=_fault_kinds, default=(), metavar="KINDS",
+                   help="inject faults on a seeded schedule: all, or some of " + ",".join(KINDS))  # fmt: skip
+    p.add_argument("--fault-every", type=positive_float, default=30.0, metavar="SECONDS",
+                   help="mean seconds between two faults, per process (default 30)")  # fmt: skip
     p.add_argument("--log-level", default="WARNING", help="the agents' log level (default WARNING)")
 
 
@@ -106,6 +130,7 @@ def fleet_main(args: argparse.Namespace) -> int:
         duration=args.duration or args.timeout, events=args.events, ramp_up=args.ramp_up, seed=args.seed,
         profile=args.profile, topic_prefix=args.topic_prefix, username=args.username,
         password=args.password, passwords=args.passwords, mqtt=mqtt, state_dir=args.state_dir,
+        faults=args.faults, fault_every=args.fault_every, drain=args.drain,
     )
     totals = run_fleet(options, stop, procs=args.procs, expect=args.expect, log_level=args.log_level)
     return 1 if totals.failed else 0

@@ -81,6 +81,8 @@ def run_fleet(options: FleetOptions, stop: Event, *, procs: int = 1, out: TextIO
         merged = Expectation(options.topic_prefix)
         for r in results:
             merged.devices.update(r.expectation.devices)
+            merged.faults.extend(r.expectation.faults)
+        merged.faults.sort(key=lambda f: f["at"])
         merged.write(expect)
     return totals
 

@@ -9,8 +9,11 @@ the same readings whatever the timing of the run.
 
 from __future__ import annotations
 
+import time
+
 from edge_agent.clock import Clock
 from edge_agent.sources.simulated import SimulatedSource
+from edgebridge._stamps import rfc3339
 from edgebridge.envelope import Event, new_reading
 from simulators.sensors import Sensor
 
@@ -23,12 +26,23 @@ class ProfileSource(SimulatedSource):
     def __init__(self, deviceid: str, clock: Clock, model: Sensor, interval: float, limit: int = 0) -> None:
         super().__init__(deviceid, clock, [], interval, None, limit)
         self.model = model
+        self.finished = False
+        self.skew = 0.0  # seconds added to the readings' time: a clock gone wrong (simulators.fleet_faults)
+
+    def finish(self) -> None:
+        """No reading from now on: the fleet's time is up (what was committed still goes)."""
+        self.finished = True
+
+    def due(self, max_events: int) -> int:
+        return 0 if self.finished else super().due(max_events)
 
     def poll(self, max_events: int) -> list[Event]:
         n = self.due(max_events)
         if n <= 0:
             return []
         fields = self.clock.fields()
+        if self.skew:
+            fields["time"] = rfc3339(time.time() + self.skew)
         first = self.stats.read
         self.stats.read += n
         # seq 1 is a placeholder: the outbox assigns the real one at commit
