@@ -13,7 +13,6 @@ sweep is the control, and shows the duplicate the sweep prevents.
 from __future__ import annotations
 
 import struct
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from edgebridge.devbrokers.local import LocalBrokers
 from enricher.sweep import sweep
+from tests.enricher.conftest import read_all
 from tests.waiting import wait_for
 
 CONTROL = 0x20  # record batch attribute: a control batch (a transaction marker)
@@ -53,18 +53,7 @@ def _leave_open(bootstrap: str, topic: str, txid: str) -> None:
 
 
 def _committed_values(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{time.monotonic_ns()}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    values, idle = [], 0
-    while idle < 3:
-        msg = consumer.poll(1.0)
-        if msg is None:
-            idle += 1
-        elif msg.error() is None:
-            values.append(msg.value())
-    consumer.close()
-    return values
+    return [m.value() for m in read_all(bootstrap, topic, timeout=10)]
 
 
 def _open_end(bootstrap: str, topic: str) -> tuple[int, int]:
