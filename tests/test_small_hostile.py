@@ -77,6 +77,8 @@ BAD_ARGUMENTS = [
     (("sink", "sqlite"), "--db"),
     (("sink", "sqlite", "--db", "/nonexistent/dir/x.db"), "cannot open"),
     (("sink", "postgres", "--dsn", "not a dsn"), "--dsn"),
+    (("sink", "postgres", "--dsn", "host=127.0.0.1 password=hunter2"), "--dsn: holds a password"),
+    (("sink", "postgres", "--dsn", "postgresql://u:hunter2@127.0.0.1/db"), "--dsn: holds a password"),
     (("brokers", "up", "--timeout", "abc"), "--timeout"),
 ]
 
@@ -95,10 +97,17 @@ def test_brokers_mqtt_user_without_a_colon_is_an_argument_error(tmp_path: Path) 
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
 
 
-def test_a_sink_that_cannot_reach_its_database_says_so_in_one_line() -> None:
-    result = _run("sink", "postgres", "--dsn", "host=127.0.0.1 port=1 connect_timeout=2")
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_a_sink_that_cannot_reach_its_database_says_so_in_one_line(how: str) -> None:
+    dsn = "host=127.0.0.1 port=1 connect_timeout=2"
+    if how == "argument":
+        result = _run("sink", "postgres", "--dsn", dsn)
+    else:  # the DSN (a password with it) from the environment, nothing on the command line
+        result = _run("sink", "postgres", env={"EDGEBRIDGE_SINK_DSN": dsn + " password=hunter2"})
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("edgebridge sink: cannot connect")
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("edgebridge sink: cannot connect") and "port 1" in last, result.stderr
+    assert "hunter2" not in result.stderr
 
 
 # --- one device-id rule --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -27,7 +28,10 @@ def main(argv: list[str], prog: str) -> int:
     sq = sub.add_parser("sqlite", help="into a SQLite file (sqlite-utils)")
     sq.add_argument("--db", type=Path, required=True, help="the SQLite database file")
     pg = sub.add_parser("postgres", help="into PostgreSQL (psycopg 3)")
-    pg.add_argument("--dsn", required=True, help="libpq connection string")
+    pg.add_argument("--dsn", default=None,
+                    help=f"libpq connection string without a password (default: ${DSN_ENV}; empty: libpq's "
+                    "PG* variables). A password goes in PGPASSFILE, PGPASSWORD or $" + DSN_ENV +
+                    ", never on the command line, where every process listing shows it")
     for p in (sq, pg):
         add_config_arguments(p)
     args = parser.parse_args(argv)
@@ -67,6 +71,28 @@ def _registry(runner: SinkRunner) -> CollectorRegistry:
     return registry
 
 
+DSN_ENV = "EDGEBRIDGE_SINK_DSN"
+
+
+def _dsn(args: argparse.Namespace, prog: str) -> str | int:
+    """The DSN: --dsn (refused when it carries a password), else $EDGEBRIDGE_SINK_DSN, else "" (libpq
+    then reads PGHOST, PGUSER, PGPASSFILE...)."""
+    import psycopg
+
+    if args.dsn is None:
+        return os.environ.get(DSN_ENV, "")
+    try:
+        password = psycopg.conninfo.conninfo_to_dict(args.dsn).get("password")
+    except psycopg.ProgrammingError as exc:  # not a connection string
+        print(f"{prog}: --dsn: {exc}".splitlines()[0], file=sys.stderr)
+        return 2
+    if password:
+        print(f"{prog}: --dsn: holds a password, which every process listing would show; give it in "
+              f"PGPASSFILE, PGPASSWORD or {DSN_ENV} instead", file=sys.stderr)
+        return 2
+    return str(args.dsn)
+
+
 def _open_store(args: argparse.Namespace, prog: str) -> Store | int:
     """The store, or the exit status after a one-line error: 2 for a database the arguments cannot name
     (a path that cannot be opened, a malformed DSN), 1 for a server that cannot be reached."""
@@ -84,8 +110,11 @@ def _open_store(args: argparse.Namespace, prog: str) -> Store | int:
 
     from enricher.sinks.postgres import PostgresStore
 
+    dsn = _dsn(args, prog)
+    if isinstance(dsn, int):
+        return dsn
     try:
-        return PostgresStore(args.dsn)
+        return PostgresStore(dsn)
     except psycopg.ProgrammingError as exc:  # not a connection string
         print(f"{prog}: --dsn: {exc}".splitlines()[0], file=sys.stderr)
         return 2
