@@ -109,13 +109,16 @@ class KafkaRecord(NamedTuple):
     headers: list[tuple[str, bytes | None]]
 
 
-def read_topic(bootstrap: str, topic: str, *, idle: float = 3.0, timeout: float = 120.0) -> list[bytes]:
+def read_topic(bootstrap: str, topic: str, *, idle: float = 3.0, timeout: float = 120.0,
+               settings: Mapping[str, Any] | None = None) -> list[bytes]:
     """The values of :func:`read_records` (a tombstone as ``b""``)."""
-    return [r.value or b"" for r in read_records(bootstrap, topic, idle=idle, timeout=timeout)]
+    records = read_records(bootstrap, topic, idle=idle, timeout=timeout, settings=settings)
+    return [r.value or b"" for r in records]
 
 
 def read_records(
-    bootstrap: str, topic: str, *, idle: float = 3.0, timeout: float = 120.0
+    bootstrap: str, topic: str, *, idle: float = 3.0, timeout: float = 120.0,
+    settings: Mapping[str, Any] | None = None,
 ) -> list[KafkaRecord]:
     """Every committed record of ``topic`` from the beginning up to its end when called.
 
@@ -123,7 +126,7 @@ def read_records(
     written (a live pipeline) is read to a fixed point instead of chasing its tail. A partition is done
     when the consumer's position reaches that offset (read_committed positions step over transaction
     markers and aborted records) or at end of partition; ``idle`` seconds without progress, or
-    ``timeout``, end the read early.
+    ``timeout``, end the read early. ``settings``: further librdkafka settings (SASL, TLS).
     """
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -134,6 +137,7 @@ def read_records(
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "enable.partition.eof": True,
+        **(settings or {}),
     })
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

@@ -29,7 +29,7 @@ from simulators.audit import seq_ranges
 if TYPE_CHECKING:
     from simulators.fleet import VirtualDevice
 
-__all__ = ["DeviceCheck", "Expectation", "check", "format_checks"]
+__all__ = ["DeviceCheck", "Expectation", "check", "check_keys", "format_checks"]
 
 Ranges = list[tuple[int, int]]
 
@@ -91,12 +91,17 @@ def _covers(ranges: Ranges, seq: int) -> bool:
 
 def check(expectation: Expectation, values: Iterable[bytes]) -> dict[str, DeviceCheck]:
     """Per listed device, what of its committed seqs the topic's records hold, lack or repeat."""
+    keys = ((e.get("deviceid"), e.get("epoch") or "", e["seq"]) for e in map(orjson.loads, values))
+    return check_keys(expectation, keys)
+
+
+def check_keys(expectation: Expectation, keys: Iterable[tuple[str, str, int]]) -> dict[str, DeviceCheck]:
+    """:func:`check` of (device, epoch, seq) keys however they were read (a sink's table, say)."""
     seen: dict[str, Counter[tuple[str, int]]] = {d: Counter() for d in expectation.devices}
-    for value in values:
-        event = orjson.loads(value)
-        counter = seen.get(event.get("deviceid"))
+    for device, epoch, seq in keys:
+        counter = seen.get(device)
         if counter is not None:
-            counter[(event.get("epoch") or "", event["seq"])] += 1
+            counter[(epoch or "", seq)] += 1
     out = {}
     for device, epochs in expectation.devices.items():
         result = out[device] = DeviceCheck(device)
