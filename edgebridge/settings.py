@@ -87,9 +87,12 @@ class MqttSettings:
                 raise ConfigError("password_file", f"{self.password_file} is empty")
         elif self.password is None and os.environ.get("CREDENTIALS_DIRECTORY"):
             path = Path(os.environ["CREDENTIALS_DIRECTORY"], MQTT_PASSWORD_CREDENTIAL)
-            if not path.exists():
-                return
-            password = _read_password(path, "password")
+            try:
+                password = _read_password(path, "password")
+            except ConfigError as exc:
+                if isinstance(exc.__cause__, FileNotFoundError):  # no such credential: no password
+                    return
+                raise
             if not password:
                 return
         else:

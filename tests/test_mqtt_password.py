@@ -4,6 +4,7 @@ Real files; the agent against a broker that checks the password is in tests/depl
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,26 @@ def test_print_config_shows_the_file_never_the_password(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout
     assert f'password_file = "{path}"' in result.stdout and 'password = "***"' in result.stdout
+
+
+def test_an_unreadable_credential_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    # found under a real systemd whose credential directory the service could not read: Path.exists()
+    # raises on EACCES, and the agent died with a traceback at every restart
+    directory = tmp_path / "credentials"
+    directory.mkdir()
+    (directory / "mqtt-password").write_text("secret")
+    directory.chmod(0o000)
+    # root reads anything: take away its DAC override so the permission bits count, as for a service user
+    prefix = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"] \
+        if os.geteuid() == 0 else []
+    try:
+        result = subprocess.run(
+            [*prefix, sys.executable, "-m", "edgebridge", "agent", "--print-config"],
+            env={"CREDENTIALS_DIRECTORY": str(directory), "PATH": os.environ["PATH"]},
+            capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        directory.chmod(0o700)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == (f"edgebridge agent: mqtt.password: cannot read "
+                                      f"{directory / 'mqtt-password'}: Permission denied")
