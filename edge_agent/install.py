@@ -87,6 +87,7 @@ class Outcome:
     unit: str  # "written" or "unchanged"
     config: str  # "created" or "kept"
     password: str  # "created" or "kept"
+    config_mode: int
     password_mode: int
 
 
@@ -104,15 +105,27 @@ def _write_atomically(path: Path, text: str, mode: int) -> None:
         raise
 
 
+def _make_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents 0755 whatever the umask (root's may be 077, and the
+    unit's dynamic user must reach the config); existing directories are left as they are."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir()
+        os.chmod(directory, 0o755)
+
+
 def install(root: Path, executable: Path) -> Outcome:
     """Write the files under ``root`` (see the module); ``OSError`` from the file system."""
     unit, config, password = root / UNIT, root / CONFIG, root / PASSWORD
     text = unit_text(executable)
-    unit.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs(unit.parent)
     unchanged = unit.is_file() and unit.read_text(encoding="utf-8") == text
     if not unchanged:
         _write_atomically(unit, text, 0o644)
-    (root / CONFIG_DIR).mkdir(mode=0o755, parents=True, exist_ok=True)
+    _make_dirs(root / CONFIG_DIR)
     config_created = not config.exists()
     if config_created:
         _write_atomically(config, packaged_text("agent.example.toml"), 0o644)
@@ -127,6 +140,7 @@ def install(root: Path, executable: Path) -> Outcome:
         unit="unchanged" if unchanged else "written",
         config="created from the example" if config_created else "kept (it exists)",
         password="created empty, mode 0600" if password_created else "kept (it exists)",
+        config_mode=stat.S_IMODE(config.stat().st_mode),
         password_mode=stat.S_IMODE(password.stat().st_mode),
     )
 
@@ -142,6 +156,9 @@ def _next_steps(root: Path, executable: Path, outcome: Outcome) -> str:
         f"  {on_device(CONFIG)}: {outcome.config}",
         f"  {on_device(PASSWORD)}: {outcome.password}",
     ]
+    if outcome.config_mode & 0o004 == 0:
+        lines.append(f"warning: {on_device(CONFIG)} has mode {outcome.config_mode:04o}; the unit's dynamic "
+                     f"user cannot read it: chmod 644 {on_device(CONFIG)}")
     if outcome.password_mode & 0o077:
         lines.append(f"warning: {on_device(PASSWORD)} has mode {outcome.password_mode:04o}; "
                      f"make it root-only: chmod 600 {on_device(PASSWORD)}")

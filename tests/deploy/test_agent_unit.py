@@ -14,7 +14,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -86,6 +86,20 @@ def test_install_writes_the_unit_the_config_and_the_password_file(installed: Pat
     others = [line for line in unit.read_text().splitlines() if not line.startswith("ExecStart=")]
     assert others == [line for line in packaged_text("edge-agent.service").splitlines()
                       if not line.startswith("ExecStart=")]
+
+
+def test_modes_do_not_depend_on_the_umask(tmp_path: Path) -> None:
+    # root's umask may be 077: the unit's dynamic user must still reach /etc/edge-agent/agent.toml
+    result = subprocess.run(["sh", "-c", 'umask 077 && exec "$0" agent install --root "$1"', str(EDGEBRIDGE),
+                             str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*")}
+    assert modes == {"etc": 0o755, "etc/systemd": 0o755, "etc/systemd/system": 0o755, str(UNIT): 0o644,
+                     "etc/edge-agent": 0o755, str(CONFIG): 0o644, str(PASSWORD): 0o600}
+    # an operator's config the dynamic user cannot read is kept, and said
+    (tmp_path / CONFIG).chmod(0o600)
+    again = _install("--root", str(tmp_path))
+    assert again.returncode == 0 and "cannot read it: chmod 644 /etc/edge-agent/agent.toml" in again.stdout
 
 
 def test_install_prints_the_next_steps(tmp_path: Path) -> None:
@@ -193,17 +207,14 @@ def test_the_unit_keeps_network_serial_notify_state_and_memory_bound(installed: 
 
 
 @pytest.fixture
-def password_broker(tmp_path: Path) -> Iterator[LocalBrokers]:
+def password_broker(private_brokers: Callable[..., LocalBrokers]) -> LocalBrokers:
+    """A Mosquitto of this test that lets in only users with their password (and the ACL of a
+    deployment: a device under its own id, the reader everywhere)."""
     acl = "user reader\ntopic read devices/#\ntopic write devices/+/receipts\n\n" + "".join(
         f"pattern {mode} devices/%u/{kind}\n" for mode, kind in (
             ("write", "events"), ("write", "status"), ("read", "receipts"), ("read", "commands")))
-    local = LocalBrokers(tmp_path / "brokers", only=("mosquitto",), mosquitto=MosquittoOptions(
+    return private_brokers("mosquitto", mosquitto=MosquittoOptions(
         users={"pi-1": "pi-secret", "reader": "reader-secret"}, acl=acl))
-    local.up()
-    try:
-        yield local
-    finally:
-        local.down()
 
 
 def _agent_config(tmp_path: Path, url: str, **mqtt: str) -> Path:
@@ -238,6 +249,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+@pytest.mark.brokers
 def test_the_agent_reads_its_password_from_the_systemd_credential(
     installed: Path, tmp_path: Path, password_broker: LocalBrokers
 ) -> None:
@@ -260,6 +272,7 @@ def test_the_agent_reads_its_password_from_the_systemd_credential(
     assert "pi-secret" not in (tmp_path / "ok.log").read_text()
 
 
+@pytest.mark.brokers
 def test_a_wrong_credential_is_refused_by_the_broker(
     installed: Path, tmp_path: Path, password_broker: LocalBrokers
 ) -> None:
