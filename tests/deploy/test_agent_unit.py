@@ -121,6 +121,10 @@ def test_a_second_install_keeps_the_operators_config_and_password_renews_the_uni
     assert password.read_text() == "operator-secret\n"
     assert "MemoryMax=128M" in unit.read_text()
     assert "kept" in result.stdout
+    assert "warning" not in result.stdout
+    password.chmod(0o644)  # an operator's slip: the installer keeps the file and says so
+    loose = _install("--root", str(installed))
+    assert "has mode 0644; make it root-only: chmod 600 /etc/edge-agent/mqtt-password" in loose.stdout
 
 
 def test_deploy_files_are_the_packaged_ones() -> None:
