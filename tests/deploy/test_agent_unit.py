@@ -170,6 +170,26 @@ def _exposure(unit: Path) -> float:
     return float(found.group(1))
 
 
+def test_an_executable_path_with_blanks_and_percent_is_quoted_for_systemd(tmp_path: Path) -> None:
+    odd = tmp_path / "my venv 100%" / "bin"
+    odd.mkdir(parents=True)
+    (odd / "edgebridge").symlink_to(EDGEBRIDGE)
+    root = tmp_path / "root"
+    root.mkdir()
+    result = _install("--root", str(root), "--executable", str(odd / "edgebridge"))
+    assert result.returncode == 0, result.stderr
+    unit = root / UNIT
+    assert f'ExecStart="{odd / "edgebridge"}"'.replace("%", "%%") in unit.read_text()
+    # systemd reads it back as one word naming the program: verify checks that it is executable
+    verify = subprocess.run([_systemd_analyze(), "verify", str(unit)], capture_output=True, text=True,
+                            timeout=120)
+    assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
+    (odd / "edgebridge").unlink()  # and would have said so, were it not
+    verify = subprocess.run([_systemd_analyze(), "verify", str(unit)], capture_output=True, text=True,
+                            timeout=120)
+    assert f"{odd / 'edgebridge'} is not executable" in verify.stderr
+
+
 def test_exposure_of_the_installed_unit_is_at_most_2(installed: Path, tmp_path: Path) -> None:
     score = _exposure(installed / UNIT)
     assert score <= 2.0, score
