@@ -3,14 +3,17 @@
 Modules: :mod:`~edge_agent.outbox` (the durable bounded queue), :mod:`~edge_agent.forwarder` and
 :mod:`~edge_agent.mqtt_link` (QoS 1 to the broker), :mod:`~edge_agent.sources` (simulated, serial,
 local ingest), :mod:`~edge_agent.commands`, :mod:`~edge_agent.clock`, :mod:`~edge_agent.sdnotify`,
-:mod:`~edge_agent.agent` (the loop) and :mod:`~edge_agent.cli` (``edgebridge agent``).
+:mod:`~edge_agent.agent` (the loop), :mod:`~edge_agent.cli` (``edgebridge agent``) and
+:mod:`~edge_agent.install` (``edgebridge agent install``: the systemd unit and config of ``data/``).
 
 Security (guarantee 6). The agent connects with TLS (``mqtts://``, ``ca_file``) and authenticates as its
 device: ``username`` = ``device_id`` with a password, or a client certificate whose CN is the device id.
 That a device can publish only under its own id is enforced by the broker, not by the agent: with
 Mosquitto, ``pattern readwrite devices/%u/#`` in the ``acl_file`` (plus ``use_identity_as_username
 true`` in certificate mode); see ``deploy/agent.example.toml``. The password is a
-:class:`~edgebridge.config.Secret`: never printed by ``--print-config``, never logged.
+:class:`~edgebridge.config.Secret`: never printed by ``--print-config``, never logged; under systemd it
+comes from the credential ``mqtt-password`` (``LoadCredential=``), elsewhere from ``password_file`` or
+``password`` (:class:`~edgebridge.settings.MqttSettings`).
 """
 
 from edge_agent.agent import Agent

@@ -3,6 +3,7 @@
 edgebridge agent run --config /etc/edge-agent/agent.toml
 edgebridge agent status --config /etc/edge-agent/agent.toml [--json]
 edgebridge agent --print-config --config agent.toml
+edgebridge agent install [--root DIR]    # systemd unit + config on a device (edge_agent/install.py)
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         prog=prog,
         description="The edge agent: sensors to a durable SQLite outbox to MQTT, never losing a committed "
         "event. 'run' runs it (systemd Type=notify aware); 'status' reads the outbox: backlog, oldest "
-        "event age, evictions, last ack.",
+        "event age, evictions, last ack. 'install' puts the systemd unit and a config on this device "
+        "(see 'edgebridge agent install --help').",
     )
     add_config_arguments(parser)
     parser.add_argument("action", nargs="?", choices=["run", "status"], default=None, help="what to do")
@@ -43,6 +45,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str], prog: str = "edgebridge agent") -> int:
+    if argv[:1] == ["install"]:  # its own options: it reads no agent configuration
+        from edge_agent.install import main as install
+
+        return install(argv[1:], prog=f"{prog} install")
     from edge_agent.config import AgentConfig
 
     parser = _parser(prog)

@@ -9,11 +9,17 @@ returns ``TIME_ERROR`` (5) while the clock is not synchronised (no NTP daemon ha
 a Raspberry Pi without an RTC boots in 1970 or at its last shutdown time). That is the state
 ``timedatectl``'s "System clock synchronized" reads, without needing systemd or D-Bus. The answer is
 cached for a few seconds. ``always``/``never`` override it (a device with a GPS clock, a test).
+
+Under the hardened systemd unit (``ProtectClock=yes``) the kernel refuses ``adjtimex(2)`` altogether,
+read only or not (EPERM). The answer then comes from systemd-timesyncd (the NTP client of Raspberry Pi
+OS and Debian), which keeps the file ``/run/systemd/timesync/synchronized`` while the clock is synced.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ from edgebridge.envelope import now_rfc3339
 __all__ = ["Clock", "Stamp", "boot_id", "kernel_clock_synced"]
 
 _TIME_ERROR = 5
+TIMESYNCD_FLAG = "/run/systemd/timesync/synchronized"
 
 
 def boot_id() -> str:
@@ -34,8 +41,9 @@ def boot_id() -> str:
         return "unknown-" + uuid.uuid4().hex  # not Linux: at least unique per process
 
 
-def kernel_clock_synced() -> bool | None:
-    """True/False from adjtimex(2); None when it cannot be asked (not Linux, no libc)."""
+def kernel_clock_synced(timesyncd_flag: str = TIMESYNCD_FLAG) -> bool | None:
+    """True/False from adjtimex(2), or from systemd-timesyncd's flag file when a seccomp filter
+    (``ProtectClock=``) refuses the call; None when it cannot be asked (not Linux, no libc)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         buf = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
@@ -43,6 +51,8 @@ def kernel_clock_synced() -> bool | None:
     except (OSError, AttributeError):
         return None
     if state < 0:
+        if ctypes.get_errno() == errno.EPERM:
+            return os.path.exists(timesyncd_flag)
         return None
     return bool(state != _TIME_ERROR)
 

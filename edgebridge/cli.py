@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sink": ("enricher.sinks.cli", "processed events into SQLite or PostgreSQL, exactly once"),
     "devices": ("enricher.devices_cli", "put, get, list and import devices of the registry (iot.devices)"),
     "bridge": ("bridge.cli", "MQTT to Kafka (ack only what Kafka has) and Kafka commands to MQTT"),
-    "agent": ("edge_agent.cli", "the edge agent: sensors to a durable SQLite outbox to MQTT (run, status)"),
+    "agent": ("edge_agent.cli", "the edge agent: sensors to a durable outbox to MQTT (run, status, install)"),
     "topics": ("edgebridge.kafka_admin", "create the Kafka topics of the wire contract (idempotent)"),
     "demo": ("simulators.demo", "the main job: local brokers and simulated devices end to end"),
     "simulate": ("simulators.simulate", "simulated devices: serial sensor, fleet of agents, audit"),

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hmac
+from pathlib import Path
 
-__all__ = ["MASK", "SECRET_HINTS", "Secret", "looks_secret"]
+__all__ = ["MASK", "SECRET_HINTS", "Secret", "looks_secret", "read_secret_file"]
 
 MASK = "***"
+# A password file larger than this is the wrong file (a certificate, a log), not a password.
+MAX_SECRET_FILE = 65536
 # Substrings of a key (librdkafka's or ours) whose value must never be printed.
 SECRET_HINTS = ("password", "secret", "token", "private", "credential", "key.pem", "sasl.oauthbearer", "jaas")
 
@@ -47,3 +50,18 @@ def looks_secret(key: str) -> bool:
     """True when a setting named ``key`` probably holds a credential (``sasl.password``, ``api_token``)."""
     lowered = key.lower()
     return any(hint in lowered for hint in SECRET_HINTS)
+
+
+def read_secret_file(path: Path) -> Secret:
+    """The secret held in the file at ``path``: its UTF-8 text without the trailing newline an editor
+    or ``echo`` adds. ``OSError`` when it cannot be read; ``ValueError`` (never quoting the content)
+    when it is not UTF-8 or is too large to be a password."""
+    with open(path, "rb") as f:
+        raw = f.read(MAX_SECRET_FILE + 1)
+    if len(raw) > MAX_SECRET_FILE:
+        raise ValueError(f"{path} is larger than {MAX_SECRET_FILE} bytes: not a password file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    return Secret(text.rstrip("\r\n"))

@@ -8,6 +8,7 @@ Nothing here imports paho or confluent-kafka: the adapters in each component tur
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,13 @@ from urllib.parse import unquote, urlparse
 
 from edgebridge.config import Secret
 from edgebridge.errors import ConfigError
+from edgebridge.secret import read_secret_file
 
-__all__ = ["KafkaSettings", "LogSettings", "MetricsConfig", "MqttSettings"]
+__all__ = ["MQTT_PASSWORD_CREDENTIAL", "KafkaSettings", "LogSettings", "MetricsConfig", "MqttSettings"]
+
+# The name of the systemd credential (LoadCredential=mqtt-password:/etc/edge-agent/mqtt-password) that
+# holds the MQTT password when no password or password_file is configured.
+MQTT_PASSWORD_CREDENTIAL = "mqtt-password"
 
 
 @dataclass(frozen=True)
@@ -28,11 +34,19 @@ class MqttSettings:
     of it when the settings are made, into ``username`` and ``password`` (a :class:`Secret`): so ``url``
     never holds a password, and whatever logs or prints it (a connect log line, ``--print-config``)
     cannot leak one. Giving a user or password both in the URL and in their own keys is an error.
+
+    The password, by the first rule that applies (:meth:`validate`, so once, when the configuration is
+    loaded): ``password`` (or in the URL); ``password_file``, a file holding it (an unreadable or empty
+    file is a configuration error); else the systemd credential ``mqtt-password``, i.e. the file
+    ``$CREDENTIALS_DIRECTORY/mqtt-password`` when systemd's ``LoadCredential=`` provides one and it is
+    not empty (an empty one means no password: certificate login). So a secret never has to sit in a
+    config file, the environment or on a command line, and the agent and the bridge share the rule.
     """
 
     url: str = "mqtt://127.0.0.1:1883"
     username: str | None = None
     password: Secret | None = None
+    password_file: Path | None = None  # a file holding the password (excludes password)
     ca_file: Path | None = None  # CA bundle for mqtts:// (system CAs when unset)
     cert_file: Path | None = None  # client certificate, for brokers that authenticate by certificate
     key_file: Path | None = None
@@ -61,6 +75,29 @@ class MqttSettings:
             raise ConfigError("topic_prefix", f"not a usable topic prefix: {self.topic_prefix!r}")
         if self.keepalive < 5:
             raise ConfigError("keepalive", "must be at least 5 seconds")
+        self._read_password_file()
+
+    def _read_password_file(self) -> None:
+        """Fill ``password`` from ``password_file`` or the systemd credential (see the class)."""
+        if self.password_file is not None:
+            if self.password is not None:
+                raise ConfigError("password_file", "password and password_file both given: give one")
+            password = _read_password(self.password_file, "password_file")
+            if not password:
+                raise ConfigError("password_file", f"{self.password_file} is empty")
+        elif self.password is None and os.environ.get("CREDENTIALS_DIRECTORY"):
+            path = Path(os.environ["CREDENTIALS_DIRECTORY"], MQTT_PASSWORD_CREDENTIAL)
+            try:
+                password = _read_password(path, "password")
+            except ConfigError as exc:
+                if isinstance(exc.__cause__, FileNotFoundError):  # no such credential: no password
+                    return
+                raise
+            if not password:
+                return
+        else:
+            return
+        object.__setattr__(self, "password", password)
 
     @property
     def host(self) -> str:
@@ -89,6 +126,15 @@ class MqttSettings:
                 keyfile=str(self.key_file) if self.key_file else None,
                 cert_reqs=ssl.CERT_REQUIRED,
             )
+
+
+def _read_password(path: Path, key: str) -> Secret:
+    try:
+        return read_secret_file(path)
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from exc
 
 
 @dataclass(frozen=True)

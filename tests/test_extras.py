@@ -128,3 +128,20 @@ def test_cloud_extra_runs_every_cloud_commands_help(
 ) -> None:
     result = _run([venv_with("cloud") / "edgebridge", *args, "--help"], cwd=tmp_path)
     assert result.stdout.startswith(f"usage: edgebridge {args[0]}")
+
+
+def test_agent_extra_installs_the_systemd_unit_from_the_wheel(venv_with: Callable[[str], Path],
+                                                              tmp_path: Path) -> None:
+    # what an operator does after `pip install 'edgebridge[agent]'`: the unit and the example config
+    # must be in the wheel (package data), and ExecStart= must name this venv's edgebridge
+    bin_ = venv_with("agent")
+    root = tmp_path / "root"
+    root.mkdir()
+    _run([bin_ / "edgebridge", "agent", "install", "--root", root], cwd=tmp_path)
+    unit = (root / "etc/systemd/system/edge-agent.service").read_text()
+    assert f"\nExecStart={bin_ / 'edgebridge'} agent run --config /etc/edge-agent/agent.toml\n" in unit
+    example = (ROOT / "edge_agent" / "data" / "agent.example.toml").read_text()
+    assert (root / "etc/edge-agent/agent.toml").read_text() == example
+    systemd_analyze = shutil.which("systemd-analyze")
+    assert systemd_analyze, "systemd-analyze is not installed: `make setup` installs it (package systemd)"
+    _run([systemd_analyze, "verify", root / "etc/systemd/system/edge-agent.service"], cwd=tmp_path)
