@@ -40,7 +40,8 @@ CLOUD_HELP = [
     ["topics"], ["topics", "create"],
 ]
 
-# Imports every module of the named packages (but __main__) in the venv; prints the failures.
+# Imports every module of the named packages (but __main__ and the skipped modules and packages) in the
+# venv; prints the failures.
 IMPORT_ALL = """
 import importlib, pkgutil, sys
 skip = set(sys.argv[2].split(",")) if len(sys.argv) > 2 and sys.argv[2] else set()
@@ -48,7 +49,8 @@ failed = []
 for name in sys.argv[1].split(","):
     package = importlib.import_module(name)
     for info in pkgutil.walk_packages(package.__path__, name + "."):
-        if info.name.endswith(".__main__") or info.name in skip:
+        if info.name.endswith(".__main__") or any(info.name == s or info.name.startswith(s + ".")
+                                                  for s in skip):
             continue
         try:
             importlib.import_module(info.name)
@@ -107,7 +109,9 @@ def test_agent_extra_has_no_cloud_libraries_and_imports_the_agent(venv_with: Cal
     present = _run([bin_ / "python", "-c", ABSENT, "sqlite_utils", "click", "confluent_kafka", "psycopg"],
                    cwd=tmp_path).stdout.strip()
     assert present == ""
-    failed = _run([bin_ / "python", "-c", IMPORT_ALL, "edgebridge,edge_agent"], cwd=tmp_path).stdout.strip()
+    # edgebridge.deploy is the operator's (the [deploy] extra), never a device's
+    failed = _run([bin_ / "python", "-c", IMPORT_ALL, "edgebridge,edge_agent", "edgebridge.deploy"],
+                  cwd=tmp_path).stdout.strip()
     assert failed == ""
     usage = _run([bin_ / "edgebridge", "agent", "run", "--help"], cwd=tmp_path).stdout
     assert usage.startswith("usage: edgebridge agent")
@@ -116,10 +120,18 @@ def test_agent_extra_has_no_cloud_libraries_and_imports_the_agent(venv_with: Cal
 def test_cloud_extra_imports_every_cloud_module(venv_with: Callable[[str], Path], tmp_path: Path) -> None:
     bin_ = venv_with("cloud")
     # the PostgreSQL sink is the [postgres] extra's; everything else of the cloud side is [cloud]'s
-    packages, skip = "edgebridge,bridge,enricher", "enricher.sinks.postgres"
+    packages, skip = "edgebridge,bridge,enricher", "enricher.sinks.postgres,edgebridge.deploy"
     failed = _run([bin_ / "python", "-c", IMPORT_ALL, packages, skip], cwd=tmp_path).stdout.strip()
     assert failed == ""
     _run([bin_ / "python", "-c", "import enricher.sinks.sqlite"], cwd=tmp_path)
+
+
+def test_deploy_extra_imports_every_deploy_module(venv_with: Callable[[str], Path], tmp_path: Path) -> None:
+    bin_ = venv_with("deploy")
+    failed = _run([bin_ / "python", "-c", IMPORT_ALL, "edgebridge.deploy"], cwd=tmp_path).stdout.strip()
+    assert failed == ""
+    present = _run([bin_ / "python", "-c", ABSENT, "confluent_kafka", "paho", "psycopg"], cwd=tmp_path)
+    assert present.stdout.strip() == ""
 
 
 @pytest.mark.parametrize("args", CLOUD_HELP, ids=" ".join)
