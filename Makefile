@@ -5,15 +5,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the brokers and tests need: the broker and its clients, kcat, Java and Maven for Kafka,
 # PostgreSQL for the sink tests; systemd for systemd-analyze (the agent's unit is verified and its exposure
-# scored offline, no systemd needs to run); libfuse2 (a library, no program: looked up with ldconfig) for
-# fusepy, which the power-cut file system of the tests is built on. Each is installed only when missing.
+# scored offline, no systemd needs to run); Docker's engine, docker-compose and debootstrap for the stack
+# test (tests/deploy/test_stack.py builds the images on a debootstrap base: no image registry needed);
+# libfuse2 (a library, no program: looked up with ldconfig) for fusepy, which the power-cut file system of
+# the tests is built on. Each is installed only when missing.
 
 .PHONY: setup venv test lint demo bench brokers-up brokers-down clean
 
 ## setup: install the system packages (apt-get, as root on Debian/Ubuntu) and the virtualenv
 setup: venv
 	@missing=""; \
-	for tool in mosquitto:mosquitto mosquitto_sub:mosquitto-clients kcat:kcat openssl:openssl mvn:maven java:openjdk-17-jre-headless initdb:postgresql systemd-analyze:systemd; do \
+	for tool in mosquitto:mosquitto mosquitto_sub:mosquitto-clients kcat:kcat openssl:openssl mvn:maven java:openjdk-17-jre-headless initdb:postgresql systemd-analyze:systemd dockerd:docker.io docker-compose:docker-compose debootstrap:debootstrap; do \
 	  bin=$${tool%%:*}; pkg=$${tool##*:}; \
 	  command -v $$bin >/dev/null || [ -x /usr/sbin/$$bin ] || ls /usr/lib/postgresql/*/bin/$$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,19 +31,47 @@ def test_compose_file_matches_the_compose_spec() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dockerfile_passes_hadolint() -> None:
-    result = subprocess.run([_tool("hadolint"), str(DEPLOY / "Dockerfile")], capture_output=True, text=True)
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "kafka/Dockerfile", "mosquitto/Dockerfile"])
+def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
+    result = subprocess.run([_tool("hadolint"), str(DEPLOY / dockerfile)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _commands(service: dict[str, Any]) -> list[list[str]]:
+    """The edgebridge command lines a service runs: its command, or each `edgebridge ...` of an
+    `sh -c` script."""
+    if service.get("entrypoint") == ["sh", "-c"]:
+        script = service["command"][0]
+        return [part.split()[1:] for part in script.split("&&") if part.split()[:1] == ["edgebridge"]]
+    return [service["command"]]
 
 
 def test_compose_commands_are_real_edgebridge_commands() -> None:
     from ruamel.yaml import YAML  # comes with check-jsonschema
 
     services = YAML(typ="safe").load((DEPLOY / "compose.yaml").read_text())["services"]
-    ours = {name: s for name, s in services.items() if s.get("image") == "edgebridge:latest"}
+    ours = {name: s for name, s in services.items() if "edgebridge:latest" in s.get("image", "")}
     assert {"topics", "bridge", "enricher", "sink"} <= set(ours)
     for name, service in ours.items():
-        assert service["command"][0] in COMMANDS, name
+        commands = _commands(service)
+        assert commands, name
+        for command in commands:
+            assert command[0] in COMMANDS, (name, command)
+            # every subcommand answers --help: a typo in compose.yaml would only show at `up`
+            result = subprocess.run([sys.executable, "-m", "edgebridge", *command[:2], "--help"],
+                                    capture_output=True, text=True)
+            assert result.returncode == 0, (name, command, result.stderr[-500:])
+
+
+def test_every_service_has_a_healthcheck_or_runs_once() -> None:
+    from ruamel.yaml import YAML
+
+    services = YAML(typ="safe").load((DEPLOY / "compose.yaml").read_text())["services"]
+    for name, service in services.items():
+        assert "healthcheck" in service or service.get("restart") == "no", name
+        assert service.get("network_mode") == "host", name
+        assert service.get("cap_drop") == ["ALL"], name
+        assert service.get("read_only") is True, name
 
 
 def test_systemd_unit_has_what_the_agent_issue_requires() -> None:
