@@ -37,7 +37,7 @@ CLOUD_HELP = [
     ["enricher"], ["enricher", "run"],
     ["sink"], ["sink", "sqlite"], ["sink", "postgres"],
     ["devices"], *(["devices", sub] for sub in ("put", "get", "list", "import", "delete")),
-    ["topics"], ["topics", "create"],
+    ["topics"], ["topics", "create"], ["topics", "acls"],
 ]
 
 # Imports every module of the named packages (but __main__ and the skipped modules and packages) in the

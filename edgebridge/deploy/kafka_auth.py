@@ -1,0 +1,212 @@
+"""Kafka secured for one deployment: TLS from the deployment's CA, SCRAM users, the broker's security
+settings and each component's client settings.
+
+What a deployment's Kafka looks like (and what `edgebridge brokers` runs in the tests with the same
+functions, see :class:`edgebridge.devbrokers.kafka.KafkaOptions`):
+
+* clients reach one listener, ``SASL_SSL``: TLS with a server certificate signed by the deployment's CA
+  (the clients check it, and its host names), then SCRAM-SHA-512 with a user of its own per component:
+  ``admin`` (the operator and `edgebridge topics`; a super user), ``bridge``, ``enricher``, ``sink``;
+* the ``CONTROLLER`` listener (KRaft's own traffic inside the broker) is SASL_PLAINTEXT with the PLAIN
+  mechanism and a ``controller`` user known only to server.properties: SCRAM users live in the metadata
+  log, which the controller must read before it can check them, so KRaft cannot use SCRAM there; and
+  with an authorizer on, an unauthenticated controller listener would have to make ``User:ANONYMOUS`` a
+  super user. Bind it to a loopback or private address: clients never use it;
+* the StandardAuthorizer with ``allow.everyone.if.no.acl.found=false``: a user may do only what an ACL
+  (`edgebridge topics acls`, :mod:`edgebridge.kafka_acls`) grants it;
+* the SCRAM users are created when the storage is formatted (``kafka-storage format --add-scram``,
+  :func:`scram_format_args`), so the broker never runs a moment without them.
+
+Java 17 Kafka reads the key store as PEM (``ssl.keystore.type=PEM``): one file holding the unencrypted
+PKCS#8 private key and then the certificate, with no ``ssl.key.password`` (checked against Kafka 4.3 in
+tests/deploy/test_kafka_security.py). Everything holding a password or a key is written 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgebridge.deploy.pki import Issued, issue
+
+__all__ = [
+    "CONTROLLER_USER",
+    "MECHANISM",
+    "USERS",
+    "KafkaSecurity",
+    "client_env",
+    "client_settings",
+    "client_toml",
+    "scram_format_args",
+    "server_properties",
+    "write_kafka_security",
+]
+
+MECHANISM = "SCRAM-SHA-512"
+# admin is the super user (operators, `edgebridge topics`); the others get what kafka_acls grants them
+USERS = ("admin", "bridge", "enricher", "sink")
+CONTROLLER_USER = "controller"
+SASL_LISTENER = "SASL_SSL"
+CONTROLLER_LISTENER = "CONTROLLER"
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """The files of a secured Kafka and the passwords in them.
+
+    ``keystore`` and ``truststore`` are where this machine wrote them; ``broker_dir`` is the folder in
+    which the broker sees the same files (a container's mount point), used in server.properties.
+    """
+
+    folder: Path
+    keystore: Path  # private key (PKCS#8) + certificate, PEM, 0600
+    truststore: Path  # the CA certificate, PEM
+    passwords: Mapping[str, str]  # SCRAM user -> password
+    controller_password: str
+    broker_dir: Path
+
+    def client_settings(self, user: str, bootstrap: str, ca_location: str | Path | None = None
+                        ) -> dict[str, str]:
+        return client_settings(user, self.passwords[user], bootstrap, ca_location or self.truststore)
+
+
+def _password() -> str:
+    # 32 URL-safe characters: no quoting needed in server.properties, JAAS, --add-scram or env files
+    return secrets.token_urlsafe(24)
+
+
+def _write(path: Path, data: bytes | str, secret: bool) -> Path:
+    """Write a file whose mode is 0600 from its creation on when ``secret`` (never readable by others,
+    not even for a moment), 0644 otherwise."""
+    raw = data.encode() if isinstance(data, str) else data
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(raw)
+    return path
+
+
+def write_kafka_security(
+    ca: Issued,
+    hosts: Sequence[str],
+    out_dir: str | Path,
+    *,
+    broker_dir: str | Path | None = None,
+    bootstrap: str | None = None,
+    client_ca_location: str | Path | None = None,
+    users: Sequence[str] = USERS,
+) -> KafkaSecurity:
+    """Write a secured Kafka's files into ``out_dir`` and return what was written.
+
+    ``hosts`` are the names and addresses clients use to reach the broker (the certificate's subject
+    alternative names: the clients verify them). ``broker_dir`` is where the broker will see
+    ``out_dir`` (default: ``out_dir`` itself); ``bootstrap`` and ``client_ca_location`` are what the
+    components' env files say (default: the first host on 9093, and the CA file in ``out_dir``).
+
+    Files: ``server.pem`` (0600, the broker's key and certificate), ``ca.pem``, ``server-security.properties``
+    (0600: the lines to add to server.properties, listeners aside), ``scram-format-args`` (0600: the
+    ``--add-scram`` arguments of ``kafka-storage format``, one a line), and per user ``<user>.password``,
+    ``<user>.env`` (EDGEBRIDGE_KAFKA_* lines for a compose env_file) and ``<user>.toml`` (its ``[kafka]``
+    section), all 0600.
+    """
+    if "admin" not in users:
+        raise ValueError("users must include admin: the super user that creates topics and ACLs")
+    if not hosts:
+        raise ValueError("at least one host name or address for the broker's certificate")
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    server = issue(ca, hosts[0], list(hosts))
+    keystore = _write(folder / "server.pem", server.key_pem + server.cert_pem, secret=True)
+    truststore = _write(folder / "ca.pem", ca.cert_pem, secret=False)
+    passwords = {user: _password() for user in users}
+    security = KafkaSecurity(folder, keystore, truststore, passwords, _password(),
+                             Path(broker_dir) if broker_dir is not None else folder)
+    props = server_properties(security)
+    _write(folder / "server-security.properties",
+           "# edgebridge: Kafka's security settings (add listeners and advertised.listeners)\n"
+           + "".join(f"{k}={v}\n" for k, v in props.items()), secret=True)
+    _write(folder / "scram-format-args", "\n".join(scram_format_args(passwords)) + "\n", secret=True)
+    address = bootstrap or f"{hosts[0]}:9093"
+    ca_location = client_ca_location or truststore
+    for user, password in passwords.items():
+        settings = client_settings(user, password, address, ca_location)
+        _write(folder / f"{user}.password", password + "\n", secret=True)
+        _write(folder / f"{user}.env", client_env(settings), secret=True)
+        _write(folder / f"{user}.toml", client_toml(settings), secret=True)
+    return security
+
+
+def server_properties(security: KafkaSecurity) -> dict[str, str]:
+    """The broker's security settings: listener protocols, SASL, TLS files, the authorizer.
+
+    The caller adds ``listeners`` (``SASL_SSL://...`` and ``CONTROLLER://...``) and
+    ``advertised.listeners`` (``SASL_SSL://...``), which depend on where the broker runs.
+    """
+    admin_jaas = ('org.apache.kafka.common.security.scram.ScramLoginModule required '
+                  f'username="admin" password="{security.passwords["admin"]}";')
+    cpw = security.controller_password
+    controller_jaas = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+                       f'username="{CONTROLLER_USER}" password="{cpw}" user_{CONTROLLER_USER}="{cpw}";')
+    ssl_dir = security.broker_dir
+    return {
+        "listener.security.protocol.map": f"{SASL_LISTENER}:SASL_SSL,{CONTROLLER_LISTENER}:SASL_PLAINTEXT",
+        "inter.broker.listener.name": SASL_LISTENER,
+        "controller.listener.names": CONTROLLER_LISTENER,
+        "sasl.enabled.mechanisms": MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": MECHANISM,
+        # the broker is a client of itself (transaction markers, ...): as admin, over SCRAM
+        f"listener.name.{SASL_LISTENER.lower()}.{MECHANISM.lower()}.sasl.jaas.config": admin_jaas,
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        f"listener.name.{CONTROLLER_LISTENER.lower()}.sasl.enabled.mechanisms": "PLAIN",
+        f"listener.name.{CONTROLLER_LISTENER.lower()}.plain.sasl.jaas.config": controller_jaas,
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(ssl_dir / security.keystore.name),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(ssl_dir / security.truststore.name),
+        "ssl.client.auth": "none",  # clients authenticate with SCRAM, not certificates
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:admin;User:{CONTROLLER_USER}",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
+def scram_format_args(passwords: Mapping[str, str]) -> list[str]:
+    """``kafka-storage format`` arguments that create the SCRAM users with the storage."""
+    out = []
+    for user, password in passwords.items():
+        out += ["--add-scram", f"{MECHANISM}=[name={user},password={password}]"]
+    return out
+
+
+def client_settings(user: str, password: str, bootstrap: str, ca_location: str | Path) -> dict[str, str]:
+    """A component's ``[kafka]`` settings: bootstrap, and librdkafka's SASL_SSL keys."""
+    return {
+        "bootstrap": bootstrap,
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": MECHANISM,
+        "sasl.username": user,
+        "sasl.password": password,
+        "ssl.ca.location": str(ca_location),
+    }
+
+
+def client_env(settings: Mapping[str, str]) -> str:
+    """The settings as EDGEBRIDGE_KAFKA_* lines (edgebridge.config reads ``_`` as ``.`` after ``__``)."""
+    lines = []
+    for key, value in settings.items():
+        if key == "bootstrap":
+            lines.append(f"EDGEBRIDGE_KAFKA_BOOTSTRAP={value}")
+        else:
+            lines.append(f"EDGEBRIDGE_KAFKA_LIBRDKAFKA__{key.upper().replace('.', '_')}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def client_toml(settings: Mapping[str, str]) -> str:
+    """The settings as a ``[kafka]`` TOML section (for ``--config``)."""
+    import json  # a TOML basic string is a JSON string for these characters
+
+    body = "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in settings.items() if k != "bootstrap")
+    return f"[kafka]\nbootstrap = {json.dumps(settings['bootstrap'])}\n\n[kafka.librdkafka]\n{body}"

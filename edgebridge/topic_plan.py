@@ -1,0 +1,91 @@
+"""The contract's Kafka topics as they should be, and how a cluster's topics differ from that.
+
+The registry and the enricher's dedup state are compacted (only the latest value per key matters and
+must be kept forever); the state topic has as many partitions as the raw topic, because the enricher
+restores a raw partition's dedup state from the state partition of the same number. With a replication
+factor above 1, ``min.insync.replicas`` is RF-1 (at least 1): an acknowledged write (the components
+produce with ``acks=all``) is then on at least two brokers, and one broker may be down without
+stopping the writers.
+
+Pure functions: :mod:`edgebridge.kafka_admin` reads the cluster and applies the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from edgebridge.topics import KafkaTopics
+
+__all__ = ["ExistingTopic", "TopicDiff", "TopicSpec", "diff_topic", "wanted_topics"]
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        settings = "".join(f", {k}={v}" for k, v in sorted(self.config.items()))
+        plural = "s" if self.partitions != 1 else ""
+        return f"{self.name}: {self.partitions} partition{plural}, replication factor " \
+               f"{self.replication_factor}{settings}"
+
+
+@dataclass(frozen=True)
+class ExistingTopic:
+    partitions: int
+    replication_factor: int
+    config: Mapping[str, str]  # the values of the keys we set, as the cluster reports them
+
+
+@dataclass(frozen=True)
+class TopicDiff:
+    """How an existing topic differs from its spec: settings we set (``config``, name -> (now, wanted))
+    and what we report without changing (fewer partitions, another replication factor)."""
+
+    name: str
+    config: Mapping[str, tuple[str | None, str]]
+    notes: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.config and not self.notes
+
+
+def wanted_topics(topics: KafkaTopics | None = None, partitions: int = 3,
+                  replication_factor: int = 1) -> list[TopicSpec]:
+    """Every contract topic: ``partitions`` for the keyed, parallel ones, 1 for the low-volume ones."""
+    t = topics or KafkaTopics()
+    if partitions < 1 or replication_factor < 1:
+        raise ValueError("partitions and replication factor must be at least 1")
+    base = {"min.insync.replicas": str(max(1, replication_factor - 1))} if replication_factor > 1 else {}
+    compacted = {**base, "cleanup.policy": "compact"}
+    wanted = {
+        t.raw: (partitions, base),
+        t.processed: (partitions, base),
+        t.deadletter: (1, base),
+        t.alerts: (1, base),
+        t.devices: (1, compacted),
+        t.commands: (partitions, base),
+        t.command_responses: (1, base),
+        t.enricher_state: (partitions, compacted),
+        t.status: (1, base),
+    }
+    return [TopicSpec(name, n, replication_factor, config) for name, (n, config) in wanted.items()]
+
+
+def diff_topic(spec: TopicSpec, existing: ExistingTopic) -> TopicDiff:
+    config = {k: (existing.config.get(k), v) for k, v in spec.config.items() if existing.config.get(k) != v}
+    notes = []
+    if existing.partitions < spec.partitions:
+        # Not added: a new partition moves devices' keys to other partitions (their order across the
+        # move is lost), and the state topic must grow with the raw topic, in one deliberate step.
+        notes.append(f"has {existing.partitions} partitions, {spec.partitions} asked: not added "
+                     "(adding partitions remaps device keys; grow raw and state together, deliberately)")
+    if existing.replication_factor != spec.replication_factor:
+        notes.append(f"has replication factor {existing.replication_factor}, "
+                     f"{spec.replication_factor} asked: not changed (a partition reassignment does that)")
+    return TopicDiff(spec.name, config, tuple(notes))
