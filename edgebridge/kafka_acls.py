@@ -9,7 +9,8 @@ renamed in a component's configuration is renamed here by the same ``[topics]`` 
   producer that may WRITE a topic be idempotent without the cluster's IDEMPOTENT_WRITE (KIP-679).
 * enricher (``enricher/processor.py``, ``state.py``, ``registry.py``, ``sweep.py``): reads ``raw`` in the
   group ``group_id`` (its offsets go into its transactions), reads ``devices`` and ``enricher_state`` with
-  assigned readers whose librdkafka ``group.id`` is never committed but must still be allowed; writes
+  assigned readers whose librdkafka ``group.id`` is never committed but whose coordinator librdkafka
+  still looks up (DESCRIBE on those two groups); writes
   ``processed``, ``alerts``, ``deadletter`` and ``enricher_state`` in transactions under
   ``transactional.id`` = ``{transactional_id_prefix}-{instance_id}``: WRITE on that prefix.
 * sink (``enricher/sinks/base.py``): reads ``processed`` in its group; its offsets live in its database,
@@ -31,7 +32,7 @@ from edgebridge.topics import KafkaTopics
 __all__ = ["AclSettings", "Grant", "apply_grants", "component_grants"]
 
 Resource = Literal["topic", "group", "transactional_id"]
-Operation = Literal["read", "write"]
+Operation = Literal["read", "write", "describe"]
 Pattern = Literal["literal", "prefixed"]
 
 
@@ -96,8 +97,11 @@ def component_grants(topics: KafkaTopics, acls: AclSettings) -> list[Grant]:
         Grant(bridge, "group", acls.bridge_group or DownlinkConfig().group_id, "literal", "read"),
         *topic(enr, "read", topics.raw, topics.devices, topics.enricher_state),
         *topic(enr, "write", topics.processed, topics.alerts, topics.deadletter, topics.enricher_state),
-        *(Grant(enr, "group", g, "literal", "read")
-          for g in (acls.enricher_group or enricher.group_id, STATE_READER_GROUP, REGISTRY_READER_GROUP)),
+        Grant(enr, "group", acls.enricher_group or enricher.group_id, "literal", "read"),
+        # the registry's and the state's readers are assigned and never commit, but librdkafka still
+        # looks up their group's coordinator (FindCoordinator: DESCRIBE; refused, the registry load
+        # logs GROUP_AUTHORIZATION_FAILED): DESCRIBE only, no READ (which would allow offset commits)
+        *(Grant(enr, "group", g, "literal", "describe") for g in (STATE_READER_GROUP, REGISTRY_READER_GROUP)),
         # transactional.id is "{prefix}-{instance_id}": the prefix with its dash, so that another
         # application's "edgebridge-enricherX" ids stay out of reach
         Grant(enr, "transactional_id",
@@ -129,7 +133,8 @@ def _grant_of(binding: Any) -> Grant | None:
     resource = kinds.get(binding.restype.name)
     pattern = binding.resource_pattern_type.name.lower()
     operation = binding.operation.name.lower()
-    if (resource is None or pattern not in ("literal", "prefixed") or operation not in ("read", "write")
+    if (resource is None or pattern not in ("literal", "prefixed")
+            or operation not in ("read", "write", "describe")
             or binding.permission_type.name != "ALLOW" or binding.host != "*"):
         return None
     return Grant(binding.principal, resource, binding.name, pattern, operation)  # type: ignore[arg-type]

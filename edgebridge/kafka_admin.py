@@ -48,7 +48,11 @@ class _Admin:
         from confluent_kafka.admin import AdminClient
 
         self.errors: list[str] = []
-        self.client = AdminClient(kafka.client_config({"error_cb": self._on_error}))
+        config = kafka.client_config({"error_cb": self._on_error})
+        # a command, not a service: no log setup, so librdkafka's lines would reach stderr as bare
+        # "kafka client log"; its errors come through error_cb into the one line we print instead
+        config.pop("logger", None)
+        self.client = AdminClient({"log_level": 0, **config})
 
     def _on_error(self, error: Any) -> None:
         self.errors.append(str(error.str() if hasattr(error, "str") else error))

@@ -235,3 +235,11 @@ def test_a_bad_config_key_is_named(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "kafka.bootstrapp: unknown key (did you mean 'bootstrap'?)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.brokers
+def test_acls_on_a_broker_without_an_authorizer_is_one_clear_line(brokers: BrokerAddresses) -> None:
+    result = _topics_cli("acls", "--bootstrap", brokers.kafka_bootstrap, env={})
+    assert result.returncode == 1
+    assert result.stderr == ("edgebridge topics acls: cannot read or create ACLs: "
+                             "No Authorizer is configured.\n")

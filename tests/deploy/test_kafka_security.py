@@ -352,6 +352,9 @@ def test_the_enricher_user_moves_raw_to_processed_under_the_acls(secured: Secure
     _contract(secured)
     device = f"sec-{os.getpid()}"
     events = [new_reading(device, seq, {"temperature": {"v": 20.0 + seq, "u": "Cel"}}) for seq in (1, 2, 3)]
+    # the registry, written by the operator (admin): the enricher must be allowed to read it
+    put = _cli("devices", "put", device, "--site", "plant-sec", env=secured.env("admin"))
+    assert put.returncode == 0, put.stderr
     bridge = Producer(secured.client("bridge", **{"enable.idempotence": True, "acks": "all"}))
     for event in events:
         bridge.produce(TOPICS.raw, encode(event), device.encode())
@@ -373,6 +376,8 @@ def test_the_enricher_user_moves_raw_to_processed_under_the_acls(secured: Secure
         proc.wait(60)
     text = log.read_text()
     assert [orjson.loads(m.value())["seq"] for m in processed] == [1, 2, 3], text[-3000:]
+    assert {orjson.loads(m.value())["data"]["device"].get("site") for m in processed} == {"plant-sec"}
+    # no grant missing, not even one the enricher would survive (the readers' group coordinator lookups)
     assert not re.search(r"AUTHORIZATION_FAILED|not authorized", text), text[-3000:]
     # and the sink user reads them, in a group under the sinks' prefix
     sink = {**secured.client("sink"), "group.id": "edgebridge-sink-test"}
