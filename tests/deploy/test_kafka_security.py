@@ -41,7 +41,7 @@ from edgebridge.envelope import encode, new_reading
 from edgebridge.errors import EdgeBridgeError
 from edgebridge.settings import KafkaSettings
 from edgebridge.topics import KafkaTopics
-from tests.conftest import _unavailable
+from tests.conftest import BrokerAddresses, _unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = KafkaTopics()
@@ -331,7 +331,9 @@ def test_the_sink_user_can_write_nothing(secured: Secured) -> None:
     assert refused is not None and refused.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
 
 
-def _read_committed(config: dict[str, Any], topic: str, expect: int, timeout: float = 90) -> list[Any]:
+def _read_committed(config: dict[str, Any], topic: str, expect: int, key: str,
+                    timeout: float = 90) -> list[Any]:
+    """The committed records of ``topic`` with ``key``, from the start, once there are ``expect``."""
     consumer = Consumer({**config, "enable.auto.commit": False, "isolation.level": "read_committed",
                          "auto.offset.reset": "earliest"})
     try:
@@ -342,7 +344,8 @@ def _read_committed(config: dict[str, Any], topic: str, expect: int, timeout: fl
         while len(out) < expect and time.monotonic() < deadline:
             for msg in consumer.consume(100, 0.5):
                 assert msg.error() is None, msg.error()
-                out.append(msg)
+                if msg.key() == key.encode():
+                    out.append(msg)
         return out
     finally:
         consumer.close()
@@ -368,8 +371,7 @@ def test_the_enricher_user_moves_raw_to_processed_under_the_acls(secured: Secure
                                 env={**clean, **env}, stdout=out, stderr=subprocess.STDOUT)
     try:
         admin = {**secured.client("admin"), "group.id": "test-reader"}
-        processed = [m for m in _read_committed(admin, TOPICS.processed, 3)
-                     if m.key() == device.encode()]
+        processed = _read_committed(admin, TOPICS.processed, 3, device)
         assert proc.poll() is None, log.read_text()
     finally:
         proc.terminate()
@@ -396,3 +398,41 @@ def test_the_enricher_user_moves_raw_to_processed_under_the_acls(secured: Secure
         assert seen == {1, 2, 3}
     finally:
         consumer.close()
+
+
+def test_the_real_bridge_runs_under_its_acls(secured: Secured, brokers: BrokerAddresses,
+                                             mqtt_prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    """MQTT events to raw, a malformed message to the dead letters, a status to the status topic, with
+    the bridge user's settings (uplink and downlink both running), and no authorization error."""
+    from tests.bridge.helpers import BridgeThread, Publisher
+
+    _contract(secured)
+    config = load_config(BridgeConfig, None, env=secured.env("bridge"), overrides={
+        "mqtt.url": brokers.mqtt_url, "mqtt.topic_prefix": mqtt_prefix, "metrics.enabled": False,
+        "uplink.client_id": f"bridge-{mqtt_prefix}"[:60], "downlink.client_id": f"down-{mqtt_prefix}"[:60],
+    })
+    assert config.kafka.librdkafka["sasl.username"] == "bridge" and config.downlink.enabled
+    device = f"br-{os.getpid()}"
+    admin = {**secured.client("admin"), "group.id": "test-reader"}
+    caplog.set_level("INFO")
+    bridge = BridgeThread(config).start(timeout=60)
+    try:
+        publisher = Publisher(brokers.mqtt_host, brokers.mqtt_port)
+        events = [new_reading(device, seq, {"temperature": {"v": 21.0, "u": "Cel"}}) for seq in (1, 2, 3)]
+        publisher.events(mqtt_prefix, events)
+        publisher.publish(f"{mqtt_prefix}/{device}/events", b"not an event")
+        publisher.publish(f"{mqtt_prefix}/{device}/status", b"online", retain=True)
+        publisher.wait_all()
+        raw = _read_committed(admin, TOPICS.raw, 3, device)
+        dead = _read_committed(admin, TOPICS.deadletter, 1, device)
+        status = _read_committed(admin, TOPICS.status, 1, device)
+        publisher.client.publish(f"{mqtt_prefix}/{device}/status", b"", qos=1, retain=True)  # unretain
+        publisher.close()
+        assert bridge.bridge.health()[0], bridge.bridge.health()
+    finally:
+        bridge.close()
+    assert [orjson.loads(m.value())["seq"] for m in raw] == [1, 2, 3]
+    assert [m.value() for m in dead] == [b"not an event"]
+    assert [m.value() for m in status] == [b"online"]
+    refused = [vars(r) for r in caplog.records if "AUTHORIZATION" in str(vars(r)).upper()]
+    assert not refused, refused[:3]
