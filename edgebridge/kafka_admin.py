@@ -19,10 +19,17 @@ from edgebridge.config import add_config_arguments, config_or_exit_code
 from edgebridge.errors import ConfigError, EdgeBridgeError
 from edgebridge.kafka_acls import AclSettings, apply_grants, component_grants
 from edgebridge.settings import KafkaSettings
-from edgebridge.topic_plan import ExistingTopic, TopicDiff, TopicSpec, diff_topic, wanted_topics
+from edgebridge.topic_plan import (
+    ExistingTopic,
+    TopicDiff,
+    TopicSpec,
+    align_state,
+    diff_topic,
+    wanted_topics,
+)
 from edgebridge.topics import KafkaTopics
 
-__all__ = ["AdminError", "TopicsConfig", "ensure_topics", "main", "plan_topics"]
+__all__ = ["AdminError", "TopicPlan", "TopicsConfig", "ensure_topics", "main", "plan_topics"]
 
 TIMEOUT = 30.0
 
@@ -94,17 +101,25 @@ def _existing(admin: _Admin, names: list[str]) -> tuple[int, dict[str, ExistingT
     return len(cluster.brokers), out
 
 
-def plan_topics(admin: _Admin, specs: list[TopicSpec]) -> tuple[list[TopicSpec], list[TopicDiff]]:
-    """(the topics to create, how the existing ones differ); AdminError when the replication factor
-    asked exceeds the brokers available."""
+@dataclass(frozen=True)
+class TopicPlan:
+    missing: list[TopicSpec]  # to create
+    diffs: list[TopicDiff]  # existing topics that differ
+    notes: list[str]  # what is reported and left as it is
+
+
+def plan_topics(admin: _Admin, topics: KafkaTopics, partitions: int, replication_factor: int) -> TopicPlan:
+    """What to create and change; AdminError when the replication factor asked exceeds the brokers."""
+    specs = wanted_topics(topics, partitions, replication_factor)
     brokers, existing = _existing(admin, [s.name for s in specs])
-    rf = max(s.replication_factor for s in specs)
-    if rf > brokers:
-        raise AdminError(f"replication factor {rf} needs at least {rf} brokers, the cluster has {brokers}: "
-                         "give --replication-factor at most the number of brokers")
+    if replication_factor > brokers:
+        raise AdminError(f"replication factor {replication_factor} needs at least {replication_factor} "
+                         f"brokers, the cluster has {brokers}: give --replication-factor at most the "
+                         "number of brokers")
+    specs, notes = align_state(specs, topics, existing)
     missing = [s for s in specs if s.name not in existing]
     diffs = [d for s in specs if s.name in existing and not (d := diff_topic(s, existing[s.name])).empty]
-    return missing, diffs
+    return TopicPlan(missing, diffs, notes)
 
 
 def _apply(admin: _Admin, missing: list[TopicSpec], diffs: list[TopicDiff]) -> None:
@@ -138,14 +153,15 @@ def ensure_topics(kafka: str | KafkaSettings, topics: KafkaTopics | None = None,
     return the names created. ``kafka`` is a bootstrap address or the ``[kafka]`` settings."""
     settings = KafkaSettings(bootstrap=kafka) if isinstance(kafka, str) else kafka
     admin = _Admin(settings)
-    missing, diffs = plan_topics(admin, wanted_topics(topics, partitions, replication_factor))
-    _apply(admin, missing, diffs)
-    return [s.name for s in missing]
+    plan = plan_topics(admin, topics or KafkaTopics(), partitions, replication_factor)
+    _apply(admin, plan.missing, plan.diffs)
+    return [s.name for s in plan.missing]
 
 
-def _describe(missing: list[TopicSpec], diffs: list[TopicDiff], dry_run: bool) -> list[str]:
+def _describe(plan: TopicPlan, dry_run: bool) -> list[str]:
+    missing, diffs = plan.missing, plan.diffs
     create, change = ("would create", "would set") if dry_run else ("created", "set")
-    lines = [f"{create} {spec}" for spec in missing]
+    lines = [f"{create} {spec}" for spec in missing] + plan.notes
     for d in diffs:
         lines += [f"{change} {d.name}: {k}={wanted} (was {now if now is not None else 'unset'})"
                   for k, (now, wanted) in d.config.items()]
@@ -157,11 +173,10 @@ def _describe(missing: list[TopicSpec], diffs: list[TopicDiff], dry_run: bool) -
 
 def _create(config: TopicsConfig, args: argparse.Namespace) -> list[str]:
     admin = _Admin(config.kafka)
-    specs = wanted_topics(config.topics, args.partitions, args.replication_factor)
-    missing, diffs = plan_topics(admin, specs)
+    plan = plan_topics(admin, config.topics, args.partitions, args.replication_factor)
     if not args.dry_run:
-        _apply(admin, missing, diffs)
-    return _describe(missing, diffs, args.dry_run)
+        _apply(admin, plan.missing, plan.diffs)
+    return _describe(plan, args.dry_run)
 
 
 def _acls(config: TopicsConfig, args: argparse.Namespace) -> list[str]:

@@ -13,11 +13,11 @@ Pure functions: :mod:`edgebridge.kafka_admin` reads the cluster and applies the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edgebridge.topics import KafkaTopics
 
-__all__ = ["ExistingTopic", "TopicDiff", "TopicSpec", "diff_topic", "wanted_topics"]
+__all__ = ["ExistingTopic", "TopicDiff", "TopicSpec", "align_state", "diff_topic", "wanted_topics"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +89,28 @@ def diff_topic(spec: TopicSpec, existing: ExistingTopic) -> TopicDiff:
         notes.append(f"has replication factor {existing.replication_factor}, "
                      f"{spec.replication_factor} asked: not changed (a partition reassignment does that)")
     return TopicDiff(spec.name, config, tuple(notes))
+
+
+def align_state(specs: list[TopicSpec], topics: KafkaTopics, existing: Mapping[str, ExistingTopic]
+                ) -> tuple[list[TopicSpec], list[str]]:
+    """The specs with the state topic partitioned like the raw topic *as it is*, and notes.
+
+    A raw topic that exists keeps its partition count (partitions are never added), so a missing state
+    topic is created with that count, not the one asked: the enricher refuses to start when they
+    differ. Existing raw and state topics of different counts are reported (nothing here can fix it).
+    """
+    raw, state = existing.get(topics.raw), existing.get(topics.enricher_state)
+    notes = []
+    if raw is not None and state is not None and raw.partitions != state.partitions:
+        notes.append(f"note {topics.enricher_state}: has {state.partitions} partitions, {topics.raw} has "
+                     f"{raw.partitions}: they must be equal, the enricher refuses to start")
+    if raw is None:
+        return specs, notes
+    out = []
+    for spec in specs:
+        if spec.name == topics.enricher_state and spec.partitions != raw.partitions:
+            spec = replace(spec, partitions=raw.partitions)
+            if state is None:
+                notes.append(f"note {spec.name}: {raw.partitions} partitions, as {topics.raw} has")
+        out.append(spec)
+    return out, notes

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from edgebridge import topics
 from edgebridge.envelope import REASONS, is_deviceid
 from edgebridge.errors import EnvelopeError
-from edgebridge.topic_plan import ExistingTopic, TopicSpec, diff_topic, wanted_topics
+from edgebridge.topic_plan import ExistingTopic, TopicSpec, align_state, diff_topic, wanted_topics
 from edgebridge.topics import KafkaTopics, parse_device_topic
 from tests.conftest import BrokerAddresses
 
@@ -173,6 +173,19 @@ def test_a_diff_names_what_we_would_set_and_what_we_only_report() -> None:
     assert len(diff.notes) == 2 and "has 2 partitions, 4 asked" in diff.notes[0]
     assert "replication factor 1, 3 asked" in diff.notes[1]
     assert diff_topic(spec, ExistingTopic(8, 3, dict(spec.config))).empty  # more partitions: fine
+
+
+def test_the_state_topic_follows_the_raw_topic_that_exists() -> None:
+    names = KafkaTopics()
+    specs = wanted_topics(names, partitions=6)
+    raw2 = ExistingTopic(2, 1, {})
+    aligned, notes = align_state(specs, names, {names.raw: raw2})
+    assert {s.name: s.partitions for s in aligned}[names.enricher_state] == 2
+    assert notes == [f"note {names.enricher_state}: 2 partitions, as {names.raw} has"]
+    state4 = ExistingTopic(4, 1, {})
+    aligned, notes = align_state(specs, names, {names.raw: raw2, names.enricher_state: state4})
+    assert len(notes) == 1 and "has 4 partitions, iot.events.raw has 2: they must be equal" in notes[0]
+    assert align_state(specs, names, {}) == (specs, [])  # nothing exists: as asked
 
 
 def _topics_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
