@@ -31,12 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgebridge.deploy.pki import Issued, issue
+from edgebridge.topics import KafkaTopics
 
 __all__ = [
     "CONTROLLER_USER",
     "MECHANISM",
     "USERS",
     "KafkaSecurity",
+    "acl_grants",
     "client_env",
     "client_settings",
     "client_toml",
@@ -210,3 +212,18 @@ def client_toml(settings: Mapping[str, str]) -> str:
 
     body = "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in settings.items() if k != "bootstrap")
     return f"[kafka]\nbootstrap = {json.dumps(settings['bootstrap'])}\n\n[kafka.librdkafka]\n{body}"
+
+
+def acl_grants(topics: KafkaTopics | None = None) -> dict[str, list[str]]:
+    """Each component user's ACLs, one readable line each (``User:bridge WRITE topic iot.events.raw``),
+    for a deployment to show or keep; `edgebridge topics acls` applies them to a running cluster.
+
+    Read from the components' code (:func:`edgebridge.kafka_acls.component_grants`), so this needs the
+    ``[cloud]`` extra besides ``[deploy]``.
+    """
+    from edgebridge.kafka_acls import AclSettings, component_grants
+
+    out: dict[str, list[str]] = {}
+    for grant in component_grants(topics or KafkaTopics(), AclSettings()):
+        out.setdefault(grant.principal.removeprefix("User:"), []).append(str(grant))
+    return out

@@ -32,7 +32,7 @@ from confluent_kafka.admin import (
 
 from bridge.config import BridgeConfig
 from edgebridge.config import load_config
-from edgebridge.deploy.kafka_auth import USERS, KafkaSecurity, write_kafka_security
+from edgebridge.deploy.kafka_auth import USERS, KafkaSecurity, acl_grants, write_kafka_security
 from edgebridge.deploy.pki import make_ca
 from edgebridge.devbrokers import KafkaOptions
 from edgebridge.devbrokers._process import free_port
@@ -254,6 +254,15 @@ def test_topics_dry_run_changes_nothing_and_says_what_it_would_do(secured: Secur
     assert result.returncode == 0, result.stderr
     assert f"User:bridge WRITE topic {names.raw}" in result.stdout
     assert sorted(map(str, admin.describe_acls(acl_filter).result(30))) == acls_before
+
+
+def test_the_acls_listed_for_a_deployment_are_those_the_command_applies(secured: Secured) -> None:
+    _contract(secured)
+    listed = acl_grants()
+    assert set(listed) == {"bridge", "enricher", "sink"}  # admin is a super user: no ACL
+    applied = _cli("topics", "acls", "--dry-run", env=secured.env("admin")).stdout
+    assert sorted(line.removeprefix("exists ") for line in applied.splitlines()
+                  if line.startswith("exists ")) == sorted(g for lines in listed.values() for g in lines)
 
 
 def test_topics_create_and_acls_work_over_sasl_ssl_and_are_idempotent(secured: Secured) -> None:
