@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,10 @@ from edgebridge.topics import KafkaTopics
 __all__ = ["AdminError", "TopicPlan", "TopicsConfig", "ensure_topics", "main", "plan_topics"]
 
 TIMEOUT = 30.0
+# librdkafka's words for a refusal no retry cures (its error codes for them vary: _AUTHENTICATION, _SSL,
+# or _TRANSPORT with this text)
+_REFUSALS = ("Authentication failed", "SSL handshake failed", "certificate verify failed",
+             "SASL authentication error")
 
 
 class AdminError(EdgeBridgeError):
@@ -64,6 +69,21 @@ class _Admin:
     def _on_error(self, error: Any) -> None:
         self.errors.append(str(error.str() if hasattr(error, "str") else error))
 
+    def refused(self) -> bool:
+        """True once the broker refused us for good: credentials or TLS, which no retry cures."""
+        return any(hint in e for e in self.errors for hint in _REFUSALS)
+
+    def metadata(self) -> Any:
+        """The cluster's metadata; a refusal ends the wait at once instead of after TIMEOUT."""
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                return self.client.list_topics(timeout=2)
+            except Exception as exc:
+                self.client.poll(0)  # deliver the error callbacks waiting in the queue
+                if self.refused() or time.monotonic() >= deadline:
+                    raise self.failure("cannot read the cluster's metadata", exc) from None
+
     def failure(self, what: str, exc: BaseException) -> AdminError:
         detail = exc.args[0] if exc.args else exc
         text = str(detail.str() if hasattr(detail, "str") else detail)
@@ -82,8 +102,7 @@ def _existing(admin: _Admin, names: list[str]) -> tuple[int, dict[str, ExistingT
     """The cluster's broker count and, for each of ``names`` that exists, what it is now."""
     from confluent_kafka.admin import ConfigResource, ResourceType
 
-    cluster = admin.call("cannot read the cluster's metadata",
-                         lambda: admin.client.list_topics(timeout=TIMEOUT))
+    cluster = admin.metadata()
     present = [n for n in names if n in cluster.topics and cluster.topics[n].error is None]
     configs: dict[str, dict[str, str]] = {}
     if present:

@@ -288,6 +288,29 @@ def test_a_component_user_cannot_create_topics(secured: Secured) -> None:
     assert "bridge-made" not in _admin(secured).list_topics(timeout=10).topics
 
 
+@pytest.mark.parametrize("case", ["wrong password", "another CA"])
+def test_topics_refused_by_the_broker_is_one_line_at_once(secured: Secured, case: str,
+                                                          tmp_path: Path) -> None:
+    env = secured.env("admin")
+    if case == "wrong password":
+        env["EDGEBRIDGE_KAFKA_LIBRDKAFKA__SASL_PASSWORD"] = "not-the-password"
+        reason = "Authentication failed during authentication due to invalid credentials"
+    else:
+        other = tmp_path / "other-ca.pem"
+        other.write_bytes(make_ca("someone else").cert_pem)
+        env["EDGEBRIDGE_KAFKA_LIBRDKAFKA__SSL_CA_LOCATION"] = str(other)
+        reason = "certificate verify failed"
+    began = time.monotonic()
+    result = _cli("topics", "create", "--dry-run", env=env)
+    took = time.monotonic() - began
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgebridge topics create: cannot read the cluster's "
+                                                   "metadata"), result.stderr
+    assert reason in lines[0]
+    assert took < 20, f"{took:.1f}s: the refusal should end the wait, not the 30 s timeout"
+
+
 def test_replication_factor_above_the_brokers_is_refused(secured: Secured) -> None:
     result = _cli("topics", "create", "--replication-factor", "3", env=secured.env("admin"))
     assert result.returncode == 1
