@@ -62,6 +62,8 @@ class KafkaOptions:
     extra: Mapping[str, str] = field(default_factory=dict)
     # a SASL_SSL broker with SCRAM users and ACLs instead of PLAINTEXT (off: nothing else changes)
     security: KafkaSecurity | None = None
+    # the cluster id the storage is formatted with (default: a new one): nodes of one cluster share it
+    cluster_id: str | None = None
 
 
 class Kafka(ManagedBroker):
@@ -168,7 +170,7 @@ class Kafka(ManagedBroker):
         }
 
     def _format(self) -> None:
-        cluster_id = new_cluster_id()
+        cluster_id = self.options.cluster_id or new_cluster_id()
         users: list[str] = []
         if self.options.security is not None:
             from edgebridge.deploy.kafka_auth import scram_format_args
