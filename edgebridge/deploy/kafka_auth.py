@@ -42,6 +42,7 @@ __all__ = [
     "client_env",
     "client_settings",
     "client_toml",
+    "scram_credentials",
     "scram_format_args",
     "server_properties",
     "write_kafka_security",
@@ -96,23 +97,32 @@ def write_kafka_security(
     hosts: Sequence[str],
     out_dir: str | Path,
     *,
+    clients_dir: str | Path | None = None,
     broker_dir: str | Path | None = None,
     bootstrap: str | None = None,
     client_ca_location: str | Path | None = None,
     users: Sequence[str] = USERS,
 ) -> KafkaSecurity:
-    """Write a secured Kafka's files into ``out_dir`` and return what was written.
+    """Write a secured Kafka's files and return what was written.
 
     ``hosts`` are the names and addresses clients use to reach the broker (the certificate's subject
-    alternative names: the clients verify them). ``broker_dir`` is where the broker will see
-    ``out_dir`` (default: ``out_dir`` itself); ``bootstrap`` and ``client_ca_location`` are what the
-    components' env files say (default: the first host on 9093, and the CA file in ``out_dir``).
+    alternative names: the clients verify them). ``out_dir`` gets the broker's files, in the layout
+    `deploy/kafka/kafka-entrypoint.sh` reads from ``/etc/kafka/secrets``:
 
-    Files: ``server.pem`` (0600, the broker's key and certificate), ``ca.pem``, ``server-security.properties``
-    (0600: the lines to add to server.properties, listeners aside), ``scram-format-args`` (0600: the
-    ``--add-scram`` arguments of ``kafka-storage format``, one a line), and per user ``<user>.password``,
-    ``<user>.env`` (EDGEBRIDGE_KAFKA_* lines for a compose env_file) and ``<user>.toml`` (its ``[kafka]``
-    section), all 0600.
+    * ``server.pem`` (0600): the broker's private key (PKCS#8) then its certificate, its PEM key store;
+    * ``ca.pem``: the CA, its trust store (the broker is a client of itself over SASL_SSL);
+    * ``server.properties`` (0600): the security lines, appended to the shipped server.properties
+      (a key given twice takes the last, so these override a plainer shipped setting);
+    * ``scram-users`` (0600): one ``SCRAM-SHA-512=[name=...,password=...]`` a line, each an
+      ``--add-scram`` of ``kafka-storage format``.
+
+    ``clients_dir`` (default ``out_dir``; keep it out of the broker's mount) gets per user
+    ``<user>.env`` (EDGEBRIDGE_KAFKA_* lines for a compose env_file), ``<user>.toml`` (its ``[kafka]``
+    section, for ``--config``) and ``<user>.password``, all 0600.
+
+    ``broker_dir`` is where the broker sees ``out_dir`` (default: ``out_dir`` itself), written into
+    server.properties; ``bootstrap`` and ``client_ca_location`` are what the clients' files say (default:
+    the first host on 9092, and ``ca.pem`` in ``out_dir``).
     """
     if "admin" not in users:
         raise ValueError("users must include admin: the super user that creates topics and ACLs")
@@ -120,6 +130,8 @@ def write_kafka_security(
         raise ValueError("at least one host name or address for the broker's certificate")
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    clients = Path(clients_dir) if clients_dir is not None else folder
+    clients.mkdir(parents=True, exist_ok=True)
     server = issue(ca, hosts[0], list(hosts))
     keystore = _write(folder / "server.pem", server.key_pem + server.cert_pem, secret=True)
     truststore = _write(folder / "ca.pem", ca.cert_pem, secret=False)
@@ -127,17 +139,18 @@ def write_kafka_security(
     security = KafkaSecurity(folder, keystore, truststore, passwords, _password(),
                              Path(broker_dir) if broker_dir is not None else folder)
     props = server_properties(security)
-    _write(folder / "server-security.properties",
-           "# edgebridge: Kafka's security settings (add listeners and advertised.listeners)\n"
+    _write(folder / "server.properties",
+           "# edgebridge deploy: Kafka's security settings, after the shipped server.properties\n"
            + "".join(f"{k}={v}\n" for k, v in props.items()), secret=True)
-    _write(folder / "scram-format-args", "\n".join(scram_format_args(passwords)) + "\n", secret=True)
-    address = bootstrap or f"{hosts[0]}:9093"
+    _write(folder / "scram-users", "".join(f"{spec}\n" for spec in scram_credentials(passwords)),
+           secret=True)
+    address = bootstrap or f"{hosts[0]}:9092"
     ca_location = client_ca_location or truststore
     for user, password in passwords.items():
         settings = client_settings(user, password, address, ca_location)
-        _write(folder / f"{user}.password", password + "\n", secret=True)
-        _write(folder / f"{user}.env", client_env(settings), secret=True)
-        _write(folder / f"{user}.toml", client_toml(settings), secret=True)
+        _write(clients / f"{user}.password", password + "\n", secret=True)
+        _write(clients / f"{user}.env", client_env(settings), secret=True)
+        _write(clients / f"{user}.toml", client_toml(settings), secret=True)
     return security
 
 
@@ -175,12 +188,14 @@ def server_properties(security: KafkaSecurity) -> dict[str, str]:
     }
 
 
+def scram_credentials(passwords: Mapping[str, str]) -> list[str]:
+    """Each user's ``SCRAM-SHA-512=[name=...,password=...]``: what ``--add-scram`` takes."""
+    return [f"{MECHANISM}=[name={user},password={password}]" for user, password in passwords.items()]
+
+
 def scram_format_args(passwords: Mapping[str, str]) -> list[str]:
     """``kafka-storage format`` arguments that create the SCRAM users with the storage."""
-    out = []
-    for user, password in passwords.items():
-        out += ["--add-scram", f"{MECHANISM}=[name={user},password={password}]"]
-    return out
+    return [arg for spec in scram_credentials(passwords) for arg in ("--add-scram", spec)]
 
 
 def client_settings(user: str, password: str, bootstrap: str, ca_location: str | Path) -> dict[str, str]:

@@ -36,7 +36,7 @@ from edgebridge.deploy.kafka_auth import USERS, KafkaSecurity, acl_grants, write
 from edgebridge.deploy.pki import make_ca
 from edgebridge.devbrokers import KafkaOptions
 from edgebridge.devbrokers._process import free_port
-from edgebridge.devbrokers.kafka import Kafka
+from edgebridge.devbrokers.kafka import Kafka, new_cluster_id
 from edgebridge.envelope import encode, new_reading
 from edgebridge.errors import EdgeBridgeError
 from edgebridge.settings import KafkaSettings
@@ -131,7 +131,7 @@ def _contract(secured: Secured) -> None:
 
 def test_secrets_are_private_and_the_env_files_configure_librdkafka(secured: Secured) -> None:
     folder = secured.folder
-    for name in ["server.pem", "server-security.properties", "scram-format-args",
+    for name in ["server.pem", "server.properties", "scram-users",
                  *(f"{u}.{ext}" for u in USERS for ext in ("env", "toml", "password"))]:
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
     assert stat.S_IMODE((folder / "ca.pem").stat().st_mode) == 0o644
@@ -144,7 +144,7 @@ def test_secrets_are_private_and_the_env_files_configure_librdkafka(secured: Sec
     assert secured.security.passwords["enricher"] not in repr(kafka)  # masked wherever it is logged
     passwords = set(secured.security.passwords.values())
     assert len(passwords) == len(USERS)  # one each, random
-    props = (folder / "server-security.properties").read_text()
+    props = (folder / "server.properties").read_text()
     assert "allow.everyone.if.no.acl.found=false" in props
     assert "super.users=User:admin;User:controller" in props
 
@@ -469,3 +469,60 @@ def test_the_real_bridge_runs_under_its_acls(secured: Secured, brokers: BrokerAd
     assert [m.value() for m in status] == [b"online"]
     refused = [vars(r) for r in caplog.records if "AUTHORIZATION" in str(vars(r)).upper()]
     assert not refused, refused[:3]
+
+
+# --- the stack's broker: the shipped server.properties, then the deployment's ------------------------------
+
+
+class StackKafka(Kafka):
+    """Kafka configured as deploy/kafka/kafka-entrypoint.sh configures it in the compose stack: the shipped
+    deploy/kafka/server.properties (its ports, data folder and listener address made this test's), then
+    the deployment's server.properties from write_kafka_security, and the storage formatted with one
+    ``--add-scram`` per line of its scram-users."""
+
+    def prepare(self) -> None:
+        assert self.options.security is not None
+        shipped = (ROOT / "deploy" / "kafka" / "server.properties").read_text()
+        shipped = (shipped.replace("SASL_SSL://:9092", f"SASL_SSL://127.0.0.1:{self.port}")
+                   .replace(":9092", f":{self.port}").replace(":9093", f":{self.controller_port}")
+                   .replace("/var/lib/kafka/data", str(self.data_dir)))
+        ours = (self.options.security.folder / "server.properties").read_text()
+        self.conf_path.write_text(shipped + "\n" + ours)
+        if (self.data_dir / "meta.properties").exists():
+            return
+        users = (self.options.security.folder / "scram-users").read_text().split()
+        cluster = new_cluster_id()
+        cmd = self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c",
+                         str(self.conf_path), *(a for u in users for a in ("--add-scram", u)), heap="256m")
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        (self.state_dir / "cluster.id").write_text(cluster + "\n")
+
+
+def test_the_stacks_shipped_server_properties_with_the_deployments_lines(tmp_path: Path) -> None:
+    port, controller = free_port(), free_port()
+    secrets = tmp_path / "secrets"
+    security = write_kafka_security(make_ca("stack CA"), ["localhost", "127.0.0.1"], secrets / "kafka",
+                                    clients_dir=secrets / "env", bootstrap=f"localhost:{port}")
+    kafka = StackKafka(tmp_path / "kafka", KafkaOptions(port=port, controller_port=controller,
+                                                        security=security))
+    try:
+        kafka.start(timeout=120)
+    except EdgeBridgeError as exc:
+        kafka.stop()
+        _unavailable(str(exc))
+    try:
+        assert (kafka.port, kafka.controller_port) == (port, controller)
+        env = {f"{u}": dict(line.split("=", 1) for line in (secrets / "env" / f"{u}.env").read_text().split())
+               for u in USERS}
+        assert not (secrets / "kafka" / "bridge.env").exists()  # the clients' files stay out of its mount
+        for action in ("create", "acls"):
+            result = _cli("topics", action, env=env["admin"])
+            assert result.returncode == 0, result.stderr
+        bridge = load_config(BridgeConfig, None, env=env["bridge"]).kafka.client_config(
+            {"enable.idempotence": True, "acks": "all"})
+        assert _delivery(bridge, TOPICS.raw) is None
+        refused = _delivery(bridge, TOPICS.processed)
+        assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    finally:
+        kafka.stop()
