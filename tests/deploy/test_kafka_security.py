@@ -6,8 +6,10 @@ client settings come from the env file written for it, read through edgebridge.c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -414,23 +416,31 @@ def test_the_enricher_user_moves_raw_to_processed_under_the_acls(secured: Secure
     assert {orjson.loads(m.value())["data"]["device"].get("site") for m in processed} == {"plant-sec"}
     # no grant missing, not even one the enricher would survive (the readers' group coordinator lookups)
     assert not re.search(r"AUTHORIZATION_FAILED|not authorized", text), text[-3000:]
-    # and the sink user reads them, in a group under the sinks' prefix
-    sink = {**secured.client("sink"), "group.id": "edgebridge-sink-test"}
-    consumer = Consumer({**sink, "enable.auto.commit": False, "isolation.level": "read_committed",
-                         "auto.offset.reset": "earliest"})
+    # and the real SQLite sink, as the sink user (its group under the sinks' prefix), stores them
+    db = tmp_path / "readings.db"
+    sink_log = tmp_path / "sink.log"
+    sink_env = {**clean, **secured.env("sink"), "EDGEBRIDGE_METRICS_ENABLED": "false"}
+    with sink_log.open("wb") as out:
+        sink = subprocess.Popen([sys.executable, "-m", "edgebridge", "sink", "sqlite", "--db", str(db)],
+                                cwd=ROOT, env=sink_env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        consumer.subscribe([TOPICS.processed])
-        seen: set[int] = set()
+        rows: list[tuple[int, str]] = []
         deadline = time.monotonic() + 60
-        while len(seen) < 3 and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None:
-                assert msg.error() is None, msg.error()
-                if msg.key() == device.encode():
-                    seen.add(orjson.loads(msg.value())["seq"])
-        assert seen == {1, 2, 3}
+        while len(rows) < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            if db.exists():
+                # the table may not be made yet
+                with contextlib.closing(sqlite3.connect(db)) as conn, \
+                        contextlib.suppress(sqlite3.OperationalError):
+                    rows = conn.execute("SELECT seq, site FROM readings WHERE device_id = ? ORDER BY seq",
+                                        (device,)).fetchall()
+        assert sink.poll() is None, sink_log.read_text()
     finally:
-        consumer.close()
+        sink.terminate()
+        sink.wait(60)
+    sink_text = sink_log.read_text()
+    assert rows == [(1, "plant-sec"), (2, "plant-sec"), (3, "plant-sec")], sink_text[-3000:]
+    assert not re.search(r"AUTHORIZATION_FAILED|not authorized", sink_text), sink_text[-3000:]
 
 
 def test_the_real_bridge_runs_under_its_acls(secured: Secured, brokers: BrokerAddresses,
