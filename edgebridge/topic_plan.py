@@ -78,7 +78,12 @@ def wanted_topics(topics: KafkaTopics | None = None, partitions: int = 3,
 
 
 def diff_topic(spec: TopicSpec, existing: ExistingTopic) -> TopicDiff:
-    config = {k: (existing.config.get(k), v) for k, v in spec.config.items() if existing.config.get(k) != v}
+    wanted = dict(spec.config)
+    if existing.replication_factor != spec.replication_factor:
+        # min.insync.replicas follows the replication factor the topic really has, which we do not
+        # change: RF-1 of the factor asked would make an RF 1 topic refuse every acks=all write
+        wanted.pop("min.insync.replicas", None)
+    config = {k: (existing.config.get(k), v) for k, v in wanted.items() if existing.config.get(k) != v}
     notes = []
     if existing.partitions < spec.partitions:
         # Not added: a new partition moves devices' keys to other partitions (their order across the
@@ -87,7 +92,8 @@ def diff_topic(spec: TopicSpec, existing: ExistingTopic) -> TopicDiff:
                      "(adding partitions remaps device keys; grow raw and state together, deliberately)")
     if existing.replication_factor != spec.replication_factor:
         notes.append(f"has replication factor {existing.replication_factor}, "
-                     f"{spec.replication_factor} asked: not changed (a partition reassignment does that)")
+                     f"{spec.replication_factor} asked: not changed (a partition reassignment does that), "
+                     "nor its min.insync.replicas")
     return TopicDiff(spec.name, config, tuple(notes))
 
 

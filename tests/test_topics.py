@@ -175,6 +175,15 @@ def test_a_diff_names_what_we_would_set_and_what_we_only_report() -> None:
     assert diff_topic(spec, ExistingTopic(8, 3, dict(spec.config))).empty  # more partitions: fine
 
 
+def test_min_insync_replicas_follows_the_replication_factor_the_topic_has() -> None:
+    # an RF 1 topic asked for RF 3 keeps its min ISR: 2 would refuse every acks=all write to it
+    spec = wanted_topics(KafkaTopics(), replication_factor=3)[0]
+    diff = diff_topic(spec, ExistingTopic(3, 1, {"min.insync.replicas": "1"}))
+    assert diff.config == {} and "nor its min.insync.replicas" in diff.notes[0]
+    same_rf = diff_topic(spec, ExistingTopic(3, 3, {"min.insync.replicas": "1"}))
+    assert same_rf.config == {"min.insync.replicas": ("1", "2")}
+
+
 def test_the_state_topic_follows_the_raw_topic_that_exists() -> None:
     names = KafkaTopics()
     specs = wanted_topics(names, partitions=6)
