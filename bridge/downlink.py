@@ -69,8 +69,8 @@ class Downlink:
         ours = {"group.id": self._config.group_id, "enable.auto.commit": False,
                 "auto.offset.reset": "earliest", "client.id": self._config.client_id}
         self._consumer = Consumer(config.kafka.client_config(ours, PROTECTED))
-        self._mqtt_settings = config.mqtt
-        self._mqtt = new_client(config.mqtt, self._config.client_id, manual_ack=False)
+        self._mqtt_settings = config.mqtt_for(config.downlink)
+        self._mqtt = new_client(self._mqtt_settings, self._config.client_id, manual_ack=False)
         self._connected = threading.Event()
         self._mqtt.on_connect = self._on_connect
         self._mqtt.on_disconnect = lambda *_args: self._connected.clear()
