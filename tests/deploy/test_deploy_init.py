@@ -162,7 +162,8 @@ def _login(d: Deployment, user: str, password: str | None = None) -> int:
 
 
 def test_add_devices_keeps_every_secret_and_the_broker_takes_them_at_sighup(
-        own_deployment: Callable[..., Deployment], capsys: pytest.CaptureFixture[str]) -> None:
+        own_deployment: Callable[..., Deployment], clients: list[Client],
+        capsys: pytest.CaptureFixture[str]) -> None:
     d = own_deployment()
     before = _digests(d.out)
     old_hashes = pw.parse((d.out / "mosquitto" / "passwords").read_text())
@@ -177,8 +178,12 @@ def test_add_devices_keeps_every_secret_and_the_broker_takes_them_at_sighup(
     assert set(after) - set(before) == {f"devices/dev-new/{f}" for f in ("ca.crt", "agent.toml", "agent.env",
                                                                            "mqtt-password")}
     assert _login(d, "dev-new") != 0  # the broker has not reloaded yet
+    connected = d.client("dev-b")
+    clients.append(connected)
+    assert connected.connect() == 0
     d.broker.signal(signal.SIGHUP)
     wait_for(lambda: _login(d, "dev-new") == 0, 10, "dev-new accepted after SIGHUP")
+    assert connected.connected and connected.disconnects == []  # the reload dropped nobody
     assert _login(d, "dev-a") == 0  # the existing devices' passwords still work
     # an id that has credentials already, or a bad one, is refused; nothing changes
     for ids, message in (("dev-a", "already has credentials"), ("dev-z,a/b", "device id 'a/b'")):
@@ -207,7 +212,14 @@ def test_rotate_renews_one_password_and_the_old_one_stops_working_at_sighup(
     for name in ("devices/dev-a/mqtt-password", "devices/dev-a/agent.env", "env/bridge-1.env"):
         assert stat.S_IMODE((d.out / name).stat().st_mode) == 0o600
     assert _login(d, "dev-a", old_device) == 0  # until the broker reloads
+    # connected when it reloads: dev-a with its old password, dev-b
+    open_a, open_b = d.client("dev-a", old_device), d.client("dev-b")
+    clients += [open_a, open_b]
+    assert open_a.connect() == 0 and open_b.connect() == 0
     d.broker.signal(signal.SIGHUP)
+    # the reload checks the connected clients again: the old password's connection is closed
+    wait_for(lambda: open_a.disconnects, 10, "the connection with the old password closed")
+    assert open_b.connected and open_b.disconnects == []
     wait_for(lambda: _login(d, "dev-a", old_device) != 0, 10, "the old password refused after SIGHUP")
     assert _login(d, "dev-a") == 0 and _login(d, "bridge-downlink-1") == 0
     assert _login(d, "bridge-downlink-1", old_bridge) != 0
