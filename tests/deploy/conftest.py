@@ -11,7 +11,7 @@ import pytest
 from edgebridge.deploy.cli import main as deploy_main
 from tests.deploy.secured_broker import Client, ShippedMosquitto
 
-DEVICES = ("dev-a", "dev-b", "dev-c")
+DEVICES = ("dev-a", "dev-b", "dev-c", "dév-\"q\"\\")  # the last: UTF-8, a quote, a backslash
 
 
 def deploy(*args: str) -> int:

@@ -55,6 +55,24 @@ def test_device_publishes_its_events_over_tls_and_the_bridge_user_receives_them(
     wait_for(lambda: len(other.payloads()) == 2, 10, "status and response")
 
 
+def test_a_device_id_with_utf8_quotes_and_backslashes_works_end_to_end(
+        deployment: Deployment, clients: list[Client]) -> None:
+    """Any valid device id (edgebridge.envelope.is_deviceid, no ':') is a username Mosquitto accepts,
+    its %u patterns match, and its agent.toml snippet reads back as the same id."""
+    from edge_agent.config import AgentConfig
+    from edgebridge.config import load_config
+
+    odd = "dév-\"q\"\\"
+    bridge = _bridge(deployment, clients)
+    device = _connected(deployment, clients, odd)
+    assert device.publish(f"devices/{odd}/events", b"odd") in ACCEPTED
+    assert device.publish("devices/dev-a/events", b"spoof") == NOT_AUTHORIZED
+    wait_for(lambda: bridge.payloads(f"devices/{odd}/events") == [b"odd"], 10, "the odd id's event")
+    folder = deployment.out / "devices" / odd
+    config = load_config(AgentConfig, folder / "agent.toml", env={"EDGEBRIDGE_STATE_DIR": "/tmp"})
+    assert config.device_id == config.mqtt.username == odd
+
+
 def test_a_device_cannot_publish_as_another_device_nor_write_receipts_or_commands(
         deployment: Deployment, clients: list[Client]) -> None:
     bridge = _bridge(deployment, clients, "devices/#")
