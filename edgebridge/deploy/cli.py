@@ -8,6 +8,7 @@ written to files, 0600. See docs/deploy.md for what each file is and where it go
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,10 +65,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    help="bridge replicas, each with its own MQTT users (default: %(default)s)")
     p.add_argument("--topic-prefix", default="devices", metavar="PREFIX",
                    help="the MQTT topic prefix (default: %(default)s)")
-    p.add_argument("--cloud-secrets-dir", default="/etc/edgebridge/secrets", metavar="PATH",
-                   help="where the cloud containers see DIR/bridge (default: %(default)s)")
+    p.add_argument("--cloud-ca-file", default="/etc/edgebridge/ca.crt", metavar="PATH",
+                   help="where the cloud containers see DIR/ca.crt (default: %(default)s)")
     p.add_argument("--device-ca-file", default="/etc/edge-agent/ca.crt", metavar="PATH",
                    help="where a device keeps its ca.crt (default: %(default)s)")
+    p.add_argument("--mosquitto-uid", type=int, default=1883, metavar="UID",
+                   help="the user Mosquitto runs as, given DIR/mosquitto when run as root "
+                   "(default: %(default)s, the broker image's)")
 
     p = sub.add_parser("add-devices", help="give new devices credentials; every existing secret stays",
                        description="Add devices to a deployment directory made by `deploy init`.")
@@ -79,7 +83,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                        "(bridge-uplink-N, bridge-downlink-N); every other secret stays.")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="the deployment directory")
     p.add_argument("--users", type=_ids, required=True, metavar="NAME,NAME,...",
-                   help="device ids or bridge users whose password to renew")
+                   help="device ids, bridge users (bridge-uplink-N, bridge-downlink-N) or health, "
+                   "whose password to renew")
     return parser
 
 
@@ -103,12 +108,16 @@ def main(argv: list[str], prog: str = "edgebridge deploy") -> int:
                 devices=tuple(_devices(args)), hosts=hosts, bridges=args.bridges,
                 topic_prefix=args.topic_prefix,
                 device_url=args.device_url or f"mqtts://{_url_host(hosts[0] if hosts else '')}:8883",
-                bridge_url=args.bridge_url, cloud_secrets_dir=args.cloud_secrets_dir,
-                device_ca_file=args.device_ca_file,
+                bridge_url=args.bridge_url, cloud_ca_file=args.cloud_ca_file,
+                device_ca_file=args.device_ca_file, mosquitto_uid=args.mosquitto_uid,
             )
             files = deploy_init.init(args.out, plan)
             print(f"{args.out}: {len(files)} files for {len(plan.devices)} devices and "
                   f"{plan.bridges} bridge replica(s); see docs/deploy.md for where each goes")
+            if os.geteuid() != 0:
+                # only root may give files away; the broker's user must read its key and passwords
+                print(f"not root: give {args.out / 'mosquitto'} to the broker's user before it starts: "
+                      f"sudo chown -R {plan.mosquitto_uid}:{plan.mosquitto_uid} {args.out / 'mosquitto'}")
         elif args.command == "add-devices":
             added = mqtt_part.add_devices(args.out, _devices(args))
             print(f"{args.out}: added {', '.join(added)}; {RELOAD}")

@@ -26,10 +26,13 @@ from urllib.parse import urlparse
 from edgebridge.deploy.files import PUBLIC, SECRET, write_new
 from edgebridge.deploy.pki import Issued, make_ca
 
-__all__ = ["PARTS", "Build", "DeployError", "Plan", "init", "read_plan"]
+__all__ = ["PARTS", "Build", "DeployError", "Plan", "env_name", "init", "read_plan"]
 
 PLAN_FILE = "deploy.json"
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "mosquitto", "kafka")
+# always in the server certificates: with compose on the host's network the bridge, the enricher and
+# the health checks reach the brokers through the loopback interface
+LOOPBACK = ("localhost", "127.0.0.1")
 
 
 class DeployError(Exception):
@@ -46,9 +49,16 @@ class Plan:
     topic_prefix: str = "devices"
     device_url: str = "mqtts://localhost:8883"  # how devices reach Mosquitto
     bridge_url: str = "mqtts://localhost:8883"  # how the bridge reaches Mosquitto
-    # where the cloud containers see DIR/bridge (the env files name files there)
-    cloud_secrets_dir: str = "/etc/edgebridge/secrets"
+    cloud_ca_file: str = "/etc/edgebridge/ca.crt"  # where the cloud containers see DIR/ca.crt
     device_ca_file: str = "/etc/edge-agent/ca.crt"  # where a device keeps devices/<id>/ca.crt
+    # the user Mosquitto runs as (1883 in deploy/mosquitto/Dockerfile and the eclipse-mosquitto image):
+    # DIR/mosquitto is given to it when deploy init runs as root, so the broker can read its key
+    mosquitto_uid: int = 1883
+
+    @property
+    def server_hosts(self) -> tuple[str, ...]:
+        """The names in the server certificates: ``hosts`` and the loopback names."""
+        return tuple(dict.fromkeys((*self.hosts, *LOOPBACK)))
 
     def check(self) -> None:
         if not self.hosts:
@@ -66,10 +76,12 @@ class Plan:
                 parsed.port  # noqa: B018 - raises ValueError for a bad port
             except ValueError as exc:
                 raise DeployError(f"{option}: {exc}") from None
-            if parsed.hostname not in {h.lower() for h in self.hosts}:
+            if parsed.hostname not in {h.lower() for h in self.server_hosts}:
                 # the TLS client checks the name it dialled against the certificate's
                 raise DeployError(f"{option}: {parsed.hostname} is not among --hosts "
                                   f"({','.join(self.hosts)}): the server certificate would not match it")
+        if not 0 <= self.mosquitto_uid < 2**31:
+            raise DeployError(f"--mosquitto-uid: not a user id: {self.mosquitto_uid}")
 
 
 def _check_host(host: str) -> None:
@@ -124,9 +136,10 @@ def init(out: Path, plan: Plan) -> list[Path]:
         raise DeployError(f"cannot create {out}: {exc.strerror or exc}") from None
     try:
         build = Build(plan, out, make_ca("edgebridge deployment CA"))
-        write_new(out / "ca" / "ca.crt", build.ca.cert_pem, PUBLIC)
+        # every client's trust anchor: compose mounts it in each container, devices get a copy
+        write_new(out / "ca.crt", build.ca.cert_pem, PUBLIC)
         # the CA key signs every server certificate: keep it offline once the servers have theirs
-        write_new(out / "ca" / "ca.key", build.ca.key_pem, SECRET)
+        write_new(out / "ca.key", build.ca.key_pem, SECRET)
         for part in PARTS:
             part(build)
         for name, variables in build.env.items():
@@ -161,3 +174,8 @@ def read_plan(out: Path) -> Plan:
             from None
     except (OSError, ValueError, TypeError) as exc:
         raise DeployError(f"{path}: unreadable ({exc})") from None
+
+
+def env_name(service: str, replica: int) -> str:
+    """``bridge`` for the first replica (the one compose runs), ``bridge-2``... for more."""
+    return service if replica == 1 else f"{service}-{replica}"

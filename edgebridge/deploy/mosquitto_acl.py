@@ -5,7 +5,8 @@ username, which is the device id (and, with ``use_username_as_clientid``, the cl
 a device never changes this file. A device writes its events, status and command replies and reads its
 commands and receipts; it never writes a receipt (it would delete its own events before Kafka has
 them) nor a command. Each bridge replica has two users, one per MQTT connection: the uplink reads what
-the devices send and writes receipts, the downlink writes commands. The topics are those of
+the devices send and writes receipts, the downlink writes commands. The ``health`` user of compose's
+health check reads the broker's ``$SYS`` topics and nothing else. The topics are those of
 :mod:`edgebridge.topics`, so the ACL and the code cannot drift apart.
 """
 
@@ -16,7 +17,9 @@ from dataclasses import dataclass
 
 from edgebridge.topics import COMMAND_RESPONSE, COMMANDS, EVENTS, RECEIPTS, STATUS, subscription
 
-__all__ = ["BridgeUsers", "acl_text", "bridge_users"]
+__all__ = ["HEALTH_USER", "BridgeUsers", "acl_text", "bridge_users"]
+
+HEALTH_USER = "health"
 
 # (access, kind) of a device's own topics, {prefix}/%u/{kind}
 DEVICE_RIGHTS = (("write", EVENTS), ("write", STATUS), ("write", COMMAND_RESPONSE),
@@ -55,4 +58,6 @@ def acl_text(prefix: str, bridges: Sequence[BridgeUsers]) -> str:
         lines += [f"topic {access} {subscription(kind, prefix)}" for access, kind in UPLINK_RIGHTS]
         lines += [f"# bridge replica {users.replica}: its downlink connection", f"user {users.downlink}"]
         lines += [f"topic {access} {subscription(kind, prefix)}" for access, kind in DOWNLINK_RIGHTS]
+    lines += ["", "# compose's health check: a round trip through the TLS listener", f"user {HEALTH_USER}",
+              "topic read $SYS/#"]
     return "\n".join(lines) + "\n"

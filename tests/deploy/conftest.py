@@ -32,12 +32,16 @@ class Deployment:
 
     @property
     def ca_file(self) -> Path:
-        return self.out / "ca" / "ca.crt"
+        return self.out / "ca.crt"
 
     def password(self, user: str) -> str:
         if user.startswith("bridge-"):
             _, link, replica = user.split("-")
-            return env_file(self.out / "env" / f"bridge-{replica}.env")[f"EDGEBRIDGE_{link.upper()}_PASSWORD"]
+            env = self.out / "env" / ("bridge.env" if replica == "1" else f"bridge-{replica}.env")
+            return env_file(env)[f"EDGEBRIDGE_{link.upper()}_PASSWORD"]
+        if user == "health":
+            options = (self.out / "mosquitto" / "health" / "mosquitto_sub").read_text().splitlines()
+            return next(line[3:] for line in options if line.startswith("-P "))
         return (self.out / "devices" / user / "mqtt-password").read_text().strip()
 
     def client(self, user: str | None, password: str | None = None, **kwargs: str) -> Client:

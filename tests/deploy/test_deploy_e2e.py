@@ -29,17 +29,17 @@ pytestmark = pytest.mark.brokers
 
 def test_agent_and_bridge_with_deploy_inits_files_reach_kafka_over_tls(
         tmp_path: Path, brokers: BrokerAddresses, kafka_topic: Callable[..., str],
-        consumer_group: Callable[[], str]) -> None:
+        consumer_group: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
     out = tmp_path / "deployment"
     url = f"mqtts://127.0.0.1:{port}"
     # the paths are where this machine keeps the files: a container would see DIR/bridge elsewhere
     assert deploy("init", "--out", str(out), "--devices", "pump-1,pump-2", "--device-url", url,
-                  "--bridge-url", url, "--cloud-secrets-dir", str(out / "bridge"),
+                  "--bridge-url", url, "--cloud-ca-file", str(out / "ca.crt"),
                   "--device-ca-file", str(out / "devices" / "pump-1" / "ca.crt")) == 0
     raw, commands, responses = kafka_topic("raw"), kafka_topic("cmd"), kafka_topic("resp")
-    # the bridge: env/bridge-1.env as compose passes it, plus the Kafka settings (the Kafka part's job)
-    env = {**env_file(out / "env" / "bridge-1.env"), "EDGEBRIDGE_KAFKA_BOOTSTRAP": brokers.kafka_bootstrap}
+    # the bridge: env/bridge.env as compose passes it, plus the Kafka settings (the Kafka part's job)
+    env = {**env_file(out / "env" / "bridge.env"), "EDGEBRIDGE_KAFKA_BOOTSTRAP": brokers.kafka_bootstrap}
     bridge_config = load_config(BridgeConfig, env=env, overrides={
         "topics.raw": raw, "topics.commands": commands, "topics.command_responses": responses,
         "topics.status": kafka_topic("status"), "topics.deadletter": kafka_topic("dlq"),
@@ -49,8 +49,9 @@ def test_agent_and_bridge_with_deploy_inits_files_reach_kafka_over_tls(
         "state_dir": str(tmp_path / "agent"), "metrics.enabled": False, "systemd.notify": False,
         "simulated.enabled": True, "simulated.interval": 0.01, "simulated.limit": 40,
         "forwarder.reconnect_initial": 0.05, "forwarder.reconnect_max": 0.5}
-    agent_config = load_config(AgentConfig, device / "agent.toml", env=env_file(device / "agent.env"),
-                               overrides=agent_overrides)
+    # the device's unit hands mqtt-password over as the systemd credential of that name
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(device))
+    agent_config = load_config(AgentConfig, device / "agent.toml", env={}, overrides=agent_overrides)
     broker = ShippedMosquitto(tmp_path / "mosquitto", out / "mosquitto")
     broker.port = port
     broker.start()

@@ -5,6 +5,7 @@ passwords taking effect at a SIGHUP while every other secret stays."""
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import stat
 import subprocess
@@ -22,9 +23,9 @@ from tests.deploy.conftest import Deployment, deploy, env_file
 from tests.deploy.secured_broker import Client
 from tests.waiting import wait_for
 
-SECRET_FILES = {"ca/ca.key", "mosquitto/server.key", "mosquitto/passwords", "env/bridge-1.env",
-                "devices/pump-1/mqtt-password", "devices/pump-1/agent.env",
-                "devices/pump-2/mqtt-password", "devices/pump-2/agent.env"}
+SECRET_FILES = {"ca.key", "mosquitto/server.key", "mosquitto/passwords", "mosquitto/health/mosquitto_sub",
+                "env/bridge.env", "devices/pump-1/mqtt-password", "devices/pump-2/mqtt-password"}
+MOSQUITTO_UID = 1883  # the broker image's user (deploy/mosquitto/Dockerfile)
 
 
 def _files(out: Path) -> dict[str, bytes]:
@@ -40,25 +41,31 @@ def test_init_writes_every_file_with_secrets_0600_and_passwords_mosquitto_can_ch
     assert deploy("init", "--out", str(out), "--devices", "pump-1,pump-2") == 0
     files = _files(out)
     assert set(files) == SECRET_FILES | {
-        "ca/ca.crt", "deploy.json", "mosquitto/ca.crt", "mosquitto/server.crt", "mosquitto/acl",
-        "bridge/ca.crt", "devices/pump-1/ca.crt", "devices/pump-1/agent.toml",
+        "ca.crt", "deploy.json", "mosquitto/ca.crt", "mosquitto/server.crt", "mosquitto/acl",
+        "devices/pump-1/ca.crt", "devices/pump-1/agent.toml",
         "devices/pump-2/ca.crt", "devices/pump-2/agent.toml"}
     for name in files:
         mode = stat.S_IMODE((out / name).stat().st_mode)
         assert mode == (0o600 if name in SECRET_FILES else 0o644), name
+        # as root, Mosquitto's folder is given to the broker's user: it must read its key and passwords
+        owner = MOSQUITTO_UID if name.startswith("mosquitto/") and os.geteuid() == 0 else os.geteuid()
+        assert (out / name).stat().st_uid == owner, name
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     hashes = pw.parse((out / "mosquitto" / "passwords").read_text())
-    assert set(hashes) == {"pump-1", "pump-2", "bridge-uplink-1", "bridge-downlink-1"}
+    assert set(hashes) == {"pump-1", "pump-2", "bridge-uplink-1", "bridge-downlink-1", "health"}
     for device in ("pump-1", "pump-2"):
         password = (out / "devices" / device / "mqtt-password").read_text().strip()
         assert pw.verify(password, hashes[device]) and not pw.verify(password + "x", hashes[device])
-        assert files[f"devices/{device}/ca.crt"] == files["ca/ca.crt"]
-    bridge = env_file(out / "env" / "bridge-1.env")
+        assert files[f"devices/{device}/ca.crt"] == files["ca.crt"]
+    bridge = env_file(out / "env" / "bridge.env")
     assert pw.verify(bridge["EDGEBRIDGE_UPLINK_PASSWORD"], hashes["bridge-uplink-1"])
     assert pw.verify(bridge["EDGEBRIDGE_DOWNLINK_PASSWORD"], hashes["bridge-downlink-1"])
+    health = (out / "mosquitto" / "health" / "mosquitto_sub").read_text().splitlines()
+    assert pw.verify(health[-1].removeprefix("-P "), hashes["health"])
     plain = {bridge["EDGEBRIDGE_UPLINK_PASSWORD"], bridge["EDGEBRIDGE_DOWNLINK_PASSWORD"],
+             health[-1].removeprefix("-P "),
              *((out / "devices" / d / "mqtt-password").read_text().strip() for d in ("pump-1", "pump-2"))}
-    assert len(plain) == 4 and all(len(p) >= 43 for p in plain)  # 256 random bits each
+    assert len(plain) == 5 and all(len(p) >= 43 for p in plain)  # 256 random bits each
     # no password in a file that is not 0600
     for name, data in files.items():
         if name not in SECRET_FILES:
@@ -80,33 +87,36 @@ def test_our_hash_is_mosquitto_passwds_hash(tmp_path: Path) -> None:
     assert pw.hash_password("s3cret:é", salt=salt) == theirs
 
 
-def test_the_components_read_what_init_wrote(tmp_path: Path) -> None:
+def test_the_components_read_what_init_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "d"
     assert deploy("init", "--out", str(out), "--devices", "pump-1,pump-2", "--hosts",
-                  "mqtt.example.net,10.0.0.5,localhost", "--device-url", "mqtts://mqtt.example.net:8883",
+                  "mqtt.example.net,10.0.0.5", "--device-url", "mqtts://mqtt.example.net:8883",
                   "--bridges", "2") == 0
     device = out / "devices" / "pump-1"
-    agent = load_config(AgentConfig, device / "agent.toml", env=env_file(device / "agent.env"))
+    # the device's unit hands mqtt-password over as the systemd credential of that name
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(device))
+    agent = load_config(AgentConfig, device / "agent.toml", env={})
     assert agent.device_id == agent.mqtt.username == "pump-1"
     assert agent.mqtt.url == "mqtts://mqtt.example.net:8883" and agent.mqtt.tls
     assert str(agent.mqtt.ca_file) == "/etc/edge-agent/ca.crt"
     assert agent.mqtt.password is not None
     assert agent.mqtt.password.reveal() == (device / "mqtt-password").read_text().strip()
-    for replica in (1, 2):
-        env = env_file(out / "env" / f"bridge-{replica}.env")
+    for replica, name in ((1, "bridge.env"), (2, "bridge-2.env")):
+        env = env_file(out / "env" / name)
         config = load_config(BridgeConfig, env=env)
         up, down = config.mqtt_for(config.uplink), config.mqtt_for(config.downlink)
         assert (up.username, down.username) == (f"bridge-uplink-{replica}", f"bridge-downlink-{replica}")
         assert up.password is not None and up.password.reveal() == env["EDGEBRIDGE_UPLINK_PASSWORD"]
         assert config.mqtt.url == "mqtts://localhost:8883"
-        assert str(config.mqtt.ca_file) == "/etc/edgebridge/secrets/ca.crt"
+        assert str(config.mqtt.ca_file) == "/etc/edgebridge/ca.crt"  # where compose mounts DIR/ca.crt
         assert config.uplink.share_group == "bridges"  # two replicas split the stream
     # the server certificate names every host given
     from cryptography import x509
 
     cert = x509.load_pem_x509_certificate((out / "mosquitto" / "server.crt").read_bytes())
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert {str(n.value) for n in names} == {"mqtt.example.net", "10.0.0.5", "localhost"}
+    # the loopback names always: the bridge and the health check reach Mosquitto through them
+    assert {str(n.value) for n in names} == {"mqtt.example.net", "10.0.0.5", "localhost", "127.0.0.1"}
 
 
 def test_init_never_overwrites_an_existing_directory(tmp_path: Path,
@@ -126,7 +136,8 @@ def test_init_never_overwrites_an_existing_directory(tmp_path: Path,
 @pytest.mark.parametrize(("args", "message"), [
     (["--devices", "a/b"], "device id 'a/b'"),
     (["--devices", "a:b"], "':' cannot be"),
-    (["--devices", "ok,bridge-uplink-3"], "bridge's MQTT users"),
+    (["--devices", "ok,bridge-uplink-3"], "the deployment's own MQTT users"),
+    (["--devices", "health"], "the deployment's own MQTT users"),
     (["--devices", "x,y,x"], "there twice"),
     (["--devices", ""], "no device ids"),
     (["--devices", "x", "--hosts", "bad host"], "neither an IP address nor a DNS name"),
@@ -175,7 +186,7 @@ def test_add_devices_keeps_every_secret_and_the_broker_takes_them_at_sighup(
     new_hashes = pw.parse((d.out / "mosquitto" / "passwords").read_text())
     # the old lines are kept as they were
     assert {k: v for k, v in new_hashes.items() if k != "dev-new"} == old_hashes
-    assert set(after) - set(before) == {f"devices/dev-new/{f}" for f in ("ca.crt", "agent.toml", "agent.env",
+    assert set(after) - set(before) == {f"devices/dev-new/{f}" for f in ("ca.crt", "agent.toml",
                                                                            "mqtt-password")}
     assert _login(d, "dev-new") != 0  # the broker has not reloaded yet
     connected = d.client("dev-b")
@@ -205,12 +216,13 @@ def test_rotate_renews_one_password_and_the_old_one_stops_working_at_sighup(
     assert deploy("rotate", "--out", str(d.out), "--users", "dev-a,bridge-downlink-1") == 0
     after = _digests(d.out)
     assert {n for n in before if after[n] != before[n]} == {
-        "mosquitto/passwords", "devices/dev-a/mqtt-password", "devices/dev-a/agent.env", "env/bridge-1.env"}
+        "mosquitto/passwords", "devices/dev-a/mqtt-password", "env/bridge.env"}
     new_device, new_bridge = d.password("dev-a"), d.password("bridge-downlink-1")
     assert new_device != old_device and new_bridge != old_bridge
-    assert env_file(d.out / "devices" / "dev-a" / "agent.env")["EDGEBRIDGE_MQTT_PASSWORD"] == new_device
-    for name in ("devices/dev-a/mqtt-password", "devices/dev-a/agent.env", "env/bridge-1.env"):
+    for name in ("devices/dev-a/mqtt-password", "env/bridge.env", "mosquitto/passwords"):
         assert stat.S_IMODE((d.out / name).stat().st_mode) == 0o600
+    if os.geteuid() == 0:  # still the broker's
+        assert (d.out / "mosquitto" / "passwords").stat().st_uid == MOSQUITTO_UID
     assert _login(d, "dev-a", old_device) == 0  # until the broker reloads
     # connected when it reloads: dev-a with its old password, dev-b
     open_a, open_b = d.client("dev-a", old_device), d.client("dev-b")

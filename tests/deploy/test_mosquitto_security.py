@@ -9,12 +9,16 @@ the refused one would have too.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
+from edgebridge.devbrokers._process import require_tool
 from tests.deploy.conftest import Deployment
 from tests.deploy.secured_broker import SHIPPED, Client
 from tests.waiting import wait_for
@@ -190,3 +194,32 @@ def test_the_bridge_users_publish_commands_and_receipts_and_nothing_else(
     assert downlink.publish("devices/dev-a/commands", b"reboot") in ACCEPTED
     assert uplink.publish("devices/dev-a/receipts", b"1-10") in ACCEPTED
     wait_for(lambda: sorted(device.payloads()) == [b"1-10", b"reboot"], 10, "the command and the receipt")
+
+
+def test_composes_health_check_round_trips_as_the_health_user_and_reads_nothing_else(
+        deployment: Deployment, clients: list[Client], tmp_path: Path) -> None:
+    """The health check of deploy/compose.yaml, `mosquitto_sub -t '$SYS/broker/uptime' -C 1 -W 5` with
+    XDG_CONFIG_HOME=/mosquitto/secrets/health, run with the options file deploy init wrote (only its
+    container path and port moved here)."""
+    written = (deployment.out / "mosquitto" / "health" / "mosquitto_sub").read_text()
+    assert "-p 8883\n" in written and "--cafile /mosquitto/secrets/ca.crt\n" in written
+    here = written.replace("-p 8883\n", f"-p {deployment.broker.port}\n").replace(
+        "--cafile /mosquitto/secrets/ca.crt\n", f"--cafile {deployment.out / 'mosquitto' / 'ca.crt'}\n")
+    (tmp_path / "mosquitto_sub").write_text(here)
+    command = [require_tool("mosquitto_sub", "mosquitto-clients"), "-t", "$SYS/broker/uptime", "-C", "1",
+               "-W", "5"]
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
+    # $SYS is published every sys_interval (10 s): the first run may come before it, as in compose
+    result = wait_for(lambda: (r := subprocess.run(command, env=env, capture_output=True, text=True,
+                                                   timeout=15)).returncode == 0 and r, 40, "the health check")
+    assert result.stdout.strip().endswith("seconds"), result.stdout
+    # the health user reads $SYS only, writes nothing
+    health = _connected(deployment, clients, "health")
+    assert health.publish("devices/dev-a/events", b"no") == NOT_AUTHORIZED
+    assert health.publish("devices/dev-a/commands", b"no") == NOT_AUTHORIZED
+    bridge = _bridge(deployment, clients)
+    health.subscribe("devices/#")
+    device = _connected(deployment, clients, "dev-a")
+    assert device.publish("devices/dev-a/events", b"seen by the bridge only") in ACCEPTED
+    wait_for(lambda: bridge.payloads(), 10, "the event at the bridge")
+    assert health.payloads() == []
