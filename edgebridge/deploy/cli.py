@@ -17,7 +17,8 @@ from edgebridge.arguments import positive_int
 
 __all__ = ["main"]
 
-RELOAD = "reload Mosquitto's password file: `docker compose kill -s HUP mosquitto` (or SIGHUP to it)"
+RELOAD = ("make Mosquitto reload its password file: SIGHUP "
+          "(`docker-compose -f deploy/compose.yaml kill -s HUP mosquitto`)")
 
 
 def _ids(text: str) -> list[str]:
@@ -46,7 +47,8 @@ def _device_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description="A deployment's CA, certificates, MQTT "
+                                     "passwords and ACL, written to files (docs/deploy.md).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{init,add-devices,rotate}")
 
     p = sub.add_parser("init", help="write a new deployment directory (never over an existing one)",
@@ -78,7 +80,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="the deployment directory")
     _device_args(p)
 
-    p = sub.add_parser("rotate", help="new passwords for named devices or bridge users",
+    p = sub.add_parser("rotate", help="new passwords for named devices or the deployment's own users",
                        description="New MQTT passwords for the named devices or bridge users "
                        "(bridge-uplink-N, bridge-downlink-N); every other secret stays.")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="the deployment directory")
@@ -123,8 +125,8 @@ def main(argv: list[str], prog: str = "edgebridge deploy") -> int:
             print(f"{args.out}: added {', '.join(added)}; {RELOAD}")
         else:
             rotated = mqtt_part.rotate(args.out, args.users)
-            print(f"{args.out}: new passwords for {', '.join(rotated)}; {RELOAD}, "
-                  "then install the new files where the old ones were")
+            print(f"{args.out}: new passwords for {', '.join(rotated)}; install the new files where the "
+                  f"old ones were, then {RELOAD}")
     except deploy_init.DeployError as exc:
         print(f"{prog} {args.command}: {exc}", file=sys.stderr)
         return 2
