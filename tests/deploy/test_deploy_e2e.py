@@ -74,3 +74,62 @@ def test_agent_and_bridge_with_deploy_inits_files_reach_kafka_over_tls(
     finally:
         bridge.close()
         broker.stop()
+
+
+def test_two_bridge_replicas_share_the_devices_each_as_its_own_users(
+        tmp_path: Path, brokers: BrokerAddresses, kafka_topic: Callable[..., str],
+        consumer_group: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--bridges 2`: env/bridge.env and env/bridge-2.env run two bridges at once (four MQTT users,
+    none taking another's session), splitting the devices' messages through the shared subscription;
+    Kafka gets every event of both devices and both outboxes are emptied by receipts."""
+    port = free_port()
+    out = tmp_path / "deployment"
+    url = f"mqtts://127.0.0.1:{port}"
+    assert deploy("init", "--out", str(out), "--devices", "pump-1,pump-2", "--device-url", url,
+                  "--bridge-url", url, "--cloud-ca-file", str(out / "ca.crt"), "--bridges", "2",
+                  "--device-ca-file", str(out / "ca.crt")) == 0
+    raw, group = kafka_topic("raw", partitions=2), consumer_group()
+    topics = {"topics.raw": raw, "topics.commands": kafka_topic("cmd"),
+              "topics.command_responses": kafka_topic("resp"), "topics.status": kafka_topic("status"),
+              "topics.deadletter": kafka_topic("dlq"), "downlink.group_id": group}
+    bridges = []
+    for name in ("bridge.env", "bridge-2.env"):
+        env = {**env_file(out / "env" / name), "EDGEBRIDGE_KAFKA_BOOTSTRAP": brokers.kafka_bootstrap}
+        bridges.append(BridgeThread(load_config(BridgeConfig, env=env, overrides={
+            **topics, "metrics.enabled": False, "uplink.receipt_interval": 0.05})))
+    assert {b.bridge.config.uplink.share_group for b in bridges} == {"bridges"}
+    broker = ShippedMosquitto(tmp_path / "mosquitto", out / "mosquitto")
+    broker.port = port
+    broker.start()
+    started: list[BridgeThread] = []
+    try:
+        for bridge in bridges:
+            bridge.start()
+            started.append(bridge)
+        agents = []
+        for device in ("pump-1", "pump-2"):
+            folder = out / "devices" / device
+            monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(folder))
+            agents.append(load_config(AgentConfig, folder / "agent.toml", env={}, overrides={
+                "state_dir": str(tmp_path / device), "metrics.enabled": False, "systemd.notify": False,
+                "simulated.enabled": True, "simulated.interval": 0.01, "simulated.limit": 60,
+                "forwarder.reconnect_initial": 0.05, "forwarder.reconnect_max": 0.5}))
+        with agent_running(agents[0]) as one, agent_running(agents[1]) as two:
+            records = read_topic(brokers.kafka_bootstrap, raw, 120, timeout=90)
+            seqs: dict[bytes | None, set[int]] = {}
+            for r in records:
+                seqs.setdefault(r.key, set()).add(orjson.loads(r.value)["seq"])
+            assert seqs == {b"pump-1": set(range(1, 61)), b"pump-2": set(range(1, 61))}
+            for agent in (one, two):
+                wait_for(lambda a=agent: a.outbox.stats.committed >= 60 and a.outbox.stats.rows == 0, 30,
+                         "the receipts of all 60 events")
+                assert agent.link.stats.connects == 1
+        # both replicas took part, and none lost its uplink connection to the other's login
+        received = [b.metric("edgebridge_bridge_received_messages_total") for b in bridges]
+        assert all(n > 0 for n in received) and sum(received) >= 120, received
+        for bridge in bridges:
+            assert bridge.metric("edgebridge_bridge_mqtt_reconnects_total", {"client": "uplink"}) == 0
+    finally:
+        for bridge in started:
+            bridge.close()
+        broker.stop()
