@@ -9,6 +9,8 @@ import os
 import signal
 import stat
 import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -237,3 +239,26 @@ def test_rotate_renews_one_password_and_the_old_one_stops_working_at_sighup(
     assert _login(d, "bridge-downlink-1", old_bridge) != 0
     assert _login(d, "dev-b") == 0  # nobody else's changed
     assert deploy("rotate", "--out", str(d.out), "--users", "nobody") == 2
+
+
+def test_run_by_another_user_than_root_it_prints_the_chown_the_broker_needs(tmp_path: Path) -> None:
+    """Only root may give files away: anyone else keeps Mosquitto's folder and is told the command."""
+    # a folder of /tmp, not under pytest's 0700 base: nobody must reach it
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="deploy-nonroot-") as folder:
+        work = Path(folder)
+        command = [sys.executable, "-m", "edgebridge", "deploy", "init", "--out", str(work / "d"),
+                   "--devices", "pump-1"]
+        if os.geteuid() == 0:  # as CI runs: become nobody for this command
+            work.chmod(0o777)
+            command = [require_tool("setpriv", "util-linux"), "--reuid=65534", "--regid=65534",
+                       "--clear-groups", *command]
+        _check_nonroot_run(command, work)
+
+
+def _check_nonroot_run(command: list[str], work: Path) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=work)
+    assert result.returncode == 0, result.stderr
+    user = os.geteuid() if os.geteuid() != 0 else 65534
+    for path in (work / "d" / "mosquitto").rglob("*"):
+        assert path.stat().st_uid == user, path
+    assert f"sudo chown -R 1883:1883 {work / 'd' / 'mosquitto'}" in result.stdout
