@@ -74,9 +74,6 @@ class ShippedMosquitto(ManagedBroker):
     def describe(self) -> dict[str, Any]:
         return {"port": self.port, "pid": self.pid, "log": str(self.log_path)}
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
 
 class Client:
     """A paho MQTT 5 client over TLS that records CONNACK, PUBACK, SUBACK and DISCONNECT reason codes
