@@ -102,6 +102,7 @@ def main(argv: list[str], prog: str = "edgebridge deploy") -> int:
     # imported once the arguments are good: cryptography is the [deploy] extra's
     from edgebridge.deploy import init as deploy_init
     from edgebridge.deploy import mqtt_part
+    from edgebridge.deploy.kafka_part import KAFKA_UID
 
     try:
         if args.command == "init":
@@ -117,9 +118,11 @@ def main(argv: list[str], prog: str = "edgebridge deploy") -> int:
             print(f"{args.out}: {len(files)} files for {len(plan.devices)} devices and "
                   f"{plan.bridges} bridge replica(s); see docs/deploy.md for where each goes")
             if os.geteuid() != 0:
-                # only root may give files away; the broker's user must read its key and passwords
-                print(f"not root: give {args.out / 'mosquitto'} to the broker's user before it starts: "
-                      f"sudo chown -R {plan.mosquitto_uid}:{plan.mosquitto_uid} {args.out / 'mosquitto'}")
+                # only root may give files away; the brokers' users must read their keys and passwords
+                mosquitto, kafka = args.out / "mosquitto", args.out / "kafka"
+                print(f"not root: give {mosquitto} and {kafka} to the brokers' users before they start: "
+                      f"sudo chown -R {plan.mosquitto_uid}:{plan.mosquitto_uid} {mosquitto} && "
+                      f"sudo chown -R {KAFKA_UID}:{KAFKA_UID} {kafka}")
         elif args.command == "add-devices":
             added = mqtt_part.add_devices(args.out, _devices(args))
             print(f"{args.out}: added {', '.join(added)}; {RELOAD}")

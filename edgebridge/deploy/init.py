@@ -1,11 +1,12 @@
 """`edgebridge deploy init`: one directory holding every secret of a deployment, made in one go.
 
 The directory is built by *parts*, each writing its own files into it and adding the variables its
-services need to the env files compose reads (``env/<service>.env``). Today there is the MQTT part
+services need to the env files compose reads (``env/<service>.env``), all sharing one CA: the MQTT part
 (:mod:`edgebridge.deploy.mqtt_part`: Mosquitto's certificate, passwords and ACL, the bridge's MQTT
-users, one folder per device); the Kafka part (SASL/SCRAM users and ACLs) joins :data:`PARTS` with the
-same signature, sharing the CA and the env files. The settings of the run are kept in ``deploy.json``
-(no secret in it), so that adding devices later produces files that match the first ones.
+users, one folder per device) and the Kafka part (:mod:`edgebridge.deploy.kafka_part`: Kafka's
+certificate, SCRAM users and security settings, each component's Kafka settings). The settings of the
+run are kept in ``deploy.json`` (no secret in it), so that adding devices later produces files that
+match the first ones.
 
 An existing directory is never overwritten: the CA key and the passwords in it are the deployment's,
 and a second `init` would lock every device out. Devices are added with
@@ -110,15 +111,21 @@ class Build:
         return self.env.setdefault(name, {})
 
 
-# Each part writes its files for a new directory. The Kafka part (edgebridge.deploy.kafka_auth) is
-# added here: it issues Kafka's certificate from build.ca and adds its variables to build.env.
+# Each part writes its files for a new directory, issuing its certificates from build.ca and adding its
+# variables to build.env.
 def _mqtt(build: Build) -> None:
     from edgebridge.deploy import mqtt_part
 
     mqtt_part.init(build)
 
 
-PARTS: list[Callable[[Build], None]] = [_mqtt]
+def _kafka(build: Build) -> None:
+    from edgebridge.deploy import kafka_part
+
+    kafka_part.init(build)
+
+
+PARTS: list[Callable[[Build], None]] = [_mqtt, _kafka]
 
 
 def init(out: Path, plan: Plan) -> list[Path]:
