@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from edgebridge.config import Secret
 from edgebridge.errors import ConfigError
+from edgebridge.kafka_ids import BRIDGE_DOWNLINK_GROUP
 from edgebridge.settings import KafkaSettings, LogSettings, MetricsConfig, MqttSettings
 from edgebridge.topics import KafkaTopics
 
@@ -84,7 +85,7 @@ class DownlinkConfig:
     client_id: str = "edgebridge-bridge-downlink"
     username: str | None = None  # this connection's own MQTT user, as [uplink] username
     password: Secret | None = None
-    group_id: str = "edgebridge-bridge-downlink"
+    group_id: str = BRIDGE_DOWNLINK_GROUP
     max_in_flight: int = 100  # commands published and not yet PUBACKed
 
     def validate(self) -> None:

@@ -77,15 +77,8 @@ class Grant:
 
 def component_grants(topics: KafkaTopics, acls: AclSettings) -> list[Grant]:
     """Every ACL the bridge, the enricher and the sinks need, and no other."""
-    # The components' defaults, from their own code; imported here: edgebridge/ never imports a
-    # component at module level (a device installs edgebridge without them).
-    from bridge.config import DownlinkConfig
-    from enricher.config import EnricherConfig
-    from enricher.registry import REGISTRY_READER_GROUP
-    from enricher.sinks.base import SinkConfig
-    from enricher.state import STATE_READER_GROUP
+    from edgebridge import kafka_ids as ids
 
-    enricher = EnricherConfig()
     bridge, enr, sink = f"User:{acls.bridge_user}", f"User:{acls.enricher_user}", f"User:{acls.sink_user}"
 
     def topic(principal: str, op: Operation, *names: str) -> list[Grant]:
@@ -94,21 +87,22 @@ def component_grants(topics: KafkaTopics, acls: AclSettings) -> list[Grant]:
     grants = [
         *topic(bridge, "write", topics.raw, topics.status, topics.command_responses, topics.deadletter),
         *topic(bridge, "read", topics.commands),
-        Grant(bridge, "group", acls.bridge_group or DownlinkConfig().group_id, "literal", "read"),
+        Grant(bridge, "group", acls.bridge_group or ids.BRIDGE_DOWNLINK_GROUP, "literal", "read"),
         *topic(enr, "read", topics.raw, topics.devices, topics.enricher_state),
         *topic(enr, "write", topics.processed, topics.alerts, topics.deadletter, topics.enricher_state),
-        Grant(enr, "group", acls.enricher_group or enricher.group_id, "literal", "read"),
+        Grant(enr, "group", acls.enricher_group or ids.ENRICHER_GROUP, "literal", "read"),
         # the registry's and the state's readers are assigned and never commit, but librdkafka still
         # looks up their group's coordinator (FindCoordinator: DESCRIBE; refused, the registry load
         # logs GROUP_AUTHORIZATION_FAILED): DESCRIBE only, no READ (which would allow offset commits)
-        *(Grant(enr, "group", g, "literal", "describe") for g in (STATE_READER_GROUP, REGISTRY_READER_GROUP)),
+        *(Grant(enr, "group", g, "literal", "describe")
+          for g in (ids.ENRICHER_STATE_READER_GROUP, ids.REGISTRY_READER_GROUP)),
         # transactional.id is "{prefix}-{instance_id}": the prefix with its dash, so that another
         # application's "edgebridge-enricherX" ids stay out of reach
         Grant(enr, "transactional_id",
-              (acls.enricher_transactional_id_prefix or enricher.transactional_id_prefix) + "-",
+              (acls.enricher_transactional_id_prefix or ids.ENRICHER_TRANSACTIONAL_ID_PREFIX) + "-",
               "prefixed", "write"),
         *topic(sink, "read", topics.processed),
-        Grant(sink, "group", acls.sink_group_prefix or SinkConfig().group_id, "prefixed", "read"),
+        Grant(sink, "group", acls.sink_group_prefix or ids.SINK_GROUP, "prefixed", "read"),
     ]
     return sorted(set(grants))
 

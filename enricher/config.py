@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from edgebridge.errors import ConfigError
+from edgebridge.kafka_ids import ENRICHER_GROUP, ENRICHER_TRANSACTIONAL_ID_PREFIX
 from edgebridge.settings import KafkaSettings, LogSettings, MetricsConfig
 from edgebridge.topics import KafkaTopics
 
@@ -86,8 +87,8 @@ class PipelineSettings:
 @dataclass(frozen=True)
 class EnricherConfig:
     instance_id: str = "enricher-0"
-    group_id: str = "edgebridge-enricher"
-    transactional_id_prefix: str = "edgebridge-enricher"
+    group_id: str = ENRICHER_GROUP
+    transactional_id_prefix: str = ENRICHER_TRANSACTIONAL_ID_PREFIX
     # static group membership (group.instance.id = instance_id): a restarted instance gets its partitions
     # back at once instead of after a rebalance that waits out the dead member's session.timeout.ms
     static_membership: bool = True

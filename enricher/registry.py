@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from edgebridge import kafka_ids
 from edgebridge.envelope import is_deviceid
 from edgebridge.errors import ConfigError, EdgeBridgeError
 from edgebridge.units import canonical_unit
@@ -33,7 +34,7 @@ __all__ = ["REGISTRY_READER_GROUP", "DeviceInfo", "Registry", "RegistryError", "
 
 log = logging.getLogger(__name__)
 # the group.id librdkafka requires of this reader (assigned, never committed): kafka_acls grants it
-REGISTRY_READER_GROUP = "edgebridge-registry-reader"
+REGISTRY_READER_GROUP = kafka_ids.REGISTRY_READER_GROUP
 
 
 class RegistryError(EdgeBridgeError):

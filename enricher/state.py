@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from edgebridge.kafka_ids import ENRICHER_STATE_READER_GROUP
 from enricher.checkpoint import FatalKafkaError
 from enricher.dedup import DedupTable
 
@@ -22,7 +23,7 @@ __all__ = ["STATE_READER_GROUP", "StateStore"]
 
 log = logging.getLogger(__name__)
 # the group.id librdkafka requires of this reader (assigned, never committed): kafka_acls grants it
-STATE_READER_GROUP = "edgebridge-enricher-state-reader"
+STATE_READER_GROUP = ENRICHER_STATE_READER_GROUP
 
 
 class StateStore:

@@ -10,6 +10,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from edgebridge.deadletters import INTERNAL_ERROR
 from edgebridge.errors import ConfigError, EnvelopeError
+from edgebridge.kafka_ids import SINK_GROUP
 from edgebridge.logs import rate_limited
 from edgebridge.metrics import LoopProgress
 from edgebridge.retry import StopEvent
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SinkConfig:
-    group_id: str = "edgebridge-sink"
+    group_id: str = SINK_GROUP
     # static group membership: a restarted sink gets its partitions back at once (no session timeout)
     instance_id: str | None = None
     batch_max: int = 2000

@@ -27,6 +27,13 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.brokers
 
 
+
+def _mqtt_only(env: dict[str, str], bootstrap: str) -> dict[str, str]:
+    """An env file's variables for the session's plaintext Kafka: its SASL_SSL lines (the Kafka part's,
+    proven in test_kafka_security and test_stack) left out, the bootstrap the session's."""
+    kept = {k: v for k, v in env.items() if not k.startswith("EDGEBRIDGE_KAFKA_")}
+    return {**kept, "EDGEBRIDGE_KAFKA_BOOTSTRAP": bootstrap}
+
 def test_agent_and_bridge_with_deploy_inits_files_reach_kafka_over_tls(
         tmp_path: Path, brokers: BrokerAddresses, kafka_topic: Callable[..., str],
         consumer_group: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,8 +45,8 @@ def test_agent_and_bridge_with_deploy_inits_files_reach_kafka_over_tls(
                   "--bridge-url", url, "--cloud-ca-file", str(out / "ca.crt"),
                   "--device-ca-file", str(out / "devices" / "pump-1" / "ca.crt")) == 0
     raw, commands, responses = kafka_topic("raw"), kafka_topic("cmd"), kafka_topic("resp")
-    # the bridge: env/bridge.env as compose passes it, plus the Kafka settings (the Kafka part's job)
-    env = {**env_file(out / "env" / "bridge.env"), "EDGEBRIDGE_KAFKA_BOOTSTRAP": brokers.kafka_bootstrap}
+    # the bridge: env/bridge.env as compose passes it, its Kafka lines for the session's Kafka
+    env = _mqtt_only(env_file(out / "env" / "bridge.env"), brokers.kafka_bootstrap)
     bridge_config = load_config(BridgeConfig, env=env, overrides={
         "topics.raw": raw, "topics.commands": commands, "topics.command_responses": responses,
         "topics.status": kafka_topic("status"), "topics.deadletter": kafka_topic("dlq"),
@@ -94,7 +101,7 @@ def test_two_bridge_replicas_share_the_devices_each_as_its_own_users(
               "topics.deadletter": kafka_topic("dlq"), "downlink.group_id": group}
     bridges = []
     for name in ("bridge.env", "bridge-2.env"):
-        env = {**env_file(out / "env" / name), "EDGEBRIDGE_KAFKA_BOOTSTRAP": brokers.kafka_bootstrap}
+        env = _mqtt_only(env_file(out / "env" / name), brokers.kafka_bootstrap)
         bridges.append(BridgeThread(load_config(BridgeConfig, env=env, overrides={
             **topics, "metrics.enabled": False, "uplink.receipt_interval": 0.05})))
     assert {b.bridge.config.uplink.share_group for b in bridges} == {"bridges"}

@@ -25,9 +25,15 @@ from tests.deploy.conftest import Deployment, deploy, env_file
 from tests.deploy.secured_broker import Client
 from tests.waiting import wait_for
 
+ROOT = Path(__file__).resolve().parents[2]
+KAFKA_USERS = ("admin", "bridge", "enricher", "sink")
 SECRET_FILES = {"ca.key", "mosquitto/server.key", "mosquitto/passwords", "mosquitto/health/mosquitto_sub",
-                "env/bridge.env", "devices/pump-1/mqtt-password", "devices/pump-2/mqtt-password"}
+                "env/bridge.env", "devices/pump-1/mqtt-password", "devices/pump-2/mqtt-password",
+                "kafka/server.pem", "kafka/server.properties", "kafka/scram-users",
+                "env/admin.env", "env/enricher.env", "env/sink.env",
+                *(f"kafka-clients/{u}.{ext}" for u in KAFKA_USERS for ext in ("env", "toml", "password"))}
 MOSQUITTO_UID = 1883  # the broker image's user (deploy/mosquitto/Dockerfile)
+KAFKA_UID = 10002  # the Kafka image's user (deploy/kafka/Dockerfile)
 
 
 def _files(out: Path) -> dict[str, bytes]:
@@ -45,14 +51,18 @@ def test_init_writes_every_file_with_secrets_0600_and_passwords_mosquitto_can_ch
     assert set(files) == SECRET_FILES | {
         "ca.crt", "deploy.json", "mosquitto/ca.crt", "mosquitto/server.crt", "mosquitto/acl",
         "devices/pump-1/ca.crt", "devices/pump-1/agent.toml",
-        "devices/pump-2/ca.crt", "devices/pump-2/agent.toml"}
+        "devices/pump-2/ca.crt", "devices/pump-2/agent.toml", "kafka/ca.pem"}
     for name in files:
         mode = stat.S_IMODE((out / name).stat().st_mode)
         assert mode == (0o600 if name in SECRET_FILES else 0o644), name
         # as root, Mosquitto's folder is given to the broker's user: it must read its key and passwords
-        owner = MOSQUITTO_UID if name.startswith("mosquitto/") and os.geteuid() == 0 else os.geteuid()
+        owners = {"mosquitto": MOSQUITTO_UID, "kafka": KAFKA_UID} if os.geteuid() == 0 else {}
+        owner = owners.get(name.split("/")[0], os.geteuid())
         assert (out / name).stat().st_uid == owner, name
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    # the uids given away are the images' users
+    assert f"--uid {KAFKA_UID} " in (ROOT / "deploy" / "kafka" / "Dockerfile").read_text()
+    assert f"--uid {MOSQUITTO_UID} " in (ROOT / "deploy" / "mosquitto" / "Dockerfile").read_text()
     hashes = pw.parse((out / "mosquitto" / "passwords").read_text())
     assert set(hashes) == {"pump-1", "pump-2", "bridge-uplink-1", "bridge-downlink-1", "health"}
     for device in ("pump-1", "pump-2"):
