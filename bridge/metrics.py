@@ -72,5 +72,6 @@ class BridgeMetrics:
                                           registry=r)
         self.commands_committed = Counter(_P + "commands_committed", "Commands whose offset is committed",
                                           registry=r)
-        self.commands_invalid = Counter(_P + "commands_invalid", "Commands without a usable device key",
+        self.commands_invalid = Counter(_P + "commands_invalid",
+                                        "Commands not sent: no device key (bad_key), expired (expired)",
                                         ["reason"], registry=r)
