@@ -95,9 +95,10 @@ def read(client: Mapping[str, Any], topic: str, start: Position, *, follow: bool
     })
     try:
         meta = consumer.list_topics(topic, timeout=15).topics.get(topic)
-        if meta is None or meta.error is not None:
-            raise EdgeBridgeError(f"topic {topic!r} does not exist"
-                                  + (f" ({meta.error})" if meta is not None and meta.error else ""))
+        if meta is None or (meta.error is not None and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+            raise EdgeBridgeError(f"topic {topic!r} does not exist")
+        if meta.error is not None:  # not authorised to describe it, ...
+            raise EdgeBridgeError(f"topic {topic!r}: {meta.error.str()}")
         partitions = sorted(meta.partitions)
         if start.partition is not None and start.partition not in partitions:
             raise EdgeBridgeError(f"topic {topic!r} has no partition {start.partition} "
