@@ -38,6 +38,14 @@ class Tools:
             cmd += ["--config", str(self.config)]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
+    def register(self, device: str, site: str) -> None:
+        """``edgebridge devices put``, configured by the environment (as an operator's shell would)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
+        env.update(EDGEBRIDGE_KAFKA_BOOTSTRAP=self.bootstrap, EDGEBRIDGE_TOPICS_DEVICES=self.topics.devices)
+        cmd = [sys.executable, "-m", "edgebridge", "devices", "put", device, "--site", site]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+        assert result.returncode == 0, result.stderr
+
     def popen(self, *args: str) -> subprocess.Popen[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
         return subprocess.Popen([sys.executable, "-m", "edgebridge", *args, "--config", str(self.config)],
