@@ -20,10 +20,10 @@ import uuid
 from typing import Any
 
 from edgebridge.arguments import device_id, json_object, positive_float
-from edgebridge.config import add_config_arguments, config_or_exit_code
+from edgebridge.config import add_config_arguments
 from edgebridge.deadletters import rfc3339
 from edgebridge.errors import EdgeBridgeError
-from edgebridge.ops.config import OpsConfig
+from edgebridge.ops.config import OpsConfig, config_or_exit_code
 
 __all__ = ["EXIT_REFUSED", "EXIT_TIMEOUT", "main", "request"]
 
@@ -79,7 +79,7 @@ def main(argv: list[str], prog: str) -> int:
                         "back later does not run it (default 300)")
     parser.add_argument("--json", action="store_true", help="print the answer's JSON as it came")
     args = parser.parse_args(argv)
-    config = config_or_exit_code(OpsConfig, args, prog)
+    config = config_or_exit_code(args, prog)
     if isinstance(config, int):
         return config
     params = {**(args.args or {}), **dict(args.params)}

@@ -16,10 +16,10 @@ from typing import Any
 
 from edgebridge import deadletters as dlq
 from edgebridge.arguments import device_id
-from edgebridge.config import add_config_arguments, config_or_exit_code
-from edgebridge.ops.config import OpsConfig
+from edgebridge.config import add_config_arguments
+from edgebridge.ops.config import OpsConfig, config_or_exit_code
 from edgebridge.ops.reading import Position, Record, parse_position, read
-from edgebridge.ops.redrive import DONE, REDRIVE, Candidate, marker_key, read_markers, redrive
+from edgebridge.ops.redrive import DONE, REDRIVE, Candidate, marker_key, read_markers, redrive, topic_exists
 
 __all__ = ["Group", "group", "main"]
 
@@ -138,7 +138,7 @@ def main(argv: list[str], prog: str) -> int:
     if args.action is None:
         parser.print_usage(sys.stderr)
         return 2
-    config = config_or_exit_code(OpsConfig, args, prog)
+    config = config_or_exit_code(args, prog)
     if isinstance(config, int):
         return config
     if args.action == "redrive" and not (args.reason or args.device or args.offset or args.all):
@@ -157,10 +157,9 @@ def main(argv: list[str], prog: str) -> int:
 def _list(config: OpsConfig, args: argparse.Namespace) -> int:
     client = config.kafka.client_config({})
     select = _selector(argparse.Namespace(reason=args.reason, device=args.device, offset=None))
-    try:
-        markers = read_markers(client, config.redrive.marker_topic)
-    except Exception:  # no redrive yet: the marker topic does not exist
-        markers = set()
+    marker_topic = config.redrive.marker_topic
+    # no redrive yet: the marker topic does not exist, nothing was redriven
+    markers = read_markers(client, marker_topic) if topic_exists(client, marker_topic) else set()
     groups = group((r for r in read(client, config.topics.deadletter, args.start) if select(r)), markers)
     if args.json:
         for g in groups:

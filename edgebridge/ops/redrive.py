@@ -21,6 +21,7 @@ or an ``unknown_device`` whose device is still not in the registry.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -33,7 +34,7 @@ from edgebridge.errors import EdgeBridgeError, EnvelopeError
 from edgebridge.ops.config import OpsConfig
 from edgebridge.ops.reading import Position, Record, read
 
-__all__ = ["Candidate", "marker_key", "plan", "read_markers", "read_registry", "redrive"]
+__all__ = ["Candidate", "marker_key", "plan", "read_markers", "read_registry", "redrive", "topic_exists"]
 
 REDRIVE = "redrive"
 DONE = "already redriven"
@@ -151,7 +152,7 @@ def redrive(config: OpsConfig, select: Any, *, dry_run: bool, check_registry: bo
             {"transactional.id": config.redrive.transactional_id, "enable.idempotence": True, "acks": "all"}))
         producer.init_transactions(60)  # fences another redrive; markers are read after this
     try:
-        markers = read_markers(client, marker_topic) if _exists(client, marker_topic) else set()
+        markers = read_markers(client, marker_topic) if topic_exists(client, marker_topic) else set()
         registered = read_registry(client, config.topics.devices) if check_registry else None
         letters = [r for r in read(client, config.topics.deadletter, start or Position("beginning"))
                    if select(r)]
@@ -159,20 +160,27 @@ def redrive(config: OpsConfig, select: Any, *, dry_run: bool, check_registry: bo
         todo = [c for c in candidates if c.verdict == REDRIVE]
         if producer is not None and todo:
             producer.begin_transaction()
-            now = dlq.rfc3339(time.time())
-            for c in todo:
-                producer.produce(config.topics.raw, c.record.value, c.record.key, headers=raw_headers(c))
-                marker = {"redriven_at": now, "to": config.topics.raw, "device": c.device, "reason": c.reason}
-                producer.produce(marker_topic, json.dumps(marker).encode(), marker_key(c.record).encode())
-                producer.poll(0)
-            producer.commit_transaction(60)
+            try:
+                now = dlq.rfc3339(time.time())
+                for c in todo:
+                    producer.produce(config.topics.raw, c.record.value, c.record.key, headers=raw_headers(c))
+                    marker = {"redriven_at": now, "to": config.topics.raw, "device": c.device,
+                              "reason": c.reason}
+                    producer.produce(marker_topic, json.dumps(marker).encode(), marker_key(c.record).encode())
+                    producer.poll(0)
+                producer.commit_transaction(60)
+            except Exception:
+                # nothing of it becomes visible to read_committed readers: neither records nor markers
+                with contextlib.suppress(Exception):
+                    producer.abort_transaction(30)
+                raise
         return candidates
     finally:
         if producer is not None:
             producer.flush(5)
 
 
-def _exists(client: Mapping[str, Any], topic: str) -> bool:
+def topic_exists(client: Mapping[str, Any], topic: str) -> bool:
     from confluent_kafka import Consumer
 
     consumer = Consumer({**client, "group.id": "edgebridge-ops-meta"})

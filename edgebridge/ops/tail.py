@@ -17,8 +17,8 @@ from typing import Any
 
 from edgebridge import deadletters as dlq
 from edgebridge.arguments import device_id
-from edgebridge.config import add_config_arguments, config_or_exit_code
-from edgebridge.ops.config import OpsConfig
+from edgebridge.config import add_config_arguments
+from edgebridge.ops.config import config_or_exit_code
 from edgebridge.ops.reading import Position, Record, parse_position, read
 from edgebridge.topics import KafkaTopics
 
@@ -110,7 +110,7 @@ def main(argv: list[str], prog: str) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--limit", type=int, default=0, help="stop after this many records (0: no limit)")
     args = parser.parse_args(argv)
-    config = config_or_exit_code(OpsConfig, args, prog)
+    config = config_or_exit_code(args, prog)
     if isinstance(config, int):
         return config
     topic = topic_name(args.topic, config.topics)

@@ -131,7 +131,10 @@ def test_redrive_after_registering_the_device_processes_each_event_once(tools: T
         assert listed == {("unknown_device", "dev-new"): listed[("unknown_device", "dev-new")]}
         assert listed[("unknown_device", "dev-new")]["redriven"] == 3
 
-        tail = tools.run("tail", "deadletter", "--device", "dev-new")
+        # the enricher's own config file serves the tools too: its [kafka] and [topics], the rest ignored
+        tail = tools.run("tail", "deadletter", "--device", "dev-new", "--config", str(enricher.config_path),
+                         config=False)
+        assert tail.returncode == 0, tail.stderr
         assert tail.stdout.count("unknown_device: Reject: unknown_device: 'dev-new' is not in the registry"
                                  f"  (from enricher {tools.topics.raw}/") == 3
     finally:

@@ -96,4 +96,10 @@ def test_tail_bad_input_is_one_line_not_a_traceback(tools: Tools) -> None:
     missing = tools.run("tail", "no.such.topic")
     assert missing.returncode == 1
     assert missing.stderr.strip() == "edgebridge tail: topic 'no.such.topic' does not exist"
-    assert "Traceback" not in bad_from.stderr + missing.stderr
+    no_file = tools.run("tail", "raw", "--config", "/nonexistent/ops.toml", config=False)
+    assert no_file.returncode == 2 and no_file.stderr.startswith("edgebridge tail: /nonexistent/ops.toml: ")
+    bad_key = tools.config.with_name("bad.toml")
+    bad_key.write_text('[kafka]\nbootstrapp = "x:9092"\n')
+    typo = tools.run("tail", "raw", "--config", str(bad_key), config=False)
+    assert typo.returncode == 2 and "kafka.bootstrapp: unknown key (did you mean 'bootstrap'?)" in typo.stderr
+    assert "Traceback" not in bad_from.stderr + missing.stderr + no_file.stderr + typo.stderr
