@@ -139,3 +139,50 @@ def test_redrive_after_registering_the_device_processes_each_event_once(tools: T
                                  f"  (from enricher {tools.topics.raw}/") == 3
     finally:
         enricher.terminate()
+
+
+def test_a_redrive_that_died_mid_transaction_leaves_nothing_and_the_next_moves_each_once(
+    tools: Tools,
+) -> None:
+    """A redrive killed between its produce and its commit: the next redrive (same transactional id)
+    fences it and aborts its transaction, so neither its records nor its markers ever count."""
+    from confluent_kafka import Producer
+
+    from edgebridge import deadletters
+    from edgebridge.ops.redrive import ensure_marker_topic
+
+    dlq = tools.topics.deadletter
+    letters = [(b"dev-s", _event("dev-s", s), deadletters.headers(
+        reason="step_failed", error=ZeroDivisionError("division by zero"), component="enricher",
+        original=(tools.topics.raw, 0, s), step="my.steps:ratio")) for s in (1, 2)]
+    produce(tools.bootstrap, dlq, letters, partition=0)
+    ensure_marker_topic({"bootstrap.servers": tools.bootstrap}, tools.marker_topic)
+    dying = Producer({"bootstrap.servers": tools.bootstrap, "transactional.id": _transactional_id(tools)})
+    dying.init_transactions(30)
+    dying.begin_transaction()
+    dying.produce(tools.topics.raw, letters[0][1], b"dev-s",
+                  headers=[("redriven_from", f"{dlq}/0/0".encode())])
+    dying.produce(tools.marker_topic, b"{}", f"{dlq}/0/0".encode())
+    assert dying.flush(30) == 0
+    # the fault happened: the half-done record is in the log, invisible to read_committed readers
+    assert len(read_records(tools.bootstrap, tools.topics.raw, idle=1.0,
+                            settings={"isolation.level": "read_uncommitted"})) == 1
+    assert _committed_count(tools, tools.topics.raw) == 0
+
+    result = tools.run("deadletters", "redrive", "--reason", "step_failed")
+    assert result.returncode == 0, result.stderr
+    assert _summary(result.stdout).startswith("redriven 2, already redriven 0, not redriven 0")
+    # aborted, not committed later: a read_committed reader gets exactly the two redriven records (an
+    # open transaction would hold it before them, a committed one would add a third)
+    committed = read_records(tools.bootstrap, tools.topics.raw, idle=1.0)
+    assert sorted(orjson.loads(r.value or b"")["seq"] for r in committed) == [1, 2]
+    again = tools.run("deadletters", "redrive", "--reason", "step_failed")
+    assert _summary(again.stdout).startswith("redriven 0, already redriven 2")
+
+
+def _transactional_id(tools: Tools) -> str:
+    return "redrive-" + tools.topics.raw.rsplit(".", 1)[1]  # as the tools fixture configures it
+
+
+def _committed_count(tools: Tools, topic: str) -> int:
+    return len(read_records(tools.bootstrap, topic, idle=1.0))
