@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from edgebridge import deadletters as dlq
-from edgebridge.arguments import device_id
+from edgebridge.arguments import device_id, positive_int
 from edgebridge.config import add_config_arguments
 from edgebridge.ops.config import config_or_exit_code
 from edgebridge.ops.reading import Position, Record, parse_position, read
@@ -108,7 +108,7 @@ def main(argv: list[str], prog: str) -> int:
                         "an RFC 3339 time or an age (10m, 2h)")
     parser.add_argument("--follow", "-f", action="store_true", help="go on with new records until Ctrl-C")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--limit", type=int, default=0, help="stop after this many records (0: no limit)")
+    parser.add_argument("--limit", type=positive_int, help="stop after this many records")
     args = parser.parse_args(argv)
     config = config_or_exit_code(args, prog)
     if isinstance(config, int):
