@@ -169,6 +169,12 @@ def test_a_redrive_that_died_mid_transaction_leaves_nothing_and_the_next_moves_e
                             settings={"isolation.level": "read_uncommitted"})) == 1
     assert _committed_count(tools, tools.topics.raw) == 0
 
+    one = tools.run("deadletters", "redrive", "--device", "dev-s", "--offset", "0:1", "--dry-run")
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.splitlines()[0] == "0:1 step_failed      dev-s                would redrive"
+    assert _summary(one.stdout).startswith("would redrive 1, already redriven 0, not redriven 0 (of 1 ")
+    assert tools.run("deadletters", "redrive", "--offset", "zero").returncode == 2
+
     result = tools.run("deadletters", "redrive", "--reason", "step_failed")
     assert result.returncode == 0, result.stderr
     assert _summary(result.stdout).startswith("redriven 2, already redriven 0, not redriven 0")
