@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import ClassVar
 
+from edgebridge.config import Secret
 from edgebridge.errors import ConfigError
 from edgebridge.settings import KafkaSettings, LogSettings, MetricsConfig, MqttSettings
 from edgebridge.topics import KafkaTopics
@@ -25,6 +27,11 @@ class UplinkConfig:
     """
 
     client_id: str = "edgebridge-bridge"
+    # This connection's own MQTT user, instead of [mqtt] username/password: a broker that makes the
+    # username the client id (Mosquitto's use_username_as_clientid, deploy/mosquitto/mosquitto.conf)
+    # needs one user per connection, or the uplink and the downlink would take each other's session.
+    username: str | None = None
+    password: Secret | None = None
     session_expiry: int = 7 * 24 * 3600  # seconds the broker keeps our session (and queues for it)
     receive_maximum: int = 1000
     # payload bytes received and not yet acknowledged (intake + in flight): what bounds the bridge's
@@ -49,6 +56,7 @@ class UplinkConfig:
     receipt_interval: float = 0.5
 
     def validate(self) -> None:
+        _check_user(self.username, self.password)
         if self.session_expiry < 0:
             raise ConfigError("session_expiry", "must be >= 0")
         if not 1 <= self.receive_maximum <= 65535:
@@ -74,8 +82,18 @@ class DownlinkConfig:
 
     enabled: bool = True
     client_id: str = "edgebridge-bridge-downlink"
+    username: str | None = None  # this connection's own MQTT user, as [uplink] username
+    password: Secret | None = None
     group_id: str = "edgebridge-bridge-downlink"
     max_in_flight: int = 100  # commands published and not yet PUBACKed
+
+    def validate(self) -> None:
+        _check_user(self.username, self.password)
+
+
+def _check_user(username: str | None, password: Secret | None) -> None:
+    if password is not None and username is None:
+        raise ConfigError("password", "a password without a username: set username too")
 
 
 @dataclass(frozen=True)
@@ -108,3 +126,9 @@ class BridgeConfig:
     def validate(self) -> None:
         if not self.stall_after > 0:
             raise ConfigError("stall_after", "must be > 0")
+
+    def mqtt_for(self, link: UplinkConfig | DownlinkConfig) -> MqttSettings:
+        """``[mqtt]`` with the credentials of ``link``'s own user when it has one."""
+        if link.username is None:
+            return self.mqtt
+        return dataclasses.replace(self.mqtt, username=link.username, password=link.password)

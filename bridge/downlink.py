@@ -15,7 +15,10 @@ Delivery guarantee (at least once), per command record of ``topics.commands`` (k
 
 The device's reply, published on the response topic with the same correlation data, is carried up by
 the uplink to ``topics.command_responses`` with a ``correlation_data`` header.
-A record whose key is not a device id cannot be routed: it is counted, logged and committed past.
+A record whose key is not a device id cannot be routed: it is counted, logged and committed past; so
+is a command larger than ``uplink.max_message_bytes`` (with its correlation data): a broker with a
+``max_packet_size`` (the shipped Mosquitto's is that limit plus room for headers) would disconnect the
+downlink for it, and the command, never committed, would be sent again after every reconnect.
 At most ``max_in_flight`` commands wait for their PUBACK. While MQTT is down or that window is full,
 the assigned partitions are *paused* and the consumer is still polled: it keeps its place in the group
 (``max.poll.interval.ms``) and its events and log lines are served instead of piling up in memory
@@ -71,11 +74,12 @@ class Downlink:
         self._commands_topic = config.topics.commands
         self._metrics = metrics
         self._drain_timeout = config.uplink.drain_timeout
+        self._max_bytes = config.uplink.max_message_bytes
         ours = {"group.id": self._config.group_id, "enable.auto.commit": False,
                 "auto.offset.reset": "earliest", "client.id": self._config.client_id}
         self._consumer = Consumer(config.kafka.client_config(ours, PROTECTED))
-        self._mqtt_settings = config.mqtt
-        self._mqtt = new_client(config.mqtt, self._config.client_id, manual_ack=False)
+        self._mqtt_settings = config.mqtt_for(config.downlink)
+        self._mqtt = new_client(self._mqtt_settings, self._config.client_id, manual_ack=False)
         self._connected = threading.Event()
         self._mqtt.on_connect = self._on_connect
         self._mqtt.on_disconnect = lambda *_args: self._connected.clear()
@@ -145,6 +149,15 @@ class Downlink:
             self._sent.append(_Sent(topic, partition, offset, None))
             return
         headers = dict(msg.headers() or [])
+        correlation = headers.get("correlation_id") or f"{topic}/{partition}/{offset}".encode()
+        size = len(msg.value() or b"") + len(correlation)
+        if size > self._max_bytes:
+            self._metrics.commands_invalid.labels("oversized").inc()
+            log.warning("command larger than uplink.max_message_bytes, skipped",
+                        extra={"topic": topic, "partition": partition, "offset": offset, "bytes": size,
+                               "limit": self._max_bytes})
+            self._sent.append(_Sent(topic, partition, offset, None))
+            return
         props = Properties(PacketTypes.PUBLISH)
         left = _time_left(headers.get("expires_ms"))
         if left is not None:
@@ -156,7 +169,6 @@ class Downlink:
                 return
             props.MessageExpiryInterval = max(1, math.ceil(left))
         props.ResponseTopic = command_response_topic(device, self._prefix)
-        correlation = headers.get("correlation_id") or f"{topic}/{partition}/{offset}".encode()
         props.CorrelationData = correlation if isinstance(correlation, bytes) else correlation.encode()
         content_type = headers.get("content-type")
         if content_type:

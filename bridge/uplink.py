@@ -69,7 +69,7 @@ class Uplink:
         self.progress = LoopProgress(config.stall_after)  # /healthz: 503 while a turn takes too long
         self._receipts = ReceiptBook(config.mqtt.topic_prefix, up.receipt_interval) if up.receipts else None
         self.source = MqttSource(
-            config.mqtt, up.client_id, filters(config.mqtt.topic_prefix, up),
+            config.mqtt_for(up), up.client_id, filters(config.mqtt.topic_prefix, up),
             session_expiry=up.session_expiry, receive_maximum=up.receive_maximum, metrics=metrics,
             max_inflight_bytes=up.max_inflight_bytes,
         )

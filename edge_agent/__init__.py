@@ -9,8 +9,9 @@ local ingest), :mod:`~edge_agent.commands`, :mod:`~edge_agent.clock`, :mod:`~edg
 Security (guarantee 6). The agent connects with TLS (``mqtts://``, ``ca_file``) and authenticates as its
 device: ``username`` = ``device_id`` with a password, or a client certificate whose CN is the device id.
 That a device can publish only under its own id is enforced by the broker, not by the agent: with
-Mosquitto, ``pattern readwrite devices/%u/#`` in the ``acl_file`` (plus ``use_identity_as_username
-true`` in certificate mode); see ``deploy/agent.example.toml``. The password is a
+Mosquitto, ``pattern write devices/%u/events`` and the like in the ``acl_file`` (plus
+``use_identity_as_username true`` in certificate mode), as ``edgebridge deploy init`` writes it for the
+shipped ``deploy/mosquitto/mosquitto.conf`` (docs/deploy.md). The password is a
 :class:`~edgebridge.config.Secret`: never printed by ``--print-config``, never logged; under systemd it
 comes from the credential ``mqtt-password`` (``LoadCredential=``), elsewhere from ``password_file`` or
 ``password`` (:class:`~edgebridge.settings.MqttSettings`).

@@ -29,9 +29,11 @@ from edgebridge.envelope import is_deviceid
 from edgebridge.errors import ConfigError, EdgeBridgeError
 from edgebridge.units import canonical_unit
 
-__all__ = ["DeviceInfo", "Registry", "RegistryError", "parse_device"]
+__all__ = ["REGISTRY_READER_GROUP", "DeviceInfo", "Registry", "RegistryError", "parse_device"]
 
 log = logging.getLogger(__name__)
+# the group.id librdkafka requires of this reader (assigned, never committed): kafka_acls grants it
+REGISTRY_READER_GROUP = "edgebridge-registry-reader"
 
 
 class RegistryError(EdgeBridgeError):
@@ -142,7 +144,7 @@ class Registry:
         self._consumer = Consumer(
             {
                 **consumer_config,
-                "group.id": "edgebridge-registry-reader",  # required by librdkafka, never committed
+                "group.id": REGISTRY_READER_GROUP,  # required by librdkafka, never committed
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": True,

@@ -18,9 +18,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from enricher.checkpoint import FatalKafkaError
 from enricher.dedup import DedupTable
 
-__all__ = ["StateStore"]
+__all__ = ["STATE_READER_GROUP", "StateStore"]
 
 log = logging.getLogger(__name__)
+# the group.id librdkafka requires of this reader (assigned, never committed): kafka_acls grants it
+STATE_READER_GROUP = "edgebridge-enricher-state-reader"
 
 
 class StateStore:
@@ -29,7 +31,7 @@ class StateStore:
         self.timeout = timeout
         self._consumer = Consumer({
             **consumer_config,
-            "group.id": "edgebridge-enricher-state-reader",  # never used to commit
+            "group.id": STATE_READER_GROUP,  # never used to commit
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": True,

@@ -31,13 +31,14 @@ pytestmark = [pytest.mark.install, pytest.mark.timeout(900)]
 AGENT_COMMANDS = {"agent"}
 CLOUD_COMMANDS = {"bridge", "enricher", "sink", "devices", "topics", "tail", "deadletters", "command"}
 DEV_COMMANDS = {"brokers", "demo", "simulate"}  # the [dev] install: local brokers, simulators
+DEPLOY_COMMANDS = {"deploy"}  # the [deploy] install, on the operator's machine: a deployment's secrets
 # Every cloud command line an operator can ask --help of.
 CLOUD_HELP = [
     ["bridge"], ["bridge", "run"],
     ["enricher"], ["enricher", "run"],
     ["sink"], ["sink", "sqlite"], ["sink", "postgres"],
     ["devices"], *(["devices", sub] for sub in ("put", "get", "list", "import", "delete")),
-    ["topics"], ["topics", "create"],
+    ["topics"], ["topics", "create"], ["topics", "acls"],
     ["tail"], ["deadletters"], ["deadletters", "list"], ["deadletters", "redrive"], ["command"],
 ]
 
@@ -100,7 +101,7 @@ def venv_with(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable
 
 
 def test_every_command_belongs_to_one_side() -> None:
-    assert set(COMMANDS) == AGENT_COMMANDS | CLOUD_COMMANDS | DEV_COMMANDS
+    assert set(COMMANDS) == AGENT_COMMANDS | CLOUD_COMMANDS | DEV_COMMANDS | DEPLOY_COMMANDS
     assert {args[0] for args in CLOUD_HELP} == CLOUD_COMMANDS
 
 
@@ -158,3 +159,13 @@ def test_agent_extra_installs_the_systemd_unit_from_the_wheel(venv_with: Callabl
     systemd_analyze = shutil.which("systemd-analyze")
     assert systemd_analyze, "systemd-analyze is not installed: `make setup` installs it (package systemd)"
     _run([systemd_analyze, "verify", root / "etc/systemd/system/edge-agent.service"], cwd=tmp_path)
+
+
+def test_deploy_extra_writes_a_deployment(venv_with: Callable[[str], Path], tmp_path: Path) -> None:
+    """`edgebridge[deploy]` alone is enough to run `deploy init` (cryptography, no paho needed)."""
+    bin_ = venv_with("deploy")
+    assert _run([bin_ / "edgebridge", "deploy", "init", "--help"], cwd=tmp_path).stdout.startswith(
+        "usage: edgebridge deploy init")
+    _run([bin_ / "edgebridge", "deploy", "init", "--out", tmp_path / "d", "--devices", "pump-1"],
+         cwd=tmp_path)
+    assert "\nbridge-uplink-1:$7$" in "\n" + (tmp_path / "d" / "mosquitto" / "passwords").read_text()

@@ -59,6 +59,8 @@ def test_print_config_never_shows_a_password_from_the_url(tmp_path: Path) -> Non
 BAD_ARGUMENTS = [
     (("topics", "create", "--partitions", "0"), "--partitions: must be at least 1"),
     (("topics", "create", "--partitions", "x"), "--partitions: not an integer"),
+    (("topics", "create", "--replication-factor", "0"), "--replication-factor: must be at least 1"),
+    (("topics", "acls", "--config", "/nonexistent.toml"), "cannot read config file"),
     (("devices", "put", "bad id/with slash"), "argument id: 'bad id/with slash' is not a device id"),
     (("devices", "put", "."), "is not a device id"),
     (("devices", "put", ".."), "is not a device id"),

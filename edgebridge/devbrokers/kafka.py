@@ -9,6 +9,12 @@ Settings that matter on one small machine, and why:
 * ``group.initial.rebalance.delay.ms=0``: a test's consumer joins at once instead of after 3 s;
 * a small heap (``EDGEBRIDGE_KAFKA_HEAP``, default 512m).
 
+With ``KafkaOptions(security=...)`` (files from :func:`edgebridge.deploy.kafka_auth.write_kafka_security`)
+it is the deployment's Kafka in small: clients reach one SASL_SSL listener (SCRAM-SHA-512, TLS from the
+deployment's CA), the StandardAuthorizer refuses what no ACL allows, the SCRAM users are created when
+the storage is formatted, and the controller listener stays on 127.0.0.1 with a user of its own. The
+readiness probe then speaks through librdkafka as admin (SASL over TLS is no small protocol to hand-roll).
+
 Its identity is the cluster id written when the storage is formatted (``state_dir/cluster.id``): a
 start is accepted only when the broker answering on our port reports that id.
 """
@@ -24,13 +30,16 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgebridge.devbrokers._process import free_port, port_is_free
 from edgebridge.devbrokers.base import ManagedBroker
 from edgebridge.devbrokers.kafka_dist import KafkaDist, resolve_kafka
 from edgebridge.devbrokers.probes import kafka_metadata
 from edgebridge.errors import BrokerStartError
+
+if TYPE_CHECKING:
+    from edgebridge.deploy.kafka_auth import KafkaSecurity
 
 __all__ = ["Kafka", "KafkaOptions", "new_cluster_id", "segment_end_offset"]
 
@@ -51,6 +60,10 @@ class KafkaOptions:
     # server.properties on top of ours, e.g. tests of a broker that refuses (no auto-creation, an
     # authorizer with ACLs): {"auto.create.topics.enable": "false"}
     extra: Mapping[str, str] = field(default_factory=dict)
+    # a SASL_SSL broker with SCRAM users and ACLs instead of PLAINTEXT (off: nothing else changes)
+    security: KafkaSecurity | None = None
+    # the cluster id the storage is formatted with (default: a new one): nodes of one cluster share it
+    cluster_id: str | None = None
 
 
 class Kafka(ManagedBroker):
@@ -108,11 +121,7 @@ class Kafka(ManagedBroker):
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            **self._listeners(),
             "log.dirs": str(self.data_dir),
             "num.partitions": str(o.num_partitions),
             "default.replication.factor": "1",
@@ -141,11 +150,35 @@ class Kafka(ManagedBroker):
         if not (self.data_dir / "meta.properties").exists():
             self._format()
 
+    def _listeners(self) -> dict[str, str]:
+        client, controller = self.port, self.controller_port
+        security = self.options.security
+        if security is None:
+            return {
+                "listeners": f"PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{client}",
+                "controller.listener.names": "CONTROLLER",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            }
+        from edgebridge.deploy.kafka_auth import server_properties
+
+        return {
+            "listeners": f"SASL_SSL://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}",
+            "advertised.listeners": f"SASL_SSL://127.0.0.1:{client}",
+            **server_properties(security),
+        }
+
     def _format(self) -> None:
-        cluster_id = new_cluster_id()
+        cluster_id = self.options.cluster_id or new_cluster_id()
+        users: list[str] = []
+        if self.options.security is not None:
+            from edgebridge.deploy.kafka_auth import scram_format_args
+
+            users = scram_format_args(self.options.security.passwords)
         # "--cluster-id=" form: an id that starts with "-" (1 in 64) would be read as an option
         cmd = self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                         "-c", str(self.conf_path), heap="256m")
+                         "-c", str(self.conf_path), *users, heap="256m")
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             self.log_path.write_text(result.stdout + result.stderr)
@@ -155,8 +188,31 @@ class Kafka(ManagedBroker):
     def command(self) -> list[str]:
         return self._java("kafka.Kafka", str(self.conf_path), heap=self.heap)
 
+    def admin_settings(self) -> dict[str, str]:
+        """librdkafka settings of a client of this broker: as admin when it is secured."""
+        security = self.options.security
+        if security is None:
+            return {"bootstrap.servers": self.bootstrap}
+        settings = security.client_settings("admin", self.bootstrap)
+        return {"bootstrap.servers": settings.pop("bootstrap"), **settings}
+
+    def _metadata(self) -> tuple[int, str | None]:
+        """(brokers, cluster id) as the broker on our port reports them."""
+        if self.options.security is None:
+            meta = kafka_metadata("127.0.0.1", self.port)
+            return len(meta.brokers), meta.cluster_id
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            # a quiet client: refused connections while the broker starts are expected, not news
+            cluster = AdminClient({**self.admin_settings(), "log_level": 0}).list_topics(timeout=2)
+        except KafkaException as exc:
+            raise ConnectionError(str(exc.args[0])) from None
+        return len(cluster.brokers), cluster.cluster_id
+
     def probe(self) -> bool:
-        return len(kafka_metadata("127.0.0.1", self.port).brokers) > 0
+        return self._metadata()[0] > 0
 
     def cluster_id(self) -> str | None:
         """The id our storage was formatted with (None before the first format)."""
@@ -176,7 +232,7 @@ class Kafka(ManagedBroker):
         """Refuse a Kafka on our port that reports another cluster id than the one we formatted."""
         ours = self.cluster_id()
         try:
-            theirs = kafka_metadata("127.0.0.1", self.port).cluster_id
+            theirs = self._metadata()[1]
         except OSError as exc:
             raise BrokerStartError("kafka", f"could not read the cluster id on port {self.port}: {exc}",
                                    str(self.log_path)) from exc
@@ -225,6 +281,7 @@ class Kafka(ManagedBroker):
             "config": str(self.conf_path),
             "ready_seconds": self.ready_seconds,
             "rss_mb": self.rss_mb(),
+            "security": "SASL_SSL" if self.options.security is not None else "PLAINTEXT",
         }
 
 

@@ -125,3 +125,31 @@ def _committed(bootstrap: str, group: str, topic: str) -> int:
         return sum(max(p.offset, 0) for p in parts)
     finally:
         consumer.close()
+
+
+def test_a_command_larger_than_the_message_limit_is_skipped_and_committed_past(
+    brokers: BrokerAddresses, mqtt_prefix: str, kafka_topic: Callable[..., str],
+    consumer_group: Callable[[], str],
+) -> None:
+    """A broker with a max_packet_size (the shipped Mosquitto's) would disconnect the downlink for it,
+    again after each reconnect: it is counted and skipped, and the commands after it go through."""
+    commands = kafka_topic("cmd", partitions=2)
+    group = consumer_group()
+    config = bridge_config(brokers.mqtt_url, brokers.kafka_bootstrap, mqtt_prefix, **{
+        "downlink.enabled": True, "topics.commands": commands, "downlink.group_id": group,
+        "downlink.client_id": f"down-{mqtt_prefix}"[:60], "topics.command_responses": kafka_topic("resp"),
+        "uplink.max_message_bytes": 1024})
+    device = Device(brokers.mqtt_host, brokers.mqtt_port, mqtt_prefix, "dev-1")
+    bridge = BridgeThread(config).start()
+    try:
+        producer = Producer({"bootstrap.servers": brokers.kafka_bootstrap})
+        producer.produce(commands, b"x" * 1000, b"dev-1", partition=0)  # with its correlation data: > 1024
+        producer.produce(commands, b"small", b"dev-1", partition=0)
+        assert producer.flush(30) == 0
+        assert wait_until(lambda: device.commands == [b"small"], 30)
+        assert wait_until(lambda: _committed(brokers.kafka_bootstrap, group, commands) == 2, 20)
+        assert bridge.metric("edgebridge_bridge_commands_invalid_total", {"reason": "oversized"}) == 1
+        assert bridge.metric("edgebridge_bridge_commands_published_total") == 1
+    finally:
+        bridge.close()
+        device.close()

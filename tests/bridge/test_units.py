@@ -219,3 +219,23 @@ def test_run_logs_deprecations_in_the_configured_format_and_a_build_config_error
         ("warning", "config key uplink.raw_topic is deprecated: use topics.raw"),
         ("error", "configuration error")], lines
     assert lines[1]["error"] == "librdkafka.acks: is set by edgebridge for its delivery guarantee"
+
+
+def test_each_mqtt_connection_may_log_in_as_its_own_user() -> None:
+    """[uplink]/[downlink] username and password take precedence over [mqtt]'s for that connection
+    (a broker with use_username_as_clientid needs one user per connection); never printed."""
+    import pytest
+
+    from edgebridge.config import dump_config, load_config
+    from edgebridge.errors import ConfigError
+
+    env = {"EDGEBRIDGE_MQTT_USERNAME": "shared", "EDGEBRIDGE_MQTT_PASSWORD": "pw-shared",
+           "EDGEBRIDGE_UPLINK_USERNAME": "bridge-uplink-1", "EDGEBRIDGE_UPLINK_PASSWORD": "pw-up"}
+    config = load_config(BridgeConfig, None, env=env)
+    up, down = config.mqtt_for(config.uplink), config.mqtt_for(config.downlink)
+    assert (up.username, up.password and up.password.reveal()) == ("bridge-uplink-1", "pw-up")
+    assert (down.username, down.password and down.password.reveal()) == ("shared", "pw-shared")
+    assert up.url == config.mqtt.url and up.ca_file == config.mqtt.ca_file
+    assert "pw-up" not in dump_config(config) and "pw-up" not in repr(config)
+    with pytest.raises(ConfigError, match=r"downlink\.password"):
+        load_config(BridgeConfig, None, env={"EDGEBRIDGE_DOWNLINK_PASSWORD": "x"})

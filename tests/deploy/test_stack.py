@@ -23,12 +23,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edgebridge.envelope import encode, new_reading
 from simulators.audit import read_topic
+from simulators.fleet import device_ids
 from tests.deploy.docker_stack import DEPLOY, ROOT, ComposeProject, ensure_base_image, ensure_engine, run
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
-DEVICES = [f"stack-{n:02d}" for n in range(1, 9)]
+DEVICES = device_ids("stack-", 8)  # the names `simulate fleet --id-prefix stack-` gives
 SERVICES = ["kafka", "mosquitto", "bridge", "enricher", "sink"]
 SINK_UID = 10001  # the edgebridge image's user (deploy/Dockerfile)
 
@@ -43,22 +44,17 @@ class Stack:
     def password(self, device: str) -> str:
         return (self.secrets / "devices" / device / "mqtt-password").read_text().strip()
 
-    def kafka_env(self) -> dict[str, str]:
-        """The admin's EDGEBRIDGE_KAFKA_* settings (secrets/env/admin.env), for a client on the host:
-        the CA at its host path instead of the containers'."""
-        env = {}
-        for line in (self.secrets / "env" / "admin.env").read_text().splitlines():
-            key, eq, value = line.partition("=")
-            if eq and key.startswith("EDGEBRIDGE_KAFKA"):
-                env[key] = value.replace("/etc/edgebridge/ca.crt", str(self.secrets / "ca.crt"))
-        return env
+    @property
+    def admin_config(self) -> Path:
+        """The admin's [kafka] settings for a client on this machine (deploy init's kafka-clients/)."""
+        return self.secrets / "kafka-clients" / "admin.toml"
 
     def kafka_settings(self) -> tuple[str, dict[str, str]]:
         """(bootstrap, librdkafka settings) of the admin, for a consumer in this process."""
         from edgebridge.config import load_config
         from simulators.fleet_cli import AuditConfig
 
-        kafka = load_config(AuditConfig, env=self.kafka_env()).kafka
+        kafka = load_config(AuditConfig, self.admin_config, env={}).kafka
         return kafka.bootstrap, dict(kafka.librdkafka)
 
 
@@ -95,20 +91,22 @@ def test_a_fleet_over_tls_arrives_once_in_kafka_and_in_the_sink(stack: Stack) ->
                  "--ca-file", str(stack.secrets / "ca.crt"), "--username", "{device}",
                  "--passwords", str(passwords), "--devices", str(len(DEVICES)), "--id-prefix", "stack-",
                  "--rate", "10", "--duration", "15", "--expect", str(expect)], timeout=300)
-    assert "0 failed" in fleet.stdout + fleet.stderr, fleet.stdout + fleet.stderr
+    # every device logged in with its password and had every reading receipted (from Kafka)
+    summary = fleet.stdout + fleet.stderr
+    assert "0 failed" in summary and " 0 left in the outboxes" in summary, summary
     audit_cmd = [sys.executable, "-m", "edgebridge", "simulate", "audit", "--expect", str(expect),
-                 "--sqlite", str(stack.sink_dir / "readings.db")]
+                 "--config", str(stack.admin_config), "--sqlite", str(stack.sink_dir / "readings.db")]
 
     def audited() -> bool:
         # the sink may still be writing the last batch: the audit is repeated until it passes
-        return run(audit_cmd, env=stack.kafka_env(), check=False, timeout=300).returncode == 0
+        return run(audit_cmd, check=False, timeout=300).returncode == 0
 
     try:
         wait_for(audited, timeout=120, what="the audit of Kafka and the sink", every=5)
     except AssertionError:
-        result = run(audit_cmd, env=stack.kafka_env(), check=False)
+        result = run(audit_cmd, check=False)
         pytest.fail(f"audit failed:\n{result.stdout}\n{result.stderr[-2000:]}\n{stack.project.logs()}")
-    report = run(audit_cmd, env=stack.kafka_env()).stdout
+    report = run(audit_cmd).stdout
     # the readings were really there: the fleet ran 15 s at 10 readings/s for each device
     committed = sum(int(line.split("committed ")[1].split(",")[0]) for line in report.splitlines()
                     if line.startswith("total:"))
@@ -137,24 +135,24 @@ def test_a_client_without_credentials_is_refused(stack: Stack) -> None:
 
 
 def test_a_wrong_password_is_refused(stack: Stack) -> None:
-    client, connacks = _client(stack, "stack-01", "stack-01", stack.password("stack-02"))
+    client, connacks = _client(stack, DEVICES[0], DEVICES[0], stack.password(DEVICES[1]))
     client.loop_stop()
     client.disconnect()
     assert connacks[0].is_failure and connacks[0].getName() in ("Bad user name or password", "Not authorized")
 
 
 def test_a_device_cannot_publish_as_another(stack: Stack) -> None:
-    """stack-01 publishes one event on its own topic and one on stack-02's: Mosquitto refuses the
+    """stack-1 publishes one event on its own topic and one on stack-2's: Mosquitto refuses the
     second (PUBACK "Not authorized"), and Kafka holds the first and never the second."""
-    client, connacks = _client(stack, "stack-01", "stack-01", stack.password("stack-01"))
+    client, connacks = _client(stack, "stack-1", "stack-1", stack.password("stack-1"))
     assert not connacks[0].is_failure, connacks
-    mark = uuid.uuid4().hex
     pubacks: dict[int, ReasonCode] = {}
     client.on_publish = lambda _c, _u, mid, rc, _p: pubacks.__setitem__(mid, rc)
-    own = client.publish("devices/stack-01/events",
-                         encode(new_reading("stack-01", 10_000_001, {"mark": mark, "own": 1})), qos=1)
-    other = client.publish("devices/stack-02/events",
-                           encode(new_reading("stack-02", 10_000_001, {"mark": mark, "own": 0})), qos=1)
+    # the event ids mark the two events wherever they may end up in Kafka
+    own_event = new_reading("stack-1", 10_000_001, {"temperature": {"v": 1.0, "u": "C"}})
+    other_event = new_reading("stack-2", 10_000_001, {"temperature": {"v": 2.0, "u": "C"}})
+    own = client.publish("devices/stack-1/events", encode(own_event), qos=1)
+    other = client.publish("devices/stack-2/events", encode(other_event), qos=1)
     wait_for(lambda: own.mid in pubacks and other.mid in pubacks, timeout=30, what="both PUBACKs")
     client.loop_stop()
     client.disconnect()
@@ -162,13 +160,14 @@ def test_a_device_cannot_publish_as_another(stack: Stack) -> None:
     assert pubacks[other.mid].getName() == "Not authorized", pubacks
     bootstrap, settings = stack.kafka_settings()
 
-    def marked() -> list[bytes]:
-        return [v for v in read_topic(bootstrap, "iot.events.raw", settings=settings) if mark.encode() in v]
+    def marked(topic: str) -> list[bytes]:
+        ids = (own_event.id.encode(), other_event.id.encode())
+        return [v for v in read_topic(bootstrap, topic, settings=settings) if any(i in v for i in ids)]
 
-    found = wait_for(marked, timeout=60, what="the device's own event in iot.events.raw", every=2)
-    assert len(found) == 1 and b'"own":1' in found[0], found
-    dead = read_topic(bootstrap, "iot.events.deadletter", settings=settings)
-    assert [v for v in dead if mark.encode() in v] == []
+    found = wait_for(lambda: marked("iot.events.raw"), timeout=60, what="the device's own event in raw",
+                     every=2)
+    assert len(found) == 1 and own_event.id.encode() in found[0], found
+    assert marked("iot.events.deadletter") == []
 
 
 def test_the_stack_goes_down_cleanly(stack: Stack) -> None:

@@ -1,0 +1,122 @@
+"""The contract's Kafka topics as they should be, and how a cluster's topics differ from that.
+
+The registry and the enricher's dedup state are compacted (only the latest value per key matters and
+must be kept forever); the state topic has as many partitions as the raw topic, because the enricher
+restores a raw partition's dedup state from the state partition of the same number. With a replication
+factor above 1, ``min.insync.replicas`` is RF-1 (at least 1): an acknowledged write (the components
+produce with ``acks=all``) is then on at least two brokers, and one broker may be down without
+stopping the writers.
+
+Pure functions: :mod:`edgebridge.kafka_admin` reads the cluster and applies the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from edgebridge.topics import KafkaTopics
+
+__all__ = ["ExistingTopic", "TopicDiff", "TopicSpec", "align_state", "diff_topic", "wanted_topics"]
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        settings = "".join(f", {k}={v}" for k, v in sorted(self.config.items()))
+        plural = "s" if self.partitions != 1 else ""
+        return f"{self.name}: {self.partitions} partition{plural}, replication factor " \
+               f"{self.replication_factor}{settings}"
+
+
+@dataclass(frozen=True)
+class ExistingTopic:
+    partitions: int
+    replication_factor: int
+    config: Mapping[str, str]  # the values of the keys we set, as the cluster reports them
+
+
+@dataclass(frozen=True)
+class TopicDiff:
+    """How an existing topic differs from its spec: settings we set (``config``, name -> (now, wanted))
+    and what we report without changing (fewer partitions, another replication factor)."""
+
+    name: str
+    config: Mapping[str, tuple[str | None, str]]
+    notes: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.config and not self.notes
+
+
+def wanted_topics(topics: KafkaTopics | None = None, partitions: int = 3,
+                  replication_factor: int = 1) -> list[TopicSpec]:
+    """Every contract topic: ``partitions`` for the keyed, parallel ones, 1 for the low-volume ones."""
+    t = topics or KafkaTopics()
+    if partitions < 1 or replication_factor < 1:
+        raise ValueError("partitions and replication factor must be at least 1")
+    base = {"min.insync.replicas": str(max(1, replication_factor - 1))} if replication_factor > 1 else {}
+    compacted = {**base, "cleanup.policy": "compact"}
+    wanted = {
+        t.raw: (partitions, base),
+        t.processed: (partitions, base),
+        t.deadletter: (1, base),
+        t.alerts: (1, base),
+        t.devices: (1, compacted),
+        t.commands: (partitions, base),
+        t.command_responses: (1, base),
+        t.enricher_state: (partitions, compacted),
+        t.status: (1, base),
+    }
+    return [TopicSpec(name, n, replication_factor, config) for name, (n, config) in wanted.items()]
+
+
+def diff_topic(spec: TopicSpec, existing: ExistingTopic) -> TopicDiff:
+    wanted = dict(spec.config)
+    if existing.replication_factor != spec.replication_factor:
+        # min.insync.replicas follows the replication factor the topic really has, which we do not
+        # change: RF-1 of the factor asked would make an RF 1 topic refuse every acks=all write
+        wanted.pop("min.insync.replicas", None)
+    config = {k: (existing.config.get(k), v) for k, v in wanted.items() if existing.config.get(k) != v}
+    notes = []
+    if existing.partitions < spec.partitions:
+        # Not added: a new partition moves devices' keys to other partitions (their order across the
+        # move is lost), and the state topic must grow with the raw topic, in one deliberate step.
+        notes.append(f"has {existing.partitions} partitions, {spec.partitions} asked: not added "
+                     "(adding partitions remaps device keys; grow raw and state together, deliberately)")
+    if existing.replication_factor != spec.replication_factor:
+        notes.append(f"has replication factor {existing.replication_factor}, "
+                     f"{spec.replication_factor} asked: not changed (a partition reassignment does that), "
+                     "nor its min.insync.replicas")
+    return TopicDiff(spec.name, config, tuple(notes))
+
+
+def align_state(specs: list[TopicSpec], topics: KafkaTopics, existing: Mapping[str, ExistingTopic]
+                ) -> tuple[list[TopicSpec], list[str]]:
+    """The specs with the state topic partitioned like the raw topic *as it is*, and notes.
+
+    A raw topic that exists keeps its partition count (partitions are never added), so a missing state
+    topic is created with that count, not the one asked: the enricher refuses to start when they
+    differ. Existing raw and state topics of different counts are reported (nothing here can fix it).
+    """
+    raw, state = existing.get(topics.raw), existing.get(topics.enricher_state)
+    notes = []
+    if raw is not None and state is not None and raw.partitions != state.partitions:
+        notes.append(f"note {topics.enricher_state}: has {state.partitions} partitions, {topics.raw} has "
+                     f"{raw.partitions}: they must be equal, the enricher refuses to start")
+    if raw is None:
+        return specs, notes
+    out = []
+    for spec in specs:
+        if spec.name == topics.enricher_state and spec.partitions != raw.partitions:
+            spec = replace(spec, partitions=raw.partitions)
+            if state is None:
+                notes.append(f"note {spec.name}: {raw.partitions} partitions, as {topics.raw} has")
+        out.append(spec)
+    return out, notes
