@@ -6,6 +6,10 @@ Delivery guarantee (at least once), per command record of ``topics.commands`` (k
 2. published at QoS 1 to ``{prefix}/{device}/commands`` with the MQTT 5 Response Topic
    ``{prefix}/{device}/commands/response`` and Correlation Data (the record's ``correlation_id``
    header, else ``topic/partition/offset``);
+   and, when the record has an ``expires_ms`` header (Unix milliseconds, as ``edgebridge command``
+   writes it), the MQTT 5 Message Expiry Interval of the time left: the broker drops the command
+   from an offline device's session once it expired, so a device that comes back later never gets
+   it; a record already expired when consumed is not published at all (counted as ``expired``);
 3. its offset is committed once the broker's PUBACK for it *and* for every command consumed before it
    arrived (in consumption order), so a crash before 3 re-sends the command, never skips it.
 
@@ -24,6 +28,7 @@ through a long outage; consuming resumes where it stopped.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -154,6 +159,15 @@ class Downlink:
             self._sent.append(_Sent(topic, partition, offset, None))
             return
         props = Properties(PacketTypes.PUBLISH)
+        left = _time_left(headers.get("expires_ms"))
+        if left is not None:
+            if left <= 0:
+                self._metrics.commands_invalid.labels("expired").inc()
+                log.info("command expired before it could be sent, skipped",
+                         extra={"device": device, "topic": topic, "partition": partition, "offset": offset})
+                self._sent.append(_Sent(topic, partition, offset, None))
+                return
+            props.MessageExpiryInterval = max(1, math.ceil(left))
         props.ResponseTopic = command_response_topic(device, self._prefix)
         props.CorrelationData = correlation if isinstance(correlation, bytes) else correlation.encode()
         content_type = headers.get("content-type")
@@ -201,3 +215,17 @@ class Downlink:
             self._metrics.downlink_reconnects.inc()
         self._ever_connected = True
         self._connected.set()
+
+
+def _time_left(header: bytes | str | None) -> float | None:
+    """Seconds until the ``expires_ms`` header's deadline; ``None`` when there is none (or unreadable:
+    a command is never dropped on a header it cannot read)."""
+    if header is None:
+        return None
+    try:
+        deadline_ms = int(header.decode() if isinstance(header, bytes) else header)
+    except (ValueError, UnicodeDecodeError):
+        rate_limited(log, "bad-expiry", 60.0).warning("command with an unreadable expires_ms header",
+                                                      extra={"expires_ms": repr(header)[:60]})
+        return None
+    return deadline_ms / 1000 - time.time()

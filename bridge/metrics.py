@@ -73,5 +73,5 @@ class BridgeMetrics:
         self.commands_committed = Counter(_P + "commands_committed", "Commands whose offset is committed",
                                           registry=r)
         self.commands_invalid = Counter(_P + "commands_invalid",
-                                        "Commands skipped: no device id key (bad_key), too large (oversized)",
+                                        "Commands not sent: bad_key (no device id), oversized, expired",
                                         ["reason"], registry=r)

@@ -6,17 +6,27 @@ the request's correlation data: ``{"id", "ok": true, "result": {...}}`` or ``{"i
 "error": "..."}``. A malformed or unknown command gets an error reply, never an exception. A repeated
 ``id`` (QoS 1 may deliver twice) is not executed again: the first reply is sent again, from a bounded
 memory of the last 256 ids (overflow policy: forget the oldest).
+
+A request may carry ``"expires"``, an RFC 3339 time (``edgebridge command`` sets it): a command received
+after it is not run, its reply is ``{"ok": false, "error": "expired ..."}``. The broker already drops an
+expired command from the session of an offline device (the bridge sets the MQTT 5 Message Expiry
+Interval); this check is for what it cannot see: a broker without expiry, or a command that arrived
+just before the device went down and is handed over as it comes back. It trusts the device clock.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from edgebridge.envelope import parse_time
+from edgebridge.errors import EnvelopeError
 
 __all__ = ["CommandHandler", "Reply"]
 
@@ -33,14 +43,17 @@ class Reply:
 
 
 class CommandHandler:
-    def __init__(self, default_response_topic: str, actions: dict[str, Action], remember: int = 256) -> None:
+    def __init__(self, default_response_topic: str, actions: dict[str, Action], remember: int = 256,
+                 clock: Callable[[], float] = time.time) -> None:
         self.default_response_topic = default_response_topic
+        self._clock = clock
         self.actions = actions
         self._seen: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self._remember = remember
         self.executed = 0
         self.duplicates = 0
         self.errors = 0
+        self.expired = 0
 
     def handle(self, payload: bytes, response_topic: str | None, correlation: bytes | None) -> Reply:
         topic = response_topic or self.default_response_topic
@@ -59,7 +72,10 @@ class CommandHandler:
         name = request.get("command")
         args = request.get("args") or {}
         action = self.actions.get(name) if isinstance(name, str) else None
-        if action is None:
+        stale = self._stale(request.get("expires"))
+        if stale is not None:
+            body = self._body(cid, None, stale)
+        elif action is None:
             body = self._body(cid, None, f"unknown command {name!r}")
         elif not isinstance(args, dict):
             body = self._body(cid, None, "malformed: args must be an object")
@@ -73,6 +89,20 @@ class CommandHandler:
         while len(self._seen) > self._remember:
             self._seen.popitem(last=False)
         return Reply(topic, body, correlation)
+
+    def _stale(self, expires: Any) -> str | None:
+        """Why a request is not run for its ``expires``, or ``None`` (none, or not passed yet)."""
+        if expires is None:
+            return None
+        try:
+            deadline = parse_time(expires).timestamp()
+        except EnvelopeError:
+            return f"malformed: expires {str(expires)[:60]!r} is not an RFC 3339 time"
+        now = self._clock()
+        if now <= deadline:
+            return None
+        self.expired += 1
+        return f"expired at {expires}, {now - deadline:.1f} s ago: not run"
 
     def _error(self, topic: str, correlation: bytes | None, cid: str | None, error: str) -> Reply:
         return Reply(topic, self._body(cid, None, error), correlation)

@@ -161,3 +161,37 @@ def test_commands_round_trip_with_correlation_and_dedup(
     wait_for(lambda: bool(status.snapshot()), 5, "retained status")
     online = orjson.loads(status.snapshot()[0].payload)
     assert online["status"] == "online" and online["version"] and status.snapshot()[0].retain
+
+
+def test_a_command_past_its_expires_is_not_run(
+    running_agent: Agent, mqtt_url: str, mqtt_prefix: str, subscriber: Callable[..., Subscriber]
+) -> None:
+    """The device's own check of ``expires``, for what the broker's Message Expiry cannot catch: the
+    command is published without an MQTT expiry, so only the agent stands between it and a stale run."""
+    reply_topic = f"{mqtt_prefix}/ops/replies"
+    replies = subscriber(reply_topic)
+    client = _command_client(mqtt_url)
+    before = running_agent.polled[0].interval  # type: ignore[attr-defined]
+    past = "2020-01-01T00:00:00.000Z"
+    future = "2999-01-01T00:00:00.000Z"
+    try:
+        for corr, body in [(b"stale", {"id": "s1", "command": "set-interval", "args": {"seconds": 7},
+                                       "expires": past}),
+                           (b"fresh", {"id": "f1", "command": "ping", "expires": future}),
+                           (b"bad", {"id": "b1", "command": "ping", "expires": "tomorrow"})]:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = reply_topic
+            props.CorrelationData = corr
+            client.publish(f"{mqtt_prefix}/dev-ctl/commands", orjson.dumps(body), qos=1,
+                           properties=props).wait_for_publish(5)
+        wait_for(lambda: len(replies.snapshot()) >= 3, 15, "3 replies")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    got = {bytes(m.properties.CorrelationData): orjson.loads(m.payload) for m in replies.snapshot()}
+    assert got[b"stale"]["ok"] is False and got[b"stale"]["error"].startswith(f"expired at {past}")
+    assert got[b"fresh"]["ok"] is True and got[b"fresh"]["result"]["pong"] is True
+    assert got[b"bad"]["ok"] is False and "not an RFC 3339 time" in got[b"bad"]["error"]
+    assert running_agent.commands.expired == 1
+    assert running_agent.commands.executed == 1  # the ping only
+    assert running_agent.polled[0].interval == before != 7  # type: ignore[attr-defined]

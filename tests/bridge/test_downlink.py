@@ -24,6 +24,7 @@ class Device:
 
     def __init__(self, host: str, port: int, prefix: str, deviceid: str) -> None:
         self.commands: list[bytes] = []
+        self.expiry: dict[bytes, int | None] = {}  # payload -> its MQTT 5 Message Expiry Interval
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=f"{deviceid}-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
         subscribed = threading.Event()
@@ -36,6 +37,7 @@ class Device:
 
     def _on_command(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.commands.append(msg.payload)
+        self.expiry[msg.payload] = getattr(msg.properties, "MessageExpiryInterval", None)
         props = Properties(PacketTypes.PUBLISH)
         props.CorrelationData = msg.properties.CorrelationData
         client.publish(msg.properties.ResponseTopic, b"done:" + msg.payload, qos=1, properties=props)
@@ -84,6 +86,36 @@ def test_commands_reach_the_device_and_replies_come_back_with_correlation_data(
         bridge.close()
         for d in devices:
             d.close()
+
+
+def test_a_commands_expires_ms_becomes_its_message_expiry_and_an_expired_one_is_not_sent(
+    brokers: BrokerAddresses, mqtt_prefix: str, kafka_topic: Callable[..., str],
+    consumer_group: Callable[[], str],
+) -> None:
+    import time
+
+    commands, responses = kafka_topic("cmd"), kafka_topic("resp")
+    config = bridge_config(brokers.mqtt_url, brokers.kafka_bootstrap, mqtt_prefix, **{
+        "downlink.enabled": True, "topics.commands": commands, "downlink.group_id": consumer_group(),
+        "downlink.client_id": f"down-{mqtt_prefix}"[:60], "topics.command_responses": responses})
+    device = Device(brokers.mqtt_host, brokers.mqtt_port, mqtt_prefix, "dev-1")
+    bridge = BridgeThread(config).start()
+    try:
+        producer = Producer({"bootstrap.servers": brokers.kafka_bootstrap})
+        now_ms = int(time.time() * 1000)
+        for value, expires in ((b"old", now_ms - 1000), (b"soon", now_ms + 120_000), (b"never", None),
+                               (b"garbled", "tomorrow")):
+            headers = [("expires_ms", str(expires).encode())] if expires is not None else []
+            producer.produce(commands, value, b"dev-1", headers=headers)
+        assert producer.flush(30) == 0
+        assert wait_until(lambda: len(device.commands) == 3, 30)
+        assert bridge.metric("edgebridge_bridge_commands_invalid_total", {"reason": "expired"}) == 1
+        assert sorted(device.commands) == [b"garbled", b"never", b"soon"]  # "old" was never sent
+        assert 110 <= (device.expiry[b"soon"] or 0) <= 120
+        assert device.expiry[b"never"] is None and device.expiry[b"garbled"] is None  # unreadable: kept
+    finally:
+        bridge.close()
+        device.close()
 
 
 def _committed(bootstrap: str, group: str, topic: str) -> int:

@@ -33,6 +33,7 @@ from confluent_kafka.admin import (
 )
 
 from bridge.config import BridgeConfig
+from edgebridge import deadletters
 from edgebridge.config import load_config
 from edgebridge.deploy.kafka_auth import USERS, KafkaSecurity, acl_grants, write_kafka_security
 from edgebridge.deploy.pki import make_ca
@@ -536,3 +537,42 @@ def test_the_stacks_shipped_server_properties_with_the_deployments_lines(tmp_pat
         assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     finally:
         kafka.stop()
+
+
+# --- the operator's tools (docs/operations.md) -----------------------------------------------------------
+
+
+def test_the_operator_tools_work_over_sasl_ssl_as_admin_and_are_refused_to_a_component_user(
+    secured: Secured,
+) -> None:
+    """tail, deadletters list and redrive with the deployment's admin.toml (SASL_SSL, the CA), and with
+    the admin's env file as a container would; a component user without the ACLs gets one line."""
+    _contract(secured)
+    admin_toml = str(secured.folder / "admin.toml")
+    device = "dev-ops-sec"
+    producer = Producer(secured.client("admin", **{"enable.idempotence": True}))
+    headers = deadletters.headers(reason="step_failed", error=ZeroDivisionError("division by zero"),
+                                  component="enricher", original=(TOPICS.raw, 0, 7), step="ratio")
+    producer.produce(TOPICS.deadletter, encode(new_reading(device, 1, {"t": {"v": 1, "u": "Cel"}})),
+                     device.encode(), headers=headers)
+    assert producer.flush(30) == 0
+
+    tail = _cli("tail", "deadletter", "--device", device, "--config", admin_toml)
+    assert tail.returncode == 0, tail.stderr
+    assert (f"step_failed: ZeroDivisionError: division by zero  (from enricher {TOPICS.raw}/0/7)"
+            in tail.stdout)
+    listed = _cli("deadletters", "list", "--json", "--device", device, "--config", admin_toml)
+    assert listed.returncode == 0, listed.stderr
+    assert [orjson.loads(line)["count"] for line in listed.stdout.splitlines()] == [1]
+    moved = _cli("deadletters", "redrive", "--device", device, "--config", admin_toml)
+    assert moved.returncode == 0, moved.stderr
+    assert moved.stdout.splitlines()[-1].startswith("redriven 1, already redriven 0")
+    raw = _cli("tail", "raw", "--device", device, "--json", env=secured.env("admin"))
+    assert raw.returncode == 0, raw.stderr
+    [record] = [orjson.loads(line) for line in raw.stdout.splitlines()]
+    assert record["headers"]["redriven_from"].startswith(f"{TOPICS.deadletter}/")
+
+    refused = _cli("tail", "deadletter", env=secured.env("sink"))
+    assert refused.returncode == 1
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    assert "authoriz" in refused.stderr.lower(), refused.stderr

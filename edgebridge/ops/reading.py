@@ -1,0 +1,157 @@
+"""Reading a topic for an operator: where to start (``--from``) and the records, read committed.
+
+``--from`` is ``beginning``, ``end``, an offset (every partition from that offset; ``P:OFFSET`` for one
+partition), a time (RFC 3339, ``2026-12-06T01:00:00Z``) or an age (``10m``, ``2h``, ``1d``: that long
+ago). A time becomes each partition's first offset at or after it (Kafka's ``offsets_for_times``).
+Reading stops at each partition's end as it was when the read began, unless ``follow``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from edgebridge.errors import EdgeBridgeError
+
+__all__ = ["Position", "Record", "parse_position", "read"]
+
+BEGINNING, END = "beginning", "end"
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a read starts: ``kind`` is beginning, end, offset or time (``value`` the offset or Unix ms)."""
+
+    kind: str
+    value: int = 0
+    partition: int | None = None  # an offset of one partition only (``P:OFFSET``)
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]  # the last value of each name (our headers are never repeated)
+
+    def header(self, name: str) -> str | None:
+        value = self.headers.get(name)
+        return None if value is None else value.decode("utf-8", "replace")
+
+
+def parse_position(text: str, now: float | None = None) -> Position:
+    """``--from``'s argument; ``ValueError`` with what is accepted for anything else."""
+    text = text.strip()
+    if text in (BEGINNING, END):
+        return Position(text)
+    if re.fullmatch(r"\d+", text):
+        return Position("offset", int(text))
+    if re.fullmatch(r"\d+:\d+", text):
+        partition, offset = text.split(":")
+        return Position("offset", int(offset), int(partition))
+    age = _AGE.match(text)
+    if age:
+        seconds = float(age.group(1)) * _UNIT[age.group(2)]
+        return Position("time", int(((time.time() if now is None else now) - seconds) * 1000))
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r}: expected beginning, end, an offset (N or PARTITION:N), an RFC 3339 "
+                         "time (2026-12-06T01:00:00Z) or an age (90s, 10m, 2h, 1d)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # a time without a zone is UTC, as every time we write
+    return Position("time", int(when.timestamp() * 1000))
+
+
+def read(client: Mapping[str, Any], topic: str, start: Position, *, follow: bool = False,
+         stop: Any = None, idle: float = 10.0) -> Iterator[Record]:
+    """The committed records of ``topic`` from ``start``, partition by partition in arrival order.
+
+    Without ``follow`` the read ends at each partition's high watermark taken when it began (a topic
+    being written is read to a fixed point); ``idle`` seconds without progress end it too (a
+    transaction left open holds a read_committed reader at its last stable offset). With ``follow`` it
+    goes on until ``stop`` (an object with ``is_set()``) is set. ``client``: librdkafka settings
+    (``KafkaSettings.client_config``).
+    """
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer({
+        **client,
+        "group.id": f"edgebridge-ops-{uuid.uuid4().hex[:8]}",  # never committed: no group is left behind
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+    })
+    try:
+        meta = consumer.list_topics(topic, timeout=15).topics.get(topic)
+        if meta is None or (meta.error is not None and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+            raise EdgeBridgeError(f"topic {topic!r} does not exist")
+        if meta.error is not None:  # not authorised to describe it, ...
+            raise EdgeBridgeError(f"topic {topic!r}: {meta.error.str()}")
+        partitions = sorted(meta.partitions)
+        if start.partition is not None and start.partition not in partitions:
+            raise EdgeBridgeError(f"topic {topic!r} has no partition {start.partition} "
+                                  f"(it has {len(partitions)})")
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1]
+                for p in partitions}
+        chosen = [p for p in partitions if start.partition is None or p == start.partition]
+        if start.kind == BEGINNING:
+            assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in chosen]
+        elif start.kind == END:
+            assignment = [TopicPartition(topic, p, OFFSET_END) for p in chosen]
+        elif start.kind == "offset":
+            assignment = [TopicPartition(topic, p, start.value) for p in chosen]
+        else:
+            found = consumer.offsets_for_times([TopicPartition(topic, p, start.value) for p in chosen],
+                                               timeout=15)
+            # -1: nothing at or after that time in this partition; start at its end
+            assignment = [TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
+                          for tp in found]
+        consumer.assign(assignment)
+        pending = {p for p in chosen if ends[p] > 0} if not follow else set(chosen)
+        if start.kind == END and not follow:
+            pending = set()
+        last_progress = time.monotonic()
+        while follow or pending:
+            if stop is not None and stop.is_set():
+                return
+            for msg in consumer.consume(500, 0.2):
+                error = msg.error()
+                partition = msg.partition() or 0
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(partition)
+                    elif error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        raise EdgeBridgeError(f"topic {topic!r}: {error}")
+                    continue
+                last_progress = time.monotonic()
+                offset = msg.offset() or 0
+                if not follow and offset >= ends[partition]:
+                    pending.discard(partition)
+                    continue
+                ts_type, ts = msg.timestamp()
+                headers: dict[str, bytes] = {}
+                pairs: Any = msg.headers() or ()  # a list of (name, value); the stubs say otherwise
+                for name, value in pairs:
+                    headers[name] = value.encode() if isinstance(value, str) else value or b""
+                yield Record(msg.topic() or topic, partition, offset, ts if ts_type else None, msg.key(),
+                             msg.value(), headers)
+            if not follow:
+                for tp in consumer.position([TopicPartition(topic, p) for p in pending]):
+                    if tp.offset >= ends[tp.partition]:
+                        pending.discard(tp.partition)
+                if time.monotonic() - last_progress > idle:
+                    return
+    finally:
+        consumer.close()
