@@ -18,7 +18,7 @@ from edgebridge import deadletters as dlq
 from edgebridge.arguments import device_id
 from edgebridge.config import add_config_arguments
 from edgebridge.ops.config import OpsConfig, config_or_exit_code
-from edgebridge.ops.reading import Position, Record, parse_position, read
+from edgebridge.ops.reading import Position, Record, position_argument, read
 from edgebridge.ops.redrive import DONE, REDRIVE, Candidate, marker_key, read_markers, redrive, topic_exists
 
 __all__ = ["Group", "group", "main"]
@@ -101,12 +101,6 @@ def _offset(text: str) -> tuple[int, int]:
     return int(partition), int(offset)
 
 
-def _position(text: str) -> Position:
-    try:
-        return parse_position(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
 
 def main(argv: list[str], prog: str) -> int:
     parser = argparse.ArgumentParser(
@@ -122,7 +116,8 @@ def main(argv: list[str], prog: str) -> int:
         p.add_argument("--reason", action="append", metavar="REASON",
                        help=f"only this reason (repeatable); known: {', '.join(sorted(dlq.REASONS))}")
         p.add_argument("--device", action="append", type=device_id, help="only this device (repeatable)")
-        p.add_argument("--from", dest="start", type=_position, default=Position("beginning"), metavar="WHERE",
+        p.add_argument("--from", dest="start", type=position_argument, default=Position("beginning"),
+                       metavar="WHERE",
                        help="beginning (default), an RFC 3339 time or an age (1h, 2d)")
         if name == "list":
             p.add_argument("--json", action="store_true", help="one JSON object per group")

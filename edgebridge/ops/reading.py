@@ -18,7 +18,7 @@ from typing import Any
 
 from edgebridge.errors import EdgeBridgeError
 
-__all__ = ["Position", "Record", "parse_position", "read"]
+__all__ = ["Position", "Record", "parse_position", "position_argument", "read"]
 
 BEGINNING, END = "beginning", "end"
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -71,6 +71,16 @@ def parse_position(text: str, now: float | None = None) -> Position:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)  # a time without a zone is UTC, as every time we write
     return Position("time", int(when.timestamp() * 1000))
+
+
+def position_argument(text: str) -> Position:
+    """:func:`parse_position` as an argparse ``type``: a bad position is a usage error."""
+    import argparse
+
+    try:
+        return parse_position(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def read(client: Mapping[str, Any], topic: str, start: Position, *, follow: bool = False,

@@ -19,7 +19,7 @@ from edgebridge import deadletters as dlq
 from edgebridge.arguments import device_id, positive_int
 from edgebridge.config import add_config_arguments
 from edgebridge.ops.config import config_or_exit_code
-from edgebridge.ops.reading import Position, Record, parse_position, read
+from edgebridge.ops.reading import Position, Record, position_argument, read
 from edgebridge.topics import KafkaTopics
 
 __all__ = ["as_json", "as_text", "main", "topic_name"]
@@ -87,12 +87,6 @@ def as_text(record: Record, width: int = 200) -> str:
     return line
 
 
-def _position(text: str) -> Position:
-    try:
-        return parse_position(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
 
 def main(argv: list[str], prog: str) -> int:
     parser = argparse.ArgumentParser(
@@ -103,7 +97,7 @@ def main(argv: list[str], prog: str) -> int:
     parser.add_argument("topic", help="a topic name, or a [topics] field: raw, processed, deadletter, "
                         "alerts, devices, commands, command_responses, status")
     parser.add_argument("--device", type=device_id, help="only the records of this device (the key)")
-    parser.add_argument("--from", dest="start", type=_position, default=Position("beginning"),
+    parser.add_argument("--from", dest="start", type=position_argument, default=Position("beginning"),
                         metavar="WHERE", help="beginning (default), end, OFFSET, PARTITION:OFFSET, "
                         "an RFC 3339 time or an age (10m, 2h)")
     parser.add_argument("--follow", "-f", action="store_true", help="go on with new records until Ctrl-C")
