@@ -58,11 +58,11 @@ class Pipeline:
     # -- components ------------------------------------------------------------------------------
 
     def bridge(self, name: str = "bridge", mqtt: dict[str, Any] | None = None,
-               **uplink: Any) -> ComponentProcess:
+               librdkafka: dict[str, str] | None = None, **uplink: Any) -> ComponentProcess:
         t = self.topics
         config = {
             "mqtt": {"url": self.mqtt_url, "topic_prefix": self.prefix, **(mqtt or {})},
-            "kafka": {"bootstrap": self.bootstrap},
+            "kafka": {"bootstrap": self.bootstrap, "librdkafka": librdkafka or {}},
             "log": {"level": "INFO"},
             "uplink": {"client_id": f"{self.prefix}-{name}", "receipt_interval": 0.2, **uplink},
             "topics": {"raw": t.raw, "status": t.status, "command_responses": t.command_responses,
