@@ -296,6 +296,17 @@ def test_a_killed_node_loses_nothing_acknowledged_and_rejoins_the_isr(cluster: C
     assert wait_until(isr_back, 120, interval=1.0), cluster.status()[1]
 
 
+def test_up_with_another_node_count_is_refused_while_the_cluster_runs(cluster: Cluster) -> None:
+    pids_before = [n["pid"] for n in cluster.status()[1]["nodes"]]
+    result = cluster.cli("up", "--kafka-nodes", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("edgebridge brokers: kafka: a Kafka of 3 node(s) runs from "
+                                     f"{cluster.state}, 1 asked: `edgebridge brokers down` first")
+    code, info = cluster.status()
+    assert code == 0 and [n["pid"] for n in info["nodes"]] == pids_before
+    assert not (cluster.state / "kafka").exists()  # no single node was formatted beside the cluster
+
+
 def test_down_stops_every_node(cluster: Cluster) -> None:
     """Last in the module: it stops the cluster the tests above share."""
     _code, info = cluster.status()
