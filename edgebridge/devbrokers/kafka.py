@@ -1,9 +1,11 @@
-"""A single-node Apache Kafka 4.x in KRaft mode (broker and controller in one JVM), for dev and tests.
+"""An Apache Kafka 4.x node in KRaft mode (broker and controller in one JVM), for dev and tests: a
+single-node Kafka, or one node of a local cluster (:mod:`edgebridge.devbrokers.kafka_cluster`).
 
 Settings that matter on one small machine, and why:
 
-* replication factor 1 and min ISR 1 for the internal topics (offsets, transactions, share
-  coordinator): with the defaults of 3, group commits and transactions never become available;
+* the internal topics' (offsets, transactions, share coordinator) replication factor and min ISR
+  follow the cluster (``KafkaOptions.replication_factor``): 1 and 1 for a single node (with the
+  defaults of 3, group commits and transactions would never become available), 3 and 2 for three;
 * few partitions for ``__consumer_offsets`` and ``__transaction_state``: creating 50 of each on first
   use costs seconds on a two-core machine, for nothing;
 * ``group.initial.rebalance.delay.ms=0``: a test's consumer joins at once instead of after 3 s;
