@@ -113,6 +113,21 @@ def _replicated_topic(bootstrap: str, partitions: int = 3) -> str:
     return name
 
 
+def test_data_of_a_cluster_of_another_size_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """Three nodes' formatted storage, two nodes asked: one line, exit 1, no process (no JVM is needed
+    to show it: the refusal comes before any start)."""
+    state = tmp_path / "brokers"
+    for node in (1, 2, 3):
+        (state / f"kafka-{node}").mkdir(parents=True)
+        (state / f"kafka-{node}" / "cluster.id").write_text("MkU3OEVBNTcwNTJENDM2Qk\n")
+    result = Cluster(state).cli("up", "--kafka-nodes", "2")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"edgebridge brokers: kafka: {state.resolve()} holds the data of a 3-node Kafka, 2 nodes asked: "
+        "start it with --kafka-nodes 3, or remove its kafka-1 ... kafka-3 folders to start afresh"]
+    assert not any((state / f"kafka-{node}" / "kafka.log").exists() for node in (1, 2, 3))
+
+
 def test_status_shows_each_node_the_leaders_and_the_isr(cluster: Cluster) -> None:
     code, info = cluster.status()
     assert code == 0

@@ -136,6 +136,7 @@ class KafkaCluster:
             self.nodes[0].start(timeout=timeout)
             return
         if len(down) == self.size:
+            self._refuse_another_size()
             self._choose_ports()
             down = list(self.nodes)
         with ThreadPoolExecutor(len(down)) as pool:
@@ -149,6 +150,23 @@ class KafkaCluster:
             for node in down:
                 node.stop()
             raise failed
+
+    def formatted_nodes(self) -> int:
+        """How many nodes' storage is formatted in this folder (kafka-1, kafka-2, ... in a row)."""
+        count = 0
+        while (self._folder(count + 1) / "cluster.id").exists():
+            count += 1
+        return count
+
+    def _refuse_another_size(self) -> None:
+        """Data formatted for a cluster of another size holds its partitions' replicas and its controller
+        quorum for that size: starting N nodes on it would leave replicas on nodes that never come, or
+        a quorum that never forms. Refused in one line instead."""
+        formatted = self.formatted_nodes()
+        if formatted and formatted != self.size:
+            raise BrokerStartError("kafka", f"{self.state_dir} holds the data of a {formatted}-node Kafka, "
+                                   f"{self.size} nodes asked: start it with --kafka-nodes {formatted}, or "
+                                   f"remove its kafka-1 ... kafka-{formatted} folders to start afresh")
 
     def _all_registered(self) -> bool:
         try:
