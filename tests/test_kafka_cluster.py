@@ -27,11 +27,13 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, Resourc
 
 from edgebridge.devbrokers import KafkaCluster, LocalBrokers
 from edgebridge.devbrokers._process import pid_matches, wait_until
+from edgebridge.envelope import new_reading
 from edgebridge.settings import KafkaSettings
 from edgebridge.topics import KafkaTopics
 from enricher.config import EnricherConfig
 from enricher.processor import producer_config
-from tests.conftest import _unavailable
+from tests.conftest import BrokerAddresses, _unavailable
+from tests.enricher.conftest import InProcess, enricher_config, produce, read_all, values
 
 pytestmark = pytest.mark.brokers
 
@@ -214,6 +216,25 @@ def test_idempotent_and_transactional_producers_work(cluster: Cluster) -> None:
     values = _consume_all(bootstrap, topic, 400)
     assert sorted(values) == sorted([f"idem-{i}".encode() for i in range(300)]
                                     + [f"committed-{i}".encode() for i in range(100)])
+
+
+def test_the_enricher_runs_exactly_once_on_the_replicated_contract_topics(cluster: Cluster) -> None:
+    """The real enricher (transactions, its compacted state topic, offsets in the transaction, the
+    start-up sweep) on the topics `up` created with RF 3 and min ISR 2: duplicates in, each once out."""
+    bootstrap = cluster.bootstrap
+    topics = KafkaTopics()  # the cluster is this module's own: the contract's default names
+    events = [(f"dev-{d}", new_reading(f"dev-{d}", s, {"temperature": {"v": 20.0 + s, "u": "Cel"}}))
+              for d in range(5) for s in range(1, 41)]
+    produce(bootstrap, topics.raw, [*events, *events[::4]])  # 200 events and 50 resends
+    config = enricher_config(BrokerAddresses("mqtt://unused", bootstrap), topics, "cluster-enricher")
+    with InProcess(config) as run:
+        read_all(bootstrap, topics.processed, 200, timeout=90)
+    assert run.error is None
+    got = values(read_all(bootstrap, topics.processed))
+    assert sorted((e["deviceid"], e["seq"]) for e in got) == sorted((d, e.seq) for d, e in events)
+    assert run.processor.metrics.duplicates._value.get() == 50
+    state = read_all(bootstrap, topics.enricher_state)
+    assert state, "the dedup state was written to the replicated state topic"
 
 
 def test_topics_create_replication_factor_three(cluster: Cluster) -> None:
