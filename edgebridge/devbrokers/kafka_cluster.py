@@ -24,6 +24,7 @@ its own.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -176,24 +177,39 @@ class KafkaCluster:
 
     def warm_up(self, timeout: float = 60.0) -> None:
         """Have Kafka create ``__consumer_offsets`` and ``__transaction_state`` now, while every node
-        is up, so that they get their full replication factor (a coordinator lookup creates each)."""
+        is up, so that they get their full replication factor (a coordinator lookup creates each).
+
+        Right after the nodes register, the first lookups may meet a coordinator still being elected
+        (``NOT_COORDINATOR``, ``COORDINATOR_NOT_AVAILABLE``): each step is retried until ``timeout``.
+        """
         from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
         quiet = {"bootstrap.servers": self.bootstrap, "log_level": 0}
-        producer = Producer({**quiet, "transactional.id": "edgebridge-brokers-warm-up"})
-        try:
-            producer.init_transactions(timeout)
-        except KafkaException as exc:
-            raise BrokerStartError("kafka", f"transactions do not start: {exc.args[0]}",
-                                   str(self.nodes[0].log_path)) from None
-        consumer = Consumer({**quiet, "group.id": "edgebridge-brokers-warm-up"})
-        try:
-            consumer.committed([TopicPartition("__edgebridge_warm_up", 0)], timeout=timeout)
-        except KafkaException as exc:
-            raise BrokerStartError("kafka", f"consumer groups do not start: {exc.args[0]}",
-                                   str(self.nodes[0].log_path)) from None
-        finally:
-            consumer.close()
+        deadline = time.monotonic() + timeout
+
+        def transactions() -> None:
+            # a new producer each attempt: one whose init_transactions failed may not be reusable
+            producer = Producer({**quiet, "transactional.id": "edgebridge-brokers-warm-up"})
+            producer.init_transactions(max(1.0, min(10.0, deadline - time.monotonic())))
+
+        def groups() -> None:
+            consumer = Consumer({**quiet, "group.id": "edgebridge-brokers-warm-up"})
+            try:
+                consumer.committed([TopicPartition("__edgebridge_warm_up", 0)],
+                                   timeout=max(1.0, min(10.0, deadline - time.monotonic())))
+            finally:
+                consumer.close()
+
+        for what, step in (("transactions", transactions), ("consumer groups", groups)):
+            while True:
+                try:
+                    step()
+                    break
+                except KafkaException as exc:
+                    if time.monotonic() >= deadline:
+                        raise BrokerStartError("kafka", f"{what} do not start within {timeout:.0f}s: "
+                                               f"{exc.args[0]}", str(self.nodes[0].log_path)) from None
+                    time.sleep(0.5)
 
     def create_contract_topics(self, partitions: int = 3) -> list[str]:
         """The wire contract's topics (default names) with the cluster's replication factor and
