@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from prometheus_client import CollectorRegistry
@@ -49,7 +50,7 @@ from enricher.state import StateStore
 from enricher.steps import Context, Item, Reject, Stats, StepFailed, build_pipeline
 from enricher.sweep import sweep
 
-__all__ = ["CONSUMER_PROTECTED", "PRODUCER_PROTECTED", "Processor"]
+__all__ = ["CONSUMER_PROTECTED", "PRODUCER_PROTECTED", "Processor", "producer_config"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,20 @@ PRODUCER_PROTECTED = ("transactional.id", "enable.idempotence", "acks")
 # negligible (bench/RESULTS.md, Enricher)
 CONSUME_BATCH = 500
 PROTECTED = CONSUMER_PROTECTED + PRODUCER_PROTECTED + ("transaction.timeout.ms",)
+
+
+def producer_config(config: EnricherConfig) -> dict[str, Any]:
+    """The transactional producer's librdkafka settings (also what tests/test_kafka_cluster.py runs
+    against a replicated cluster)."""
+    return config.kafka.client_config({
+        "transactional.id": config.transactional_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "transaction.timeout.ms": config.commit.transaction_timeout_ms,
+        # outputs are visible only at the commit (read_committed), which flushes: lingering costs no
+        # latency, and 50 ms instead of 5 cut the producer thread's CPU per event ~3x (fewer requests)
+        "linger.ms": 50,
+    }, PROTECTED)
 
 
 class Processor:
@@ -75,19 +90,11 @@ class Processor:
             **EXACTLY_ONCE_CONSUMER,
             **({"group.instance.id": config.instance_id} if config.static_membership else {}),
         }, PROTECTED))
-        producer_config = k.client_config({
-            "transactional.id": config.transactional_id,
-            "enable.idempotence": True,
-            "acks": "all",
-            "transaction.timeout.ms": config.commit.transaction_timeout_ms,
-            # outputs are visible only at the commit (read_committed), which flushes: lingering costs no
-            # latency, and 50 ms instead of 5 cut the producer thread's CPU per event ~3x (fewer requests)
-            "linger.ms": 50,
-        }, PROTECTED)
-        self.producer = Producer(producer_config)
+        settings = producer_config(config)
+        self.producer = Producer(settings)
         # the largest record the producer sends (librdkafka's message.max.bytes): a dead letter must fit
         self.output = Output(config.instance_id,
-                             int(producer_config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES)))
+                             int(settings.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES)))
         self.dedup = DedupTable(config.pipeline.max_seen_ranges, config.pipeline.epoch_idle_days)
         restore_timeout = config.commit.transaction_timeout_ms / 1000 + 60
         self.state = StateStore(plain, self.topics.enricher_state, restore_timeout)

@@ -118,7 +118,7 @@ class Demo:
         self.chaos: Chaos | None = None
         self.seed = args.seed if args.seed is not None else random.randrange(2**31)
         mqtt = {"url": brokers.mosquitto.url}
-        kafka = {"bootstrap": brokers.kafka.bootstrap}
+        kafka = {"bootstrap": brokers.kafka_bootstrap}
         log = {"level": "WARNING"}
         self.bridge = ComponentProcess("bridge", "bridge", {
             "mqtt": mqtt, "kafka": kafka, "log": log,
@@ -181,12 +181,12 @@ class Demo:
 
     def _records(self, topic: str) -> list[bytes]:
         ours = f'"deviceid":"demo-{self.run_id}-'.encode()
-        return [v for v in read_topic(self.brokers.kafka.bootstrap, topic, idle=1.0) if ours in v]
+        return [v for v in read_topic(self.brokers.kafka_bootstrap, topic, idle=1.0) if ours in v]
 
     def watch(self) -> bool:
         from confluent_kafka import Consumer
 
-        probe = Consumer({"bootstrap.servers": self.brokers.kafka.bootstrap, "group.id": "demo-watch"})
+        probe = Consumer({"bootstrap.servers": self.brokers.kafka_bootstrap, "group.id": "demo-watch"})
         began = time.monotonic()
         checked = 0.0
         totals = [RunningTotal() for _ in range(3)]
@@ -266,7 +266,7 @@ def main(argv: Sequence[str], prog: str = "edgebridge demo") -> int:
     began = time.monotonic()
     try:
         status = brokers.up()
-        created = ensure_topics(brokers.kafka.bootstrap)
+        created = ensure_topics(brokers.kafka_bootstrap)
     except EdgeBridgeError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1

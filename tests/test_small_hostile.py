@@ -82,6 +82,9 @@ BAD_ARGUMENTS = [
     (("sink", "postgres", "--dsn", "host=127.0.0.1 password=hunter2"), "--dsn: holds a password"),
     (("sink", "postgres", "--dsn", "postgresql://u:hunter2@127.0.0.1/db"), "--dsn: holds a password"),
     (("brokers", "up", "--timeout", "abc"), "--timeout"),
+    (("brokers", "up", "--kafka-nodes", "0"), "--kafka-nodes: must be at least 1"),
+    (("brokers", "up", "--kafka-nodes", "10"), "--kafka-nodes: at most 9 nodes, not 10"),
+    (("brokers", "up", "--kafka-nodes", "three"), "--kafka-nodes: not an integer"),
 ]
 
 

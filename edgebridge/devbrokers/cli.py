@@ -9,7 +9,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from edgebridge.arguments import user_password
+from edgebridge.arguments import positive_int, user_password
+from edgebridge.devbrokers.kafka_cluster import MAX_NODES
 from edgebridge.devbrokers.local import BROKER_NAMES, LocalBrokers, default_state_dir
 from edgebridge.devbrokers.mosquitto import MosquittoOptions
 from edgebridge.errors import EdgeBridgeError
@@ -20,8 +21,9 @@ __all__ = ["main"]
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Run a real Mosquitto (system package) and a real single-node Kafka in KRaft mode "
-        "(jars from KAFKA_HOME, or resolved once from Maven Central with mvn) on free 127.0.0.1 ports.",
+        description="Run a real Mosquitto (system package) and a real Kafka in KRaft mode, one node or a "
+        "replicated cluster (jars from KAFKA_HOME, or resolved once from Maven Central with mvn), on free "
+        "127.0.0.1 ports.",
     )
     parser.add_argument("--state-dir", default=None,
                         help=f"config, data and logs of the brokers (default: {default_state_dir()})")
@@ -33,6 +35,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     up.add_argument("--mqtt-user", action="append", default=[], metavar="USER:PASSWORD", type=user_password,
                     help="require username/password on Mosquitto (repeatable)")
     up.add_argument("--mqtt-tls", action="store_true", help="serve MQTT over TLS with a throwaway CA")
+    up.add_argument("--kafka-nodes", type=_kafka_nodes, default=None, metavar="N",
+                    help="Kafka nodes, each broker and controller (default: as the last `up` of this state "
+                    "folder, else 1); with several, the internal and contract topics get replication "
+                    "factor min(3, N) and min.insync.replicas one less")
     sub.add_parser("down", help="stop the brokers (their data is kept)")
     status = sub.add_parser("status", help="show addresses, pids, settings and memory")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -40,9 +46,47 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _kafka_nodes(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_NODES:
+        raise argparse.ArgumentTypeError(f"at most {MAX_NODES} nodes, not {value}")
+    return value
+
+
+def _ids(ids: Sequence[int]) -> str:
+    return ",".join(map(str, ids)) or "-"
+
+
+def _print_cluster(info: dict[str, Any]) -> None:
+    nodes = info["nodes"]
+    some = any(n.get("running") for n in nodes)
+    state = "running" if info.get("running") else "degraded" if some else "stopped"
+    print(f"kafka      {state:8} {len(nodes)} nodes, cluster {info['cluster_id']}, replication factor "
+          f"{info['replication_factor']}  bootstrap={info['bootstrap']}")
+    for node in nodes:
+        running = "running" if node.get("running") else "stopped"
+        registered = {True: "registered", False: "not registered"}.get(node.get("registered"), "")
+        print(f"  node {node['node_id']}   {running:8} {node['bootstrap']}  pid={node['pid']}  "
+              f"controller_port={node['controller_port']}  heap={node['heap']}  rss_mb={node['rss_mb']}  "
+              f"{registered}")
+        print(f"           log: {node['log']}")
+    if "metadata_error" in info:
+        print(f"  no node answered: {info['metadata_error']}")
+        return
+    print(f"  {'topic':32} {'part':>4}  {'leader':>6}  {'replicas':10} isr")
+    for p in info["partitions"]:
+        lagging = "" if len(p["isr"]) == len(p["replicas"]) else "  under-replicated"
+        print(f"  {p['topic']:32} {p['partition']:>4}  {p['leader']:>6}  {_ids(p['replicas']):10} "
+              f"{_ids(p['isr'])}{lagging}")
+    print(f"  under-replicated partitions: {info['under_replicated']} of {len(info['partitions'])}")
+
+
 def _print_status(status: dict[str, Any]) -> None:
     for name, info in status.items():
         state = "running" if info.get("running") else "stopped"
+        if name == "kafka" and "nodes" in info:
+            _print_cluster(info)
+            continue
         if name == "mosquitto":
             print(f"mosquitto  {state:8} {info['url']}  pid={info['pid']}  "
                   f"max_inflight_messages={info['max_inflight_messages']}  "
@@ -62,7 +106,8 @@ def main(argv: Sequence[str], prog: str = "edgebridge brokers") -> int:
         users = dict(args.mqtt_user)
         mosquitto_options = MosquittoOptions(users=users, tls=args.mqtt_tls)
     try:
-        brokers = LocalBrokers(args.state_dir, mosquitto=mosquitto_options, only=args.only or BROKER_NAMES)
+        brokers = LocalBrokers(args.state_dir, mosquitto=mosquitto_options, only=args.only or BROKER_NAMES,
+                               kafka_nodes=getattr(args, "kafka_nodes", None))
         if args.action == "up":
             began = time.monotonic()
             status = brokers.up(timeout=args.timeout)

@@ -1,9 +1,11 @@
-"""A single-node Apache Kafka 4.x in KRaft mode (broker and controller in one JVM), for dev and tests.
+"""An Apache Kafka 4.x node in KRaft mode (broker and controller in one JVM), for dev and tests: a
+single-node Kafka, or one node of a local cluster (:mod:`edgebridge.devbrokers.kafka_cluster`).
 
 Settings that matter on one small machine, and why:
 
-* replication factor 1 and min ISR 1 for the internal topics (offsets, transactions, share
-  coordinator): with the defaults of 3, group commits and transactions never become available;
+* the internal topics' (offsets, transactions, share coordinator) replication factor and min ISR
+  follow the cluster (``KafkaOptions.replication_factor``): 1 and 1 for a single node (with the
+  defaults of 3, group commits and transactions would never become available), 3 and 2 for three;
 * few partitions for ``__consumer_offsets`` and ``__transaction_state``: creating 50 of each on first
   use costs seconds on a two-core machine, for nothing;
 * ``group.initial.rebalance.delay.ms=0``: a test's consumer joins at once instead of after 3 s;
@@ -64,6 +66,12 @@ class KafkaOptions:
     security: KafkaSecurity | None = None
     # the cluster id the storage is formatted with (default: a new one): nodes of one cluster share it
     cluster_id: str | None = None
+    # One node of a replicated cluster (see kafka_cluster.py): its id, the controller quorum
+    # (``controller.quorum.voters``; empty: this node alone) and the cluster's replication factor for
+    # the internal topics and for topics created without one (min ISR is one less, at least 1).
+    node_id: int = 1
+    quorum: str = ""
+    replication_factor: int = 1
 
 
 class Kafka(ManagedBroker):
@@ -108,30 +116,51 @@ class Kafka(ManagedBroker):
     def heap(self) -> str:
         return self.options.heap or os.environ.get("EDGEBRIDGE_KAFKA_HEAP", "512m")
 
-    def prepare(self) -> None:
+    @property
+    def marker(self) -> str:
+        # The whole argument, up to its NUL terminator in /proc/PID/cmdline: a bare folder name would
+        # also match a node whose folder merely starts with it (".../kafka" in ".../kafka-2").
+        return f"-Dedgebridge.state={self.state_dir}\0"
+
+    def _choose_ports(self) -> None:
+        if self.options.quorum:
+            # A node of a cluster: the other nodes know its controller port from the quorum, so no
+            # port may move here; one taken since the cluster chose it fails the start ("in use").
+            if not self.port or not self.controller_port:
+                raise ValueError("a cluster node needs its client and controller ports")
+            return
         if not self.port or not port_is_free(self.port):
             self.port = free_port()
         # Two free_port() calls can return the same number (the first socket is closed by then).
         while (not self.controller_port or self.controller_port == self.port
                or not port_is_free(self.controller_port)):
             self.controller_port = free_port()
+
+    def prepare(self) -> None:
+        self._choose_ports()
         o = self.options
         n = o.internal_topic_partitions
+        rf = str(o.replication_factor)
+        min_isr = str(max(1, o.replication_factor - 1))
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "node.id": str(o.node_id),
+            "controller.quorum.voters": o.quorum or f"{o.node_id}@127.0.0.1:{self.controller_port}",
             **self._listeners(),
             "log.dirs": str(self.data_dir),
             "num.partitions": str(o.num_partitions),
-            "default.replication.factor": "1",
-            "offsets.topic.replication.factor": "1",
+            # the internal topics follow the node count: with one node, RF and min ISR 1 or group
+            # commits and transactions never become available; with three, RF 3 and min ISR 2, so
+            # an acknowledged offset commit or transaction marker is on two brokers
+            "default.replication.factor": rf,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": rf,
             "offsets.topic.num.partitions": str(n),
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min_isr,
             "transaction.state.log.num.partitions": str(n),
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
             "log.cleaner.backoff.ms": "1000",
@@ -139,8 +168,9 @@ class Kafka(ManagedBroker):
             # and a transaction ending at that moment loses its markers ("Couldn't find leader endpoint
             # ... can be skipped"), leaving a hanging transaction that pins the last stable offset and
             # the group's offsets for good (seen in the outage soak). Without it the leaders stay put and
-            # the coordinator completes the transaction when the broker is back.
-            "controlled.shutdown.enable": "false",
+            # the coordinator completes the transaction when the broker is back. In a cluster the
+            # leaders move to the other nodes first, which is what a controlled shutdown is for.
+            "controlled.shutdown.enable": "true" if o.quorum else "false",
             **o.extra,
         }
         self.conf_path.write_text(
@@ -282,6 +312,7 @@ class Kafka(ManagedBroker):
             "ready_seconds": self.ready_seconds,
             "rss_mb": self.rss_mb(),
             "security": "SASL_SSL" if self.options.security is not None else "PLAINTEXT",
+            "node_id": self.options.node_id,
         }
 
 

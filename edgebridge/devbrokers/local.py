@@ -1,8 +1,9 @@
 """The pair of local brokers behind `edgebridge brokers` and the test session fixture.
 
 State lives in one folder (default ``.edgebridge/brokers`` under the current directory, or
-``EDGEBRIDGE_BROKERS_DIR``): each broker's config, data and log in a subfolder, plus ``state.json`` with
-pids and ports so that a later `status`, `env` or `down` finds the running brokers.
+``EDGEBRIDGE_BROKERS_DIR``): each broker's config, data and log in a subfolder (``kafka`` for a
+single Kafka node, ``kafka-1`` ... for the nodes of a cluster), plus ``state.json`` with pids and
+ports so that a later `status`, `env` or `down` finds the running brokers, and how many Kafka nodes.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from edgebridge.devbrokers.base import ManagedBroker
 from edgebridge.devbrokers.kafka import Kafka, KafkaOptions
+from edgebridge.devbrokers.kafka_cluster import KafkaCluster
 from edgebridge.devbrokers.mosquitto import Mosquitto, MosquittoOptions
+from edgebridge.errors import BrokerStartError
 
 __all__ = ["BROKER_NAMES", "LocalBrokers", "default_state_dir"]
 
@@ -36,12 +38,15 @@ class LocalBrokers:
         mosquitto: MosquittoOptions | None = None,
         kafka: KafkaOptions | None = None,
         only: Iterable[str] = BROKER_NAMES,
+        kafka_nodes: int | None = None,
     ) -> None:
         self.state_dir = Path(state_dir or default_state_dir()).resolve()
         self._mosquitto_options = mosquitto
         self._kafka_options = kafka
         self.only = tuple(only)
-        self._brokers: dict[str, ManagedBroker] = {}
+        # None: as many as state.json says (a later `status` or `down` acts on what `up` started), or 1
+        self._kafka_nodes = kafka_nodes
+        self._brokers: dict[str, Mosquitto | KafkaCluster] = {}
 
     @property
     def state_file(self) -> Path:
@@ -54,28 +59,53 @@ class LocalBrokers:
         return broker
 
     @property
-    def kafka(self) -> Kafka:
+    def kafka_cluster(self) -> KafkaCluster:
         broker = self._broker("kafka")
-        assert isinstance(broker, Kafka)
+        assert isinstance(broker, KafkaCluster)
         return broker
 
-    def _broker(self, name: str) -> ManagedBroker:
+    @property
+    def kafka(self) -> Kafka:
+        """The single Kafka node (fault tests signal it); a cluster's nodes are ``kafka_cluster.nodes``."""
+        cluster = self.kafka_cluster
+        if cluster.size != 1:
+            raise ValueError(f"this Kafka has {cluster.size} nodes: use kafka_cluster")
+        return cluster.nodes[0]
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Every node's address, comma-separated (one address for a single node)."""
+        return self.kafka_cluster.bootstrap
+
+    def _saved_kafka_nodes(self) -> int:
+        saved = self._saved().get("kafka", {})
+        return len(saved["nodes"]) if isinstance(saved, dict) and "nodes" in saved else 1
+
+    def _broker(self, name: str) -> Mosquitto | KafkaCluster:
         if name not in self._brokers:
             saved = self._saved().get(name, {})
-            folder = self.state_dir / name
-            broker: ManagedBroker
             if name == "mosquitto":
                 opts = self._mosquitto_options or MosquittoOptions(port=saved.get("port", 0))
-                broker = Mosquitto(folder, opts)
+                mosquitto = Mosquitto(self.state_dir / name, opts)
+                mosquitto.pid = saved.get("pid")
+                mosquitto.ready_seconds = saved.get("ready_seconds")
+                self._brokers[name] = mosquitto
             else:
-                opts_k = self._kafka_options or KafkaOptions(
-                    port=saved.get("port", 0), controller_port=saved.get("controller_port", 0)
-                )
-                broker = Kafka(folder, opts_k)
-            broker.pid = saved.get("pid")
-            broker.ready_seconds = saved.get("ready_seconds")
-            self._brokers[name] = broker
+                nodes = self._kafka_nodes or self._saved_kafka_nodes()
+                same = nodes == self._saved_kafka_nodes()
+                self._brokers[name] = KafkaCluster(self.state_dir, nodes, self._kafka_options,
+                                                   saved if same else None)
         return self._brokers[name]
+
+    def _refuse_other_kafka(self) -> None:
+        """`up --kafka-nodes N` while a Kafka of another size runs from this folder: one line, no start."""
+        saved = self._saved_kafka_nodes()
+        if self._kafka_nodes is None or self._kafka_nodes == saved:
+            return
+        running = KafkaCluster(self.state_dir, saved, None, self._saved().get("kafka", {}))
+        if any(n.is_running() for n in running.nodes):
+            raise BrokerStartError("kafka", f"a Kafka of {saved} node(s) runs from {self.state_dir}, "
+                                   f"{self._kafka_nodes} asked: `edgebridge brokers down` first")
 
     def _saved(self) -> dict[str, Any]:
         try:
@@ -94,10 +124,19 @@ class LocalBrokers:
         tmp.replace(self.state_file)
 
     def up(self, timeout: float = 120.0) -> dict[str, Any]:
-        """Start whichever brokers are not running; return their descriptions."""
+        """Start whichever brokers are not running; return their descriptions.
+
+        A Kafka of several nodes also gets its internal topics and the contract's topics, replicated
+        on every node (up to 3) with min ISR one less, before this returns.
+        """
+        if "kafka" in self.only:
+            self._refuse_other_kafka()
         for name in self.only:
             self._broker(name).start(timeout=timeout)
             self._save()
+            if name == "kafka" and self.kafka_cluster.size > 1:
+                self.kafka_cluster.warm_up(timeout)
+                self.kafka_cluster.create_contract_topics()
         return self.status()
 
     def detach(self) -> None:
@@ -125,5 +164,5 @@ class LocalBrokers:
         if "mosquitto" in self.only:
             out["EDGEBRIDGE_MQTT_URL"] = self.mosquitto.url
         if "kafka" in self.only:
-            out["EDGEBRIDGE_KAFKA_BOOTSTRAP"] = self.kafka.bootstrap
+            out["EDGEBRIDGE_KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
         return out

@@ -15,7 +15,7 @@ import ssl
 import struct
 from dataclasses import dataclass
 
-__all__ = ["KafkaMetadata", "kafka_metadata", "mqtt_connack"]
+__all__ = ["KafkaMetadata", "PartitionState", "kafka_metadata", "mqtt_connack"]
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -82,12 +82,27 @@ def mqtt_connack(
 
 
 @dataclass(frozen=True)
+class PartitionState:
+    """One partition as the Metadata answer describes it: who leads, who holds it, who is in sync."""
+
+    topic: str
+    partition: int
+    leader: int  # -1: no leader
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+    error: int  # 0, or Kafka's error code (e.g. 5 LEADER_NOT_AVAILABLE)
+    internal: bool
+
+
+@dataclass(frozen=True)
 class KafkaMetadata:
-    """What a Kafka Metadata response for no topics tells: its brokers, its cluster and controller."""
+    """What a Kafka Metadata response tells: its brokers, its cluster and controller, and (when all
+    topics were asked) every partition's leader, replicas and in-sync replicas."""
 
     brokers: list[tuple[int, str, int]]  # (node id, host, port)
     cluster_id: str | None
     controller_id: int
+    partitions: tuple[PartitionState, ...] = ()
 
 
 def _kafka_string(data: bytes, pos: int) -> tuple[str | None, int]:
@@ -99,16 +114,17 @@ def _kafka_string(data: bytes, pos: int) -> tuple[str | None, int]:
     return data[pos : pos + length].decode(), pos + length
 
 
-def kafka_metadata(host: str, port: int, timeout: float = 2.0) -> KafkaMetadata:
-    """Send a Kafka Metadata v4 request for no topics and parse the answer.
+def kafka_metadata(host: str, port: int, timeout: float = 2.0, *, topics: bool = False) -> KafkaMetadata:
+    """Send a Kafka Metadata v4 request for no topics (``topics``: for all of them) and parse the answer.
 
     v4 is the oldest Metadata version Kafka 4.x still serves (KIP-896 removed v0-v3) and the newest
     that is not a "flexible" (tagged-field) version, so its framing stays simple. Its response carries
-    the cluster id (every version since v2 does), right after the broker list.
+    the cluster id (every version since v2 does), right after the broker list, then the topics.
     """
     client_id = b"edgebridge-probe"
     header = struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id
-    body = struct.pack(">i", 0) + b"\x00"  # an empty topic list; no auto-creation
+    # a null topic list (-1) asks for every topic, an empty one for none; no auto-creation either way
+    body = struct.pack(">i", -1 if topics else 0) + b"\x00"
     request = header + body
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.settimeout(timeout)
@@ -135,5 +151,22 @@ def _parse_metadata_v4(data: bytes) -> KafkaMetadata:
         _rack, pos = _kafka_string(data, pos + 4)
         brokers.append((node_id, node_host or "", node_port))
     cluster_id, pos = _kafka_string(data, pos)
-    (controller_id,) = struct.unpack_from(">i", data, pos)
-    return KafkaMetadata(brokers, cluster_id, controller_id)
+    (controller_id, topic_count) = struct.unpack_from(">ii", data, pos)
+    pos += 8
+    partitions = []
+    # [topics: error_code, name, is_internal, [partitions: error_code, index, leader, [replicas], [isr]]]
+    for _ in range(topic_count):
+        name, pos = _kafka_string(data, pos + 2)
+        internal = data[pos] != 0
+        (count,) = struct.unpack_from(">i", data, pos + 1)
+        pos += 5
+        for _ in range(count):
+            error, index, leader, n_replicas = struct.unpack_from(">hiii", data, pos)
+            pos += 14
+            replicas = struct.unpack_from(f">{n_replicas}i", data, pos)
+            pos += 4 * n_replicas
+            (n_isr,) = struct.unpack_from(">i", data, pos)
+            isr = struct.unpack_from(f">{n_isr}i", data, pos + 4)
+            pos += 4 + 4 * n_isr
+            partitions.append(PartitionState(name or "", index, leader, replicas, isr, error, internal))
+    return KafkaMetadata(brokers, cluster_id, controller_id, tuple(partitions))
