@@ -22,6 +22,7 @@ from tests.waiting import wait_for
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 BASE_IMAGE = "edgebridge-base:bookworm"
+_ENGINE: list[subprocess.Popen[bytes]] = []  # the dockerd this process started, if any
 
 
 def run(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 600,
@@ -42,9 +43,10 @@ def ensure_engine(log_dir: Path) -> None:
                         "debootstrap (apt-get)", pytrace=False)
     if run(["docker", "info"], check=False, timeout=60).returncode == 0:
         return
-    log = (log_dir / "dockerd.log").open("ab")
-    # Detached from the test: images and the engine outlive the session, as on a user's machine.
-    subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
+    # Detached from the test: images and the engine outlive the session, as on a user's machine; the
+    # Popen is kept for the process's life (collected, it would warn that dockerd still runs).
+    with (log_dir / "dockerd.log").open("ab") as log:
+        _ENGINE.append(subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True))
     try:
         wait_for(lambda: run(["docker", "info"], check=False, timeout=30).returncode == 0,
                  timeout=90, what="dockerd answering `docker info`", every=1)
@@ -59,10 +61,9 @@ def ensure_base_image(work: Path) -> str:
     root = work / "base-root"
     run(["debootstrap", "--variant=minbase", "bookworm", str(root), "http://deb.debian.org/debian"],
         timeout=900)
-    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-    imported = subprocess.run(["docker", "import", "-", BASE_IMAGE], stdin=tar.stdout, capture_output=True,
-                              text=True, timeout=300)
-    tar.wait()
+    with subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE) as tar:
+        imported = subprocess.run(["docker", "import", "-", BASE_IMAGE], stdin=tar.stdout,
+                                  capture_output=True, text=True, timeout=300)
     if imported.returncode != 0:
         pytest.fail(f"docker import failed: {imported.stderr}", pytrace=False)
     shutil.rmtree(root, ignore_errors=True)
