@@ -66,7 +66,7 @@ import sys
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path, PurePath
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -103,12 +103,18 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    sections: Collection[str] | None = None,
 ) -> T:
     """Build ``cls`` from defaults, the TOML file at ``path`` (if any), ``env`` (default ``os.environ``)
-    and ``overrides`` (nested like the TOML, or dotted keys: ``{"mqtt.url": "..."}``)."""
+    and ``overrides`` (nested like the TOML, or dotted keys: ``{"mqtt.url": "..."}``).
+
+    ``sections``: read only these top-level keys of the file and leave the rest to whoever owns it, so
+    a tool can take the ``[kafka]`` of any component's file instead of refusing its other keys."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     data = _read_toml(Path(path)) if path is not None else {}
+    if sections is not None:
+        data = {key: value for key, value in data.items() if key in sections}
     renames = getattr(cls, "renamed_keys", {})
     data, env, over = apply_renames(renames, data, os.environ if env is None else env, _nest(overrides or {}),
                                     ENV_PREFIX)
@@ -369,15 +375,17 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def config_from_args(cls: type[T], args: argparse.Namespace, *, env: Mapping[str, str] | None = None) -> T:
+def config_from_args(cls: type[T], args: argparse.Namespace, *, env: Mapping[str, str] | None = None,
+                     sections: Collection[str] | None = None) -> T:
     """Load ``cls`` from ``args.config`` (or ``$EDGEBRIDGE_CONFIG``) and the environment."""
     env = os.environ if env is None else env
     path = getattr(args, "config", None) or env.get(CONFIG_ENV) or None
-    return load_config(cls, path, env=env)
+    return load_config(cls, path, env=env, sections=sections)
 
 
 def config_or_exit_code(
-    cls: type[T], args: argparse.Namespace, prog: str, *, env: Mapping[str, str] | None = None
+    cls: type[T], args: argparse.Namespace, prog: str, *, env: Mapping[str, str] | None = None,
+    sections: Collection[str] | None = None,
 ) -> T | int:
     """What every component's ``main()`` does first: the loaded configuration, or an exit code.
 
@@ -386,7 +394,7 @@ def config_or_exit_code(
     """
     with renames.holding() as held:  # logged by the service shell once logging is set up
         try:
-            config = config_from_args(cls, args, env=env)
+            config = config_from_args(cls, args, env=env, sections=sections)
         except ConfigError as exc:
             config = None
             error = exc

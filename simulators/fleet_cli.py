@@ -6,14 +6,11 @@ import argparse
 import contextlib
 import os
 import signal
-import sys
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgebridge.arguments import positive_float, positive_int
-from edgebridge.settings import KafkaSettings
 from simulators.fleet_faults import KINDS, parse_kinds
 from simulators.sensors import PROFILES
 
@@ -151,31 +148,23 @@ def add_audit_parser(sub: Any, prog: str) -> None:
                    help="Kafka bootstrap servers (default: the configuration's [kafka] bootstrap)")
     p.add_argument("--config", type=Path, metavar="PATH",
                    help="TOML file whose [kafka] section (bootstrap, librdkafka: SASL, TLS) the audit's "
-                   "consumer uses, as every component's; EDGEBRIDGE_KAFKA_* variables too")
+                   "consumer uses, a component's own file too; EDGEBRIDGE_KAFKA_* variables on top")
     p.add_argument("--topic", default="iot.events.processed", help="default iot.events.processed")
     p.add_argument("--sqlite", type=Path, metavar="DB",
                    help="also check the readings table of this SQLite sink database (readings only: a "
                    "run with gap events finds their seqs missing there)")
 
 
-@dataclass(frozen=True)
-class AuditConfig:
-    """What the audit reads from ``--config`` and the environment: the [kafka] section alone."""
-
-    kafka: KafkaSettings = field(default_factory=KafkaSettings)
-
-
 def audit_main(args: argparse.Namespace) -> int:
-    from edgebridge.config import load_config
-    from edgebridge.errors import ConfigError
+    from edgebridge.ops.config import config_or_exit_code
     from simulators.audit import read_topic
     from simulators.expectation import Expectation, check, check_keys, format_checks
 
-    try:
-        kafka = load_config(AuditConfig, args.config).kafka
-    except ConfigError as exc:
-        print(f"edgebridge simulate audit: {exc}", file=sys.stderr)
-        return 2
+    # the operator's tools' reading: the [kafka] of any component's file, the environment on top
+    config = config_or_exit_code(args, "edgebridge simulate audit")
+    if isinstance(config, int):
+        return config
+    kafka = config.kafka
     expectation = Expectation.read(args.expect)
     values = read_topic(args.bootstrap or kafka.bootstrap, args.topic, settings=kafka.librdkafka)
     results = [(args.topic, check(expectation, values))]

@@ -523,3 +523,28 @@ def test_old_and_new_name_in_one_source_is_an_error(tmp_path: Path) -> None:
     env = {"EDGEBRIDGE_UPLINK_RAW_TOPIC": "a", "EDGEBRIDGE_TOPICS_RAW": "b"}
     with pytest.raises(ConfigError, match="EDGEBRIDGE_UPLINK_RAW_TOPIC and EDGEBRIDGE_TOPICS_RAW"):
         load_config(RenamedConfig, None, env=env)
+
+
+# --- sections: a tool reading its part of another component's file ---------------------------------------
+
+
+@dataclass(frozen=True)
+class KafkaOnly:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+
+
+def test_sections_take_their_tables_and_leave_the_rest_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "enricher.toml"
+    path.write_text('instance_id = "e-1"\n[mqtt]\nurl = "mqtt://x:1883"\n'
+                    '[kafka]\nbootstrap = "k:9092"\n[kafka.librdkafka]\n"sasl.username" = "enricher"\n')
+    with pytest.raises(ConfigError):  # without sections, the other component's keys are unknown here
+        load_config(KafkaOnly, path, env={})
+    config = load_config(KafkaOnly, path, env={}, sections=("kafka",))
+    assert config.kafka.bootstrap == "k:9092" and config.kafka.librdkafka == {"sasl.username": "enricher"}
+    # inside a section taken, an unknown key is still an error, and the environment still goes on top
+    path.write_text('[kafka]\nbootstrap = "k:9092"\nbootstrp = "typo"\n')
+    with pytest.raises(ConfigError, match="bootstrp"):
+        load_config(KafkaOnly, path, env={}, sections=("kafka",))
+    path.write_text('[kafka]\nbootstrap = "k:9092"\n')
+    env = {"EDGEBRIDGE_KAFKA_BOOTSTRAP": "env:9092"}
+    assert load_config(KafkaOnly, path, env=env, sections=("kafka",)).kafka.bootstrap == "env:9092"

@@ -52,9 +52,9 @@ class Stack:
     def kafka_settings(self) -> tuple[str, dict[str, str]]:
         """(bootstrap, librdkafka settings) of the admin, for a consumer in this process."""
         from edgebridge.config import load_config
-        from simulators.fleet_cli import AuditConfig
+        from edgebridge.ops.config import OpsConfig
 
-        kafka = load_config(AuditConfig, self.admin_config, env={}).kafka
+        kafka = load_config(OpsConfig, self.admin_config, env={}).kafka
         return kafka.bootstrap, dict(kafka.librdkafka)
 
 
