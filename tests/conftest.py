@@ -11,18 +11,20 @@ broker ask ``private_brokers`` for their own instance instead, so they never dis
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from edgebridge.devbrokers import KafkaOptions, LocalBrokers, MosquittoOptions
+from edgebridge.devbrokers.base import ManagedBroker
 from edgebridge.errors import EdgeBridgeError
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -53,6 +55,24 @@ def _unavailable(message: str) -> None:
     if IN_CI:
         pytest.fail(f"broker unavailable in CI: {message}", pytrace=False)
     pytest.skip(f"broker unavailable: {message}")
+
+
+B = TypeVar("B", bound=ManagedBroker)
+
+
+@contextlib.contextmanager
+def running(broker: B, timeout: float = 120) -> Iterator[B]:
+    """A broker of edgebridge.devbrokers started for a block and stopped after it; one that cannot
+    start fails the test in CI and skips it elsewhere, as the session's brokers do."""
+    try:
+        broker.start(timeout=timeout)
+    except EdgeBridgeError as exc:
+        broker.stop()
+        _unavailable(str(exc))
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 @pytest.fixture(scope="session")

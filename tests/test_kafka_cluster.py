@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from edgebridge.devbrokers import KafkaCluster, LocalBrokers
@@ -80,31 +79,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def _partitions(info: dict[str, Any], topics: set[str]) -> list[dict[str, Any]]:
     return [p for p in info["partitions"] if p["topic"] in topics]
-
-
-def _consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 60.0) -> list[bytes]:
-    """Everything in ``topic``, read committed, by a consumer of a group of its own."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex[:8]}",
-                         "auto.offset.reset": "earliest", "isolation.level": "read_committed",
-                         "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                if len(values) >= expect:
-                    break  # and nothing more came for half a second
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise AssertionError(msg.error())
-            values.append(msg.value())
-    finally:
-        consumer.close()
-    return values
 
 
 def _replicated_topic(bootstrap: str, partitions: int = 3) -> str:
@@ -213,7 +187,7 @@ def test_idempotent_and_transactional_producers_work(cluster: Cluster) -> None:
     for i in range(100):
         txn.produce(topic, f"committed-{i}".encode(), f"dev-{i % 7}")
     txn.commit_transaction(60)
-    values = _consume_all(bootstrap, topic, 400)
+    values = [m.value() for m in read_all(bootstrap, topic, 400)]
     assert sorted(values) == sorted([f"idem-{i}".encode() for i in range(300)]
                                     + [f"committed-{i}".encode() for i in range(100)])
 
@@ -316,7 +290,7 @@ def test_a_killed_node_loses_nothing_acknowledged_and_rejoins_the_isr(cluster: C
         producer.poll(0)
     assert producer.flush(120) == 0
     assert failures == [] and len(delivered) == n
-    values = _consume_all(bootstrap, topic, n)
+    values = [m.value() for m in read_all(bootstrap, topic, n)]
     assert len(values) == n and set(values) == {f"v{i}".encode() for i in range(n)}  # 0 lost, 0 twice
 
     up = cluster.cli("up")  # starts the nodes that do not run: the dead one, same ports and data

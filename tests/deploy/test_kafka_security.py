@@ -41,10 +41,9 @@ from edgebridge.devbrokers import KafkaOptions
 from edgebridge.devbrokers._process import free_port
 from edgebridge.devbrokers.kafka import Kafka, new_cluster_id
 from edgebridge.envelope import encode, new_reading
-from edgebridge.errors import EdgeBridgeError
 from edgebridge.settings import KafkaSettings
 from edgebridge.topics import KafkaTopics
-from tests.conftest import BrokerAddresses, _unavailable
+from tests.conftest import BrokerAddresses, running
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = KafkaTopics()
@@ -82,17 +81,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     port = free_port()
     security = write_kafka_security(make_ca("edgebridge test CA"), ["127.0.0.1", "localhost"],
                                     folder / "secrets", bootstrap=f"127.0.0.1:{port}")
-    kafka = Kafka(folder / "kafka", KafkaOptions(port=port, security=security))
-    try:
-        kafka.start(timeout=120)
-    except EdgeBridgeError as exc:
-        kafka.stop()
-        _unavailable(str(exc))
-    try:
+    with running(Kafka(folder / "kafka", KafkaOptions(port=port, security=security))) as kafka:
         assert kafka.port == port, "the env files name another port than the broker's"
         yield Secured(kafka, security, folder / "secrets")
-    finally:
-        kafka.stop()
 
 
 def _cli(*args: str, env: dict[str, str] | None = None,
@@ -515,14 +506,9 @@ def test_the_stacks_shipped_server_properties_with_the_deployments_lines(tmp_pat
     secrets = tmp_path / "secrets"
     security = write_kafka_security(make_ca("stack CA"), ["localhost", "127.0.0.1"], secrets / "kafka",
                                     clients_dir=secrets / "env", bootstrap=f"localhost:{port}")
-    kafka = StackKafka(tmp_path / "kafka", KafkaOptions(port=port, controller_port=controller,
-                                                        security=security))
-    try:
-        kafka.start(timeout=120)
-    except EdgeBridgeError as exc:
-        kafka.stop()
-        _unavailable(str(exc))
-    try:
+    stack_kafka = StackKafka(tmp_path / "kafka", KafkaOptions(port=port, controller_port=controller,
+                                                              security=security))
+    with running(stack_kafka) as kafka:
         assert (kafka.port, kafka.controller_port) == (port, controller)
         env = {f"{u}": dict(line.split("=", 1) for line in (secrets / "env" / f"{u}.env").read_text().split())
                for u in USERS}
@@ -535,8 +521,6 @@ def test_the_stacks_shipped_server_properties_with_the_deployments_lines(tmp_pat
         assert _delivery(bridge, TOPICS.raw) is None
         refused = _delivery(bridge, TOPICS.processed)
         assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-    finally:
-        kafka.stop()
 
 
 # --- the operator's tools (docs/operations.md) -----------------------------------------------------------
