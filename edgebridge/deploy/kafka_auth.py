@@ -42,6 +42,7 @@ __all__ = [
     "client_env",
     "client_settings",
     "client_toml",
+    "client_variables",
     "scram_credentials",
     "scram_format_args",
     "server_properties",
@@ -210,15 +211,20 @@ def client_settings(user: str, password: str, bootstrap: str, ca_location: str |
     }
 
 
-def client_env(settings: Mapping[str, str]) -> str:
-    """The settings as EDGEBRIDGE_KAFKA_* lines (edgebridge.config reads ``_`` as ``.`` after ``__``)."""
-    lines = []
+def client_variables(settings: Mapping[str, str]) -> dict[str, str]:
+    """The settings as EDGEBRIDGE_KAFKA_* variables (edgebridge.config reads ``_`` as ``.`` after ``__``)."""
+    out = {}
     for key, value in settings.items():
         if key == "bootstrap":
-            lines.append(f"EDGEBRIDGE_KAFKA_BOOTSTRAP={value}")
+            out["EDGEBRIDGE_KAFKA_BOOTSTRAP"] = value
         else:
-            lines.append(f"EDGEBRIDGE_KAFKA_LIBRDKAFKA__{key.upper().replace('.', '_')}={value}")
-    return "\n".join(lines) + "\n"
+            out[f"EDGEBRIDGE_KAFKA_LIBRDKAFKA__{key.upper().replace('.', '_')}"] = value
+    return out
+
+
+def client_env(settings: Mapping[str, str]) -> str:
+    """:func:`client_variables` as the lines of an env file."""
+    return "".join(f"{name}={value}\n" for name, value in client_variables(settings).items())
 
 
 def client_toml(settings: Mapping[str, str]) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 from edgebridge.deploy.init import Build, env_name
-from edgebridge.deploy.kafka_auth import USERS, client_env, write_kafka_security
+from edgebridge.deploy.kafka_auth import USERS, client_variables, write_kafka_security
 
 __all__ = ["BOOTSTRAP", "BROKER_DIR", "KAFKA_UID", "init"]
 
@@ -38,7 +38,7 @@ def init(build: Build) -> None:
     )
     for user in USERS:
         settings = security.client_settings(user, BOOTSTRAP, plan.cloud_ca_file)
-        variables = dict(line.split("=", 1) for line in client_env(settings).splitlines() if line)
+        variables = client_variables(settings)
         names = [env_name("bridge", r) for r in range(1, plan.bridges + 1)] if user == "bridge" else [user]
         for name in names:
             build.env_file(name).update(variables)
