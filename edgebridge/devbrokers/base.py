@@ -194,7 +194,15 @@ class ManagedBroker(ABC):
         Raises BrokerFaultError when it is not running or not ours, or not all stopped within ``timeout``.
         """
         pid = self.signal(signal.SIGSTOP)
-        if not wait_until(self.is_paused, timeout, interval=0.01):
+
+        def stopped() -> bool:
+            # A process already on its way out (killed, its memory released, not yet a zombie) takes
+            # the signal and then vanishes: that is "not running", not a broker that refuses to stop.
+            if not self.is_running():
+                raise BrokerFaultError(self.name, "not running: exited instead of stopping", pid)
+            return self.is_paused()
+
+        if not wait_until(stopped, timeout, interval=0.01):
             raise BrokerFaultError(self.name, f"SIGSTOP sent, but after {timeout:g}s its threads are in "
                                    f"states {self._states(pid)}, not all T (stopped)", pid)
 
