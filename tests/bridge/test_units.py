@@ -239,3 +239,13 @@ def test_each_mqtt_connection_may_log_in_as_its_own_user() -> None:
     assert "pw-up" not in dump_config(config) and "pw-up" not in repr(config)
     with pytest.raises(ConfigError, match=r"downlink\.password"):
         load_config(BridgeConfig, None, env={"EDGEBRIDGE_DOWNLINK_PASSWORD": "x"})
+
+
+def test_a_replica_in_a_share_group_keeps_no_session_unless_told() -> None:
+    """A dead replica's persistent session would keep its share of the stream (docs/bridge.md#scaling)."""
+    from bridge.config import UplinkConfig
+
+    assert UplinkConfig().session_seconds == 7 * 24 * 3600
+    assert UplinkConfig(share_group="bridges").session_seconds == 0
+    assert UplinkConfig(share_group="bridges", session_expiry=60).session_seconds == 60
+    assert UplinkConfig(session_expiry=0).session_seconds == 0
