@@ -219,6 +219,11 @@ class Processor:
         if assignment.fatal is not None:
             raise assignment.fatal
         if assignment.needs_rewind:
+            # the batch is dropped for the rewind, but not an error in it that ends this consumer: a
+            # session timed out (partitions lost) and then fenced as a static member come in one batch
+            for msg in messages:
+                if msg.error() is not None:
+                    self._consume_error(msg)
             assignment.rewind()
             return
         try:
