@@ -2,11 +2,11 @@
 (contract topics RF 3, min ISR 2), two bridges in one MQTT 5 shared-subscription group, two enrichers
 in one consumer group, real agents with their SQLite outboxes.
 
-Mid-stream, the Kafka node that coordinates the enrichers' consumer group (and leads a raw partition,
-or more) is SIGKILLed: the worst node to lose, for it moves the group, leaders and the offsets of the
-transactions at once. Once the cluster
-has fenced it and the stream flows on two nodes, one of the two bridges is SIGKILLed and stays dead;
-once the survivor has carried everything committed before that kill, the node is restarted. Each fault is
+Mid-stream, the Kafka node that coordinates the enrichers' consumer group is SIGKILLed (with three
+partitions on three nodes it usually leads a raw partition too; the run prints the leaders): the
+worst node to lose, for the group and the transactions' offsets move with it. Once the cluster has
+fenced it and the stream flows on two nodes, one of the two bridges is SIGKILLed and stays dead; once
+the survivor has carried everything committed before that kill, the node is restarted. Each fault is
 proven (the process gone by pid, the node out of every ISR in the cluster's own status, the bridge's
 exit by SIGKILL). What is counted comes from outside the components: a separate ``read_committed``
 consumer of ``iot.events.processed``, and the agents' own outboxes (every row receipted, none left).
@@ -174,7 +174,7 @@ def test_a_kafka_leader_and_a_bridge_killed_mid_stream_nothing_lost_nothing_twic
         def phase(what: str) -> None:  # where a slow run spent its time, in the output of -s
             print(f"t={timeline.now():5.1f}s receipted {timeline.receipted()}/{total}: {what}", flush=True)
 
-        # -- fault 1: the Kafka node leading most raw partitions, SIGKILL, then restarted ---------------
+        # -- fault 1: the node coordinating the enrichers' group, SIGKILL (restarted further down) -----
         wait_for(lambda: timeline.receipted() >= total // 5, 120, "a fifth of the stream receipted")
         leaders = _raw_leaders(cluster, p.topics.raw)
         victim_id = _group_coordinator(cluster.bootstrap, f"{p.prefix}-enricher")
