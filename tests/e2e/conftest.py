@@ -73,7 +73,8 @@ class Pipeline:
         self.bridges.append(proc)
         return proc
 
-    def start_enricher(self) -> ComponentProcess:
+    def start_enricher(self, pipeline: dict[str, Any] | None = None) -> ComponentProcess:
+        """The enricher, ``pipeline`` its ``[pipeline]`` settings."""
         t = self.topics
         config = {
             "instance_id": f"{self.prefix}-enricher", "group_id": f"{self.prefix}-enricher",
@@ -83,6 +84,7 @@ class Pipeline:
             "commit": {"transaction_timeout_ms": 10000},
             "log": {"level": "INFO"},
             "topics": {f: getattr(t, f) for f in KafkaTopics.__dataclass_fields__},
+            "pipeline": pipeline or {},
         }
         self.enricher = ComponentProcess("enricher", "enricher", config, self.workdir).start()
         assert self.enricher.wait_healthy(60), f"enricher not healthy; see {self.enricher.log_path}"
