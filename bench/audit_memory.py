@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench.enricher_throughput import create, fill
 from edgebridge.devbrokers import LocalBrokers
+from edgebridge.ops.tally import Tally, decode
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH = "0f3a9c2e7b1d4a60"
@@ -122,6 +124,29 @@ def run_child(args: list[str], env: dict[str, str]) -> tuple[float, int, dict[st
     return seconds, peak, {k: figures[k] for k in ("records", "duplicates", "missing")}
 
 
+def state_bytes(records: list[tuple[bytes, bytes]]) -> dict[str, int]:
+    """The bytes each audit keeps once the records are read (tracemalloc, in this process, no Kafka):
+    the audit's state alone, without the interpreter and the reader that RSS includes."""
+    out = {}
+    for name in ("ours", "naive"):
+        tracemalloc.start()
+        if name == "ours":
+            tally = Tally()
+            for _, value in records:
+                tally.add_value(value)
+            tally.report()
+        else:
+            seen: dict[tuple[str, str], set[int]] = {}
+            for _, value in records:
+                event = decode(value)
+                if event is not None:
+                    seen.setdefault((event.device, event.epoch), set()).add(event.seq)
+        out[name] = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        tally, seen = Tally(), {}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -139,10 +164,13 @@ def main() -> None:
             records, holes, resends = events(args.events, args.devices)
             began = time.monotonic()
             fill(bs, topic, records)
-            del records
             print(f"filled {topic}: {args.events} records of {args.devices} devices, {args.partitions} "
                   f"partitions ({holes} seqs left out, {resends} re-sends) in "
                   f"{time.monotonic() - began:.1f} s", flush=True)
+            state = state_bytes(records)
+            print(f"state kept after reading (tracemalloc): ours {state['ours']:,} B, naive "
+                  f"{state['naive']:,} B, ratio {state['ours'] / state['naive']:.3f}", flush=True)
+            del records
             env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
             env["EDGEBRIDGE_KAFKA_BOOTSTRAP"] = bs
             cmds = {

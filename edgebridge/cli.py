@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("edgebridge.ops.audit", "per device and epoch: events, duplicates, gaps, holes (exit 1: lost)"),
     "tail": ("edgebridge.ops.tail", "print a topic's records (dead letters with reason, error, origin)"),
     "deadletters": ("edgebridge.ops.deadletters_cli", "dead letters by reason and device; redrive them once"),
+    "replay": ("enricher.replay", "reprocess iot.events.raw into a new topic, exactly once, resumable"),
     "command": ("edgebridge.ops.command", "send a command to a device and wait for its answer"),
 }
 

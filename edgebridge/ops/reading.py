@@ -25,6 +25,7 @@ __all__ = ["Position", "Record", "parse_position", "position_argument", "read"]
 BEGINNING, END = "beginning", "end"
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+PREFETCH_KB = 8192
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,9 @@ def read(client: Mapping[str, Any], topic: str, start: Position, *, follow: bool
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
     consumer = Consumer({
+        # librdkafka prefetches up to 64 MB by default: a reader of a whole topic would hold that much
+        # for nothing (the Python side takes 500 records at a time); the passthrough may say otherwise
+        "queued.max.messages.kbytes": PREFETCH_KB,
         **client,
         "group.id": f"edgebridge-ops-{uuid.uuid4().hex[:8]}",  # never committed: no group is left behind
         "isolation.level": "read_committed",
