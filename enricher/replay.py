@@ -87,6 +87,7 @@ class Progress:
         if meta is None or meta.error is not None or not meta.partitions:
             raise SystemExit(f"raw topic {raw!r} not found")
         self.parts = sorted(meta.partitions)
+        self.replication_factor = len(meta.partitions[self.parts[0]].replicas)
         self.ends = {p: self.consumer.get_watermark_offsets(TopicPartition(raw, p), timeout=15)[1]
                      for p in self.parts}
         self._tp = TopicPartition
@@ -170,12 +171,19 @@ def _run(config: EnricherConfig, args: argparse.Namespace, prog: str) -> int:
     client = config.kafka.client_config({})
     progress = Progress(client, config.group_id, config.topics.raw)
     try:
-        ensure_topics(config.kafka, config.topics, partitions=len(progress.parts))
+        t = config.topics  # the replay's own topics only: the live ones are left as they are
+        ensure_topics(config.kafka, t, len(progress.parts), progress.replication_factor,
+                      only={t.processed, t.enricher_state, t.alerts, t.deadletter})
         resumed, first = progress.seed(args.start)
         total = sum(max(0, progress.ends[p] - first[p]) for p in progress.parts)
         print(f"{'resuming' if resumed else 'replaying'} {config.topics.raw} -> {config.topics.processed}: "
               f"{total} records to the end at the start (group {config.group_id}, transactional id "
               f"{config.transactional_id})", flush=True)
+        if not any(first[p] < end for p, end in progress.ends.items()):
+            # nothing to do: not even started (a processor stopped while joining its group may hang in
+            # librdkafka's close, see enricher.hang_watchdog)
+            print(f"done: {config.topics.processed} holds the replay", flush=True)
+            return 0
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
