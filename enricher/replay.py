@@ -31,6 +31,7 @@ import threading
 import time
 from typing import Any
 
+from edgebridge.arguments import positive_float
 from edgebridge.config import add_config_arguments, config_or_exit_code
 from edgebridge.kafka_ids import REPLAY_PREFIX
 from edgebridge.ops.reading import BEGINNING, END, Position, position_argument
@@ -138,7 +139,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                         metavar="WHERE", help="beginning (default), OFFSET, PARTITION:OFFSET, an RFC 3339 "
                         "time or an age (2h, 1d); ignored when resuming")
     parser.add_argument("--name", help="the replay's name: its group and transactional id (default: --to)")
-    parser.add_argument("--every", type=float, default=2.0, metavar="SECONDS", help="progress line period")
+    parser.add_argument("--every", type=positive_float, default=2.0, metavar="SECONDS",
+                        help="seconds between progress lines (default 2)")
     return parser
 
 

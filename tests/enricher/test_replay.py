@@ -84,3 +84,20 @@ def test_replay_applies_a_new_calibration_once_into_its_own_topic_and_leaves_the
     refused = subprocess.run([*cmd[:4], "--to", topics.processed, *cmd[6:]], capture_output=True, text=True,
                              timeout=60)
     assert refused.returncode == 2 and "live topic" in refused.stderr
+
+
+def test_the_replay_shares_no_name_with_the_live_enricher() -> None:
+    from edgebridge.config import load_config
+    from enricher.config import EnricherConfig
+    from enricher.replay import replay_config
+
+    live = load_config(EnricherConfig, None, env={}, overrides={"instance_id": "e-1"})
+    replay = replay_config(live, "iot.events.processed.v2", "fix-7")
+    assert replay.group_id == replay.transactional_id == "edgebridge-replay-fix-7"
+    assert replay.group_id != live.group_id and replay.transactional_id != live.transactional_id
+    written = {replay.topics.processed, replay.topics.enricher_state, replay.topics.alerts,
+               replay.topics.deadletter}
+    assert written == {"iot.events.processed.v2", "iot.events.processed.v2.state",
+                       "iot.events.processed.v2.alerts", "iot.events.processed.v2.deadletter"}
+    assert not written & {getattr(live.topics, f) for f in live.topics.__dataclass_fields__}
+    assert (replay.topics.raw, replay.topics.devices) == (live.topics.raw, live.topics.devices)  # read only
