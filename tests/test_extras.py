@@ -29,7 +29,8 @@ pytestmark = [pytest.mark.install, pytest.mark.timeout(900)]
 
 # Each command of `edgebridge`, by the side that runs it; a new command must be placed here.
 AGENT_COMMANDS = {"agent"}
-CLOUD_COMMANDS = {"bridge", "enricher", "sink", "devices", "topics", "tail", "deadletters", "command"}
+CLOUD_COMMANDS = {"bridge", "enricher", "sink", "devices", "topics", "tail", "deadletters", "command",
+                  "audit", "replay"}
 DEV_COMMANDS = {"brokers", "demo", "simulate"}  # the [dev] install: local brokers, simulators
 DEPLOY_COMMANDS = {"deploy"}  # the [deploy] install, on the operator's machine: a deployment's secrets
 # Every cloud command line an operator can ask --help of.
@@ -39,7 +40,8 @@ CLOUD_HELP = [
     ["sink"], ["sink", "sqlite"], ["sink", "postgres"],
     ["devices"], *(["devices", sub] for sub in ("put", "get", "list", "import", "delete")),
     ["topics"], ["topics", "create"], ["topics", "acls"],
-    ["tail"], ["deadletters"], ["deadletters", "list"], ["deadletters", "redrive"], ["command"],
+    ["tail"], ["deadletters"], ["deadletters", "list"], ["deadletters", "redrive"], ["command"], ["audit"],
+    ["replay"],
 ]
 
 # Imports every module of the named packages (but __main__ and the skipped modules and packages) in the
