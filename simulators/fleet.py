@@ -4,10 +4,11 @@ Each :class:`simulators.virtual_device.VirtualDevice` is an :class:`edge_agent.a
 an ``AgentConfig`` as a device's would be (its own state dir, MQTT session and credentials); only the
 source is a seeded sensor model. Nothing here publishes to MQTT itself.
 
-Concurrency: one thread per agent, running ``Agent.run`` unchanged (no fork of the agent's logic). Each
-loop wakes every 50 ms, which is the cost: at 1 reading/s, 200 devices took 40 % of a core and 113 MiB,
-500 devices 124 % and 232 MiB (2-core machine, local Mosquitto). More devices need more processes
-(:mod:`simulators.fleet_runner`), or a shared loop stepping only devices with work (not built).
+Concurrency: by default one thread per agent, running ``Agent.run`` unchanged. Each loop wakes every
+50 ms, which is the cost: at 1 reading/s, 200 devices took 40 % of a core and 113 MiB, 500 devices 124 %
+and 232 MiB (2-core machine, local Mosquitto). With ``loops`` K, K threads of
+:mod:`simulators.shared_loop` each drive a share of the devices, stepping (the agent's own step) only
+those with work: see bench/simulator_scale.py and bench/RESULTS.md for what each mode sustains.
 
 What each device committed (seq ranges per epoch, the gaps its outbox announced, what a full disk
 refused and a reflash wiped) is recorded by the device (:mod:`simulators.virtual_device`): that is the
@@ -29,6 +30,7 @@ from typing import Any, Literal, Protocol
 
 from simulators.expectation import Expectation
 from simulators.fleet_faults import FaultSchedule
+from simulators.shared_loop import SharedLoop
 from simulators.virtual_device import VirtualDevice
 
 __all__ = ["FleetOptions", "FleetTotals", "PartResult", "VirtualDevice", "device_ids", "run_part", "usage"]
@@ -66,6 +68,7 @@ class FleetOptions:
     # the outboxes' overflow policy: reject_new so that a full disk (the fault) refuses new events and
     # never evicts committed ones; drop_oldest evicts them (announced as gaps, lost all the same)
     policy: Literal["reject_new", "drop_oldest"] = "reject_new"
+    loops: int = 0  # 0: a thread per device; K: K shared loops per process drive the devices
 
 
 def device_ids(prefix: str, n: int) -> list[str]:
@@ -113,6 +116,7 @@ class PartResult:
     expectation: Expectation
     cpu: float  # seconds
     rss: float  # peak MiB
+    steps: int = 0  # agent steps the shared loops took (0: a thread per device)
 
 
 def run_part(options: FleetOptions, part: tuple[int, int], stop: Event,
@@ -123,7 +127,12 @@ def run_part(options: FleetOptions, part: tuple[int, int], stop: Event,
     k, n = part
     ids = device_ids(options.id_prefix, options.devices)
     state = options.state_dir or Path(tempfile.mkdtemp(prefix="edgebridge-fleet-"))
-    fleet = [VirtualDevice(ids[i], i, options, state) for i in range(k, len(ids), n)]
+    loops = [SharedLoop(f"fleet-loop-{j}") for j in range(options.loops)]
+    for loop in loops:
+        loop.start()
+    mine = range(k, len(ids), n)
+    fleet = [VirtualDevice(ids[i], i, options, state, loops[j % len(loops)] if loops else None)
+             for j, i in enumerate(mine)]
     schedule = None
     if options.faults:
         schedule = FaultSchedule(options.faults, options.fault_every, options.seed * 7919 + k, fleet,
@@ -137,6 +146,8 @@ def run_part(options: FleetOptions, part: tuple[int, int], stop: Event,
             d.stop()
         for d in fleet:
             d.join(60)
+        for loop in loops:
+            loop.close(60)
     totals = FleetTotals.of(fleet)
     if options.state_dir is None:
         if totals.backlog:  # events committed and not receipted: never delete them
@@ -146,7 +157,7 @@ def run_part(options: FleetOptions, part: tuple[int, int], stop: Event,
     cpu, rss = usage()
     expectation = Expectation.of(fleet, options.topic_prefix)
     expectation.faults = [dataclasses.asdict(f) for f in schedule.done] if schedule else []
-    return PartResult(totals, expectation, cpu, rss)
+    return PartResult(totals, expectation, cpu, rss, sum(loop.steps for loop in loops))
 
 
 def _drive(fleet: list[VirtualDevice], options: FleetOptions, stop: Event,

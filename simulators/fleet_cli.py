@@ -118,6 +118,9 @@ def add_fleet_parser(sub: Any, prog: str) -> None:
                    help="inject faults on a seeded schedule: all, or some of " + ",".join(KINDS))  # fmt: skip
     p.add_argument("--fault-every", type=positive_float, default=30.0, metavar="SECONDS",
                    help="mean seconds between two faults, per process (default 30)")  # fmt: skip
+    p.add_argument("--loops", type=int, default=0, metavar="K",
+                   help="drive each process's devices from K shared loops (one thread each, stepping a "
+                        "device only when it has work) instead of a thread per device (0, the default)")
     p.add_argument("--outbox-policy", choices=("reject_new", "drop_oldest"), default="reject_new",
                    help="the outboxes' policy at their bound (a full disk): reject_new refuses new events "
                         "(default), drop_oldest evicts committed ones; both announce a gap")  # fmt: skip
@@ -140,6 +143,7 @@ def fleet_main(args: argparse.Namespace) -> int:
         profile=args.profile, topic_prefix=args.topic_prefix, username=args.username,
         password=args.password, passwords=args.passwords, mqtt=mqtt, state_dir=args.state_dir,
         faults=args.faults, fault_every=args.fault_every, drain=args.drain, policy=args.outbox_policy,
+        loops=args.loops,
     )
     totals = run_fleet(options, stop, procs=args.procs, expect=args.expect, log_level=args.log_level)
     return 1 if totals.failed else 0

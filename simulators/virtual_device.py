@@ -43,6 +43,7 @@ from simulators.sensors import sensor
 
 if TYPE_CHECKING:
     from simulators.fleet import FleetOptions
+    from simulators.shared_loop import SharedLoop
 
 __all__ = ["Life", "VirtualDevice"]
 
@@ -66,10 +67,12 @@ class Life:
 
 
 class VirtualDevice:
-    """One agent on its own thread, and the record of what each of its lives committed."""
+    """One agent, on its own thread or driven by a :class:`~simulators.shared_loop.SharedLoop`, and the
+    record of what each of its lives committed."""
 
-    def __init__(self, device: str, index: int, options: FleetOptions, state: Path) -> None:
-        self.device, self.index, self.options = device, index, options
+    def __init__(self, device: str, index: int, options: FleetOptions, state: Path,
+                 loop: SharedLoop | None = None) -> None:
+        self.device, self.index, self.options, self.loop = device, index, options, loop
         self.state = state / device
         self.lives: dict[str, Life] = {}  # epoch -> its record, in the order of the device's lives
         self.readings = 0  # readings committed in this run (all lives)
@@ -82,6 +85,7 @@ class VirtualDevice:
         self._lock = threading.Lock()  # the swap of agent and source at a reflash, against stop/finish
         self._finished = self._stopping = False
         self._reflash: threading.Thread | None = None
+        self._launched = False
         self._boot(skew=0.0, interval=1.0 / options.rate, limit=options.events)
 
     def _boot(self, *, skew: float, interval: float, limit: int) -> None:
@@ -114,7 +118,8 @@ class VirtualDevice:
         agent.polled[:] = [source]
         self._observe_commits(agent)
         self.agent, self.source = agent, source
-        self.thread = threading.Thread(target=self._run, args=(agent,), name=device, daemon=True)
+        self.gone = threading.Event()  # this life's agent has finished (or failed)
+        self.thread = threading.Thread(target=self._run, args=(agent, self.gone), name=device, daemon=True)
 
     def _observe_commits(self, agent: Agent) -> None:
         outbox = agent.outbox
@@ -138,17 +143,32 @@ class VirtualDevice:
 
         outbox.commit = observed  # type: ignore[method-assign]
 
-    def _run(self, agent: Agent) -> None:
+    def _run(self, agent: Agent, gone: threading.Event) -> None:
         try:
             agent.run()
-        except BaseException as exc:  # reported in the summary; the other devices go on
-            self.error = exc
-            log.exception("virtual device failed", extra={"device": self.device})
+        except BaseException as exc:
+            self._exited(gone, exc)
+        else:
+            self._exited(gone, None)
+
+    def _exited(self, gone: threading.Event, error: BaseException | None) -> None:
+        if error is not None:  # reported in the summary; the other devices go on
+            self.error = error
+            log.error("virtual device failed", exc_info=error, extra={"device": self.device})
+        gone.set()
+
+    def _launch(self) -> None:
+        if self.loop is None:
+            self.thread.start()
+        else:
+            gone = self.gone
+            self.loop.add(self.agent, lambda error: self._exited(gone, error))
+        self._launched = True
 
     # -- lifecycle, from the fleet's driving thread ------------------------------------------------------
 
     def start(self) -> None:
-        self.thread.start()
+        self._launch()
 
     def finish(self) -> None:
         """No reading from now on, in this life or a next one."""
@@ -164,8 +184,8 @@ class VirtualDevice:
     def join(self, timeout: float) -> None:
         if self._reflash is not None:
             self._reflash.join(timeout)
-        if self.thread.ident is not None:
-            self.thread.join(timeout)
+        if self._launched:
+            self.gone.wait(timeout)
 
     def reflash(self) -> bool:
         """Start a reflash in the background (False: one is still going on)."""
@@ -180,9 +200,9 @@ class VirtualDevice:
         return self._reflash is not None and self._reflash.is_alive()
 
     def _reflash_now(self) -> None:
-        old_agent, old_source = self.agent, self.source
+        old_agent, old_source, old_gone = self.agent, self.source, self.gone
         old_agent.stop()  # drains as on SIGTERM, up to forwarder.drain_on_stop
-        self.thread.join()
+        old_gone.wait()
         epoch = old_agent.outbox.epoch or ""
         path = old_agent.config.outbox_path
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
@@ -196,7 +216,7 @@ class VirtualDevice:
             limit = max(0, old_source.limit - old_source.stats.read) if old_source.limit else 0
             self._boot(skew=old_source.skew, interval=old_source.interval, limit=limit)
             self.reflashes += 1
-            self.thread.start()
+            self._launch()
         log.warning("virtual device reflashed", extra={"device": self.device, "old_epoch": epoch,
                                                        "wiped": len(held)})
 

@@ -1,11 +1,13 @@
 """`simulate fleet --faults reflash,diskfull`: a device reflashed and a device whose disk fills, for real.
 
-A fleet of real agents through a real bridge and enricher. Each fault is proven independently of the
-simulator's own word: a reflash by the device's outbox on disk (a new epoch, its seqs from 1 again) and by
-``iot.events.raw`` holding both epochs of the device; a full disk by a gap event with reason ``rejected``
-in ``iot.events.raw`` naming the very seqs the expectation file lists as refused, none of which arrived
-as a reading. Then every committed event of every life is once in ``iot.events.processed`` (a separate
-read_committed consumer), and `simulate audit` reads 0 lost, 0 duplicated, with a line per fault kind.
+A fleet of real agents, driven by two shared loops (:mod:`simulators.shared_loop`: the stop of a
+reflashed device goes step by step there too), through a real bridge and enricher. Each fault is proven
+independently of the simulator's own word: a reflash by the device's outbox on disk (a new epoch, its
+seqs from 1 again) and by ``iot.events.raw`` holding both epochs of the device; a full disk by a gap
+event with reason ``rejected`` in ``iot.events.raw`` naming the very seqs the expectation file lists as
+refused, none of which arrived as a reading. Then every committed event of every life is once in
+``iot.events.processed`` (a separate read_committed consumer), and `simulate audit` reads 0 lost,
+0 duplicated, with a line per fault kind.
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ def test_reflashed_and_full_disk_devices_are_accounted_for(
     expect, state = tmp_path / "fleet.json", tmp_path / "state"
     cmd = [sys.executable, "-m", "edgebridge", "simulate", "fleet", "--url", p.mqtt_url, "--topic-prefix",
            p.prefix, "--devices", "8", "--rate", "5", "--duration", "22", "--procs", "1", "--id-prefix",
-           "lv-", "--seed", "11", "--faults", "reflash,diskfull", "--fault-every", "3",
+           "lv-", "--seed", "11", "--faults", "reflash,diskfull", "--fault-every", "3", "--loops", "2",
            "--state-dir", str(state), "--expect", str(expect)]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     err = "\n".join(line for line in run.stderr.splitlines() if not line.startswith("%"))
     assert run.returncode == 0, err
     assert re.search(r"\d+ readings committed, \d+ receipted, 0 left in the outboxes", err), err  # drained
+    assert re.search(r"2 shared loops per process, [1-9]\d* steps", err), err  # driven by the shared loops
     expectation = Expectation.read(expect)
     faults = expectation.faults
     reflashed = {f["devices"][0] for f in faults if f["kind"] == "reflash"}
