@@ -9,7 +9,7 @@ readings committed at the asked rate (>= 95 %), a backlog (readings not yet rece
 grow over the steady part by more than a second's readings, and 0 left after the drain. No assertion
 on speed: this prints figures.
 
-    .venv/bin/python -m bench.simulator_scale --devices 1000 --duration 300 --modes 0,4
+    .venv/bin/python -m bench.simulator_scale --devices 1000 --duration 120 --modes 0,8,8:NORMAL
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ SUMMARY = re.compile(r"fleet summary: .*\((\d+) started, (\d+) failed\), (\d+) r
 class Run:
     mode: int  # 0: a thread per device; K: K shared loops
     devices: int
+    sync: str  # the outboxes' SQLite synchronous setting
     cpu: float = 0.0  # % of one core over the steady part
     rss: float = 0.0  # peak MiB
     threads: int = 0  # peak
@@ -63,7 +64,7 @@ class Run:
                 and self.failed == 0 and self.connected == self.devices)
 
     def row(self) -> str:
-        name = "thread per device" if self.mode == 0 else f"{self.mode} shared loops"
+        name = ("thread per device" if self.mode == 0 else f"{self.mode} shared loops") + f", {self.sync}"
         return (f"| {name} | {self.devices} | {self.rate:,.0f} | {self.cpu:.0f} % | {self.rss:.0f} MiB | "
                 f"{self.threads} | {self.fds} | {self.connected} | {self.backlog_start} -> {self.backlog} | "
                 f"{self.left} | "
@@ -79,13 +80,13 @@ def _proc_sample(pid: int) -> tuple[float, int, int]:
     return cpu, threads, len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def run_fleet(mqtt_url: str, prefix: str, devices: int, mode: int, duration: float, ramp_up: float,
-              workdir: Path) -> Run:
+def run_fleet(mqtt_url: str, prefix: str, devices: int, mode: int, sync: str, duration: float,
+              ramp_up: float, workdir: Path) -> Run:
     cmd = [sys.executable, "-m", "edgebridge", "simulate", "fleet", "--url", mqtt_url, "--topic-prefix",
            prefix, "--devices", str(devices), "--rate", "1", "--duration", str(duration), "--ramp-up",
-           str(ramp_up), "--procs", "1", "--loops", str(mode), "--drain", "60", "--id-prefix",
-           f"scale{mode}-", "--state-dir", str(workdir / f"state-{mode}-{uuid.uuid4().hex[:6]}")]
-    run = Run(mode, devices)
+           str(ramp_up), "--procs", "1", "--loops", str(mode), "--outbox-sync", sync, "--drain", "60",
+           "--id-prefix", f"scale{mode}-", "--state-dir", str(workdir / f"state-{uuid.uuid4().hex[:6]}")]
+    run = Run(mode, devices, sync)
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert proc.stderr is not None
     began = time.monotonic()
@@ -133,13 +134,19 @@ def run_fleet(mqtt_url: str, prefix: str, devices: int, mode: int, duration: flo
     return run
 
 
+def _median_connected(runs: list[Run], mode: int) -> float:
+    """The devices a mode really ran (a thread per device may not even start them all)."""
+    return max(1.0, statistics.median(r.connected for r in runs if r.mode == mode))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.simulator_scale")
     parser.add_argument("--devices", default="1000", help="device counts, comma separated (default 1000)")
     parser.add_argument("--duration", type=float, default=120.0, help="seconds per run (default 120)")
     parser.add_argument("--ramp-up", type=float, default=20.0, help="seconds to start the devices")
-    parser.add_argument("--modes", default="0,4",
-                        help="0 = a thread per device (the baseline), K = K shared loops (default 0,4)")
+    parser.add_argument("--modes", default="0,8",
+                        help="0 = a thread per device (the baseline), K = K shared loops; :NORMAL after one "
+                             "for that outbox sync instead of FULL (default 0,8)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--mqtt-url", help="use these brokers (with --bootstrap) instead of starting them")
     parser.add_argument("--bootstrap")
@@ -172,10 +179,13 @@ def main() -> int:
             runs: list[Run] = []
             for devices in (int(n) for n in args.devices.split(",")):
                 for _ in range(args.repeats):
-                    for mode in (int(m) for m in args.modes.split(",")):  # alternating modes
-                        run = run_fleet(mqtt_url, prefix, devices, mode, args.duration, args.ramp_up, workdir)
+                    for spec in args.modes.split(","):  # alternating modes
+                        mode, _, sync = spec.partition(":")
+                        run = run_fleet(mqtt_url, prefix, devices, int(mode), sync or "FULL", args.duration,
+                                        args.ramp_up, workdir)
                         runs.append(run)
                         print(run.row(), flush=True)
+                        print("\n".join(line for line in run.lines if "fleet summary" in line), flush=True)
                         if not run.kept_up:
                             print("\n".join(run.lines[-5:]), flush=True)
             print("\n| mode | devices | committed ev/s (steady) | CPU (steady, of one core) | peak RSS | "
@@ -185,13 +195,16 @@ def main() -> int:
             for run in runs:
                 print(run.row())
             for devices in sorted({r.devices for r in runs}):
-                base = [r.cpu for r in runs if r.devices == devices and r.mode == 0]
-                for mode in sorted({r.mode for r in runs if r.mode}):
-                    ours = [r.cpu for r in runs if r.devices == devices and r.mode == mode]
-                    if base and ours:
-                        ratio = statistics.median(ours) / max(statistics.median(base), 1e-9)
-                        print(f"{devices} devices: CPU of {mode} shared loops / thread per device = "
-                              f"{ratio:.2f}")
+                for sync in sorted({r.sync for r in runs}):
+                    same = [r for r in runs if r.devices == devices and r.sync == sync]
+                    base = [r.cpu for r in same if r.mode == 0]
+                    for mode in sorted({r.mode for r in same if r.mode}):
+                        ours = [r.cpu for r in same if r.mode == mode]
+                        if base and ours:
+                            ratio = statistics.median(ours) / max(statistics.median(base), 1e-9)
+                            print(f"{devices} devices, {sync}: CPU of {mode} shared loops / thread per "
+                                  f"device = {ratio:.2f}; per connected device "
+                                  f"{ratio * _median_connected(same, 0) / _median_connected(same, mode):.2f}")
             print(f"bridge rss {bridge.rss_mb():.0f} MiB; machine: {os.cpu_count()} cores, "
                   f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 20} MB RAM, "
                   f"{platform.platform()}, python {platform.python_version()}; load {os.getloadavg()}")

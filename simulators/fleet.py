@@ -69,6 +69,10 @@ class FleetOptions:
     # never evicts committed ones; drop_oldest evicts them (announced as gaps, lost all the same)
     policy: Literal["reject_new", "drop_oldest"] = "reject_new"
     loops: int = 0  # 0: a thread per device; K: K shared loops per process drive the devices
+    # the outboxes' SQLite sync: FULL (a device's default) fsyncs every commit, two a second per device
+    # at 1 reading/s; NORMAL leaves it to the WAL checkpoints (the simulating machine losing power is not
+    # what a fleet run tests; the agent's code is the same)
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
 
 def device_ids(prefix: str, n: int) -> list[str]:

@@ -1,7 +1,7 @@
 """A fleet over one or more processes, its live line each second and its summary.
 
-A process carries a few hundred devices (a thread per agent, each waking every 50 ms: see
-:mod:`simulators.fleet` for the figures); ``procs`` processes share the devices (every ``procs``-th device
+A process carries a few hundred devices with a thread per agent, about a thousand with shared loops
+(``loops``; see :mod:`simulators.fleet`); ``procs`` processes share the devices (every ``procs``-th device
 from the k-th) and report their totals to this one, which prints for the whole fleet and writes the
 one expectation file.
 """

@@ -97,6 +97,7 @@ class VirtualDevice:
             "mqtt.topic_prefix": o.topic_prefix,
             "forwarder.receipts": "on",
             "outbox.policy": o.policy,
+            "outbox.synchronous": o.synchronous,
             "metrics.enabled": False,
             "systemd.notify": False,
             **{f"mqtt.{k}": v for k, v in o.mqtt.items()},
