@@ -34,13 +34,16 @@ from __future__ import annotations
 
 import logging
 import random
+import select
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 
+from edgebridge.mqtt.client import FastClient
 from edgebridge.topics import events_topic
 from simulators.hostile import NESTED_BATCH
 
@@ -191,20 +194,36 @@ class FaultSchedule:
 
 def _publish(device: VirtualDevice, payload: bytes, timeout: float = 10.0) -> bool:
     """One QoS 1 publish on the device's events topic with its credentials, from a client of its own
-    (another client id: the device's session stays the agent's); True once the broker acknowledged."""
+    (another client id: the device's session stays the agent's); True once the broker acknowledged.
+
+    The client is driven here with ``poll``, not by paho's loop thread: paho waits in ``select()``,
+    which refuses descriptors past 1023, and a process of a thousand devices holds ~6,000."""
     settings = device.agent.config.mqtt
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{device.device}-fault",
-                         protocol=mqtt.MQTTv5)
+    client = FastClient(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{device.device}-fault",
+                        protocol=mqtt.MQTTv5)
     settings.authenticate(client)
     try:
         client.connect(settings.host, settings.port, keepalive=30)
-        client.loop_start()
+        sock = client.socket()
+        if sock is None:
+            return False
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
         info = client.publish(events_topic(device.device, settings.topic_prefix), payload, qos=1)
-        info.wait_for_publish(timeout)
+        deadline = time.monotonic() + timeout
+        while not info.is_published() and time.monotonic() < deadline and client.socket() is not None:
+            poller.modify(sock, select.POLLIN | (select.POLLOUT if client.want_write() else 0))
+            poller.poll(100)
+            client.loop_read()
+            if client.want_write():
+                client.loop_write()
+            client.loop_misc()
         return info.is_published()
     except (OSError, RuntimeError, ValueError) as exc:
         log.warning("fault publish failed", extra={"device": device.device, "error": str(exc)})
         return False
     finally:
         client.disconnect()
-        client.loop_stop()
+        if client.want_write() and client.socket() is not None:
+            client.loop_write()
+        client.close_sockets()  # now, not at garbage collection
