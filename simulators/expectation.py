@@ -6,6 +6,13 @@ and ``edgebridge simulate audit`` are one code; the simulator writes the file (`
 
 from __future__ import annotations
 
-from edgebridge.ops.expectation import DeviceCheck, Expectation, check, check_keys, format_checks
+from edgebridge.ops.expectation import (
+    DeviceCheck,
+    Expectation,
+    check,
+    check_keys,
+    format_checks,
+    format_faults,
+)
 
-__all__ = ["DeviceCheck", "Expectation", "check", "check_keys", "format_checks"]
+__all__ = ["DeviceCheck", "Expectation", "check", "check_keys", "format_checks", "format_faults"]

@@ -1,17 +1,24 @@
 """What a fleet run committed, and the check of a topic against it.
 
 The expectation file (JSON, written by ``edgebridge simulate fleet --expect``) holds, per device and
-epoch, the seq ranges the device's outbox committed in the run (readings and gap events) and the ranges
-it announced as lost (``edgebridge.gap.v1``)::
+epoch (each life of its outbox), the seq ranges the outbox committed in the run (readings and gap
+events), the ranges it announced as lost (``edgebridge.gap.v1``), the seqs a full disk refused (burnt,
+never committed: not expected) and the rows a reflash wiped (committed, still on the device when its
+state dir went: lost unless they had already reached Kafka); and the faults the schedule injected, in
+order::
 
     {"version": 1, "topic_prefix": "devices",
-     "devices": {"sim-01": {"epochs": {"3f2a...": {"committed": [[1, 30]], "gaps": []}}}}}
+     "devices": {"sim-01": {"epochs": {"3f2a...": {"committed": [[1, 30]], "gaps": [], "refused": [],
+                                                   "wiped": []}}}},
+     "faults": [{"at": 12.5, "kind": "reflash", "devices": ["sim-01"], "detail": "epoch 3f2a... wiped"}]}
 
 :func:`check` compares records read from a topic (``iot.events.processed`` by default) with it, per
-device: ``lost`` are committed seqs neither present nor announced, ``duplicated`` are (epoch, seq) present
-more than once, ``unexpected`` are records of a listed device outside what it committed in the run (an
-earlier run's backlog on a reused state dir, another process using the same ids). Devices not listed
-are left out: the topic may carry other traffic. The counting is :mod:`edgebridge.ops.tally`'s, so
+device: ``lost`` are committed seqs neither present nor announced nor wiped, ``duplicated`` are (epoch,
+seq) present more than once, ``unexpected`` are records of a listed device outside what it committed in
+the run (an earlier run's backlog on a reused state dir, another process using the same ids). Devices
+not listed are left out: the topic may carry other traffic. :func:`format_faults` reads the same checks
+per fault kind: what the faulted devices had refused, held (committed and received) and lost. The
+counting is :mod:`edgebridge.ops.tally`'s, so
 ``edgebridge audit --expect`` and ``edgebridge simulate audit`` say the same, streaming.
 """
 
@@ -28,17 +35,25 @@ from edgebridge.ops.seqset import SeqSet, uncovered
 from edgebridge.ops.tally import EpochTally
 from edgebridge.receipts import merge_ranges
 
-__all__ = ["DeviceCheck", "Expectation", "ExpectationCheck", "check", "check_keys", "format_checks", "totals"]
+__all__ = ["DeviceCheck", "Expectation", "ExpectationCheck", "check", "check_keys", "format_checks",
+           "format_faults", "totals"]
 
 Ranges = list[tuple[int, int]]
+RANGES = ("committed", "gaps", "refused", "wiped")  # the ranges kept per (device, epoch)
+
+
+class Life(Protocol):
+    def as_dict(self) -> dict[str, Ranges]: ...
 
 
 class CommittedDevice(Protocol):
-    """What :meth:`Expectation.of` reads of a simulated device (``simulators.fleet.VirtualDevice``)."""
+    """What :meth:`Expectation.of` reads of a simulated device (``simulators.fleet.VirtualDevice``):
+    each life (epoch) of its outbox in the run."""
 
     device: str
-    committed: Ranges
-    gaps: Ranges
+
+    @property
+    def lives(self) -> Mapping[str, Life]: ...
 
     def epoch(self) -> str: ...
 
@@ -54,7 +69,8 @@ class Expectation:
     def of(cls, fleet: Iterable[CommittedDevice], topic_prefix: str) -> Expectation:
         out = cls(topic_prefix)
         for d in fleet:
-            out.devices[d.device] = {d.epoch(): {"committed": d.committed, "gaps": merge_ranges(d.gaps)}}
+            lives = {epoch: life.as_dict() for epoch, life in d.lives.items()}
+            out.devices[d.device] = lives or {d.epoch(): {k: [] for k in RANGES}}
         return out
 
     def write(self, path: Path) -> None:
@@ -71,7 +87,7 @@ class Expectation:
                 raise ValueError("not an expectation file of version 1")
             devices = {
                 str(device): {str(epoch): {k: [(int(a), int(b)) for a, b in spec.get(k, [])]
-                                           for k in ("committed", "gaps")}
+                                           for k in RANGES}
                               for epoch, spec in entry["epochs"].items()}
                 for device, entry in doc["devices"].items()
             }
@@ -95,6 +111,10 @@ class DeviceCheck:
     lost: Ranges = field(default_factory=list)  # (epoch omitted) committed, not announced, not present
     duplicated: int = 0  # records beyond the first of an (epoch, seq)
     unexpected: int = 0  # records outside what it committed
+    epochs: int = 0  # lives of the device in the run
+    refused: int = 0  # seqs a full disk refused: never committed, not expected
+    wiped: int = 0  # seqs a reflash wiped from the device
+    wiped_lost: int = 0  # of them, not in the topic (lost with the device's state)
 
     @property
     def ok(self) -> bool:
@@ -127,14 +147,20 @@ class ExpectationCheck:
     def result(self) -> dict[str, DeviceCheck]:
         out = {}
         for device, epochs in self.expectation.devices.items():
-            result = out[device] = DeviceCheck(device, unexpected=self._unexpected[device])
+            result = out[device] = DeviceCheck(device, unexpected=self._unexpected[device],
+                                               epochs=len(epochs))
             for epoch, spec in epochs.items():
                 tally = self._tallies.get((device, epoch)) or EpochTally(device, epoch)
                 result.committed += len(self._committed[(device, epoch)])
                 result.received += tally.events
                 result.duplicated += tally.duplicates
+                wiped = spec.get("wiped", [])
+                result.refused += sum(b - a + 1 for a, b in spec.get("refused", []))
+                for a, b in wiped:
+                    result.wiped += b - a + 1
+                    result.wiped_lost += sum(b2 - a2 + 1 for a2, b2 in uncovered(a, b, tally.seen))
                 for a, b in spec["committed"]:
-                    result.lost += uncovered(a, b, tally.seen, spec["gaps"])
+                    result.lost += uncovered(a, b, tally.seen, spec["gaps"], wiped)
             result.lost = merge_ranges(result.lost)
         return out
 
@@ -176,4 +202,28 @@ def totals(checks: Mapping[str, DeviceCheck]) -> dict[str, int]:
         "lost": sum(b - a + 1 for c in checks.values() for a, b in c.lost),
         "duplicated": sum(c.duplicated for c in checks.values()),
         "unexpected": sum(c.unexpected for c in checks.values()),
+        "refused": sum(c.refused for c in checks.values()),
+        "wiped": sum(c.wiped for c in checks.values()),
+        "wiped lost": sum(c.wiped_lost for c in checks.values()),
     }
+
+
+def format_faults(expectation: Expectation, checks: Mapping[str, DeviceCheck]) -> str:
+    """One line per fault kind of the run: how often, on how many devices, and what those devices'
+    events became: refused by a full disk (never committed), wiped by a reflash (lost unless they had
+    reached the topic), held (committed and in the topic: kept through the fault), lost, duplicated.
+    A device hit by several kinds counts under each."""
+    kinds: dict[str, tuple[int, set[str]]] = {}
+    for fault in expectation.faults:
+        n, devices = kinds.get(fault["kind"], (0, set()))
+        kinds[fault["kind"]] = (n + 1, devices | {d for d in fault["devices"] if d in checks})
+    lines = []
+    for kind, (n, devices) in kinds.items():
+        hit = [checks[d] for d in sorted(devices)]
+        lines.append(
+            f"fault {kind}: {n} times, {len(hit)} devices ({sum(c.epochs for c in hit)} epochs): "
+            f"refused {sum(c.refused for c in hit)}, wiped {sum(c.wiped for c in hit)} "
+            f"(lost {sum(c.wiped_lost for c in hit)}), held {sum(c.received - c.duplicated for c in hit)}, "
+            f"lost {sum(b - a + 1 for c in hit for a, b in c.lost)}, "
+            f"duplicated {sum(c.duplicated for c in hit)}")
+    return "\n".join(lines)
