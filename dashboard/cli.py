@@ -89,6 +89,7 @@ def _serve(config: object, prog: str) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((web.host, web.port))
+        sock.listen(2048)  # before the URL is printed: a client that reads it can connect at once
     except OSError as exc:
         print(f"{prog}: cannot listen on {web.host}:{web.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
