@@ -28,7 +28,8 @@ def _status(url: str, headers: dict[str, str] | None = None, data: bytes | None 
         with urllib.request.urlopen(request, timeout=30) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
-        return exc.code
+        with exc:
+            return exc.code
 
 
 def _basic(user: str, password: str) -> dict[str, str]:
