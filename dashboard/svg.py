@@ -33,9 +33,11 @@ def sparkline(points: Sequence[tuple[float, float]], width: int = 120, height: i
         return f'<svg class="spark" width="{width}" height="{height}" role="img" aria-label="no data"></svg>'
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     line = _path(points, min(xs), max(xs), min(ys), max(ys), width, height, 2)
+    last_x, last_y = line.rsplit(" ", 1)[-1].split(",")
+    # the newest point marked: it is the value the row shows, and a lone point is visible at all
     return (f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
             f'aria-label="{len(points)} points"><polyline fill="none" stroke="#2563eb" stroke-width="1.5" '
-            f'points="{line}"/></svg>')
+            f'points="{line}"/><circle cx="{last_x}" cy="{last_y}" r="2" fill="#2563eb"/></svg>')
 
 
 def chart(series: Mapping[str, Sequence[tuple[float, float]]], units: Mapping[str, str], width: int = 860,
