@@ -99,9 +99,11 @@ class ReadingsDb:
                              _json(r[5], dict), bool(r[6])) for r in rows}
 
     def series(self, since: float, until: float | None = None, device: str | None = None,
-               limit: int = 20000) -> dict[str, list[Point]]:
+               limit: int = 20000, per_minute: bool = False) -> dict[str, list[Point]]:
         """Numeric readings per device between two times, oldest first (at most ``limit`` rows each
-        call: the newest are kept)."""
+        call: the newest are kept). ``per_minute``: only each device's newest row of each minute, so
+        that a fleet's hour or a device's week stays a few thousand points (a sparkline is 120 pixels
+        wide; a chart 860)."""
         where, args = ["time >= ?"], [stamp(since)]
         if until is not None:
             where.append("time <= ?")
@@ -112,8 +114,11 @@ class ReadingsDb:
         try:
             with self.lock:
                 rows = self.conn.execute(
-                    f"SELECT device_id, time, readings FROM readings WHERE {' AND '.join(where)} "
-                    "ORDER BY time DESC LIMIT ?", [*args, limit]).fetchall()
+                    f"SELECT device_id, {'MAX(time)' if per_minute else 'time'}, readings FROM readings "
+                    f"WHERE {' AND '.join(where)} "
+                    # the minute is the first 16 characters of the agent's RFC 3339 UTC stamp
+                    f"{'GROUP BY device_id, substr(time, 1, 16) ' if per_minute else ''}"
+                    "ORDER BY 2 DESC LIMIT ?", [*args, limit]).fetchall()
         except sqlite3.OperationalError:
             return {}
         out: dict[str, list[Point]] = {}

@@ -166,3 +166,24 @@ def test_rows_the_page_cannot_read_show_as_empty_not_as_an_error(tmp_path: Path)
             db.conn.execute("DELETE FROM readings")
     finally:
         db.close()
+
+
+def test_per_minute_keeps_the_newest_row_of_each_minute(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    from enricher.sinks.sqlite import migrate
+
+    path = tmp_path / "sink.db"
+    migrate(sqlite_utils.Database(path))
+    with sqlite3.connect(path) as conn:
+        for n, (stamp, v) in enumerate((("2026-01-01T00:00:05.000Z", 1), ("2026-01-01T00:00:50.000Z", 2),
+                                        ("2026-01-01T00:01:10.000Z", 3))):
+            conn.execute("INSERT INTO readings (event_id, device_id, seq, time, flags, readings, derived, "
+                         "late) VALUES (?, 'd1', ?, ?, '[]', ?, '{}', 0)",
+                         [f"e{n}", n + 1, stamp, f'{{"t": {{"v": {v}}}}}'])
+    db = ReadingsDb(path)
+    try:
+        assert [p.values["t"] for p in db.series(0.0)["d1"]] == [1, 2, 3]
+        assert [p.values["t"] for p in db.series(0.0, per_minute=True)["d1"]] == [2, 3]
+    finally:
+        db.close()
