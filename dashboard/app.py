@@ -34,16 +34,16 @@ from starlette.routing import Route
 
 from dashboard import pages
 from dashboard.auth import Login, guard
-from dashboard.fleet import DeviceRow, fleet_rows, since_hour
+from dashboard.fleet import DeviceRow, fleet_rows
 from dashboard.pipeline import PipelineFeed, PipelineView
-from dashboard.readings import Point, ReadingsDb
+from dashboard.readings import Latest, Point, ReadingsDb
+from dashboard.recent import RecentRows
 from dashboard.registry_feed import RegistryFeed
 from dashboard.status_feed import StatusFeed
 
 __all__ = ["Sources", "build_app"]
 
 KEEPALIVE = 15.0
-SPARK_EVERY = 10.0  # seconds a fleet's sparklines are kept before they are read again
 STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "favicon.svg": "image/svg+xml"}
 # no inline script, nothing from another origin
 SECURITY_HEADERS = {
@@ -62,7 +62,10 @@ class Sources:
     registry: RegistryFeed | None
     status: StatusFeed | None
     pipeline: PipelineFeed | None
-    _spark: tuple[float, dict[str, list[Point]]] | None = field(default=None, init=False)
+    recent: RecentRows | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.recent = RecentRows(self.readings) if self.readings is not None else None
 
     def start(self) -> None:
         for feed in (self.registry, self.status, self.pipeline):
@@ -100,25 +103,17 @@ class Sources:
 
     def fleet(self, device: str | None = None) -> list[DeviceRow]:
         registry = dict(self.registry.devices) if self.registry else {}
-        latest = self.readings.latest() if self.readings else {}
         states = dict(self.status.states) if self.status else {}
-        series = self._sparklines() if device is None else (
-            self.readings.series(since_hour(), device=device, per_minute=True) if self.readings else {})
+        latest: dict[str, Latest] = {}
+        series: dict[str, list[Point]] = {}
+        if self.recent is not None:
+            self.recent.refresh()
+            latest, series = self.recent.latest_rows(), self.recent.series()
         if device is not None:
             registry = {k: v for k, v in registry.items() if k == device}
             latest = {k: v for k, v in latest.items() if k == device}
             states = {k: v for k, v in states.items() if k == device}
         return fleet_rows(registry, latest, states, series)
-
-    def _sparklines(self) -> dict[str, list[Point]]:
-        """The fleet's last hour, a point per device and minute, read again at most every
-        ``SPARK_EVERY`` seconds: the latest values come fresh each time, the sparklines need not."""
-        if self.readings is None:
-            return {}
-        now = time.monotonic()
-        if self._spark is None or now - self._spark[0] > SPARK_EVERY:
-            self._spark = (now, self.readings.series(since_hour(), per_minute=True, limit=200_000))
-        return self._spark[1]
 
     def pipeline_view(self) -> PipelineView:
         return self.pipeline.view if self.pipeline else PipelineView(errors=["Kafka not configured"])

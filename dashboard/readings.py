@@ -98,6 +98,18 @@ class ReadingsDb:
         return {r[0]: Latest(r[0], r[1], r[2], r[3], [str(f) for f in _json(r[4], list)],
                              _json(r[5], dict), bool(r[6])) for r in rows}
 
+    def rows_after(self, rowid: int, limit: int = 50_000) -> list[tuple[int, Latest]]:
+        """The rows the sink added after ``rowid`` (rowids grow with each insert), oldest first."""
+        try:
+            with self.lock:
+                rows = self.conn.execute(
+                    "SELECT rowid, device_id, time, site, location, flags, readings, late FROM readings "
+                    "WHERE rowid > ? ORDER BY rowid LIMIT ?", [rowid, limit]).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [(r[0], Latest(r[1], r[2], r[3], r[4], [str(f) for f in _json(r[5], list)], _json(r[6], dict),
+                              bool(r[7]))) for r in rows]
+
     def series(self, since: float, until: float | None = None, device: str | None = None,
                limit: int = 20000, per_minute: bool = False) -> dict[str, list[Point]]:
         """Numeric readings per device between two times, oldest first (at most ``limit`` rows each
