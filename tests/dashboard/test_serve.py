@@ -187,3 +187,40 @@ def test_per_minute_keeps_the_newest_row_of_each_minute(tmp_path: Path) -> None:
         assert [p.values["t"] for p in db.series(0.0, per_minute=True)["d1"]] == [2, 3]
     finally:
         db.close()
+
+
+def test_recent_rows_follow_new_rows_and_a_late_row_replaces_nothing_newer(tmp_path: Path) -> None:
+    import time
+
+    import sqlite_utils
+
+    from dashboard.readings import stamp
+    from dashboard.recent import RecentRows
+    from enricher.sinks.sqlite import migrate
+
+    path = tmp_path / "sink.db"
+    migrate(sqlite_utils.Database(path))
+    now = time.time()
+
+    def insert(event: str, at: float, v: float) -> None:
+        with sqlite3.connect(path) as conn:
+            conn.execute("INSERT INTO readings (event_id, device_id, seq, time, flags, readings, derived, "
+                         "late) VALUES (?, 'd1', 1, ?, '[]', ?, '{}', 0)",
+                         [event, stamp(at), f'{{"t": {{"v": {v}}}}}'])
+
+    insert("old", now - 7200, 0.5)  # before the hour: the newest row until others come, in no sparkline
+    insert("a", now - 600, 1.0)
+    db = ReadingsDb(path)
+    try:
+        recent = RecentRows(db)
+        recent.refresh()
+        assert recent.latest_rows()["d1"].readings["t"]["v"] == 1.0
+        assert [p.values["t"] for p in recent.series()["d1"]] == [1.0]
+        insert("b", now - 60, 2.0)
+        insert("late", now - 300, 9.0)  # inserted last, but older than b
+        recent.refresh()
+        assert recent.latest_rows()["d1"].readings["t"]["v"] == 2.0
+        assert [p.values["t"] for p in recent.series()["d1"]] == [1.0, 9.0, 2.0]
+        assert recent.last_rowid == db.version()
+    finally:
+        db.close()
