@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deadletters": ("edgebridge.ops.deadletters_cli", "dead letters by reason and device; redrive them once"),
     "replay": ("enricher.replay", "reprocess iot.events.raw into a new topic, exactly once, resumable"),
     "command": ("edgebridge.ops.command", "send a command to a device and wait for its answer"),
+    "dashboard": ("dashboard.cli", "a live web page of the fleet and the pipeline (read-only, with a login)"),
 }
 
 

@@ -66,6 +66,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                         "Kafka frozen and killed (see --rounds, --seed)")
     parser.add_argument("--rounds", type=int, default=6, help="with --chaos: faults injected (default 6)")
     parser.add_argument("--seed", type=int, default=None, help="with --chaos: the seed (default random)")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="also run the SQLite sink and `edgebridge dashboard` (127.0.0.1, no login), "
+                        "print its URL, and keep it serving after the audit until Ctrl-C")
     return parser
 
 
@@ -270,6 +273,21 @@ class Demo:
         return ok
 
 
+def _serve_until_stopped(url: str) -> None:
+    """After the audit, the dashboard goes on showing the run until Ctrl-C or SIGTERM."""
+    import threading
+
+    from edgebridge.lifecycle import install_stop_handlers
+
+    stop = threading.Event()
+    restore = install_stop_handlers(stop)
+    try:
+        print(f"dashboard still serving at {url}; Ctrl-C to stop", flush=True)
+        stop.wait()
+    finally:
+        restore()
+
+
 def main(argv: Sequence[str], prog: str = "edgebridge demo") -> int:
     args = _parser(prog).parse_args(list(argv))
     brokers = LocalBrokers(args.state_dir)
@@ -288,18 +306,29 @@ def main(argv: Sequence[str], prog: str = "edgebridge demo") -> int:
           f"topics created: {', '.join(created) or 'none (already there)'}")
     workdir = Path(tempfile.mkdtemp(prefix="edgebridge-demo-"))
     demo = Demo(args, brokers, workdir)
+    dashboard = None
     ok = False
     try:
         demo.start()
+        if args.dashboard:
+            from simulators.demo_dashboard import DemoDashboard
+
+            dashboard = DemoDashboard(brokers, workdir, {"bridge": demo.bridge.metrics_port,
+                                                         "enricher": demo.enricher.metrics_port})
+            print(f"   dashboard: {dashboard.start()}  (sink into {dashboard.db})", flush=True)
         print("3. live view (edge -> bridge -> Kafka -> enricher):")
         finished = demo.watch()
         if not finished:
             print(f"   not complete after {args.timeout:.0f}s")
         demo.stop()
         ok = demo.audit() and finished
+        if dashboard is not None:
+            _serve_until_stopped(dashboard.url or "")
     except (RuntimeError, EdgeBridgeError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         for proc in (*demo.agents, demo.bridge, demo.enricher):
             proc.kill()
         if args.keep:
