@@ -50,7 +50,7 @@ lint: venv
 
 ## demo: the main job (today: local brokers up and an event round trip through both)
 demo: setup
-	$(BIN)/edgebridge demo
+	$(BIN)/edgebridge demo $(DEMO_ARGS)
 
 bench: setup
 	$(BIN)/python -m bench
