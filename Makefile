@@ -8,14 +8,15 @@ BIN := $(VENV)/bin
 # scored offline, no systemd needs to run); Docker's engine, docker-compose and debootstrap for the stack
 # test (tests/deploy/test_stack.py builds the images on a debootstrap base: no image registry needed);
 # libfuse2 (a library, no program: looked up with ldconfig) for fusepy, which the power-cut file system of
-# the tests is built on. Each is installed only when missing.
+# the tests is built on; chromium and its chromedriver for the dashboard's browser tests (Debian's build:
+# no browser is downloaded at test time). Each is installed only when missing.
 
 .PHONY: setup venv test lint demo bench brokers-up brokers-down clean
 
 ## setup: install the system packages (apt-get, as root on Debian/Ubuntu) and the virtualenv
 setup: venv
 	@missing=""; \
-	for tool in mosquitto:mosquitto mosquitto_sub:mosquitto-clients kcat:kcat openssl:openssl mvn:maven java:openjdk-17-jre-headless initdb:postgresql systemd-analyze:systemd dockerd:docker.io docker-compose:docker-compose debootstrap:debootstrap; do \
+	for tool in mosquitto:mosquitto mosquitto_sub:mosquitto-clients kcat:kcat openssl:openssl mvn:maven java:openjdk-17-jre-headless initdb:postgresql systemd-analyze:systemd dockerd:docker.io docker-compose:docker-compose debootstrap:debootstrap chromium:chromium chromedriver:chromium-driver; do \
 	  bin=$${tool%%:*}; pkg=$${tool##*:}; \
 	  command -v $$bin >/dev/null || [ -x /usr/sbin/$$bin ] || ls /usr/lib/postgresql/*/bin/$$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
@@ -49,7 +50,7 @@ lint: venv
 
 ## demo: the main job (today: local brokers up and an event round trip through both)
 demo: setup
-	$(BIN)/edgebridge demo
+	$(BIN)/edgebridge demo $(DEMO_ARGS)
 
 bench: setup
 	$(BIN)/python -m bench

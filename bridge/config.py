@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import ClassVar
 
 from edgebridge.config import Secret
+from edgebridge.envelope import DEVICE_TYPES, device_types
 from edgebridge.errors import ConfigError
 from edgebridge.kafka_ids import BRIDGE_DOWNLINK_GROUP
 from edgebridge.settings import KafkaSettings, LogSettings, MetricsConfig, MqttSettings
@@ -45,6 +46,9 @@ class UplinkConfig:
     status_filter: str | None = None  # default: {topic_prefix}/+/status
     responses_filter: str | None = None  # default: {topic_prefix}/+/commands/response
     max_message_bytes: int = 256 * 1024  # larger MQTT payloads are dead-lettered as "oversized"
+    # event types taken from devices; any other is dead-lettered as unknown_type (edgebridge.envelope.
+    # device_types says what the list must keep; docs/schema.md how a new type is rolled out)
+    known_types: list[str] = field(default_factory=lambda: sorted(DEVICE_TYPES))
     max_deadletter_payload: int = 64 * 1024  # the dead letter keeps at most this much of the payload
     # librdkafka's delivery timeout; 0: never expire, so librdkafka itself keeps each partition's order
     # through any outage (a finite one re-produces expired records, which may then land out of order)
@@ -94,6 +98,10 @@ class UplinkConfig:
             raise ConfigError("max_inflight_bytes", "must be at least 1 MiB")
         if self.max_message_bytes < 1 or self.max_deadletter_payload < 0:
             raise ConfigError("max_message_bytes", "sizes must be positive")
+        try:
+            device_types(self.known_types)
+        except ValueError as exc:
+            raise ConfigError("known_types", str(exc)) from None
         if self.retry_backoff_max <= 0.1:
             raise ConfigError("retry_backoff_max", "must be > 0.1 seconds")
         if not 0.01 <= self.receipt_interval <= 60:

@@ -33,7 +33,7 @@ from bridge.deadletter import INTERNAL_ERROR, dead_letter
 from bridge.records import Header, Record
 from bridge.routes import Route, parse_topic
 from edgebridge.deadletters import rfc3339
-from edgebridge.envelope import CONTENT_TYPE, DEVICE_TYPES, decode_message_partial, seq_and_epoch, to_dict
+from edgebridge.envelope import CONTENT_TYPE, decode_message_partial, device_types, seq_and_epoch, to_dict
 from edgebridge.errors import EnvelopeError
 from edgebridge.logs import rate_limited
 from edgebridge.topics import KafkaTopics
@@ -53,6 +53,7 @@ class Translator:
         self._config = config
         self._topics = topics
         self._routes: dict[str, Route | None] = {}  # parse_topic is ~2 us: once per topic, not per message
+        self._known_types = device_types(config.known_types)
 
     def records(
         self, topic: str, payload: bytes, received_wall: float, properties: Any = None
@@ -92,7 +93,7 @@ class Translator:
         try:
             good, bad = decode_message_partial(
                 payload, max_bytes=self._config.max_message_bytes, deviceid=deviceid,
-                known_types=DEVICE_TYPES)
+                known_types=self._known_types)
         except EnvelopeError as exc:
             seq, epoch = _single_seq(payload) if exc.reason != "oversized" else (0, "")
             return [self._dead(topic, payload, received_wall, deviceid, exc, seq, epoch)]

@@ -27,6 +27,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -136,6 +137,22 @@ class Agent:
 
     def run(self) -> int:
         """Run until :attr:`stop_event` is set; return the exit code (0 after a clean stop)."""
+        self.begin()
+        try:
+            while not self.stop_event.is_set():
+                self.step()
+        except BaseException:
+            self.close()
+            raise
+        self.finish()
+        return 0
+
+    # A loop driving many agents (the simulator's) runs the same parts: begin(), step(timeout=0) when the
+    # agent's socket or waker is ready or due_at() has come, while stop_event is clear; then the steps of
+    # stopping(), link.poll(0) between them, and close().
+
+    def begin(self) -> None:
+        """Open the outbox, start the sources and the link: what :meth:`run` does before its loop."""
         self.outbox.open()
         self.forwarder.start_from(self.outbox)
         try:
@@ -149,25 +166,34 @@ class Agent:
             log.info(
                 "agent started", extra={"device": self.config.device_id, "backlog": self.outbox.stats.rows}
             )
-            while not self.stop_event.is_set():
-                self.step()
+        except BaseException:
+            self.close()
+            raise
+
+    def finish(self) -> None:
+        """The stop: drain what there is time for (see the module docstring), then close everything."""
+        try:
             self._shutdown()
         finally:
-            self._sources_stop.set()
-            for src in self.threaded:
-                src.stop()
-            self.link.stop()
-            self.outbox.close()
-            self.notifier.close()
-            self.wake.close()
-        return 0
+            self.close()
+
+    def close(self) -> None:
+        """Stop the sources and the link, close the outbox: the end of a run, after the stop's steps."""
+        self._sources_stop.set()
+        for src in self.threaded:
+            src.stop()
+        self.link.stop()
+        self.outbox.close()
+        self.notifier.close()
+        self.wake.close()
 
     def stop(self) -> None:
         self.stop_event.set()
         self.wake.set()
 
-    def step(self) -> None:
-        """One iteration of the loop."""
+    def step(self, timeout: float | None = None) -> None:
+        """One iteration of the loop; ``timeout``: wait at most this long on the socket and the waker
+        (None: until the next commit is due, at most 50 ms)."""
         self._collect()
         now = time.monotonic()
         full = len(self._pending) >= self.config.outbox.commit_every_events and not self._commit_failing
@@ -177,7 +203,23 @@ class Agent:
         self.forwarder.pump(self.outbox)
         self._command()
         self._beat(now)
-        self._wait()
+        if timeout is None:
+            self._wait()
+        else:
+            self.link.poll(timeout)
+
+    def due_at(self) -> float:
+        """The monotonic time from which :meth:`step` has work that neither the broker socket nor the
+        waker will signal: a commit of pending events or receipted ranges, a polled source's next
+        sample, the link's own timers; at most a second away (heartbeat, resends, the watchdog)."""
+        due = min(self.link.due_at(), time.monotonic() + 1.0)
+        if self._pending or self._done or self.forwarder.has_done:
+            due = min(due, self._deadline)
+        for src in self.polled:
+            next_at = getattr(src, "next_at", None)
+            if next_at is not None and not getattr(src, "exhausted", False):
+                due = min(due, next_at)
+        return due
 
     def _collect(self) -> None:
         room = self.config.outbox.commit_every_events - len(self._pending)
@@ -258,6 +300,13 @@ class Agent:
         self.link.poll(timeout)
 
     def _shutdown(self) -> None:
+        for timeout in self.stopping():
+            self.link.poll(timeout)
+
+    def stopping(self) -> Iterator[float]:
+        """The stop as steps (see the module docstring): each value is how long to wait on the broker
+        socket (``link.poll``) before the next step; :meth:`finish` waits here, a loop driving many
+        agents waits on all their sockets at once."""
         self.notifier.notify("STOPPING=1")
         self._sources_stop.set()
         for src in self.threaded:
@@ -272,7 +321,7 @@ class Agent:
             and time.monotonic() < deadline
         ):
             f.pump(self.outbox)  # what was committed last goes too, while there is time
-            self.link.poll(0.05)
+            yield 0.05
             self._commit(time.monotonic())
         self._commit(time.monotonic())
         offline = self.link.publish(
@@ -287,7 +336,7 @@ class Agent:
                 and self.link.current is not None
                 and not any(a[1] == offline[1] for a in self.link.acks)
             ):
-                self.link.poll(0.05)
+                yield 0.05
         log.info("agent stopped", extra={"backlog": self.outbox.stats.rows})
 
     # -- introspection and commands ----------------------------------------------------------------

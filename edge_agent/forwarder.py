@@ -163,6 +163,11 @@ class Forwarder:
         while receipts:
             self._receipt(receipts.popleft(), outbox)
 
+    @property
+    def has_done(self) -> bool:
+        """Receipted ranges wait for :meth:`take_done` (the agent's next commit deletes them)."""
+        return bool(self._done)
+
     def take_done(self) -> list[tuple[int, int]]:
         """The seq ranges the next group commit deletes (receipted; PUBACKed with receipts off)."""
         done, self._done = self._done, []

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import queue
 import select
 import time
@@ -163,6 +164,34 @@ class MqttLink:
         return generation, info.mid
 
     # -- the agent loop's wait ---------------------------------------------------------------------
+
+    # A loop driving many agents waits on every link's socket itself (:attr:`socket`, :meth:`wants_write`)
+    # and calls ``poll(0)`` when one is ready or :meth:`due_at` has come: the same work, no wait here.
+
+    @property
+    def socket(self) -> BufferedSocket | None:
+        """The broker socket (None: no connection): a new object for each connection attempt, whose
+        descriptor may have the number of the closed one."""
+        return self._sock
+
+    def wants_write(self) -> bool:
+        """Bytes are waiting for the socket to take them."""
+        sock, client = self._sock, self._client
+        return sock is not None and client is not None and bool(sock.unsent or client.want_write())
+
+    def due_at(self) -> float:
+        """The monotonic time from which :meth:`poll` has work the socket and the waker will not signal:
+        a (re)connect, data already buffered, keepalive, the CONNACK's deadline."""
+        if self._closed:
+            return math.inf
+        sock = self._sock
+        if self._client is None or sock is None:
+            return self._retry_at
+        if self._drop or sock.buffered():
+            return 0.0
+        if self.current is None:
+            return min(self._misc_at, self._began + self.config.connect_timeout)
+        return self._misc_at
 
     def poll(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the broker socket or the waker, then do the network work:

@@ -3,7 +3,8 @@ types, the reason codes, :class:`Event` and :class:`Rejected`. Import them from 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -21,6 +22,9 @@ DEFAULT_MAX_ITEMS = 4096
 DEFAULT_KNOWN_TYPES: frozenset[str] = frozenset({READING_TYPE, GAP_TYPE, PROCESSED_TYPE})
 #: What a device may publish: readings and gap announcements (a processed event is the enricher's).
 DEVICE_TYPES: frozenset[str] = frozenset({READING_TYPE, GAP_TYPE})
+#: A type a deployment adds through ``known_types``: dotted lowercase words ending in a version
+#: (``com.example.vibration.v1``), so that a new version is a new name (docs/schema.md).
+_TYPE_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*\.v[1-9][0-9]*")
 
 #: Every ``EnvelopeError.reason`` edgebridge raises: the dead-letter reason header and a metric label.
 REASONS: frozenset[str] = frozenset(
@@ -47,6 +51,29 @@ REASONS: frozenset[str] = frozenset(
 )
 
 _SOURCE_PREFIX = v.SOURCE_PREFIX
+
+
+def device_types(configured: Iterable[str]) -> frozenset[str]:
+    """The event types a bridge or an enricher admits from devices, from its ``known_types`` setting.
+
+    Raises ValueError (the config turns it into its error) when the list drops a type the agent
+    sends (every device's events would be dead-lettered), names the processed type (a device would
+    forge the enricher's output) or holds a name that is not ``words.vN``. Every other type listed
+    is carried through unchanged: the bridge forwards it, the enricher deduplicates it and passes it
+    on to processed as it came, as it does a gap event (the policy: docs/schema.md).
+    """
+    types = frozenset(configured)
+    missing = sorted(DEVICE_TYPES - types)
+    if missing:
+        raise ValueError(f"must keep {', '.join(missing)}: the agent sends it, and without it every "
+                         "device's events would be dead-lettered")
+    if PROCESSED_TYPE in types:
+        raise ValueError(f"{PROCESSED_TYPE} is the enricher's output; a device may not publish it")
+    for name in sorted(types - DEVICE_TYPES):
+        if len(name) > 128 or not _TYPE_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a type name of the form words.vN "
+                             "(e.g. com.example.vibration.v1)")
+    return types
 
 
 class Event(NamedTuple):

@@ -28,9 +28,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("simulators.demo", "the main job: local brokers and simulated devices end to end"),
     "simulate": ("simulators.simulate", "simulated devices: serial sensor, fleet of agents, audit"),
     "deploy": ("edgebridge.deploy.cli", "a deployment's CA, certificates, MQTT passwords and ACL (init)"),
+    "audit": ("edgebridge.ops.audit", "per device and epoch: events, duplicates, gaps, holes (exit 1: lost)"),
     "tail": ("edgebridge.ops.tail", "print a topic's records (dead letters with reason, error, origin)"),
     "deadletters": ("edgebridge.ops.deadletters_cli", "dead letters by reason and device; redrive them once"),
+    "replay": ("enricher.replay", "reprocess iot.events.raw into a new topic, exactly once, resumable"),
     "command": ("edgebridge.ops.command", "send a command to a device and wait for its answer"),
+    "dashboard": ("dashboard.cli", "a live web page of the fleet and the pipeline (read-only, with a login)"),
 }
 
 

@@ -99,6 +99,7 @@ from edgebridge._event import (
     SPECVERSION,
     Event,
     Rejected,
+    device_types,
 )
 from edgebridge._stamps import new_event_id, new_event_ids, now_rfc3339, rfc3339_ms
 from edgebridge._validate import is_deviceid, is_epoch
@@ -122,6 +123,7 @@ __all__ = [
     "decode_batch",
     "decode_message",
     "decode_message_partial",
+    "device_types",
     "encode",
     "encode_batch",
     "from_dict",

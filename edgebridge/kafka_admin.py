@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,14 +167,16 @@ def _apply(admin: _Admin, missing: list[TopicSpec], diffs: list[TopicDiff]) -> N
 
 
 def ensure_topics(kafka: str | KafkaSettings, topics: KafkaTopics | None = None, partitions: int = 3,
-                  replication_factor: int = 1) -> list[str]:
+                  replication_factor: int = 1, only: Collection[str] | None = None) -> list[str]:
     """Create whichever contract topics do not exist yet and set the settings we own on those that do;
-    return the names created. ``kafka`` is a bootstrap address or the ``[kafka]`` settings."""
+    return the names created. ``kafka`` is a bootstrap address or the ``[kafka]`` settings. ``only``:
+    these topic names and no other (a replay's own topics, the live ones left as they are)."""
     settings = KafkaSettings(bootstrap=kafka) if isinstance(kafka, str) else kafka
     admin = _Admin(settings)
     plan = plan_topics(admin, topics or KafkaTopics(), partitions, replication_factor)
-    _apply(admin, plan.missing, plan.diffs)
-    return [s.name for s in plan.missing]
+    missing = [s for s in plan.missing if only is None or s.name in only]
+    _apply(admin, missing, [d for d in plan.diffs if only is None or d.name in only])
+    return [s.name for s in missing]
 
 
 def _describe(plan: TopicPlan, dry_run: bool) -> list[str]:

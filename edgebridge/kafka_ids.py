@@ -13,6 +13,7 @@ __all__ = [
     "ENRICHER_STATE_READER_GROUP",
     "ENRICHER_TRANSACTIONAL_ID_PREFIX",
     "REGISTRY_READER_GROUP",
+    "REPLAY_PREFIX",
     "SINK_GROUP",
 ]
 
@@ -23,4 +24,6 @@ ENRICHER_TRANSACTIONAL_ID_PREFIX = "edgebridge-enricher"
 # assigned, never committed: only named because librdkafka looks up a group's coordinator
 ENRICHER_STATE_READER_GROUP = "edgebridge-enricher-state-reader"
 REGISTRY_READER_GROUP = "edgebridge-registry-reader"
+# `edgebridge replay`: its consumer group and transactional id are "{prefix}-{name}", never the enricher's
+REPLAY_PREFIX = "edgebridge-replay"
 SINK_GROUP = "edgebridge-sink"  # a prefix in the ACLs: one sink per database has its own group

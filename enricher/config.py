@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from edgebridge.envelope import DEVICE_TYPES, device_types
 from edgebridge.errors import ConfigError
 from edgebridge.kafka_ids import ENRICHER_GROUP, ENRICHER_TRANSACTIONAL_ID_PREFIX
 from edgebridge.settings import KafkaSettings, LogSettings, MetricsConfig
@@ -70,6 +71,9 @@ class PipelineSettings:
 
     steps: list[str] = field(default_factory=lambda: list(DEFAULT_STEPS))
     unknown_devices: Literal["process", "deadletter"] = "process"
+    # event types taken from iot.events.raw: readings and gaps, and any type a deployment adds, which
+    # is deduplicated and passed on to processed as it came (edgebridge.envelope.device_types)
+    known_types: list[str] = field(default_factory=lambda: sorted(DEVICE_TYPES))
     # dedup: at most this many disjoint seen-ranges above the contiguous mark per device; past it the
     # oldest hole is given up (counted as an expired gap) so memory and state records stay bounded.
     max_seen_ranges: int = DEFAULT_MAX_SEEN_RANGES
@@ -92,6 +96,10 @@ class PipelineSettings:
             raise ConfigError("epoch_idle_days", "must be > 0")
         if self.stuck_count < 0:
             raise ConfigError("stuck_count", "must be >= 0")
+        try:
+            device_types(self.known_types)
+        except ValueError as exc:
+            raise ConfigError("known_types", str(exc)) from None
 
 
 @dataclass(frozen=True)

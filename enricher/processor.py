@@ -243,7 +243,7 @@ class Processor:
         cp = self.checkpoint
         send = cp.send
         assigned, ctx, run = self.assignment.assigned, self.ctx, self.pipeline.run
-        decode, max_bytes = envelope.decode, self.config.pipeline.max_bytes
+        decode, max_bytes, known = envelope.decode, self.config.pipeline.max_bytes, self.ctx.known_types
         processed_topic, alerts_topic, encode = self.topics.processed, self.topics.alerts, self.output.encode
         self.output.batch()
         positions: dict[int, int] = {}
@@ -267,7 +267,7 @@ class Processor:
                 # below and in _deadletter, go their own way (abort and rewind, or exit)
                 failed: tuple[str, BaseException, str | None] | None = None
                 try:
-                    event = decode(value, max_bytes=max_bytes)
+                    event = decode(value, max_bytes=max_bytes, known_types=known)
                     ts_type, ts = msg.timestamp()
                     ctx.partition = partition
                     out = run(Item(event, key.decode("utf-8", "replace") if key is not None else None,

@@ -1,102 +1,21 @@
-"""Per (device, epoch) accounting of a topic: what arrived, what twice, what is missing, what is explained.
+"""Reading a whole topic for the simulators and the tests, and the audit of what was read.
 
-This is the arithmetic of guarantees 1 and 2: for every device and every epoch of it (one life of its
-outbox: a device whose state dir is wiped starts a new epoch with seqs from 1 again; events without the
-attribute are the legacy epoch ``""``), the seqs ``1..max`` must each be either present or inside a range
-announced by an ``edgebridge.gap.v1`` event of that epoch. ``iot.events.raw`` may hold duplicates
-(at-least-once upstream); ``iot.events.processed`` must not.
+The audit's arithmetic (per device and epoch: present, duplicated, announced by a gap event, missing)
+is :mod:`edgebridge.ops.tally`'s, shared with ``edgebridge audit``; it is re-exported here for the
+demo and the tests that read a topic whole.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-import orjson
+from edgebridge.ops.audit import format_table
+from edgebridge.ops.tally import DeviceAudit, audit_records
 
-from edgebridge.envelope import GAP_TYPE
-
-__all__ = [
-    "DeviceAudit", "KafkaRecord", "audit_records", "format_table", "read_records", "read_topic", "seq_ranges",
-]
-
-
-@dataclass
-class DeviceAudit:
-    """One epoch of one device (``epoch`` ``""``: events without the attribute)."""
-
-    device: str
-    epoch: str = ""
-    records: int = 0
-    distinct: int = 0
-    duplicates: int = 0
-    max_seq: int = 0
-    announced: list[tuple[int, int]] = field(default_factory=list)  # gap ranges, inclusive
-    missing: list[tuple[int, int]] = field(default_factory=list)  # unexplained holes, inclusive
-
-    @property
-    def complete(self) -> bool:
-        return not self.missing
-
-
-def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for s in sorted(seqs):
-        if out and s == out[-1][1] + 1:
-            out[-1] = (out[-1][0], s)
-        else:
-            out.append((s, s))
-    return out
-
-
-def audit_records(
-    values: Iterable[bytes], expected_max: Mapping[str, int] | None = None
-) -> dict[tuple[str, str], DeviceAudit]:
-    """Audit event payloads (single events, as the bridge writes them) per (device, epoch): by device,
-    then its epochs in the order of their first record (its lives in order).
-
-    ``expected_max`` names the last seq each device is known to have produced (the demo knows it) in its
-    latest epoch: the epoch of the device's last record in ``values`` (a device's records share a
-    partition, so that is its current life). If it did not reach it, the tail is missing; a device with
-    no record at all is audited under the legacy epoch ``""``.
-    """
-    seen: dict[tuple[str, str], Counter[int]] = defaultdict(Counter)
-    announced: dict[tuple[str, str], set[int]] = defaultdict(set)
-    ranges: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
-    latest: dict[str, str] = {}  # device -> the epoch of its last record
-    order: dict[tuple[str, str], int] = {}  # (device, epoch) -> its first record's index: lives in order
-    for value in values:
-        event = orjson.loads(value)
-        device, seq = event["deviceid"], event["seq"]
-        key = (device, event.get("epoch") or "")
-        latest[device] = key[1]
-        order.setdefault(key, len(order))
-        seen[key][seq] += 1
-        if event.get("type") == GAP_TYPE:
-            first, last = event["data"]["first"], event["data"]["last"]
-            ranges[key].append((first, last))
-            announced[key].update(range(first, last + 1))
-    expected = {(d, latest.get(d, "")): n for d, n in (expected_max or {}).items()}
-    out = {}
-    for key in sorted(set(seen) | set(expected), key=lambda k: (k[0], order.get(k, len(order)))):
-        counts = seen[key]
-        top = max([*counts, expected.get(key, 0)], default=0)
-        holes = set(range(1, top + 1)) - set(counts) - announced[key]
-        out[key] = DeviceAudit(
-            device=key[0],
-            epoch=key[1],
-            records=sum(counts.values()),
-            distinct=len(counts),
-            duplicates=sum(counts.values()) - len(counts),
-            max_seq=top,
-            announced=sorted(ranges[key]),
-            missing=seq_ranges(holes),
-        )
-    return out
+__all__ = ["DeviceAudit", "KafkaRecord", "audit_records", "format_table", "read_records", "read_topic"]
 
 
 class KafkaRecord(NamedTuple):
@@ -173,15 +92,3 @@ def read_records(
 
 def _headers(headers: Any) -> list[tuple[str, bytes | None]]:
     return [(name, value.encode() if isinstance(value, str) else value) for name, value in headers or ()]
-
-
-def format_table(audits: Mapping[tuple[str, str], DeviceAudit]) -> str:
-    """One row per (device, epoch); the legacy epoch shows as ``-``."""
-    lines = [f"{'device':<16} {'epoch':<16} {'records':>8} {'distinct':>8} {'dups':>6} {'max seq':>8} "
-             f"{'gaps announced':<18} missing"]
-    for a in audits.values():
-        gaps = ",".join(f"{x}-{y}" for x, y in a.announced) or "-"
-        missing = ",".join(f"{x}-{y}" for x, y in a.missing[:5]) or "none"
-        lines.append(f"{a.device:<16} {a.epoch or '-':<16} {a.records:>8} {a.distinct:>8} {a.duplicates:>6} "
-                     f"{a.max_seq:>8} {gaps:<18} {missing}")
-    return "\n".join(lines)

@@ -37,8 +37,10 @@ from edgebridge.devbrokers import LocalBrokers, default_state_dir
 from edgebridge.devbrokers.cli import kafka_nodes_argument
 from edgebridge.errors import EdgeBridgeError
 from edgebridge.kafka_admin import ensure_topics
+from edgebridge.ops.audit import format_table, passed, summary
+from edgebridge.ops.reading import Position, read
+from edgebridge.ops.tally import Tally
 from edgebridge.topics import KafkaTopics
-from simulators.audit import audit_records, format_table, read_topic
 from simulators.chaos import Chaos
 from simulators.processes import ComponentProcess
 
@@ -72,6 +74,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                         "Kafka frozen and killed (see --rounds, --seed)")
     parser.add_argument("--rounds", type=int, default=6, help="with --chaos: faults injected (default 6)")
     parser.add_argument("--seed", type=int, default=None, help="with --chaos: the seed (default random)")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="also run the SQLite sink and `edgebridge dashboard` (127.0.0.1, no login), "
+                        "print its URL, and keep it serving after the audit until Ctrl-C")
     return parser
 
 
@@ -195,12 +200,18 @@ class Demo:
         self.expected[agent.name] = committed.get(agent.name, 0) + self.args.events
 
     def _processed_complete(self) -> bool:
-        values = self._records(self.topics.processed)
-        return all(a.complete for a in audit_records(values, self.expected).values())
+        return all(a.complete for a in self._tally(self.topics.processed).report(self.expected).values())
 
-    def _records(self, topic: str) -> list[bytes]:
+    def _tally(self, topic: str) -> Tally:
+        """``edgebridge audit``'s reading and counting of ``topic``, this run's devices only (the
+        brokers' state may hold earlier runs)."""
         ours = f'"deviceid":"demo-{self.run_id}-'.encode()
-        return [v for v in read_topic(self.brokers.kafka_bootstrap, topic, idle=1.0) if ours in v]
+        tally = Tally()
+        client = {"bootstrap.servers": self.brokers.kafka_bootstrap}
+        for record in read(client, topic, Position("beginning"), idle=5.0):
+            if record.value is not None and ours in record.value:
+                tally.add_value(record.value)
+        return tally
 
     def watch(self) -> bool:
         from confluent_kafka import Consumer
@@ -258,14 +269,16 @@ class Demo:
         ok = True
         for name, topic, exactly_once in (("raw", self.topics.raw, False),
                                           ("processed", self.topics.processed, True)):
-            values = self._records(topic)
-            audits = audit_records(values, self.expected)
-            print(f"5. audit of {topic} ({len(values)} records of this run):")
+            tally = self._tally(topic)
+            audits = tally.report(self.expected)
+            total = summary(tally, audits)
+            print(f"5. audit of {topic} ({tally.records} records of this run; `edgebridge audit --topic "
+                  f"{name}` audits every device):")
             print("   " + format_table(audits).replace("\n", "\n   "))
-            complete = all(a.complete for a in audits.values())
-            dup_free = all(a.duplicates == 0 for a in audits.values()) if exactly_once else True
+            complete = total["missing"] == 0
+            dup_free = passed(0, total["duplicates"], duplicates_allowed=not exactly_once)
             # the demo's outboxes never reach their bound: an announced gap is an event given up
-            gaps = sum(last - first + 1 for a in audits.values() for first, last in a.announced)
+            gaps = total["announced"]
             verdict = "complete" if complete else "MISSING EVENTS"
             if exactly_once:
                 verdict += ", exactly once" if dup_free else ", DUPLICATES"
@@ -278,6 +291,21 @@ class Demo:
             print(f"6. chaos, seed {self.seed}: {len(self.chaos.log)} events: {faults}")
             print(f"   restarted after exiting: {restarts or 'none'}")
         return ok
+
+
+def _serve_until_stopped(url: str) -> None:
+    """After the audit, the dashboard goes on showing the run until Ctrl-C or SIGTERM."""
+    import threading
+
+    from edgebridge.lifecycle import install_stop_handlers
+
+    stop = threading.Event()
+    restore = install_stop_handlers(stop)
+    try:
+        print(f"dashboard still serving at {url}; Ctrl-C to stop", flush=True)
+        stop.wait()
+    finally:
+        restore()
 
 
 def main(argv: Sequence[str], prog: str = "edgebridge demo") -> int:
@@ -302,18 +330,29 @@ def main(argv: Sequence[str], prog: str = "edgebridge demo") -> int:
           f"topics created: {', '.join(created) or 'none (already there)'}")
     workdir = Path(tempfile.mkdtemp(prefix="edgebridge-demo-"))
     demo = Demo(args, brokers, workdir)
+    dashboard = None
     ok = False
     try:
         demo.start()
+        if args.dashboard:
+            from simulators.demo_dashboard import DemoDashboard
+
+            dashboard = DemoDashboard(brokers, workdir, {"bridge": demo.bridge.metrics_port,
+                                                         "enricher": demo.enricher.metrics_port})
+            print(f"   dashboard: {dashboard.start()}  (sink into {dashboard.db})", flush=True)
         print("3. live view (edge -> bridge -> Kafka -> enricher):")
         finished = demo.watch()
         if not finished:
             print(f"   not complete after {args.timeout:.0f}s")
         demo.stop()
         ok = demo.audit() and finished
+        if dashboard is not None:
+            _serve_until_stopped(dashboard.url or "")
     except (RuntimeError, EdgeBridgeError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         for proc in (*demo.agents, *demo.bridges, demo.enricher):
             proc.kill()
         if args.keep:

@@ -1,47 +1,40 @@
 """`edgebridge simulate fleet`: N virtual devices in one process, each a real agent.
 
-Each :class:`VirtualDevice` is an :class:`edge_agent.agent.Agent` built from an ``AgentConfig`` as a
-device's would be: its own state dir (outbox, seqs, epoch), its own MQTT session (client id = device id)
-and credentials, receipts on. Only the source differs: a :class:`simulators.profile_source.ProfileSource`
-(a seeded sensor model) in place of the configured ones. Nothing here publishes to MQTT itself.
+Each :class:`simulators.virtual_device.VirtualDevice` is an :class:`edge_agent.agent.Agent` built from
+an ``AgentConfig`` as a device's would be (its own state dir, MQTT session and credentials); only the
+source is a seeded sensor model. Nothing here publishes to MQTT itself.
 
-Concurrency: one thread per agent, running ``Agent.run`` unchanged (no fork of the agent's logic). Each
-loop wakes every 50 ms, which is the cost: at 1 reading/s, 200 devices took 40 % of a core and 113 MiB,
-500 devices 124 % and 232 MiB (2-core machine, local Mosquitto). More devices need more processes
-(:mod:`simulators.fleet_runner`), or a shared loop stepping only devices with work (not built).
+Concurrency: by default one thread per agent, running ``Agent.run`` unchanged. Each loop wakes every
+50 ms, which is the cost: at 1 reading/s, 200 devices took 40 % of a core and 113 MiB, 500 devices 124 %
+and 232 MiB (2-core machine, local Mosquitto). With ``loops`` K, K threads of
+:mod:`simulators.shared_loop` each drive a share of the devices, stepping (the agent's own step) only
+those with work: see bench/simulator_scale.py and bench/RESULTS.md for what each mode sustains.
 
-What each device committed (seq ranges per epoch, and the gaps its outbox announced) is recorded by an
-observer around its outbox's ``commit`` (the agent's code is not changed): that is the expectation
-file (:mod:`simulators.expectation`) an audit of Kafka is checked against.
+What each device committed (seq ranges per epoch, the gaps its outbox announced, what a full disk
+refused and a reflash wiped) is recorded by the device (:mod:`simulators.virtual_device`): that is the
+expectation file (:mod:`simulators.expectation`) an audit of Kafka is checked against.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import resource
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from edge_agent.agent import Agent
-from edge_agent.config import AgentConfig
-from edgebridge.config import load_config
-from edgebridge.receipts import merge_ranges
 from simulators.expectation import Expectation
 from simulators.fleet_faults import FaultSchedule
-from simulators.profile_source import ProfileSource
-from simulators.sensors import sensor
+from simulators.shared_loop import SharedLoop
+from simulators.virtual_device import VirtualDevice
 
 __all__ = ["FleetOptions", "FleetTotals", "PartResult", "VirtualDevice", "device_ids", "run_part", "usage"]
 
-log = logging.getLogger(__name__)
 
 
 class Event(Protocol):
@@ -72,76 +65,19 @@ class FleetOptions:
     state_dir: Path | None = None  # None: a temp dir removed at the end
     faults: tuple[str, ...] = ()  # kinds of simulators.fleet_faults to inject, on a seeded schedule
     fault_every: float = 30.0  # mean seconds between two faults (of each process)
+    # the outboxes' overflow policy: reject_new so that a full disk (the fault) refuses new events and
+    # never evicts committed ones; drop_oldest evicts them (announced as gaps, lost all the same)
+    policy: Literal["reject_new", "drop_oldest"] = "reject_new"
+    loops: int = 0  # 0: a thread per device; K: K shared loops per process drive the devices
+    # the outboxes' SQLite sync: FULL (a device's default) fsyncs every commit, two a second per device
+    # at 1 reading/s; NORMAL leaves it to the WAL checkpoints (the simulating machine losing power is not
+    # what a fleet run tests; the agent's code is the same)
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
 
 def device_ids(prefix: str, n: int) -> list[str]:
     width = len(str(n))
     return [f"{prefix}{i:0{width}d}" for i in range(1, n + 1)]
-
-
-class VirtualDevice:
-    """One agent on its own thread, and the record of what its outbox committed."""
-
-    def __init__(self, device: str, index: int, options: FleetOptions, state: Path) -> None:
-        self.device = device
-        o = options
-        overrides: dict[str, Any] = {
-            "device_id": device,
-            "state_dir": str(state / device),
-            "mqtt.url": o.url,
-            "mqtt.topic_prefix": o.topic_prefix,
-            "forwarder.receipts": "on",
-            "metrics.enabled": False,
-            "systemd.notify": False,
-            **{f"mqtt.{k}": v for k, v in o.mqtt.items()},
-        }
-        if o.username:
-            overrides["mqtt.username"] = o.username.format(device=device)
-        password = o.passwords.get(device) or (o.password.format(device=device) if o.password else None)
-        if password:
-            overrides["mqtt.password"] = password
-        config = load_config(AgentConfig, overrides=overrides, env={})
-        self.agent = Agent(config)
-        model = sensor(o.profile, o.seed * 1_000_003 + index)
-        self.source = ProfileSource(device, self.agent.clock, model, 1.0 / o.rate, o.events)
-        self.agent.polled[:] = [self.source]
-        self.readings = 0  # readings committed in this run
-        self.committed: list[tuple[int, int]] = []  # seq ranges committed in this run (gap events too)
-        self.gaps: list[tuple[int, int]] = []  # seq ranges the outbox announced as lost
-        self._observe_commits()
-        self.thread = threading.Thread(target=self._run, name=device, daemon=True)
-        self.error: BaseException | None = None
-
-    def _observe_commits(self) -> None:
-        outbox = self.agent.outbox
-        commit = outbox.commit
-
-        def observed(events: Any = (), *args: Any, **kwargs: Any) -> Any:
-            before = outbox.last_seq
-            result = commit(events, *args, **kwargs)  # raises on failure: nothing was committed
-            if outbox.last_seq > before:
-                self.committed = merge_ranges([*self.committed, (before + 1, outbox.last_seq)])
-            self.readings += len(events)
-            self.gaps.extend((g.data["first"], g.data["last"]) for g in result.gaps)
-            return result
-
-        outbox.commit = observed  # type: ignore[method-assign]
-
-    def _run(self) -> None:
-        try:
-            self.agent.run()
-        except BaseException as exc:  # reported in the summary; the other devices go on
-            self.error = exc
-            log.exception("virtual device failed", extra={"device": self.device})
-
-    @property
-    def done(self) -> bool:
-        """Every reading asked for was committed and receipted (the outbox is empty)."""
-        s = self.source
-        return s.exhausted and self.readings >= s.limit and not self.agent.outbox.stats.rows
-
-    def epoch(self) -> str:
-        return self.agent.outbox.epoch or ""
 
 
 @dataclass
@@ -161,12 +97,11 @@ class FleetTotals:
     def of(cls, fleet: list[VirtualDevice]) -> FleetTotals:
         t = cls(devices=len(fleet))
         for d in fleet:
-            started = d.agent.started.is_set()
-            t.started += started
+            t.started += d.started
             t.connected += d.agent.link.current is not None
             t.committed += d.readings
-            t.receipted += d.agent.outbox.stats.acked if started else 0
-            t.backlog += d.agent.outbox.stats.rows if started else 0
+            t.receipted += d.receipted
+            t.backlog += d.backlog
             t.failed += d.error is not None
         return t
 
@@ -185,6 +120,7 @@ class PartResult:
     expectation: Expectation
     cpu: float  # seconds
     rss: float  # peak MiB
+    steps: int = 0  # agent steps the shared loops took (0: a thread per device)
 
 
 def run_part(options: FleetOptions, part: tuple[int, int], stop: Event,
@@ -195,7 +131,12 @@ def run_part(options: FleetOptions, part: tuple[int, int], stop: Event,
     k, n = part
     ids = device_ids(options.id_prefix, options.devices)
     state = options.state_dir or Path(tempfile.mkdtemp(prefix="edgebridge-fleet-"))
-    fleet = [VirtualDevice(ids[i], i, options, state) for i in range(k, len(ids), n)]
+    loops = [SharedLoop(f"fleet-loop-{j}") for j in range(options.loops)]
+    for loop in loops:
+        loop.start()
+    mine = range(k, len(ids), n)
+    fleet = [VirtualDevice(ids[i], i, options, state, loops[j % len(loops)] if loops else None)
+             for j, i in enumerate(mine)]
     schedule = None
     if options.faults:
         schedule = FaultSchedule(options.faults, options.fault_every, options.seed * 7919 + k, fleet,
@@ -204,12 +145,13 @@ def run_part(options: FleetOptions, part: tuple[int, int], stop: Event,
         _drive(fleet, options, stop, report, schedule)
     finally:
         if schedule is not None:
-            schedule.close()
+            schedule.close(time.monotonic())
         for d in fleet:
-            d.agent.stop()
+            d.stop()
         for d in fleet:
-            if d.thread.ident is not None:
-                d.thread.join(60)
+            d.join(60)
+        for loop in loops:
+            loop.close(60)
     totals = FleetTotals.of(fleet)
     if options.state_dir is None:
         if totals.backlog:  # events committed and not receipted: never delete them
@@ -219,7 +161,7 @@ def run_part(options: FleetOptions, part: tuple[int, int], stop: Event,
     cpu, rss = usage()
     expectation = Expectation.of(fleet, options.topic_prefix)
     expectation.faults = [dataclasses.asdict(f) for f in schedule.done] if schedule else []
-    return PartResult(totals, expectation, cpu, rss)
+    return PartResult(totals, expectation, cpu, rss, sum(loop.steps for loop in loops))
 
 
 def _drive(fleet: list[VirtualDevice], options: FleetOptions, stop: Event,
@@ -234,7 +176,7 @@ def _drive(fleet: list[VirtualDevice], options: FleetOptions, stop: Event,
     while not stop.is_set():
         now = time.monotonic()
         while pending and now >= began + step * (len(fleet) - len(pending)) and not stop.is_set():
-            pending.pop(0).thread.start()  # slow when the process is overloaded: check the time
+            pending.pop(0).start()  # slow when the process is overloaded: check the time
             now = time.monotonic()
             if end is not None and now >= end:
                 break
@@ -258,11 +200,11 @@ def _drain(fleet: list[VirtualDevice], options: FleetOptions, stop: Event,
     backoff) rightly keeps its rows for its next start, which a fleet run does not have: without this,
     what it committed last would stay on its disk and the audit would count it lost."""
     for d in fleet:
-        d.source.finish()
+        d.finish()
     deadline = time.monotonic() + options.drain
     last_report = 0.0
     while not stop.is_set() and time.monotonic() < deadline:
-        if all(not d.agent.outbox.stats.rows for d in fleet if d.agent.started.is_set()):
+        if all(not d.backlog and not d.reflashing for d in fleet):
             return
         now = time.monotonic()
         if now - last_report >= 1.0:

@@ -1,7 +1,7 @@
 """A fleet over one or more processes, its live line each second and its summary.
 
-A process carries a few hundred devices (a thread per agent, each waking every 50 ms: see
-:mod:`simulators.fleet` for the figures); ``procs`` processes share the devices (every ``procs``-th device
+A process carries a few hundred devices with a thread per agent, about a thousand with shared loops
+(``loops``; see :mod:`simulators.fleet`); ``procs`` processes share the devices (every ``procs``-th device
 from the k-th) and report their totals to this one, which prints for the whole fleet and writes the
 one expectation file.
 """
@@ -71,11 +71,15 @@ def run_fleet(options: FleetOptions, stop: Event, *, procs: int = 1, out: TextIO
     elapsed = time.monotonic() - monitor.began
     totals = sum((r.totals for r in results), FleetTotals())
     totals.failed += procs - len(results)  # a process that died: its devices are unaccounted for
+    steps = sum(r.steps for r in results)
+    per_device = steps / max(totals.devices * elapsed, 1e-9)
+    loops = (f"; {options.loops} shared loops per process, {steps} steps ({per_device:.1f} per device "
+             "per second)") if options.loops else ""
     print(f"fleet summary: {totals.devices} devices in {procs} process(es) ({totals.started} started, "
           f"{totals.failed} failed), {totals.committed} readings committed, {totals.receipted} receipted, "
           f"{totals.backlog} left in the outboxes; {elapsed:.1f} s, "
           f"{totals.committed / max(elapsed, 1e-9):.1f} ev/s; cpu {100 * cpu / max(elapsed, 1e-9):.0f} % "
-          f"of a core, peak rss {max(r.rss for r in results):.0f} MiB per process",
+          f"of a core, peak rss {max(r.rss for r in results):.0f} MiB per process{loops}",
           file=out, flush=True)
     if expect is not None:
         merged = Expectation(options.topic_prefix)

@@ -9,6 +9,7 @@ the same readings whatever the timing of the run.
 
 from __future__ import annotations
 
+import math
 import time
 
 from edge_agent.clock import Clock
@@ -35,6 +36,11 @@ class ProfileSource(SimulatedSource):
 
     def due(self, max_events: int) -> int:
         return 0 if self.finished else super().due(max_events)
+
+    @property
+    def next_at(self) -> float:
+        # finished: no sample will come (a shared loop must not wake for one)
+        return math.inf if self.finished else super().next_at
 
     def poll(self, max_events: int) -> list[Event]:
         n = self.due(max_events)

@@ -21,6 +21,8 @@ FORBIDDEN = {
     "bridge": {"enricher", "edge_agent", "simulators"},
     "enricher": {"bridge", "edge_agent", "simulators", "paho"},
     "edgebridge": {"edge_agent", "bridge", "enricher", "simulators"},
+    # the dashboard reads the enricher's registry and sink layout; it never runs a component
+    "dashboard": {"edge_agent", "bridge", "simulators"},
 }
 # edgebridge/ is installed everywhere, devices included: a client library of one side only may be
 # imported there inside a function (an admin command), never at module level; except paho in the MQTT

@@ -23,15 +23,17 @@ import pytest
 from edgebridge.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["edgebridge", "edge_agent", "bridge", "enricher", "simulators"]
+PACKAGES = ["edgebridge", "edge_agent", "bridge", "enricher", "simulators", "dashboard"]
 
 pytestmark = [pytest.mark.install, pytest.mark.timeout(900)]
 
 # Each command of `edgebridge`, by the side that runs it; a new command must be placed here.
 AGENT_COMMANDS = {"agent"}
-CLOUD_COMMANDS = {"bridge", "enricher", "sink", "devices", "topics", "tail", "deadletters", "command"}
+CLOUD_COMMANDS = {"bridge", "enricher", "sink", "devices", "topics", "tail", "deadletters", "command",
+                  "audit", "replay"}
 DEV_COMMANDS = {"brokers", "demo", "simulate"}  # the [dev] install: local brokers, simulators
 DEPLOY_COMMANDS = {"deploy"}  # the [deploy] install, on the operator's machine: a deployment's secrets
+DASHBOARD_COMMANDS = {"dashboard"}  # the [dashboard] install: the web page
 # Every cloud command line an operator can ask --help of.
 CLOUD_HELP = [
     ["bridge"], ["bridge", "run"],
@@ -39,7 +41,8 @@ CLOUD_HELP = [
     ["sink"], ["sink", "sqlite"], ["sink", "postgres"],
     ["devices"], *(["devices", sub] for sub in ("put", "get", "list", "import", "delete")),
     ["topics"], ["topics", "create"], ["topics", "acls"],
-    ["tail"], ["deadletters"], ["deadletters", "list"], ["deadletters", "redrive"], ["command"],
+    ["tail"], ["deadletters"], ["deadletters", "list"], ["deadletters", "redrive"], ["command"], ["audit"],
+    ["replay"],
 ]
 
 # Imports every module of the named packages (but __main__ and the skipped modules and packages) in the
@@ -101,7 +104,8 @@ def venv_with(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable
 
 
 def test_every_command_belongs_to_one_side() -> None:
-    assert set(COMMANDS) == AGENT_COMMANDS | CLOUD_COMMANDS | DEV_COMMANDS | DEPLOY_COMMANDS
+    sides = AGENT_COMMANDS | CLOUD_COMMANDS | DEV_COMMANDS | DEPLOY_COMMANDS | DASHBOARD_COMMANDS
+    assert set(COMMANDS) == sides
     assert {args[0] for args in CLOUD_HELP} == CLOUD_COMMANDS
 
 
@@ -134,6 +138,20 @@ def test_deploy_extra_imports_every_deploy_module(venv_with: Callable[[str], Pat
     assert failed == ""
     present = _run([bin_ / "python", "-c", ABSENT, "confluent_kafka", "paho", "psycopg"], cwd=tmp_path)
     assert present.stdout.strip() == ""
+
+
+def test_dashboard_extra_imports_the_dashboard_and_ships_its_static_files(
+    venv_with: Callable[[str], Path], tmp_path: Path
+) -> None:
+    bin_ = venv_with("dashboard")
+    failed = _run([bin_ / "python", "-c", IMPORT_ALL, "dashboard"], cwd=tmp_path).stdout.strip()
+    assert failed == ""
+    # the page's script and style come from the installed package, never from a CDN
+    names = _run([bin_ / "python", "-c", "from importlib import resources; print(sorted(p.name for p in "
+                  "resources.files('dashboard').joinpath('static').iterdir()))"], cwd=tmp_path).stdout
+    assert "dashboard.js" in names and "dashboard.css" in names and "favicon.svg" in names
+    usage = _run([bin_ / "edgebridge", "dashboard", "--help"], cwd=tmp_path).stdout
+    assert usage.startswith("usage: edgebridge dashboard")
 
 
 @pytest.mark.parametrize("args", CLOUD_HELP, ids=" ".join)

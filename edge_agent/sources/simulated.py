@@ -69,6 +69,11 @@ class SimulatedSource:
         """``limit`` events were produced: nothing more will come."""
         return bool(self.limit) and self.stats.read >= self.limit
 
+    @property
+    def next_at(self) -> float:
+        """The monotonic time of the next sample (a loop driving many agents sleeps until then)."""
+        return self._next
+
     def set_interval(self, seconds: float) -> None:
         self.interval = max(0.0, seconds)
         self._next = time.monotonic()

@@ -1,4 +1,4 @@
-"""The operator's tools: ``edgebridge tail``, ``edgebridge deadletters``, ``edgebridge command``.
+"""The operator's tools: ``edgebridge audit``, ``tail``, ``deadletters``, ``command``.
 
 Each takes ``--config`` and the ``EDGEBRIDGE_KAFKA_*`` environment like the components (the ``[kafka]``
 section with its librdkafka passthrough, so SASL and TLS work, and the ``[topics]`` names). They run on

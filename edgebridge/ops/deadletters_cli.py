@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgebridge import deadletters as dlq
+from edgebridge import envelope
 from edgebridge.arguments import device_id
 from edgebridge.config import add_config_arguments
 from edgebridge.ops.config import OpsConfig, config_or_exit_code
@@ -129,6 +130,9 @@ def main(argv: list[str], prog: str) -> int:
             p.add_argument("--dry-run", action="store_true", help="show what would go, write nothing")
             p.add_argument("--no-registry-check", action="store_true",
                            help="redrive unknown_device dead letters of devices still not registered")
+            p.add_argument("--known-type", action="append", default=[], metavar="TYPE",
+                           help="an event type the enricher now takes besides readings and gaps (its "
+                           "[pipeline] known_types; repeatable): unknown_type dead letters of it go back")
     args = parser.parse_args(argv)
     if args.action is None:
         parser.print_usage(sys.stderr)
@@ -140,6 +144,12 @@ def main(argv: list[str], prog: str) -> int:
         print(f"{prog} redrive: choose what to redrive: --reason, --device, --offset, or --all",
               file=sys.stderr)
         return 2
+    if args.action == "redrive":
+        try:
+            args.known_types = envelope.device_types(envelope.DEVICE_TYPES | set(args.known_type))
+        except ValueError as exc:
+            print(f"{prog} redrive: --known-type: {exc}", file=sys.stderr)
+            return 2
     try:
         if args.action == "list":
             return _list(config, args)
@@ -166,7 +176,8 @@ def _list(config: OpsConfig, args: argparse.Namespace) -> int:
 
 def _redrive(config: OpsConfig, args: argparse.Namespace) -> int:
     candidates = redrive(config, _selector(args), dry_run=args.dry_run,
-                         check_registry=not args.no_registry_check, start=args.start)
+                         check_registry=not args.no_registry_check, start=args.start,
+                         known_types=args.known_types)
     went = [c for c in candidates if c.verdict == REDRIVE]
     done = [c for c in candidates if c.verdict == DONE]
     refused = [c for c in candidates if c.verdict not in (REDRIVE, DONE)]

@@ -3,7 +3,9 @@
 ``--from`` is ``beginning``, ``end``, an offset (every partition from that offset; ``P:OFFSET`` for one
 partition), a time (RFC 3339, ``2026-12-06T01:00:00Z``) or an age (``10m``, ``2h``, ``1d``: that long
 ago). A time becomes each partition's first offset at or after it (Kafka's ``offsets_for_times``).
-Reading stops at each partition's end as it was when the read began, unless ``follow``.
+Reading stops at each partition's end as it was when the read began, unless ``follow``; or earlier, at
+an ``until`` position (``--until`` of the audit: an offset, a time or an age, the same forms; a time
+becomes each partition's first offset at or after it, which is read no more).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = ["Position", "Record", "parse_position", "position_argument", "read"]
 BEGINNING, END = "beginning", "end"
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+PREFETCH_KB = 8192
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def position_argument(text: str) -> Position:
 
 
 def read(client: Mapping[str, Any], topic: str, start: Position, *, follow: bool = False,
-         stop: Any = None, idle: float = 10.0) -> Iterator[Record]:
+         stop: Any = None, idle: float = 10.0, until: Position | None = None) -> Iterator[Record]:
     """The committed records of ``topic`` from ``start``, partition by partition in arrival order.
 
     Without ``follow`` the read ends at each partition's high watermark taken when it began (a topic
@@ -96,6 +99,9 @@ def read(client: Mapping[str, Any], topic: str, start: Position, *, follow: bool
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
     consumer = Consumer({
+        # librdkafka prefetches up to 64 MB by default: a reader of a whole topic would hold that much
+        # for nothing (the Python side takes 500 records at a time); the passthrough may say otherwise
+        "queued.max.messages.kbytes": PREFETCH_KB,
         **client,
         "group.id": f"edgebridge-ops-{uuid.uuid4().hex[:8]}",  # never committed: no group is left behind
         "isolation.level": "read_committed",
@@ -116,6 +122,8 @@ def read(client: Mapping[str, Any], topic: str, start: Position, *, follow: bool
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1]
                 for p in partitions}
         chosen = [p for p in partitions if start.partition is None or p == start.partition]
+        if until is not None and not follow:
+            ends = _until(consumer, topic, until, ends)
         if start.kind == BEGINNING:
             assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in chosen]
         elif start.kind == END:
@@ -165,3 +173,19 @@ def read(client: Mapping[str, Any], topic: str, start: Position, *, follow: bool
                     return
     finally:
         consumer.close()
+
+
+def _until(consumer: Any, topic: str, until: Position, ends: dict[int, int]) -> dict[int, int]:
+    """Each partition's end (exclusive) cut at ``until``: an offset, or the first offset at a time."""
+    from confluent_kafka import TopicPartition
+
+    if until.kind == END:
+        return ends
+    if until.kind == BEGINNING:
+        return dict.fromkeys(ends, 0)
+    if until.kind == "offset":
+        return {p: min(end, until.value) if until.partition in (None, p) else end for p, end in ends.items()}
+    found = consumer.offsets_for_times([TopicPartition(topic, p, until.value) for p in ends], timeout=15)
+    # -1: nothing at or after that time in the partition; all of it is before
+    return {tp.partition: min(ends[tp.partition], tp.offset) if tp.offset >= 0 else ends[tp.partition]
+            for tp in found}

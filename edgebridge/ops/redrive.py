@@ -61,19 +61,22 @@ class Candidate:
 
 
 def plan(records: Iterable[Record], markers: set[str], registered: set[str] | None,
-         max_bytes: int = MAX_EVENT_BYTES) -> list[Candidate]:
+         max_bytes: int = MAX_EVENT_BYTES,
+         known_types: frozenset[str] = envelope.DEVICE_TYPES) -> list[Candidate]:
     """Each dead letter with its verdict. ``registered``: the registry's device ids (``None``: not read,
-    ``unknown_device`` is then not checked)."""
+    ``unknown_device`` is then not checked); ``known_types``: what the enricher takes (its
+    ``[pipeline] known_types``), so that a type added there since makes its dead letters redrivable."""
     out = []
     for record in records:
         if marker_key(record) in markers:
             out.append(Candidate(record, DONE))
             continue
-        out.append(_verdict(record, registered, max_bytes))
+        out.append(_verdict(record, registered, max_bytes, known_types))
     return out
 
 
-def _verdict(record: Record, registered: set[str] | None, max_bytes: int) -> Candidate:
+def _verdict(record: Record, registered: set[str] | None, max_bytes: int,
+             known_types: frozenset[str]) -> Candidate:
     if dlq.TRUNCATED in record.headers:
         return Candidate(record, f"truncated at {len(record.value or b'')} of "
                                  f"{record.header(dlq.TRUNCATED)} bytes: the original is not all here")
@@ -81,7 +84,7 @@ def _verdict(record: Record, registered: set[str] | None, max_bytes: int) -> Can
         return Candidate(record, "no device key")
     device = record.key.decode("utf-8", "replace")
     try:
-        event = envelope.decode(record.value or b"", max_bytes=max_bytes)
+        event = envelope.decode(record.value or b"", max_bytes=max_bytes, known_types=known_types)
     except EnvelopeError as exc:
         return Candidate(record, f"would fail again: {exc.reason} ({str(exc)[:120]})")
     if event.deviceid != device:
@@ -136,7 +139,8 @@ def raw_headers(candidate: Candidate) -> list[tuple[str, str | bytes | None]]:
 
 
 def redrive(config: OpsConfig, select: Any, *, dry_run: bool, check_registry: bool = True,
-            start: Position | None = None) -> list[Candidate]:
+            start: Position | None = None,
+            known_types: frozenset[str] = envelope.DEVICE_TYPES) -> list[Candidate]:
     """Redrive the dead letters ``select(record)`` accepts; every selected one comes back with its verdict.
 
     ``dry_run``: read and judge only, write nothing.
@@ -156,7 +160,7 @@ def redrive(config: OpsConfig, select: Any, *, dry_run: bool, check_registry: bo
         registered = read_registry(client, config.topics.devices) if check_registry else None
         letters = [r for r in read(client, config.topics.deadletter, start or Position("beginning"))
                    if select(r)]
-        candidates = plan(letters, markers, registered)
+        candidates = plan(letters, markers, registered, known_types=known_types)
         todo = [c for c in candidates if c.verdict == REDRIVE]
         if producer is not None and todo:
             producer.begin_transaction()

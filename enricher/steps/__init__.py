@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from edgebridge.envelope import READING_TYPE, Event
+from edgebridge.envelope import READING_TYPE, Event, device_types
 from edgebridge.errors import ConfigError, EdgeBridgeError
 from enricher.config import DEFAULT_STEPS, PipelineSettings
 from enricher.dedup import DedupTable
@@ -130,6 +130,11 @@ class Context:
     stats: Stats = field(default_factory=Stats)
     history: History = field(default_factory=History)
     partition: int = 0
+    # the types admitted from raw, once per pipeline rather than a list scanned per event
+    known_types: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.known_types = device_types(self.settings.known_types)
 
 
 class Step(Protocol):

@@ -52,8 +52,8 @@ def run_default(item: Item, ctx: Context) -> Item | None:
         stats = ctx.stats
         # -- validate
         is_reading = event.type == READING_TYPE
-        if not is_reading and event.type != GAP_TYPE:
-            raise Reject("unknown_type", f"the enricher takes readings and gaps, not {event.type!r}")
+        if not is_reading and event.type not in ctx.known_types:
+            raise Reject("unknown_type", f"{event.type!r} is not in [pipeline] known_types")
         if item.key is not None and item.key != deviceid:
             raise Reject("device_mismatch", f"event of {deviceid!r} under key {item.key!r}")
         device = item.device = ctx.registry.get(deviceid)
@@ -81,13 +81,14 @@ def run_default(item: Item, ctx: Context) -> Item | None:
             first, last = obs.gap_opened
             item.alerts.append({"kind": "gap_opened", "first": first, "last": last,
                                 "count": last - first + 1})
-        if not is_reading:  # a gap event: the reading steps leave it alone
-            data = event.data
-            closed, expired = ctx.dedup.explain(deviceid, ctx.partition, data["first"], data["last"],
-                                                event.epoch, event.seq)
-            stats.gaps_explained += closed
-            stats.gaps_closed += closed
-            stats.seqs_expired += expired
+        if not is_reading:  # a gap, or a type of known_types: the reading steps leave it alone
+            if event.type == GAP_TYPE:
+                data = event.data
+                closed, expired = ctx.dedup.explain(deviceid, ctx.partition, data["first"], data["last"],
+                                                    event.epoch, event.seq)
+                stats.gaps_explained += closed
+                stats.gaps_closed += closed
+                stats.seqs_expired += expired
             return item
         if device is None:
             calibration: Any = _EMPTY

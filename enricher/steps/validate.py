@@ -16,8 +16,8 @@ __all__ = ["dedup", "note_epochs", "validate"]
 
 def validate(item: Item, ctx: Context) -> Item:
     event = item.event
-    if event.type not in (READING_TYPE, GAP_TYPE):
-        raise Reject("unknown_type", f"the enricher takes readings and gaps, not {event.type!r}")
+    if event.type != READING_TYPE and event.type not in ctx.known_types:
+        raise Reject("unknown_type", f"{event.type!r} is not in [pipeline] known_types")
     if item.key is not None and item.key != event.deviceid:
         raise Reject("device_mismatch", f"event of {event.deviceid!r} under key {item.key!r}")
     item.device = ctx.registry.get(event.deviceid)

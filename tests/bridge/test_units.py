@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from bridge.ack_frontier import AckFrontier
 from bridge.config import BridgeConfig, UplinkConfig
@@ -15,6 +16,7 @@ from bridge.routes import Route, filters, parse_topic
 from bridge.validate import Translator
 from edgebridge.config import load_config
 from edgebridge.envelope import encode, encode_batch, new_reading, to_dict
+from edgebridge.errors import ConfigError
 from edgebridge.topics import KafkaTopics
 
 
@@ -249,3 +251,28 @@ def test_a_replica_in_a_share_group_keeps_no_session_unless_told() -> None:
     assert UplinkConfig(share_group="bridges").session_seconds == 0
     assert UplinkConfig(share_group="bridges", session_expiry=60).session_seconds == 60
     assert UplinkConfig(session_expiry=0).session_seconds == 0
+
+
+def test_known_types_admits_a_deployment_type_and_refuses_it_by_default() -> None:
+    """Schema evolution (docs/schema.md): a type of a newer agent is dead-lettered as unknown_type (and
+    receipted) until the bridge's known_types lists it; then it is forwarded as it came."""
+    obj = to_dict(new_reading("d1", 3, {"t": {"v": 1}}))
+    obj["type"], obj["data"] = "com.example.vibration.v1", {"rms": [0.1, 0.4], "axis": "z"}
+    payload = orjson.dumps(obj)
+    [dead] = _translator().records("devices/d1/events", payload, 0.0)
+    assert (dead.topic, dead.reason, dead.seq) == ("dlq", "unknown_type", 3)
+    known = ["edgebridge.reading.v1", "edgebridge.gap.v1", "com.example.vibration.v1"]
+    [record] = _translator(known_types=known).records("devices/d1/events", payload, 0.0)
+    assert (record.topic, record.value, record.seq) == ("raw", payload, 3)
+
+
+@pytest.mark.parametrize(("known", "says"), [
+    (["edgebridge.gap.v1"], "must keep edgebridge.reading.v1"),
+    (["edgebridge.reading.v1", "edgebridge.gap.v1", "edgebridge.reading.processed.v1"], "enricher's output"),
+    (["edgebridge.reading.v1", "edgebridge.gap.v1", "Vibration"], "words.vN"),
+    (["edgebridge.reading.v1", "edgebridge.gap.v1", "com.example.vibration"], "words.vN"),
+])
+def test_known_types_that_would_lose_or_forge_events_are_a_config_error(known: list[str], says: str) -> None:
+    with pytest.raises(ConfigError, match="known_types") as refused:
+        UplinkConfig(known_types=known).validate()
+    assert says in str(refused.value)

@@ -81,9 +81,11 @@ class Pipeline:
         """The first enricher, for tests that run one."""
         return self.enrichers[0] if self.enrichers else None
 
-    def start_enricher(self, name: str = "enricher", **commit: Any) -> ComponentProcess:
+    def start_enricher(self, name: str = "enricher", pipeline: dict[str, Any] | None = None,
+                       **commit: Any) -> ComponentProcess:
         """An enricher replica: ``name`` makes its instance (and transactional) id, the group is shared;
-        ``commit`` settings on top of a short transaction timeout."""
+        ``pipeline`` its ``[pipeline]`` settings, ``commit`` settings on top of a short transaction
+        timeout."""
         t = self.topics
         config = {
             "instance_id": f"{self.prefix}-{name}", "group_id": f"{self.prefix}-enricher",
@@ -93,6 +95,7 @@ class Pipeline:
             "commit": {"transaction_timeout_ms": 10000, **commit},
             "log": {"level": "INFO"},
             "topics": {f: getattr(t, f) for f in KafkaTopics.__dataclass_fields__},
+            "pipeline": pipeline or {},
         }
         enricher = ComponentProcess("enricher", name, config, self.workdir).start()
         self.enrichers.append(enricher)

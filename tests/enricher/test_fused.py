@@ -198,3 +198,27 @@ def test_a_conversion_or_calibration_past_a_double_is_unencodable_not_null(fuse:
         with pytest.raises(Reject) as refused:
             pipeline.run(Item(event, device), Context(devices, DedupTable(), PipelineSettings()))
         assert refused.value.reason == "unencodable" and "energy" in str(refused.value)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_a_type_of_known_types_is_deduplicated_and_passed_on_as_it_came(fuse: bool) -> None:
+    """Schema evolution (docs/schema.md): a deployment's own type shares the device's seqs, so the
+    enricher deduplicates it and counts it in the seq stream (no gap opens over it) but leaves it
+    as it came; a type not listed is refused as unknown_type."""
+    vibration = "com.example.vibration.v1"
+    settings = PipelineSettings(known_types=[READING_TYPE, GAP_TYPE, vibration])
+    pipeline = build_pipeline(settings, fuse=fuse)
+    ctx = Context(Devices({}), DedupTable(), settings)
+    reading = Event("r1", "d", 1, READING_TYPE, "2026-11-26T12:00:00Z", {"temperature": {"v": 21}})
+    other = Event("v2", "d", 2, vibration, "2026-11-26T12:00:01Z", {"rms": [0.1, 0.4]},
+                  extensions={"firmware": "2.0"})
+    after = reading._replace(id="r3", seq=3)
+    outs = [pipeline.run(Item(e, "d"), ctx) for e in (reading, other, other, after)]
+    assert outs[2] is None and ctx.stats.duplicates == 1  # the same seq again: dropped
+    passed = outs[1]
+    assert passed is not None and passed.event == other and not passed.alerts
+    assert outs[3] is not None and not outs[3].alerts  # seq 3 follows 2: no gap_opened
+    strict = PipelineSettings()
+    with pytest.raises(Reject) as refused:
+        build_pipeline(strict, fuse=fuse).run(Item(other, "d"), Context(Devices({}), DedupTable(), strict))
+    assert refused.value.reason == "unknown_type"

@@ -2,23 +2,59 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import sqlite3
 import subprocess
 import sys
+import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from simulators.chaos import FAULTS
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.brokers
 
 
 def test_demo_runs_the_fleet_end_to_end_and_the_audit_passes(tmp_path: Path) -> None:
-    result = subprocess.run(
+    """With --dashboard: the sink and the dashboard beside the pipeline, serving after the audit until
+    SIGTERM, showing both devices with every reading the sink wrote."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "edgebridge", "demo", "--state-dir", str(tmp_path / "brokers"),
-         "--devices", "2", "--events", "300", "--rate", "300", "--timeout", "120"],
-        capture_output=True, text=True, timeout=280,
+         "--devices", "2", "--events", "300", "--rate", "300", "--timeout", "120", "--dashboard"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        serving = wait_for(lambda: [x for x in lines if x.startswith("dashboard still serving at ")]
+                           or proc.poll() is not None, 280, "the demo's audit")
+        assert isinstance(serving, list), "".join(lines)
+        url = serving[0].split(" at ", 1)[1].split(";")[0]
+        (db,) = [x.split("(sink into ", 1)[1].rstrip(")\n") for x in lines if "(sink into " in x]
+        with urllib.request.urlopen(url + "api/fleet", timeout=30) as response:
+            fleet = {row["device_id"]: row for row in json.loads(response.read())}
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            stored = dict(conn.execute("SELECT device_id, COUNT(*) FROM readings GROUP BY device_id"))
+        assert sorted(stored.values()) == [300, 300], stored
+        assert set(fleet) == set(stored) and all(row["readings"] for row in fleet.values()), fleet
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(10)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines), stderr)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "raw: complete" in out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from simulators.expectation import Expectation, check, format_checks
+from simulators.expectation import Expectation, check, format_checks, format_faults
 
 
 def _event(device: str, epoch: str, seq: int) -> bytes:
@@ -47,3 +47,32 @@ def test_everything_once_is_clean_and_a_silent_device_is_all_lost() -> None:
     assert checks["dev-a"].ok and checks["dev-a"].lost == []
     assert checks["dev-b"].lost == [(1, 3)] and checks["dev-b"].received == 0
     assert expectation.committed() == 13
+
+
+def test_refused_seqs_are_not_expected_and_wiped_ones_are_lost_only_if_absent(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.json"
+    Expectation("devices", {
+        # a full disk refused 5-7 (burnt, never committed); the gap event 8 announced them
+        "full": {"e1": {"committed": [(1, 4), (8, 10)], "gaps": [(5, 7)], "refused": [(5, 7)], "wiped": []}},
+        # reflashed: rows 9-10 were still on the device when it was wiped; a new life from seq 1
+        "flash": {"old": {"committed": [(1, 10)], "gaps": [], "refused": [], "wiped": [(9, 10)]},
+                  "new": {"committed": [(1, 3)], "gaps": [], "refused": [], "wiped": []}},
+    }, [{"at": 1.0, "kind": "diskfull", "devices": ["full"], "detail": ""},
+        {"at": 2.0, "kind": "reflash", "devices": ["flash"], "detail": ""},
+        {"at": 3.0, "kind": "reflash", "devices": ["gone"], "detail": ""}]).write(path)
+    expectation = Expectation.read(path)
+    values = [_event("full", "e1", s) for s in (1, 2, 3, 4, 8, 9, 10)]
+    values += [_event("flash", "old", s) for s in range(1, 10)]  # 9 arrived before the wipe, 10 did not
+    values += [_event("flash", "new", s) for s in (1, 2, 3, 3)]
+    checks = check(expectation, values)
+    full, flash = checks["full"], checks["flash"]
+    assert (full.ok, full.refused, full.committed, full.received) == (True, 3, 7, 7)
+    assert (flash.lost, flash.wiped, flash.wiped_lost, flash.epochs, flash.duplicated) == ([], 2, 1, 2, 1)
+    assert "refused 3, wiped 2, wiped lost 1" in format_checks(checks)
+    lines = format_faults(expectation, checks).splitlines()
+    assert lines == [
+        "fault diskfull: 1 times, 1 devices (1 epochs): refused 3, wiped 0 (lost 0), held 7, lost 0, "
+        "duplicated 0",
+        "fault reflash: 2 times, 1 devices (2 epochs): refused 0, wiped 2 (lost 1), held 12, lost 0, "
+        "duplicated 1",
+    ]

@@ -76,6 +76,9 @@ def test_every_fault_kind_happens_and_processed_still_holds_each_event_once(
     # every committed event once in processed; the skewed device's late readings 3 h ahead
     expected = {(d, e, s) for d, epochs in expectation.devices.items() for e, spec in epochs.items()
                 for a, b in spec["committed"] for s in range(a, b + 1)}
+    # (a reflash of a device the storm had cut off wipes what it still held: lost, and listed as such)
+    wiped = {(d, e, s) for d, epochs in expectation.devices.items() for e, spec in epochs.items()
+             for a, b in spec["wiped"] for s in range(a, b + 1)}
     seen: Counter[tuple[str, str, int]] = Counter()
     ahead: set[str] = set()
 
@@ -88,10 +91,10 @@ def test_every_fault_kind_happens_and_processed_still_holds_each_event_once(
                 seen[(event["deviceid"], event.get("epoch") or "", event["seq"])] += 1
                 if datetime.fromisoformat(event["time"]).timestamp() > time.time() + 2 * 3600:
                     ahead.add(event["deviceid"])
-        return expected <= set(seen)
+        return expected - wiped <= set(seen)
 
     wait_for(arrived, 120, "every committed event in processed", every=2.0)
-    assert set(seen) == expected and max(seen.values()) == 1
+    assert set(seen) <= expected and max(seen.values()) == 1
     skewed = {f["devices"][0] for f in of("clock") if float(f["at"]) <= 20}
     assert skewed and skewed <= ahead, (skewed, ahead)  # later ones may have had no reading left to stamp
     audit = subprocess.run([sys.executable, "-m", "edgebridge", "simulate", "audit", "--expect", str(expect),

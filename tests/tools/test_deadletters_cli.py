@@ -42,14 +42,14 @@ def _processed(tools: Tools) -> Counter[tuple[str, int]]:
     return out
 
 
-def _enricher(tools: Tools, workdir: Path) -> ComponentProcess:
+def _enricher(tools: Tools, workdir: Path, **pipeline: object) -> ComponentProcess:
     t = tools.topics
     name = t.raw.rsplit(".", 1)[1]
     config = {
         "instance_id": f"ops-{name}", "group_id": f"ops-{name}", "transactional_id_prefix": f"ops-{name}",
         "kafka": {"bootstrap": tools.bootstrap},
         "commit": {"transaction_timeout_ms": 10000, "interval_ms": 200},
-        "pipeline": {"unknown_devices": "deadletter"},
+        "pipeline": {"unknown_devices": "deadletter", **pipeline},
         "log": {"level": "INFO"},
         "topics": {f: getattr(t, f) for f in KafkaTopics.__dataclass_fields__},
     }
@@ -192,3 +192,43 @@ def _transactional_id(tools: Tools) -> str:
 
 def _committed_count(tools: Tools, topic: str) -> int:
     return len(read_records(tools.bootstrap, topic, idle=1.0))
+
+
+def test_a_type_added_to_known_types_later_is_redriven_with_known_type(tools: Tools, tmp_path: Path) -> None:
+    """The rollout of a new event type (docs/schema.md) when agents sent it before the enricher took it:
+    its events were dead-lettered as unknown_type; once the enricher lists it, a redrive told the same
+    brings each back once, as it came."""
+    vibration = "com.example.vibration.v1"
+    tools.register("dev-vib", "s1")
+
+    def event(seq: int) -> bytes:
+        obj = envelope.to_dict(envelope.new_reading("dev-vib", seq, {"t": {"v": 1}}, epoch="e1"))
+        obj["type"], obj["data"] = vibration, {"rms": [0.5, seq]}
+        return orjson.dumps(obj)
+
+    sent = [event(1), event(2)]
+    enricher = _enricher(tools, tmp_path / "before")
+    try:
+        produce(tools.bootstrap, tools.topics.raw, [(b"dev-vib", value, []) for value in sent])
+        wait_for(lambda: len(read_records(tools.bootstrap, tools.topics.deadletter, idle=1.0)) == 2, 60,
+                 "2 dead letters")
+    finally:
+        enricher.terminate()
+    refused = tools.run("deadletters", "redrive", "--reason", "unknown_type", "--dry-run")
+    assert _summary(refused.stdout).startswith("would redrive 0, already redriven 0, not redriven 2")
+    assert "would fail again: unknown_type" in refused.stdout
+    assert tools.run("deadletters", "redrive", "--all", "--known-type", "Vibration").returncode == 2
+
+    enricher = _enricher(tools, tmp_path / "after",
+                         known_types=[envelope.READING_TYPE, envelope.GAP_TYPE, vibration])
+    try:
+        went = tools.run("deadletters", "redrive", "--reason", "unknown_type", "--known-type", vibration)
+        assert went.returncode == 0, went.stderr
+        assert _summary(went.stdout).startswith("redriven 2, already redriven 0, not redriven 0")
+        wait_for(lambda: set(_processed(tools)) == {("dev-vib", 1), ("dev-vib", 2)}, 60,
+                 "the redriven events processed")
+        enricher.terminate()
+        values = read_topic(tools.bootstrap, tools.topics.processed, idle=1.0)
+        assert sorted(map(orjson.loads, values), key=lambda e: e["seq"]) == [orjson.loads(v) for v in sent]
+    finally:
+        enricher.terminate()

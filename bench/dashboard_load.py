@@ -1,0 +1,178 @@
+"""The dashboard under a fleet: 500 devices at 1 event/s each, the page kept live.
+
+What is measured (the issue's "done when": updates within 5 s; the server's CPU and RSS):
+
+- a SQLite sink database holding the last hour of a fleet (``--devices`` x 3600 rows, written through
+  the sink's own row layout) and, during the run, one new row per device per second, written in 200 ms
+  batches as the sink writes them;
+- ``edgebridge dashboard`` (a subprocess, ``--no-login``, Kafka pointed at a closed port: this measures
+  the web side, the pipeline view is idle) with ``--clients`` open fleet pages (server-sent events);
+- staleness: a probe device's reading carries a counter; each client notes when the page first shows
+  each counter value, against when it was written;
+- the dashboard's CPU (user+system from /proc, per second of the run) and its RSS (max).
+
+Baseline in the same run: the same with a 5-device fleet. The ratio is CPU(fleet) / CPU(5 devices).
+Run alone: ``.venv/bin/python -m bench.dashboard_load [--devices 500 --clients 3 --seconds 60]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from dashboard.readings import stamp
+from enricher.sinks.sqlite import SqliteStore
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = "bench-00000"
+_INSERT = ("INSERT OR IGNORE INTO readings (event_id, device_id, epoch, seq, time, site, location, late, "
+           "flags, readings, derived, processed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def _row(device: int, seq: int, at: float, probe_value: int | None = None) -> tuple[object, ...]:
+    value = probe_value if probe_value is not None else 20 + (seq % 50) / 10
+    readings = (f'{{"temperature": {{"v": {value}, "u": "Cel"}}, '
+                f'"humidity": {{"v": {40 + seq % 30}, "u": "%RH"}}}}')
+    return (f"bench-{device:05d}-{seq}", f"bench-{device:05d}", "", seq, stamp(at), f"site-{device % 7}",
+            f"hall {device % 13}", 0, "[]", readings, "{}", stamp(at))
+
+
+def _prefill(db: Path, devices: int, now: float) -> int:
+    SqliteStore(db).close()  # the sink's tables and indexes
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    seq = 3600
+    for s in range(seq):
+        conn.executemany(_INSERT, [_row(d, s + 1, now - 3600 + s) for d in range(devices)])
+        if s % 600 == 599:
+            conn.commit()
+    conn.commit()
+    conn.close()
+    return seq
+
+
+class _Client(threading.Thread):
+    """One open fleet page: the stream, and when each probe value first showed."""
+
+    pattern = re.compile(rf'data-device="{PROBE}".*?data-name="temperature"><i>temperature</i> <b>(\d+)</b>')
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.seen: dict[int, float] = {}
+        self.updates = 0
+
+    def run(self) -> None:
+        with urllib.request.urlopen(self.url + "events?view=fleet", timeout=60) as stream:
+            for line in stream:
+                if line.startswith(b"data: "):
+                    self.updates += 1
+                    match = self.pattern.search(json.loads(line[6:])["html"])
+                    if match:
+                        self.seen.setdefault(int(match.group(1)), time.time())
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run(devices: int, clients: int, seconds: float, workdir: Path) -> dict[str, float]:
+    db = workdir / f"sink-{devices}.db"
+    now = time.time()
+    began = time.monotonic()
+    seq = _prefill(db, devices, now - seconds - 5)
+    prefill = time.monotonic() - began
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
+    env.update({"EDGEBRIDGE_SOURCES_SQLITE": str(db), "EDGEBRIDGE_WEB_PORT": "0",
+                "EDGEBRIDGE_KAFKA_BOOTSTRAP": "127.0.0.1:1", "EDGEBRIDGE_SOURCES_MQTT": "false",
+                "EDGEBRIDGE_LOG_LEVEL": "WARNING"})
+    proc = subprocess.Popen([sys.executable, "-m", "edgebridge", "dashboard", "--no-login"], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().decode().split(" ", 1)[1].strip()
+    readers = [_Client(url) for _ in range(clients)]
+    for r in readers:
+        r.start()
+    written: dict[int, float] = {}
+    conn = sqlite3.connect(db)
+    rss = 0
+    cpu0 = _cpu_seconds(proc.pid)
+    t0 = time.monotonic()
+    probe = 0
+    try:
+        tick = 0
+        while time.monotonic() - t0 < seconds:
+            # a second of the fleet in five 200 ms batches, as the sink commits them
+            seq += 1
+            for part in range(5):
+                rows = [_row(d, seq, time.time()) for d in range(part, devices, 5) if d != 0 or part]
+                if part == 0:
+                    probe += 1
+                    rows.append(_row(0, seq, time.time(), probe_value=1000 + probe))
+                conn.executemany(_INSERT, rows)
+                conn.commit()
+                if part == 0:
+                    written[1000 + probe] = time.time()
+                time.sleep(max(0.0, t0 + tick * 0.2 + 0.2 - time.monotonic()))
+                tick += 1
+            rss = max(rss, _rss_kb(proc.pid))
+        cpu = _cpu_seconds(proc.pid) - cpu0
+        elapsed = time.monotonic() - t0
+    finally:
+        conn.close()
+        proc.terminate()
+        proc.wait(30)
+        proc.stdout.close()
+    lags = sorted(r.seen[v] - w for r in readers for v, w in written.items() if v in r.seen)
+    missed = sum(1 for r in readers for v in written if v not in r.seen)
+    return {"devices": devices, "prefill_s": prefill, "cpu_per_s": cpu / elapsed, "rss_mb": rss / 1024,
+            "lag_p50": statistics.median(lags) if lags else float("nan"),
+            "lag_p95": lags[int(0.95 * (len(lags) - 1))] if lags else float("nan"),
+            "lag_max": lags[-1] if lags else float("nan"), "missed": missed, "shown": len(lags),
+            "updates": sum(r.updates for r in readers)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench.dashboard_load", description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
+        results = [run(n, args.clients, args.seconds, Path(tmp)) for n in (5, args.devices)]
+    print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; {args.clients} open pages, "
+          f"{args.seconds:.0f} s each; refresh 1 s")
+    print("| devices | rows in the hour | dashboard CPU (s per s) | RSS max (MB) | page behind the data "
+          "p50 / p95 / max (s) | values superseded before a look | stream updates |")
+    for r in results:
+        print(f"| {r['devices']:.0f} | {r['devices'] * 3600:.0f} | {r['cpu_per_s']:.3f} | "
+              f"{r['rss_mb']:.0f} | {r['lag_p50']:.2f} / {r['lag_p95']:.2f} / {r['lag_max']:.2f} | "
+              f"{r['missed']:.0f} of "
+              f"{r['missed'] + r['shown']:.0f} | {r['updates']:.0f} |")
+    base, fleet = results
+    ratio = fleet["cpu_per_s"] / base["cpu_per_s"]
+    print(f"CPU ratio {fleet['devices']:.0f} devices / 5 devices: {ratio:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The SQLite sink's ``readings`` table, read-only (layout: :mod:`enricher.sinks.sqlite`).
+
+The database is opened with ``mode=ro``: the dashboard cannot write a row or take a write lock, and
+the sink (WAL) goes on writing while the page reads. Every function turns a row the sink wrote into
+plain values; a row whose JSON does not parse shows as empty, never an error (the sink refuses such
+rows, but a hand-edited database must not take the page down).
+
+Times: ``time`` is the device's RFC 3339 stamp. The range filter compares it as text, which is exact
+for the UTC ``...Z`` stamps the agent writes; each row's time is then parsed for the chart.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["Latest", "Point", "ReadingsDb", "parse_time", "stamp"]
+
+
+@dataclass(frozen=True)
+class Latest:
+    """A device's newest row."""
+
+    device_id: str
+    time: str
+    site: str | None
+    location: str | None
+    flags: list[str]
+    readings: dict[str, dict[str, Any]]
+    late: bool
+
+
+@dataclass(frozen=True)
+class Point:
+    when: float  # Unix seconds
+    values: dict[str, float] = field(default_factory=dict)  # numeric readings only: what a chart draws
+
+
+def parse_time(text: str) -> float | None:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def stamp(unix: float) -> str:
+    """Unix seconds as the agent's RFC 3339 UTC text (what ``time`` is compared with)."""
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json(text: Any, kind: type) -> Any:
+    try:
+        value = orjson.loads(text)
+    except (orjson.JSONDecodeError, TypeError):
+        return kind()
+    return value if isinstance(value, kind) else kind()
+
+
+class ReadingsDb:
+    """One read-only connection to the sink's database, shared by the app's worker threads."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such database (start `edgebridge sink sqlite --db {path}`)")
+        self.path = path
+        # check_same_thread off: the app hands the connection to one worker thread at a time
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        # the app's worker threads share the connection: one statement at a time
+        self.lock = threading.Lock()
+
+    def version(self) -> int:
+        """Grows whenever the sink adds a row: the page is rebuilt only when it changed."""
+        try:
+            with self.lock:
+                row = self.conn.execute("SELECT MAX(rowid) FROM readings").fetchone()
+        except sqlite3.OperationalError:  # no table yet: the sink has not started
+            return 0
+        return int(row[0] or 0)
+
+    def latest(self) -> dict[str, Latest]:
+        """Each device's newest row (SQLite returns the bare columns of the MAX row)."""
+        try:
+            with self.lock:
+                rows = self.conn.execute(
+                    "SELECT device_id, MAX(time), site, location, flags, readings, late FROM readings "
+                    "GROUP BY device_id").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+        return {r[0]: Latest(r[0], r[1], r[2], r[3], [str(f) for f in _json(r[4], list)],
+                             _json(r[5], dict), bool(r[6])) for r in rows}
+
+    def rows_after(self, rowid: int, limit: int = 50_000) -> list[tuple[int, Latest]]:
+        """The rows the sink added after ``rowid`` (rowids grow with each insert), oldest first."""
+        try:
+            with self.lock:
+                rows = self.conn.execute(
+                    "SELECT rowid, device_id, time, site, location, flags, readings, late FROM readings "
+                    "WHERE rowid > ? ORDER BY rowid LIMIT ?", [rowid, limit]).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [(r[0], Latest(r[1], r[2], r[3], r[4], [str(f) for f in _json(r[5], list)], _json(r[6], dict),
+                              bool(r[7]))) for r in rows]
+
+    def series(self, since: float, until: float | None = None, device: str | None = None,
+               limit: int = 20000, per_minute: bool = False) -> dict[str, list[Point]]:
+        """Numeric readings per device between two times, oldest first (at most ``limit`` rows each
+        call: the newest are kept). ``per_minute``: only each device's newest row of each minute, so
+        that a fleet's hour or a device's week stays a few thousand points (a sparkline is 120 pixels
+        wide; a chart 860)."""
+        where, args = ["time >= ?"], [stamp(since)]
+        if until is not None:
+            where.append("time <= ?")
+            args.append(stamp(until))
+        if device is not None:
+            where.append("device_id = ?")
+            args.append(device)
+        try:
+            with self.lock:
+                rows = self.conn.execute(
+                    f"SELECT device_id, {'MAX(time)' if per_minute else 'time'}, readings FROM readings "
+                    f"WHERE {' AND '.join(where)} "
+                    # the minute is the first 16 characters of the agent's RFC 3339 UTC stamp
+                    f"{'GROUP BY device_id, substr(time, 1, 16) ' if per_minute else ''}"
+                    "ORDER BY 2 DESC LIMIT ?", [*args, limit]).fetchall()
+        except sqlite3.OperationalError:
+            return {}
+        out: dict[str, list[Point]] = {}
+        for device_id, time_text, readings in reversed(rows):
+            when = parse_time(time_text)
+            if when is None:
+                continue
+            values = {name: float(r["v"]) for name, r in _json(readings, dict).items()
+                      if isinstance(r, dict) and type(r.get("v")) in (int, float)}
+            out.setdefault(device_id, []).append(Point(when, values))
+        return out
+
+    def close(self) -> None:
+        self.conn.close()

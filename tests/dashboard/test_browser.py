@@ -1,0 +1,204 @@
+"""The dashboard in a real browser, on a real pipeline (see conftest): what an operator sees.
+
+Each test reads what it expects independently (the sink's database, Kafka) and compares it with what
+the page shows; the live test proves the new value was not on the page before the event was sent, and
+that the page was not reloaded to show it.
+"""
+
+from __future__ import annotations
+
+import base64
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dashboard.conftest import REGISTRY, TOKEN, Pipeline, screenshot
+from tests.enricher.conftest import read_all
+from tests.waiting import wait_for
+
+pytestmark = [pytest.mark.brokers, pytest.mark.browser]
+
+
+def _status(url: str, headers: dict[str, str] | None = None, data: bytes | None = None) -> int:
+    request = urllib.request.Request(url, headers=headers or {}, data=data)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def _log_in(web: Any, pipeline: Pipeline) -> None:
+    from selenium.webdriver.common.by import By
+
+    web.get(pipeline.url + "login")
+    web.find_element(By.NAME, "token").send_keys(TOKEN)
+    web.find_element(By.CSS_SELECTOR, "form button").click()
+    wait_for(lambda: web.find_elements(By.ID, "fleet"), 60, "the fleet table after logging in")
+    web.get_log("browser")  # what came before the login (the 401 of the first visit) is not judged
+
+
+def _console_errors(web: Any) -> list[dict[str, Any]]:
+    return [entry for entry in web.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+# Read in one script: the live stream replaces the table while the test reads it, and a script runs
+# between two replacements, where element handles held across them would go stale.
+_ROW = """
+const heads = [...document.querySelectorAll('#fleet thead th')].map(th => th.textContent);
+const row = document.querySelector('#fleet tbody tr[data-device="' + arguments[0] + '"]');
+if (!row) return null;
+return Object.fromEntries([...row.cells].map((td, i) => [heads[i], td.innerText]));
+"""
+_ROWS = ("return [...document.querySelectorAll('#fleet tbody tr')].filter(r => !r.hidden)"
+         ".map(r => r.dataset.device)")
+_INPUT = "document.getElementById('filter').dispatchEvent(new Event('input', {bubbles: true}))"
+_BY_LOCATION = "document.querySelector('#fleet th[data-col=\"2\"]').click()"
+# the chart's points, by measurement: their values (data-v) as drawn
+_CHART = """return Object.fromEntries([...document.querySelectorAll('svg.chart g.series')].map(
+    g => [g.dataset.name, [...g.querySelectorAll('circle')].map(c => parseFloat(c.dataset.v))]))"""
+_TABLE = """return [...document.querySelectorAll(arguments[0])].map(
+    r => [...r.querySelectorAll('td')].map(td => td.innerText))"""
+DESCENDING = ["dash-pump-2", "dash-pump-1", "dash-meter-3"]  # roof, hall 2, cellar
+
+
+def _cells(web: Any, device: str) -> dict[str, str]:
+    """The fleet row of a device: column header -> text."""
+    cells = web.execute_script(_ROW, device)
+    assert cells is not None, f"no row of {device}"
+    return dict(cells)
+
+
+def test_no_credential_or_a_wrong_one_gets_401_and_the_token_gets_in(pipeline: Pipeline) -> None:
+    url = pipeline.url
+    for path in ("", "pipeline", "device/dash-pump-1", "events?view=fleet", "api/fleet"):
+        assert _status(url + path) == 401, path
+        assert _status(url + path, {"Authorization": "Bearer wrong"}) == 401, path
+        assert _status(url + path, _basic("admin", "wrong")) == 401, path
+        assert _status(url + path, {"Cookie": "edgebridge_dashboard=forged"}) == 401, path
+    assert _status(url + "login", data=b"token=wrong") == 401
+    # the same requests with the token: the refusals above were the credential's, not the path's
+    assert _status(url, {"Authorization": f"Bearer {TOKEN}"}) == 200
+    assert _status(url + "api/fleet", _basic("anyone", TOKEN)) == 200
+
+
+def test_fleet_page_shows_the_devices_and_values_sent_without_console_errors(
+        browser: Any, pipeline: Pipeline, tmp_path: Path) -> None:
+    _log_in(browser, pipeline)
+    wait_for(lambda: "online" in _cells(browser, "dash-pump-1")["status"], 60, "dash-pump-1 online")
+    for device, info in REGISTRY.items():
+        cells = _cells(browser, device)
+        assert cells["site"] == info["site"] and cells["location"] == info["location"]
+        assert info["name"] in cells["device"]
+        # the newest row in the sink, read independently, is what the page shows
+        seq, readings = pipeline.rows(device)[-1]
+        assert seq == pipeline.sent[device][-1][0]
+        _, temperature, humidity = pipeline.sent[device][-1]
+        assert readings["temperature"]["v"] == temperature
+        assert f"temperature {temperature:.4g} Cel" in cells["latest values"]
+        assert f"humidity {humidity:.4g} %RH" in cells["latest values"]
+    assert "offline" in _cells(browser, "dash-pump-2")["status"]
+    assert "offline" in _cells(browser, "dash-pump-2")["alerts"]
+    assert "unknown" in _cells(browser, "dash-meter-3")["status"]
+    from selenium.webdriver.common.by import By
+
+    # sparklines of the last hour: a line of 6 points for each pump's two measurements
+    sparks = browser.execute_script("""return [...document.querySelectorAll(
+        '#fleet tr[data-device="dash-pump-1"] svg.spark polyline')].map(p => p.getAttribute('points'))""")
+    assert [len(points.split()) for points in sparks] == [6, 6]
+    # client-side filter and sort
+    browser.find_element(By.ID, "filter").send_keys("plant-b")
+    assert browser.execute_script(_ROWS) == ["dash-pump-2"]
+    browser.find_element(By.ID, "filter").clear()
+    browser.execute_script(_INPUT)
+    assert browser.execute_script(_ROWS) == sorted(REGISTRY)
+    browser.execute_script(_BY_LOCATION)
+    browser.execute_script(_BY_LOCATION)  # twice: descending, not the order the server sends
+    assert browser.execute_script(_ROWS) == DESCENDING
+    # the order outlives an update of the table by the live stream
+    updates = browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates")
+    wait_for(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates") != updates, 30,
+             "an update")
+    assert browser.execute_script(_ROWS) == DESCENDING
+    wait_for(lambda: browser.find_element(By.ID, "conn").text == "live", 30, "the live stream open")
+    assert _console_errors(browser) == []
+    screenshot(browser, tmp_path / "dashboard-fleet.png")
+
+
+def test_the_fleet_page_updates_when_a_new_event_arrives_without_reload(
+        browser: Any, pipeline: Pipeline) -> None:
+    from selenium.webdriver.common.by import By
+
+    _log_in(browser, pipeline)
+    browser.execute_script("window.notReloaded = true")
+    before = _cells(browser, "dash-pump-2")["latest values"]
+    assert "temperature 77.7 Cel" not in before
+    seq = pipeline.send("dash-pump-2", 77.7, 33.3)
+    # the event really went through the enricher into the sink
+    wait_for(lambda: pipeline.rows("dash-pump-2")[-1][0] == seq, 60, "the new row in the sink")
+    wait_for(lambda: "temperature 77.7 Cel" in _cells(browser, "dash-pump-2")["latest values"], 30,
+             "the new value on the page")
+    assert browser.execute_script("return window.notReloaded") is True
+    assert int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates")) >= 2
+    assert _console_errors(browser) == []
+
+
+def test_the_device_page_draws_its_chart_of_the_values_sent(
+        browser: Any, pipeline: Pipeline, tmp_path: Path) -> None:
+
+    _log_in(browser, pipeline)
+    browser.get(pipeline.url + "device/dash-pump-1?range=1h")
+    wait_for(lambda: browser.execute_script(_CHART), 30, "the chart")
+    drawn = browser.execute_script(_CHART)
+    rows = pipeline.rows("dash-pump-1")
+    assert drawn == {"humidity": [r["humidity"]["v"] for _, r in rows],
+                     "temperature": [r["temperature"]["v"] for _, r in rows]}
+    assert drawn["temperature"] == [t for _, t, _ in pipeline.sent["dash-pump-1"]]
+    # a range that holds none of them: an empty chart, said so
+    browser.get(pipeline.url + "device/dash-pump-1?range=15m")
+    assert browser.execute_script(_CHART) == {}
+    assert "no readings in this range" in browser.execute_script(
+        "return document.querySelector('svg.chart').textContent")
+    browser.get(pipeline.url + "device/dash-pump-1?range=1h")
+    wait_for(lambda: browser.execute_script(_CHART), 30, "the chart again")
+    screenshot(browser, tmp_path / "dashboard-device.png")
+    # the dead letter of dash-meter-3 on its own page
+    browser.get(pipeline.url + "device/dash-meter-3")
+    wait_for(lambda: "not_json" in browser.execute_script("return document.getElementById('live').innerText"),
+             60, "its dead letter")
+    assert _console_errors(browser) == []
+
+
+def test_the_pipeline_page_shows_offsets_lag_dead_letters_and_metrics(
+        browser: Any, pipeline: Pipeline, tmp_path: Path) -> None:
+
+    _log_in(browser, pipeline)
+    browser.get(pipeline.url + "pipeline")
+    raw = len(read_all(pipeline.brokers.kafka_bootstrap, pipeline.topics.raw))
+    assert raw == sum(len(v) for v in pipeline.sent.values()) + 1  # and the bytes that are not JSON
+
+    def rows(selector: str) -> list[list[str]]:
+        return list(browser.execute_script(_TABLE, selector))
+
+    topic = f'#topics tr[data-topic="{pipeline.topics.raw}"]'
+    wait_for(lambda: [r[:3] for r in rows(topic)] == [["raw", pipeline.topics.raw, str(raw)]], 60,
+             "raw's end offset")
+    wait_for(lambda: rows('#reasons tr[data-reason="not_json"]') == [["not_json", "1"]], 60,
+             "the dead letter")
+    # the enricher's group, its lag on raw read against the end offset
+    lag = wait_for(lambda: [r for r in rows("#lag tr[data-group]") if r[1] == pipeline.topics.raw], 60,
+                   "the enricher's group")
+    assert all(int(r[4]) == raw and int(r[5]) == raw - int(r[3]) for r in lag), lag
+    written = sum(len(pipeline.rows(d)) for d in pipeline.sent)
+    wait_for(lambda: [r for r in rows("#metrics tr") if r[1:2] == ["edgebridge_sink_written_total"]
+                      and r[3] == str(written)], 60, "the sink's metrics")
+    assert _console_errors(browser) == []
+    screenshot(browser, tmp_path / "dashboard-pipeline.png")

@@ -1,0 +1,226 @@
+"""``edgebridge dashboard`` as a command: what it refuses to start with, TLS, and its pure parts.
+
+No broker is needed: Kafka is pointed at a closed port (the pipeline view then shows the error) and
+the status topic is not followed, so these run anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from dashboard.auth import Login
+from dashboard.readings import ReadingsDb
+from dashboard.svg import chart, sparkline
+from edgebridge.secret import Secret
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
+OFFLINE = {"EDGEBRIDGE_KAFKA_BOOTSTRAP": "127.0.0.1:1", "EDGEBRIDGE_SOURCES_MQTT": "false",
+           "EDGEBRIDGE_WEB_PORT": "0"}
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgebridge", "dashboard", *args], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT, env={**BASE_ENV, **OFFLINE, **env})
+
+
+@contextmanager
+def _serving(env: dict[str, str], *args: str) -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "edgebridge", "dashboard", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**BASE_ENV, **OFFLINE, **env})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("dashboard: "), line
+        yield line.split(" ", 1)[1].strip()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _get(url: str, headers: dict[str, str] | None = None, context: ssl.SSLContext | None = None
+         ) -> tuple[int, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=30,
+                                    context=context) as response:
+            return int(response.status), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers)
+
+
+def test_without_a_token_it_refuses_to_start_and_says_how() -> None:
+    result = _run({})
+    assert result.returncode == 2
+    assert "web.token" in result.stderr and "token_file" in result.stderr
+
+
+def test_no_login_is_refused_off_loopback(tmp_path: Path) -> None:
+    result = _run({"EDGEBRIDGE_WEB_HOST": "0.0.0.0"}, "--no-login")
+    assert result.returncode == 2
+    assert "only on a loopback address" in result.stderr
+
+
+def test_an_empty_token_file_and_a_missing_database_are_configuration_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    result = _run({"EDGEBRIDGE_WEB_TOKEN_FILE": str(empty)})
+    assert result.returncode == 2 and "is empty" in result.stderr
+    result = _run({"EDGEBRIDGE_WEB_TOKEN": "t", "EDGEBRIDGE_SOURCES_SQLITE": str(tmp_path / "none.db")})
+    assert result.returncode == 2 and "no such database" in result.stderr
+
+
+def test_no_login_on_loopback_serves_without_a_credential() -> None:
+    with _serving({}, "--no-login") as url:
+        assert url.startswith("http://127.0.0.1:")
+        assert _get(url)[0] == 200
+        assert _get(url + "pipeline")[0] == 200
+
+
+def test_with_a_certificate_it_serves_https_only_and_the_cookie_is_secure(tmp_path: Path) -> None:
+    from edgebridge.devbrokers.tls import ensure_certs
+
+    certs = ensure_certs(tmp_path / "pki")
+    env = {"EDGEBRIDGE_WEB_TOKEN": "sesame", "EDGEBRIDGE_WEB_CERT_FILE": str(certs.server_cert),
+           "EDGEBRIDGE_WEB_KEY_FILE": str(certs.server_key)}
+    trust = ssl.create_default_context(cafile=str(certs.ca_cert))
+    with _serving(env) as url:
+        assert url.startswith("https://127.0.0.1:")
+        assert _get(url, context=trust)[0] == 401
+        assert _get(url, {"Authorization": "Bearer sesame"}, context=trust)[0] == 200
+        request = urllib.request.Request(url + "login", data=b"token=sesame")
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=trust),
+                                             _NoRedirect())
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            opener.open(request, timeout=30)
+        assert redirect.value.code == 303
+        cookie = redirect.value.headers["set-cookie"]
+        redirect.value.close()
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert "sesame" not in cookie
+        with pytest.raises(OSError):  # plain HTTP on the TLS port: refused or cut, never served
+            urllib.request.urlopen(url.replace("https://", "http://"), timeout=10)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def test_login_takes_the_token_as_bearer_basic_or_cookie_and_nothing_else() -> None:
+    import base64
+
+    login = Login(Secret("tok"), secure_cookie=False)
+    cookie = login.cookie_header().split(";")[0]
+    assert login.allowed({"authorization": "Bearer tok"})
+    assert login.allowed({"authorization": "Basic " + base64.b64encode(b"anyone:tok").decode()})
+    assert login.allowed({"cookie": cookie})
+    for headers in ({}, {"authorization": "Bearer tok2"}, {"authorization": "Basic !!!"},
+                    {"authorization": "Basic " + base64.b64encode(b"tok:").decode()},
+                    {"cookie": "edgebridge_dashboard=tok"}, {"cookie": "\x00;;=="}):
+        assert not login.allowed(headers), headers
+    assert Login(None, secure_cookie=False).allowed({})
+
+
+def test_charts_of_nothing_and_of_one_point_are_drawn_not_raised() -> None:
+    assert "no readings in this range" in chart({}, {})
+    assert "no readings in this range" in chart({"t": []}, {})
+    one = chart({"t": [(1.0, 5.0)]}, {"t": "Cel"})
+    assert one.count("<circle") == 1 and 'data-v="5"' in one
+    assert "no data" in sparkline([])
+    assert "1 points" in sparkline([(1.0, 2.0)])
+
+
+def test_rows_the_page_cannot_read_show_as_empty_not_as_an_error(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    from enricher.sinks.sqlite import migrate
+
+    path = tmp_path / "sink.db"
+    migrate(sqlite_utils.Database(path))
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO readings (event_id, device_id, seq, time, flags, readings, derived, late) "
+                     "VALUES ('e1', 'd1', 1, '2026-01-01T00:00:00Z', 'not json', '[1]', '{}', 0)")
+        conn.execute("INSERT INTO readings (event_id, device_id, seq, time, flags, readings, derived, late) "
+                     "VALUES ('e2', 'd2', 1, 'not a time', '[]', '{\"t\": {\"v\": 1}}', '{}', 0)")
+    db = ReadingsDb(path)
+    try:
+        latest = db.latest()
+        assert latest["d1"].readings == {} and latest["d1"].flags == []
+        assert db.series(0.0) == {"d1": [db.series(0.0)["d1"][0]]} and db.series(0.0)["d1"][0].values == {}
+        with pytest.raises(sqlite3.OperationalError):  # read-only: the dashboard cannot write
+            db.conn.execute("DELETE FROM readings")
+    finally:
+        db.close()
+
+
+def test_per_minute_keeps_the_newest_row_of_each_minute(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    from enricher.sinks.sqlite import migrate
+
+    path = tmp_path / "sink.db"
+    migrate(sqlite_utils.Database(path))
+    with sqlite3.connect(path) as conn:
+        for n, (stamp, v) in enumerate((("2026-01-01T00:00:05.000Z", 1), ("2026-01-01T00:00:50.000Z", 2),
+                                        ("2026-01-01T00:01:10.000Z", 3))):
+            conn.execute("INSERT INTO readings (event_id, device_id, seq, time, flags, readings, derived, "
+                         "late) VALUES (?, 'd1', ?, ?, '[]', ?, '{}', 0)",
+                         [f"e{n}", n + 1, stamp, f'{{"t": {{"v": {v}}}}}'])
+    db = ReadingsDb(path)
+    try:
+        assert [p.values["t"] for p in db.series(0.0)["d1"]] == [1, 2, 3]
+        assert [p.values["t"] for p in db.series(0.0, per_minute=True)["d1"]] == [2, 3]
+    finally:
+        db.close()
+
+
+def test_recent_rows_follow_new_rows_and_a_late_row_replaces_nothing_newer(tmp_path: Path) -> None:
+    import time
+
+    import sqlite_utils
+
+    from dashboard.readings import stamp
+    from dashboard.recent import RecentRows
+    from enricher.sinks.sqlite import migrate
+
+    path = tmp_path / "sink.db"
+    migrate(sqlite_utils.Database(path))
+    now = time.time()
+
+    def insert(event: str, at: float, v: float) -> None:
+        with sqlite3.connect(path) as conn:
+            conn.execute("INSERT INTO readings (event_id, device_id, seq, time, flags, readings, derived, "
+                         "late) VALUES (?, 'd1', 1, ?, '[]', ?, '{}', 0)",
+                         [event, stamp(at), f'{{"t": {{"v": {v}}}}}'])
+
+    insert("old", now - 7200, 0.5)  # before the hour: the newest row until others come, in no sparkline
+    insert("a", now - 600, 1.0)
+    db = ReadingsDb(path)
+    try:
+        recent = RecentRows(db)
+        recent.refresh()
+        assert recent.latest_rows()["d1"].readings["t"]["v"] == 1.0
+        assert [p.values["t"] for p in recent.series()["d1"]] == [1.0]
+        insert("b", now - 60, 2.0)
+        insert("late", now - 300, 9.0)  # inserted last, but older than b
+        recent.refresh()
+        assert recent.latest_rows()["d1"].readings["t"]["v"] == 2.0
+        assert [p.values["t"] for p in recent.series()["d1"]] == [1.0, 9.0, 2.0]
+        assert recent.last_rowid == db.version()
+    finally:
+        db.close()
