@@ -34,7 +34,9 @@ class UplinkConfig:
     # needs one user per connection, or the uplink and the downlink would take each other's session.
     username: str | None = None
     password: Secret | None = None
-    session_expiry: int = 7 * 24 * 3600  # seconds the broker keeps our session (and queues for it)
+    # seconds the broker keeps our session (and queues for it) while we are away; unset: 7 days alone,
+    # 0 in a share group (see :attr:`session_seconds`)
+    session_expiry: int | None = None
     receive_maximum: int = 1000
     # payload bytes received and not yet acknowledged (intake + in flight): what bounds the bridge's
     # memory; the default keeps its peak RSS inside a 512 MB container (the figures: docs/bridge.md)
@@ -60,9 +62,30 @@ class UplinkConfig:
     receipts: bool = True
     receipt_interval: float = 0.5
 
+    @property
+    def session_seconds(self) -> int:
+        """The Session Expiry Interval we connect with: ``session_expiry`` when set; otherwise 7 days
+        for a bridge alone, and 0 for a member of a share group.
+
+        Why 0 in a group: the broker deals a shared subscription's messages to its members' sessions,
+        offline ones included (Mosquitto and EMQX do; MQTT 5 allows it). A replica that dies with a
+        persistent session keeps receiving its share of every device's stream into a queue nobody
+        reads, for as long as the session lives, and drops it once that queue is full, PUBACKed. The
+        agents resend what no receipt covered, and each resend again has its share dealt to the dead
+        session. Every device's stream then has one-event holes (every second seq with two replicas)
+        that close only after several receipt timeouts: events late by seconds, and more open holes
+        than the enricher's bounded state keeps (``pipeline.max_seen_ranges``), whose seqs it then
+        takes for duplicates. With no session to outlive the connection, the broker drops a dead
+        replica from the group at once; what was in flight to it comes back once, as the agents'
+        resends. Nothing is lost either way: the agents keep every event until its receipt.
+        """
+        if self.session_expiry is not None:
+            return self.session_expiry
+        return 0 if self.share_group else 7 * 24 * 3600
+
     def validate(self) -> None:
         _check_user(self.username, self.password)
-        if self.session_expiry < 0:
+        if self.session_expiry is not None and self.session_expiry < 0:
             raise ConfigError("session_expiry", "must be >= 0")
         if not 1 <= self.receive_maximum <= 65535:
             raise ConfigError("receive_maximum", "must be in 1..65535 (MQTT 5 Receive Maximum)")

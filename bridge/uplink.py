@@ -70,7 +70,7 @@ class Uplink:
         self._receipts = ReceiptBook(config.mqtt.topic_prefix, up.receipt_interval) if up.receipts else None
         self.source = MqttSource(
             config.mqtt_for(up), up.client_id, filters(config.mqtt.topic_prefix, up),
-            session_expiry=up.session_expiry, receive_maximum=up.receive_maximum, metrics=metrics,
+            session_expiry=up.session_seconds, receive_maximum=up.receive_maximum, metrics=metrics,
             max_inflight_bytes=up.max_inflight_bytes,
         )
         self.sink = KafkaSink(config.kafka, up, metrics, on_delivered=self._delivered,

@@ -74,7 +74,7 @@ from enricher.hang_watchdog import WATCHDOG
 from enricher.metrics import EnricherMetrics
 from enricher.steps import Stats
 
-__all__ = ["AbortNeeded", "Checkpoint", "FatalKafkaError", "Headers", "classify", "kafka_call",
+__all__ = ["FATAL", "AbortNeeded", "Checkpoint", "FatalKafkaError", "Headers", "classify", "kafka_call",
            "raise_classified"]
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ class FatalKafkaError(EdgeBridgeError):
 
 
 def classify(error: KafkaError) -> str:
-    if error.fatal() or error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+    # _FATAL: the code of the error event that announces a fatal error (its own fatal() may be False)
+    if error.fatal() or error.code() in (KafkaError._FATAL, KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
                                          KafkaError.INVALID_PRODUCER_EPOCH):
         return FATAL
     if error.txn_requires_abort():

@@ -21,6 +21,16 @@ from edgebridge.topics import KafkaTopics
 
 __all__ = ["EXACTLY_ONCE_CONSUMER", "CommitSettings", "EnricherConfig", "PipelineSettings"]
 
+# Open holes kept per device before the lowest is given up (its seqs then taken for duplicates: lost to
+# processed). Bridge replicas on a shared subscription make holes one seq wide: the broker deals a
+# device's messages to the replicas in turn, and a replica that dies leaves a hole for each message in
+# flight to it, at most its Receive Maximum (the bridge's `uplink.receive_maximum`, 1000), possibly
+# all of one device, until the agents' resends fill them. 256 was exceeded on the three-node cluster
+# (tests/e2e/test_scaleout.py: 69 seqs lost with one of two bridges killed behind a Kafka failover).
+# 2048 covers two replicas dying at once; only a device with holes pays for them (~16 B a range in
+# memory and in its state record).
+DEFAULT_MAX_SEEN_RANGES = 2048
+
 DEFAULT_STEPS = ["validate", "dedup", "calibrate", "normalise", "derive", "flag", "route"]
 
 # The consumer side of exactly-once, for the enricher and the sinks alike: committed records only,
@@ -66,7 +76,7 @@ class PipelineSettings:
     known_types: list[str] = field(default_factory=lambda: sorted(DEVICE_TYPES))
     # dedup: at most this many disjoint seen-ranges above the contiguous mark per device; past it the
     # oldest hole is given up (counted as an expired gap) so memory and state records stay bounded.
-    max_seen_ranges: int = 256
+    max_seen_ranges: int = DEFAULT_MAX_SEEN_RANGES
     # dedup: an epoch of a device (one life of its outbox) other than its current one is forgotten once
     # its last record is this old, by the raw records' Kafka timestamps (see enricher.dedup)
     epoch_idle_days: float = 7.0

@@ -44,6 +44,7 @@ from typing import Any
 
 import orjson
 
+from enricher.config import DEFAULT_MAX_SEEN_RANGES
 from enricher.sequence import EpochSeqs, Observation, Verdict
 
 __all__ = ["LEGACY_EPOCH", "MAX_EPOCHS", "DedupTable", "DeviceEpochs", "EpochChange", "EpochNotice",
@@ -139,7 +140,7 @@ def decode_device(payload: bytes, record_ms: int = 0) -> DeviceEpochs:
 class DedupTable:
     """The states of the devices of the assigned partitions, and which changed since the last commit."""
 
-    def __init__(self, max_ranges: int = 256, epoch_idle_days: float = 7.0) -> None:
+    def __init__(self, max_ranges: int = DEFAULT_MAX_SEEN_RANGES, epoch_idle_days: float = 7.0) -> None:
         self.max_ranges = max_ranges
         self.idle_ms = int(epoch_idle_days * DAY_MS)
         self._devices: dict[str, DeviceEpochs] = {}

@@ -38,7 +38,7 @@ from edgebridge.errors import ConfigError, EnvelopeError
 from edgebridge.logs import rate_limited
 from edgebridge.metrics import LoopProgress
 from edgebridge.retry import StopEvent
-from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError, kafka_call
+from enricher.checkpoint import FATAL, AbortNeeded, Checkpoint, FatalKafkaError, classify, kafka_call
 from enricher.config import EXACTLY_ONCE_CONSUMER, EnricherConfig
 from enricher.dedup import DedupTable
 from enricher.hang_watchdog import WATCHDOG
@@ -89,6 +89,7 @@ class Processor:
             "group.id": config.group_id,
             **EXACTLY_ONCE_CONSUMER,
             **({"group.instance.id": config.instance_id} if config.static_membership else {}),
+            "error_cb": self._on_consumer_error,
         }, PROTECTED))
         settings = producer_config(config)
         self.producer = Producer(settings)
@@ -218,6 +219,11 @@ class Processor:
         if assignment.fatal is not None:
             raise assignment.fatal
         if assignment.needs_rewind:
+            # the batch is dropped for the rewind, but not an error in it that ends this consumer: a
+            # session timed out (partitions lost) and then fenced as a static member come in one batch
+            for msg in messages:
+                if msg.error() is not None:
+                    self._consume_error(msg)
             assignment.rewind()
             return
         try:
@@ -299,8 +305,18 @@ class Processor:
 
     def _consume_error(self, msg: Message) -> None:
         err = msg.error()
-        if err is not None and err.code() != KafkaError._PARTITION_EOF:
-            log.warning("consume error", extra={"error": str(err)})
+        if err is None or err.code() == KafkaError._PARTITION_EOF:
+            return
+        if classify(err) == FATAL:  # e.g. fenced as a static member: this consumer is in no group any more
+            raise FatalKafkaError(f"consumer: {err}")
+        log.warning("consume error", extra={"error": str(err)})
+
+    def _on_consumer_error(self, err: KafkaError) -> None:
+        """librdkafka's ``error_cb``, served inside ``consume()``. A fatal consumer error may come only
+        this way: left unseen, the loop would turn on without partitions, healthy and idle, while the
+        group's other members (if any) wait for this member's session to end."""
+        if classify(err) == FATAL and self.assignment.fatal is None:
+            self.assignment.fatal = FatalKafkaError(f"consumer: {err}")
 
     def _deadletter(self, msg: Message, reason: str, error: BaseException, step: str | None = None) -> None:
         """The raw record to the dead letters, in the open transaction with the record's offset."""

@@ -1,7 +1,9 @@
 """`edgebridge demo`: the main job of the README's `make demo`: a simulated fleet end to end.
 
-1. Local brokers up (real Mosquitto, real single-node Kafka in KRaft mode) and the contract's topics.
-2. One bridge and one enricher as child processes, exactly as an operator runs them.
+1. Local brokers up (real Mosquitto, real Kafka in KRaft mode: one node, or ``--kafka-nodes`` with the
+   topics replicated as `brokers up --kafka-nodes` does) and the contract's topics.
+2. ``--bridges`` bridges (several share the device topics through one MQTT 5 shared subscription) and
+   one enricher as child processes, exactly as an operator runs them.
 3. ``--devices`` edge agents, each a child process with its own SQLite outbox and a simulated sensor
    that produces ``--events`` readings at ``--rate`` per second.
 4. A live view, once a second: committed at the edge, acknowledged by the bridge, in
@@ -32,6 +34,7 @@ from pathlib import Path
 
 from edgebridge.arguments import positive_float, positive_int
 from edgebridge.devbrokers import LocalBrokers, default_state_dir
+from edgebridge.devbrokers.cli import kafka_nodes_argument
 from edgebridge.errors import EdgeBridgeError
 from edgebridge.kafka_admin import ensure_topics
 from edgebridge.ops.audit import format_table, passed, summary
@@ -61,6 +64,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                         help="give up after this many seconds")
     parser.add_argument("--state-dir", default=None, help=f"brokers' state (default {default_state_dir()})")
     parser.add_argument("--keep", action="store_true", help="leave the brokers running afterwards")
+    parser.add_argument("--kafka-nodes", type=kafka_nodes_argument, default=None, metavar="N",
+                        help="Kafka nodes, as `edgebridge brokers up --kafka-nodes` (default: as the last "
+                        "`up` of the state folder, else 1)")
+    parser.add_argument("--bridges", type=positive_int, default=1,
+                        help="bridge replicas sharing the device topics (MQTT 5 shared subscription)")
     parser.add_argument("--chaos", action="store_true",
                         help="inject faults mid-run: kill -9 of bridge, enricher, agents and Mosquitto, "
                         "Kafka frozen and killed (see --rounds, --seed)")
@@ -70,6 +78,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                         help="also run the SQLite sink and `edgebridge dashboard` (127.0.0.1, no login), "
                         "print its URL, and keep it serving after the audit until Ctrl-C")
     return parser
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    # the chaos rounds signal the one Kafka node and the one bridge; on a cluster or with replicas they
+    # would pick one of several, which is what tests/e2e/test_scaleout.py does with proofs of its own
+    if args.chaos and ((args.kafka_nodes or 1) > 1 or args.bridges > 1):
+        parser.error("--chaos runs with one Kafka node and one bridge")
 
 
 def _high_watermarks(consumer: object, topic: str) -> int | None:
@@ -125,10 +140,14 @@ class Demo:
         mqtt = {"url": brokers.mosquitto.url}
         kafka = {"bootstrap": brokers.kafka_bootstrap}
         log = {"level": "WARNING"}
-        self.bridge = ComponentProcess("bridge", "bridge", {
+        # replicas: each its own client id, one share group; one bridge subscribes plainly, as before
+        share = {"share_group": "demo-bridges"} if args.bridges > 1 else {}
+        self.bridges = [ComponentProcess("bridge", f"bridge-{i}", {
             "mqtt": mqtt, "kafka": kafka, "log": log,
-            "uplink": {"client_id": "demo-bridge-1"},
-        }, workdir)
+            "uplink": {"client_id": f"demo-bridge-{i}", **share},
+            "downlink": {"enabled": i == 1},  # commands go down through one bridge's consumer group
+        }, workdir) for i in range(1, args.bridges + 1)]
+        self.bridge = self.bridges[0]
         self.enricher = ComponentProcess("enricher", "enricher", {
             "instance_id": "demo-enricher-1", "kafka": kafka, "log": log,
         }, workdir)
@@ -142,13 +161,13 @@ class Demo:
         ]
 
     def start(self) -> None:
-        for proc in (self.bridge, self.enricher):
+        for proc in (*self.bridges, self.enricher):
             proc.start()
             if not proc.wait_healthy(60):
                 raise RuntimeError(f"{proc.name} did not become healthy; see {proc.log_path}")
         for agent in self.agents:
             agent.start()
-        print(f"2. bridge and enricher up; {len(self.agents)} agents started "
+        print(f"2. {len(self.bridges)} bridge(s) and the enricher up; {len(self.agents)} agents started "
               f"({self.args.events} readings each at {self.args.rate:g}/s); logs in {self.workdir}")
         if self.args.chaos:
             span = 0.85 * self.args.events / self.args.rate
@@ -200,7 +219,7 @@ class Demo:
         probe = Consumer({"bootstrap.servers": self.brokers.kafka_bootstrap, "group.id": "demo-watch"})
         began = time.monotonic()
         checked = 0.0
-        totals = [RunningTotal() for _ in range(3)]
+        totals = [RunningTotal() for _ in range(2 + len(self.bridges))]
         try:
             while time.monotonic() - began < self.args.timeout:
                 if self.chaos is not None:
@@ -211,10 +230,11 @@ class Demo:
                 committed = sum(per_device.values())
                 raw = _high_watermarks(probe, self.topics.raw)
                 # summed over restarts: a killed bridge or enricher would otherwise show only its last life
-                bridge, enricher = self.bridge.metrics(), self.enricher.metrics()
-                events = totals[0].update(_sample(bridge, "edgebridge_bridge_events_total"))
-                processed = totals[1].update(_sample(enricher, PROCESSED_METRIC))
-                dups = totals[2].update(_sample(enricher, "edgebridge_enricher_duplicates_dropped_total"))
+                enricher = self.enricher.metrics()
+                events = sum(total.update(_sample(b.metrics(), "edgebridge_bridge_events_total"))
+                             for b, total in zip(self.bridges, totals[2:], strict=True))
+                processed = totals[0].update(_sample(enricher, PROCESSED_METRIC))
+                dups = totals[1].update(_sample(enricher, "edgebridge_enricher_duplicates_dropped_total"))
                 print(f"  t={time.monotonic() - began:5.1f}s  edge committed {committed:>7}/{target} "
                       f"receipted {committed - backlog:>7} | bridge events {events:>7} | raw offsets "
                       f"{raw if raw is not None else '?':>7} | processed {processed:>7} "
@@ -239,7 +259,7 @@ class Demo:
 
     def stop(self) -> None:
         codes = {a.name: a.terminate() for a in self.agents}
-        codes["bridge"] = self.bridge.terminate()
+        codes.update({b.name: b.terminate() for b in self.bridges})
         codes["enricher"] = self.enricher.terminate()
         bad = {k: v for k, v in codes.items() if v != 0}
         print(f"4. stopped with SIGTERM: {len(codes) - len(bad)} of {len(codes)} processes exited 0"
@@ -289,8 +309,10 @@ def _serve_until_stopped(url: str) -> None:
 
 
 def main(argv: Sequence[str], prog: str = "edgebridge demo") -> int:
-    args = _parser(prog).parse_args(list(argv))
-    brokers = LocalBrokers(args.state_dir)
+    parser = _parser(prog)
+    args = parser.parse_args(list(argv))
+    _check(parser, args)
+    brokers = LocalBrokers(args.state_dir, kafka_nodes=args.kafka_nodes)
     began = time.monotonic()
     try:
         status = brokers.up()
@@ -299,10 +321,12 @@ def main(argv: Sequence[str], prog: str = "edgebridge demo") -> int:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     m, k = status["mosquitto"], status["kafka"]
+    kafka = (f"kafka {k['bootstrap']} {k['version']} KRaft (rss {k['rss_mb']} MB)" if "nodes" not in k else
+             f"kafka {len(k['nodes'])} KRaft nodes {k['bootstrap']}, topics replication factor "
+             f"{k['replication_factor']}")
     print(f"1. brokers up in {time.monotonic() - began:.1f}s: mosquitto {m['url']} "
           f"(max_inflight_messages={m['max_inflight_messages']}, "
-          f"max_queued_messages={m['max_queued_messages']}), "
-          f"kafka {k['bootstrap']} {k['version']} KRaft (rss {k['rss_mb']} MB); "
+          f"max_queued_messages={m['max_queued_messages']}), {kafka}; "
           f"topics created: {', '.join(created) or 'none (already there)'}")
     workdir = Path(tempfile.mkdtemp(prefix="edgebridge-demo-"))
     demo = Demo(args, brokers, workdir)
@@ -329,7 +353,7 @@ def main(argv: Sequence[str], prog: str = "edgebridge demo") -> int:
     finally:
         if dashboard is not None:
             dashboard.stop()
-        for proc in (*demo.agents, demo.bridge, demo.enricher):
+        for proc in (*demo.agents, *demo.bridges, demo.enricher):
             proc.kill()
         if args.keep:
             print("brokers left running: `edgebridge brokers env` / `edgebridge brokers down`")

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, settings
 from edgebridge.devbrokers import KafkaOptions, LocalBrokers, MosquittoOptions
 from edgebridge.devbrokers.base import ManagedBroker
 from edgebridge.errors import EdgeBridgeError
+from tests.kafka_cluster import NODES, Cluster
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -93,6 +94,21 @@ def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerAddresse
         yield BrokerAddresses(local.mosquitto.url, local.kafka.bootstrap)
     finally:
         local.down()
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A three-node KRaft cluster (`brokers up --kafka-nodes 3`: contract topics RF 3, min ISR 2) for
+    the module; stopped with `down` after it, whatever happened."""
+    cluster = Cluster(tmp_path_factory.mktemp("kafka-cluster") / "brokers")
+    up = cluster.cli("up", "--kafka-nodes", str(NODES))
+    if up.returncode != 0:
+        cluster.cli("down")
+        _unavailable(up.stderr.strip() or up.stdout)
+    try:
+        yield cluster
+    finally:
+        cluster.cli("down")
 
 
 @pytest.fixture

@@ -10,13 +10,10 @@ and the last one stops it; the fixture's teardown stops it too, whatever happene
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,61 +21,24 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from edgebridge.devbrokers import KafkaCluster, LocalBrokers
 from edgebridge.devbrokers._process import pid_matches, wait_until
 from edgebridge.envelope import new_reading
 from edgebridge.settings import KafkaSettings
 from edgebridge.topics import KafkaTopics
 from enricher.config import EnricherConfig
 from enricher.processor import producer_config
-from tests.conftest import BrokerAddresses, _unavailable
+from tests.conftest import BrokerAddresses
 from tests.enricher.conftest import InProcess, enricher_config, produce, read_all, values
+from tests.kafka_cluster import NODES, Cluster, partitions
 
 pytestmark = pytest.mark.brokers
 
 ROOT = Path(__file__).resolve().parents[1]
-NODES = 3
-
-
-@dataclass
-class Cluster:
-    state: Path
-
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
-        return subprocess.run([sys.executable, "-m", "edgebridge", "brokers", "--state-dir", str(self.state),
-                               "--only", "kafka", *args], capture_output=True, text=True, env=env, cwd=ROOT,
-                              timeout=timeout)
-
-    def status(self) -> tuple[int, dict[str, Any]]:
-        result = self.cli("status", "--json")
-        return result.returncode, json.loads(result.stdout)["kafka"]
-
-    @property
-    def kafka(self) -> KafkaCluster:
-        """The cluster as state.json describes it now (pids change when a node is restarted)."""
-        return LocalBrokers(self.state, only=("kafka",)).kafka_cluster
-
-    @property
-    def bootstrap(self) -> str:
-        return self.kafka.bootstrap
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("kafka-cluster") / "brokers")
-    up = c.cli("up", "--kafka-nodes", str(NODES))
-    if up.returncode != 0:
-        c.cli("down")
-        _unavailable(up.stderr.strip() or up.stdout)
-    try:
-        yield c
-    finally:
-        c.cli("down")
-
-
-def _partitions(info: dict[str, Any], topics: set[str]) -> list[dict[str, Any]]:
-    return [p for p in info["partitions"] if p["topic"] in topics]
+def cluster(kafka_cluster: Cluster) -> Cluster:
+    return kafka_cluster
 
 
 def _replicated_topic(bootstrap: str, partitions: int = 3) -> str:
@@ -115,7 +75,7 @@ def test_status_shows_each_node_the_leaders_and_the_isr(cluster: Cluster) -> Non
     assert len({n["port"] for n in nodes} | {n["controller_port"] for n in nodes}) == 2 * NODES
     internal = {"__consumer_offsets", "__transaction_state"}
     wanted = set(KafkaTopics().names()) | internal
-    parts = _partitions(info, wanted)
+    parts = partitions(info, wanted)
     assert {p["topic"] for p in parts} == wanted  # `up` created them all, the internal ones included
     for p in parts:
         assert sorted(p["replicas"]) == [1, 2, 3] and sorted(p["isr"]) == [1, 2, 3], p
@@ -252,10 +212,10 @@ def test_topics_create_replication_factor_three(cluster: Cluster) -> None:
 def test_a_killed_node_loses_nothing_acknowledged_and_rejoins_the_isr(cluster: Cluster) -> None:
     bootstrap = cluster.bootstrap
     topic = _replicated_topic(bootstrap)
-    assert wait_until(lambda: len(_partitions(cluster.status()[1], {topic})) == 3, 30)
+    assert wait_until(lambda: len(partitions(cluster.status()[1], {topic})) == 3, 30)
     _code, info = cluster.status()
     # the leader of partition 0: its death forces a leader election as well as a smaller ISR
-    victim_id = next(p["leader"] for p in _partitions(info, {topic}) if p["partition"] == 0)
+    victim_id = next(p["leader"] for p in partitions(info, {topic}) if p["partition"] == 0)
     victim = cluster.kafka.node(victim_id)
     pid = victim.pid
     assert pid is not None and victim.is_running()
@@ -263,7 +223,7 @@ def test_a_killed_node_loses_nothing_acknowledged_and_rejoins_the_isr(cluster: C
     assert not pid_matches(pid, victim.marker) and not victim.is_running()
 
     def isr_without_victim() -> bool:
-        parts = _partitions(cluster.status()[1], {topic})
+        parts = partitions(cluster.status()[1], {topic})
         return len(parts) == 3 and all(victim_id not in p["isr"] and p["leader"] not in (-1, victim_id)
                                        for p in parts)
 
@@ -300,7 +260,7 @@ def test_a_killed_node_loses_nothing_acknowledged_and_rejoins_the_isr(cluster: C
 
     def isr_back() -> bool:
         code, info = cluster.status()
-        parts = _partitions(info, {topic})
+        parts = partitions(info, {topic})
         return code == 0 and info["under_replicated"] == 0 and all(len(p["isr"]) == 3 for p in parts)
 
     assert wait_until(isr_back, 120, interval=1.0), cluster.status()[1]

@@ -35,7 +35,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     up.add_argument("--mqtt-user", action="append", default=[], metavar="USER:PASSWORD", type=user_password,
                     help="require username/password on Mosquitto (repeatable)")
     up.add_argument("--mqtt-tls", action="store_true", help="serve MQTT over TLS with a throwaway CA")
-    up.add_argument("--kafka-nodes", type=_kafka_nodes, default=None, metavar="N",
+    up.add_argument("--kafka-nodes", type=kafka_nodes_argument, default=None, metavar="N",
                     help="Kafka nodes, each broker and controller (default: as the last `up` of this state "
                     "folder, else 1); with several, the internal and contract topics get replication "
                     "factor min(3, N) and min.insync.replicas one less")
@@ -46,7 +46,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _kafka_nodes(text: str) -> int:
+def kafka_nodes_argument(text: str) -> int:
+    """The argparse type of ``--kafka-nodes`` (`brokers up`, `demo`)."""
     value = positive_int(text)
     if value > MAX_NODES:
         raise argparse.ArgumentTypeError(f"at most {MAX_NODES} nodes, not {value}")

@@ -243,6 +243,16 @@ def test_each_mqtt_connection_may_log_in_as_its_own_user() -> None:
         load_config(BridgeConfig, None, env={"EDGEBRIDGE_DOWNLINK_PASSWORD": "x"})
 
 
+def test_a_replica_in_a_share_group_keeps_no_session_unless_told() -> None:
+    """A dead replica's persistent session would keep its share of the stream (docs/bridge.md#scaling)."""
+    from bridge.config import UplinkConfig
+
+    assert UplinkConfig().session_seconds == 7 * 24 * 3600
+    assert UplinkConfig(share_group="bridges").session_seconds == 0
+    assert UplinkConfig(share_group="bridges", session_expiry=60).session_seconds == 60
+    assert UplinkConfig(session_expiry=0).session_seconds == 0
+
+
 def test_known_types_admits_a_deployment_type_and_refuses_it_by_default() -> None:
     """Schema evolution (docs/schema.md): a type of a newer agent is dead-lettered as unknown_type (and
     receipted) until the bridge's known_types lists it; then it is forwarded as it came."""

@@ -39,9 +39,11 @@ def counts(values: list[bytes], devices: set[str] | None = None) -> Counter[Key]
 
 
 class Pipeline:
-    """One test's pipeline: topics, a bridge, an enricher, agents (all child processes)."""
+    """One test's pipeline: topics, bridges, enrichers, agents (all child processes). The topics have
+    ``partitions`` and ``replication_factor`` (min ISR one less, as `topics create` sets it)."""
 
-    def __init__(self, workdir: Path, mqtt_url: str, bootstrap: str, name: str) -> None:
+    def __init__(self, workdir: Path, mqtt_url: str, bootstrap: str, name: str, *, partitions: int = 2,
+                 replication_factor: int = 1) -> None:
         self.workdir = workdir
         self.mqtt_url = mqtt_url
         self.bootstrap = bootstrap
@@ -49,10 +51,11 @@ class Pipeline:
         suffix = f"{name}-{uuid.uuid4().hex[:6]}"
         self.topics = KafkaTopics(**{f: f"{getattr(KafkaTopics(), f)}.{suffix}"
                                      for f in KafkaTopics.__dataclass_fields__})
-        ensure_topics(bootstrap, partitions=2, topics=self.topics)
+        ensure_topics(bootstrap, partitions=partitions, topics=self.topics,
+                      replication_factor=replication_factor)
         self.agents: dict[str, ComponentProcess] = {}
         self.bridges: list[ComponentProcess] = []
-        self.enricher: ComponentProcess | None = None
+        self.enrichers: list[ComponentProcess] = []  # replicas of one consumer group
         self.restarts: list[str] = []  # what supervise() had to restart, for the test to report
 
     # -- components ------------------------------------------------------------------------------
@@ -73,22 +76,31 @@ class Pipeline:
         self.bridges.append(proc)
         return proc
 
-    def start_enricher(self, pipeline: dict[str, Any] | None = None) -> ComponentProcess:
-        """The enricher, ``pipeline`` its ``[pipeline]`` settings."""
+    @property
+    def enricher(self) -> ComponentProcess | None:
+        """The first enricher, for tests that run one."""
+        return self.enrichers[0] if self.enrichers else None
+
+    def start_enricher(self, name: str = "enricher", pipeline: dict[str, Any] | None = None,
+                       **commit: Any) -> ComponentProcess:
+        """An enricher replica: ``name`` makes its instance (and transactional) id, the group is shared;
+        ``pipeline`` its ``[pipeline]`` settings, ``commit`` settings on top of a short transaction
+        timeout."""
         t = self.topics
         config = {
-            "instance_id": f"{self.prefix}-enricher", "group_id": f"{self.prefix}-enricher",
+            "instance_id": f"{self.prefix}-{name}", "group_id": f"{self.prefix}-enricher",
             "transactional_id_prefix": f"{self.prefix}-enricher",
             "kafka": {"bootstrap": self.bootstrap,
                       "librdkafka": {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}},
-            "commit": {"transaction_timeout_ms": 10000},
+            "commit": {"transaction_timeout_ms": 10000, **commit},
             "log": {"level": "INFO"},
             "topics": {f: getattr(t, f) for f in KafkaTopics.__dataclass_fields__},
             "pipeline": pipeline or {},
         }
-        self.enricher = ComponentProcess("enricher", "enricher", config, self.workdir).start()
-        assert self.enricher.wait_healthy(60), f"enricher not healthy; see {self.enricher.log_path}"
-        return self.enricher
+        enricher = ComponentProcess("enricher", name, config, self.workdir).start()
+        self.enrichers.append(enricher)
+        assert enricher.wait_healthy(60), f"{name} not healthy; see {enricher.log_path}"
+        return enricher
 
     def agent(self, device: str, *, events: int, rate: float | None = 200.0,
               mqtt: dict[str, Any] | None = None, **forwarder: Any) -> ComponentProcess:
@@ -147,7 +159,7 @@ class Pipeline:
     def supervise(self) -> None:
         """Restart a bridge or enricher that exited, as systemd (``Restart=on-failure``) or compose
         would: a fenced or fatally failed component exits non-zero by design."""
-        for proc in [*self.bridges, *([self.enricher] if self.enricher else [])]:
+        for proc in [*self.bridges, *self.enrichers]:
             if proc.proc is not None and not proc.running:
                 self.restarts.append(f"{proc.name} exited {proc.proc.returncode}")
                 proc.start()
@@ -159,21 +171,24 @@ class Pipeline:
         return {(device, epoch, seq) for seq in range(1, self.committed(device) + 1)}
 
     def stop(self) -> None:
-        for proc in [*self.agents.values(), *self.bridges, *([self.enricher] if self.enricher else [])]:
+        for proc in [*self.agents.values(), *self.bridges, *self.enrichers]:
             proc.kill()
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path, brokers: BrokerAddresses, unique_name: Callable[[str], str]) -> Iterator[
+def pipeline(tmp_path: Path, request: pytest.FixtureRequest, unique_name: Callable[[str], str]) -> Iterator[
         Callable[..., Pipeline]]:
-    """``pipeline(mqtt_url=..., bootstrap=...)``: a :class:`Pipeline` on the given brokers (default: the
-    session's); its processes are killed at the end."""
+    """``pipeline(mqtt_url=..., bootstrap=..., partitions=..., replication_factor=...)``: a
+    :class:`Pipeline` on the given brokers (default: the session's); its processes are killed at the
+    end."""
     made: list[Pipeline] = []
 
-    def make(mqtt_url: str | None = None, bootstrap: str | None = None) -> Pipeline:
+    def make(mqtt_url: str | None = None, bootstrap: str | None = None, **topics: int) -> Pipeline:
         name = unique_name("p").split("-", 1)[1][-24:].strip("-").lower()
-        p = Pipeline(tmp_path / f"pipeline-{len(made)}", mqtt_url or brokers.mqtt_url,
-                     bootstrap or brokers.kafka_bootstrap, name)
+        if mqtt_url is None or bootstrap is None:  # the session's brokers only when asked for: a test on
+            brokers: BrokerAddresses = request.getfixturevalue("brokers")  # a cluster starts no other Kafka
+            mqtt_url, bootstrap = mqtt_url or brokers.mqtt_url, bootstrap or brokers.kafka_bootstrap
+        p = Pipeline(tmp_path / f"pipeline-{len(made)}", mqtt_url, bootstrap, name, **topics)
         made.append(p)
         return p
 

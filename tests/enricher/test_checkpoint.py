@@ -292,3 +292,30 @@ def test_offsets_unreadable_at_assignment_end_the_run_with_what_to_do(processor:
     assert isinstance(fatal, FatalKafkaError)
     assert "[3]" in str(fatal) and "find-hanging" in str(fatal)
     assert 3 not in proc.assignment.assigned
+
+
+def test_a_fatal_consumer_error_in_a_batch_dropped_for_a_rewind_still_ends_the_run(processor: Any) -> None:
+    """Seen on the three-node cluster (tests/e2e/test_scaleout.py): the group coordinator's node killed,
+    the session timed out (partitions lost: rewind) and librdkafka, rejoining, was fenced as a static
+    member, all within one consume(). The batch is dropped for the rewind; the fatal error in it must
+    still end the run, or the replica turns on healthy with no partition, for good."""
+    from enricher.checkpoint import FatalKafkaError
+
+    proc, _ = processor
+
+    class Fenced:
+        def error(self) -> KafkaError:
+            return KafkaError(KafkaError._FATAL, "Static consumer fenced by other consumer")
+
+    class OneBatch:
+        def consume(self, num_messages: int, timeout: float) -> list[Any]:
+            return [Fenced()]
+
+    real, proc.consumer = proc.consumer, OneBatch()
+    proc.assignment.assigned.clear()  # all lost: the rewind itself has nothing to do
+    proc.assignment.needs_rewind = True
+    try:
+        with pytest.raises(FatalKafkaError, match="fenced"):
+            proc._step()
+    finally:
+        proc.consumer = real  # the fixture closes it

@@ -274,3 +274,18 @@ def test_a_replay_from_any_committed_state_decides_the_same(
             for d, payload in topic.items():
                 reloaded.load(0, d, payload, record_ms=ts)
     assert straight.device("a") == reloaded.device("a")
+
+
+def test_a_dead_bridge_replicas_holes_one_seq_wide_are_all_late_never_duplicates() -> None:
+    """Two replicas on a shared subscription take a device's seqs in turn; one dies with a full Receive
+    Maximum (1000) of that device's messages in flight. The survivor's seqs arrive first, the dead one's
+    come back as the agent's resends: each is late, none given up and taken for a duplicate."""
+    from bridge.config import UplinkConfig
+
+    table = DedupTable()
+    window = UplinkConfig().receive_maximum
+    survivor = [table.observe("d", 0, seq) for seq in range(2, 2 * window + 1, 2)]
+    resent = [table.observe("d", 0, seq) for seq in range(1, 2 * window, 2)]
+    assert {o.verdict for o in survivor} == {Verdict.NEW}
+    assert {o.verdict for o in resent} == {Verdict.LATE}
+    assert sum(o.expired for o in survivor + resent) == 0

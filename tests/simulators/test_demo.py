@@ -96,3 +96,12 @@ def test_the_live_totals_add_up_the_lives_of_a_restarted_process() -> None:
     total = RunningTotal()
     assert [total.update(v) for v in (10, 25, None, 25, 4, 9, None, 0, 3)] == [
         10, 25, 25, 25, 29, 34, 34, 34, 37]
+
+
+def test_chaos_with_a_cluster_or_replicas_is_refused_in_one_line() -> None:
+    for extra in (["--kafka-nodes", "3"], ["--bridges", "2"]):
+        result = subprocess.run([sys.executable, "-m", "edgebridge", "demo", "--chaos", *extra],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.endswith("--chaos runs with one Kafka node and one bridge"), result.stderr
