@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from edgebridge.deadletters import INTERNAL_ERROR
-from edgebridge.errors import ConfigError, EnvelopeError
+from edgebridge.errors import ConfigError, EdgeBridgeError, EnvelopeError
 from edgebridge.kafka_ids import SINK_GROUP
 from edgebridge.logs import rate_limited
 from edgebridge.metrics import LoopProgress
@@ -20,7 +20,7 @@ from enricher.config import EXACTLY_ONCE_CONSUMER
 from enricher.sinks.quarantine import Batch, Origin
 from enricher.sinks.rows import BAD_ROW, BadRow, row_of
 
-__all__ = ["SinkConfig", "SinkRunner", "Store"]
+__all__ = ["SinkConfig", "SinkFatalError", "SinkRunner", "Store"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,15 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+class SinkFatalError(EdgeBridgeError):
+    """The consumer cannot go on (fenced as a static member, say): the process exits for a restart."""
+
+
+def _fatal(error: KafkaError) -> bool:
+    # _FATAL: the code of the error event that announces a fatal error (its own fatal() may be False)
+    return error.fatal() or error.code() == KafkaError._FATAL
+
+
 class SinkRunner:
     def __init__(self, config: SinkConfig, store: Store) -> None:
         self.config = config
@@ -71,7 +80,9 @@ class SinkRunner:
             "group.id": config.group_id,
             **EXACTLY_ONCE_CONSUMER,
             **({"group.instance.id": config.instance_id} if config.instance_id else {}),
+            "error_cb": self._on_error,
         }, ("isolation.level", "enable.auto.commit")))
+        self._fatal: KafkaError | None = None
 
     def run(self, stop: StopEvent) -> None:
         self.consumer.subscribe([self.topic], on_assign=self._on_assign)
@@ -80,9 +91,23 @@ class SinkRunner:
                 self.progress.turn()
                 batch = self.consumer.consume(self.config.batch_max, self.config.batch_ms / 1000)
                 self._write(batch)
+                if self._fatal is not None:
+                    raise SinkFatalError(f"consumer: {self._fatal}")
         finally:
             self.consumer.close()
             self.store.close()
+
+    def _on_error(self, error: KafkaError) -> None:
+        """librdkafka's ``error_cb``, served inside ``consume()``. A fatal consumer error (a static member
+        fenced when its coordinator's node died: seen for the enricher on a three-node cluster) may come
+        only this way; unseen, the sink would turn on as a member of no group, healthy and idle, its
+        partitions written by nobody. Exiting lets the supervisor restart it, resuming at its stored
+        offsets."""
+        if _fatal(error):
+            self._fatal = self._fatal or error
+        else:
+            rate_limited(log, ("kafka-error", error.code()), 30.0).warning(
+                "kafka client error", extra={"error": str(error)})
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         stored = self.store.offsets(self.topic)
@@ -98,9 +123,12 @@ class SinkRunner:
         costs one record, never the stream. Then one transaction for all of it and the offsets."""
         batch = Batch(self.topic)
         for msg in messages:
-            if msg.error() is not None:
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume error", extra={"error": str(msg.error())})
+            error = msg.error()
+            if error is not None:
+                if _fatal(error):  # after the rows so far: they and their offsets go in first
+                    self._fatal = self._fatal or error
+                elif error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error", extra={"error": str(error)})
                 continue
             origin = Origin(msg.partition(), msg.offset(), msg.key(), msg.value() or b"")
             batch.offsets[origin.partition] = origin.offset + 1

@@ -158,3 +158,40 @@ def test_records_a_sink_cannot_store_are_quarantined_and_the_sink_stays_up(
     assert [(reason, bytes(value)) for reason, value in quarantined] == [(r, v) for v, r in hostile]
     log = (tmp_path / "sink.log").read_text()
     assert "Traceback" not in log and "quarantined=6" in log
+
+
+def test_a_sink_fenced_by_its_static_instance_id_exits_for_a_restart(
+    brokers: BrokerAddresses, kafka_topic: Callable[..., str], consumer_group: Callable[[], str],
+    spawn_cli: Callable[..., subprocess.Popen[bytes]], tmp_path: Path,
+) -> None:
+    """As the enricher (tests/enricher/test_fenced_member.py): a sink with ``instance_id`` (static
+    membership) whose member is fenced must not stay up in no group, idle and healthy; it exits 1 so
+    that its supervisor restarts it. The fence is made directly: another consumer joins with its id."""
+    from confluent_kafka import Consumer
+
+    from enricher.config import EXACTLY_ONCE_CONSUMER
+
+    topic = kafka_topic("processed", 1)
+    group = consumer_group()
+    produce(brokers.kafka_bootstrap, topic, [("d0", _processed("d0", s)) for s in (1, 2, 3)])
+    config = load_config(SinkConfig, None, env={}, overrides={
+        "group_id": group, "topics.processed": topic, "kafka.bootstrap": brokers.kafka_bootstrap,
+        "instance_id": "sink-static", "metrics.port": 0})
+    conf = tmp_path / "sink.toml"
+    conf.write_text(dump_config(config))
+    db = tmp_path / "sink.db"
+    sink = spawn_cli("sink", "sink", "sqlite", "--db", str(db), "--config", str(conf))
+    wait_for(lambda: _sqlite_count(db)[0] == 3, 60, "the sink writing the three rows")
+    intruder = Consumer({"bootstrap.servers": brokers.kafka_bootstrap, "group.id": group,
+                         "group.instance.id": "sink-static", "session.timeout.ms": 6000,
+                         **EXACTLY_ONCE_CONSUMER})
+    try:
+        intruder.subscribe([topic])
+        # the fault: the coordinator gave the instance id, and the partition, to the intruder
+        wait_for(lambda: (intruder.poll(0.2), intruder.assignment())[1], 60, "the intruder's join")
+        assert sink.wait(60) == 1, (tmp_path / "sink.log").read_text()[-2000:]
+    finally:
+        intruder.close()
+    log = (tmp_path / "sink.log").read_text()
+    assert "fenced" in log.lower(), log[-2000:]
+    assert _sqlite_count(db) == (3, 3, 3)  # what it had written stays, offsets with it
