@@ -9,7 +9,6 @@ and throwaway); its URL is what it prints when it listens.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from edgebridge.devbrokers import LocalBrokers
 from edgebridge.devbrokers._process import free_port
-from simulators.processes import to_toml
+from simulators.processes import component_env, stop_process, to_toml
 
 __all__ = ["DemoDashboard"]
 
@@ -43,8 +42,7 @@ class DemoDashboard:
         self.url: str | None = None
 
     def _spawn(self, name: str, *args: str, stdout: int | None = None) -> subprocess.Popen[bytes]:
-        # the config files are the whole truth: the caller's EDGEBRIDGE_* variables must not leak in
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
+        env = component_env()
         with open(self.workdir / f"{name}.log", "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "edgebridge", *args], stdin=subprocess.DEVNULL,
                                     stdout=stdout if stdout is not None else log, stderr=log, env=env)
@@ -76,12 +74,6 @@ class DemoDashboard:
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
             if proc.stdout is not None:
                 proc.stdout.close()

@@ -20,7 +20,25 @@ from typing import Any
 
 from edgebridge.devbrokers._process import free_port
 
-__all__ = ["ComponentProcess", "to_toml"]
+__all__ = ["ComponentProcess", "component_env", "stop_process", "to_toml"]
+
+
+def component_env() -> dict[str, str]:
+    """Our environment without ``EDGEBRIDGE_*``: a component's config file is the whole truth, the
+    caller's variables must not leak into it."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 30.0) -> int:
+    """SIGTERM and wait; SIGKILL if it does not stop in ``timeout``. Returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def _toml_value(value: Any) -> str:
@@ -67,8 +85,7 @@ class ComponentProcess:
         self.starts = 0
 
     def start(self) -> ComponentProcess:
-        # The config file is the whole truth: EDGEBRIDGE_* variables of the caller must not leak in.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
+        env = component_env()
         cmd = [sys.executable, "-m", "edgebridge", self.component, "run", "--config", str(self.config_path)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -86,14 +103,7 @@ class ComponentProcess:
         """SIGTERM and wait; SIGKILL if it does not stop in time. Returns the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, timeout)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

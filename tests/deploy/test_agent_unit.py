@@ -21,7 +21,7 @@ import pytest
 
 from edge_agent.install import packaged_text
 from edgebridge.devbrokers import LocalBrokers, MosquittoOptions
-from simulators.processes import to_toml
+from simulators.processes import stop_process, to_toml
 from tests.agent.conftest import Subscriber
 from tests.waiting import wait_for
 
@@ -263,16 +263,6 @@ def _start_agent(installed: Path, config: Path, env: dict[str, str], log: Path) 
         return subprocess.Popen(argv, env={**clean, **env}, stdout=out, stderr=subprocess.STDOUT)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.mark.brokers
 def test_the_agent_reads_its_password_from_the_systemd_credential(
     installed: Path, tmp_path: Path, password_broker: LocalBrokers
@@ -289,7 +279,7 @@ def test_the_agent_reads_its_password_from_the_systemd_credential(
     try:
         wait_for(lambda: len(sub.events()) >= 20, 60, "the agent's 20 events through the password login")
     finally:
-        _stop(proc)
+        stop_process(proc)
         sub.close()
     assert sorted({e["seq"] for e in sub.events()}) == list(range(1, 21))
     assert {m.topic for m in sub.snapshot()} == {"devices/pi-1/events"}
@@ -315,7 +305,7 @@ def test_a_wrong_credential_is_refused_by_the_broker(
         time.sleep(1.0)  # time enough for the first events, had the login succeeded
         assert proc.poll() is None  # refused logins are retried, never fatal
     finally:
-        _stop(proc)
+        stop_process(proc)
         sub.close()
     assert sub.events() == []
     assert "not-the-secret" not in log.read_text()
