@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from edgebridge import _validate as v
-from edgebridge.errors import EnvelopeError
+from edgebridge.errors import ConfigError, EnvelopeError
 
 SPECVERSION = v.SPECVERSION
 READING_TYPE = "edgebridge.reading.v1"
@@ -56,23 +56,24 @@ _SOURCE_PREFIX = v.SOURCE_PREFIX
 def device_types(configured: Iterable[str]) -> frozenset[str]:
     """The event types a bridge or an enricher admits from devices, from its ``known_types`` setting.
 
-    Raises ValueError (the config turns it into its error) when the list drops a type the agent
-    sends (every device's events would be dead-lettered), names the processed type (a device would
-    forge the enricher's output) or holds a name that is not ``words.vN``. Every other type listed
+    Raises ConfigError (key ``known_types``) when the list drops a type the agent sends (every
+    device's events would be dead-lettered), names the processed type (a device would forge the
+    enricher's output) or holds a name that is not ``words.vN``. Every other type listed
     is carried through unchanged: the bridge forwards it, the enricher deduplicates it and passes it
     on to processed as it came, as it does a gap event (the policy: docs/schema.md).
     """
     types = frozenset(configured)
     missing = sorted(DEVICE_TYPES - types)
     if missing:
-        raise ValueError(f"must keep {', '.join(missing)}: the agent sends it, and without it every "
-                         "device's events would be dead-lettered")
+        raise ConfigError("known_types", f"must keep {', '.join(missing)}: the agent sends it, and "
+                          "without it every device's events would be dead-lettered")
     if PROCESSED_TYPE in types:
-        raise ValueError(f"{PROCESSED_TYPE} is the enricher's output; a device may not publish it")
+        raise ConfigError("known_types", f"{PROCESSED_TYPE} is the enricher's output; a device may not "
+                          "publish it")
     for name in sorted(types - DEVICE_TYPES):
         if len(name) > 128 or not _TYPE_NAME.fullmatch(name):
-            raise ValueError(f"{name!r} is not a type name of the form words.vN "
-                             "(e.g. com.example.vibration.v1)")
+            raise ConfigError("known_types", f"{name!r} is not a type name of the form words.vN "
+                              "(e.g. com.example.vibration.v1)")
     return types
 
 

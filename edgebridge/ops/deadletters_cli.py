@@ -18,6 +18,7 @@ from edgebridge import deadletters as dlq
 from edgebridge import envelope
 from edgebridge.arguments import device_id
 from edgebridge.config import add_config_arguments
+from edgebridge.errors import ConfigError
 from edgebridge.ops.config import OpsConfig, config_or_exit_code
 from edgebridge.ops.reading import Position, Record, position_argument, read
 from edgebridge.ops.redrive import DONE, REDRIVE, Candidate, marker_key, read_markers, redrive, topic_exists
@@ -147,8 +148,8 @@ def main(argv: list[str], prog: str) -> int:
     if args.action == "redrive":
         try:
             args.known_types = envelope.device_types(envelope.DEVICE_TYPES | set(args.known_type))
-        except ValueError as exc:
-            print(f"{prog} redrive: --known-type: {exc}", file=sys.stderr)
+        except ConfigError as exc:
+            print(f"{prog} redrive: --known-type: {exc.message}", file=sys.stderr)
             return 2
     try:
         if args.action == "list":
