@@ -16,6 +16,7 @@ from edgebridge.metrics import LoopProgress
 from edgebridge.retry import StopEvent
 from edgebridge.settings import KafkaSettings, LogSettings, MetricsConfig
 from edgebridge.topics import KafkaTopics
+from enricher.checkpoint import FATAL, classify
 from enricher.config import EXACTLY_ONCE_CONSUMER
 from enricher.sinks.quarantine import Batch, Origin
 from enricher.sinks.rows import BAD_ROW, BadRow, row_of
@@ -62,11 +63,6 @@ class SinkFatalError(EdgeBridgeError):
     """The consumer cannot go on (fenced as a static member, say): the process exits for a restart."""
 
 
-def _fatal(error: KafkaError) -> bool:
-    # _FATAL: the code of the error event that announces a fatal error (its own fatal() may be False)
-    return error.fatal() or error.code() == KafkaError._FATAL
-
-
 class SinkRunner:
     def __init__(self, config: SinkConfig, store: Store) -> None:
         self.config = config
@@ -103,7 +99,7 @@ class SinkRunner:
         only this way; unseen, the sink would turn on as a member of no group, healthy and idle, its
         partitions written by nobody. Exiting lets the supervisor restart it, resuming at its stored
         offsets."""
-        if _fatal(error):
+        if classify(error) == FATAL:
             self._fatal = self._fatal or error
         else:
             rate_limited(log, ("kafka-error", error.code()), 30.0).warning(
@@ -125,7 +121,7 @@ class SinkRunner:
         for msg in messages:
             error = msg.error()
             if error is not None:
-                if _fatal(error):  # after the rows so far: they and their offsets go in first
+                if classify(error) == FATAL:  # after the rows so far: they and their offsets go in first
                     self._fatal = self._fatal or error
                 elif error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error", extra={"error": str(error)})
