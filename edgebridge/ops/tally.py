@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import NamedTuple
 
 import orjson
 
 from edgebridge._validate import MAX_SEQ
-from edgebridge.envelope import GAP_TYPE, rfc3339_ms
+from edgebridge.envelope import GAP_TYPE, parse_time, rfc3339_ms
+from edgebridge.errors import EnvelopeError
 from edgebridge.ops.seqset import SeqSet, uncovered
 
 __all__ = ["DeviceAudit", "EpochTally", "EventKey", "Tally", "audit_records", "decode"]
@@ -38,11 +38,9 @@ def _time_key(text: object) -> str | None:
     if len(text) == _CANONICAL_TIME_LENGTH and text[-1] == "Z":
         return text
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        when = parse_time(text)  # the envelope's rule: what its decoder accepted, nothing looser
+    except EnvelopeError:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
     return rfc3339_ms(int(when.timestamp() * 1000))
 
 
