@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgebridge import deadletters as dlq
+from edgebridge.ops.reading import message_headers
 from edgebridge.topics import KafkaTopics
 
 __all__ = ["DeadLetter", "GroupLag", "MetricSample", "PipelineFeed", "PipelineView", "TopicRate"]
@@ -234,10 +235,7 @@ class PipelineFeed:
             errors.append(f"{topic}: {exc}")
 
     def _deadletter(self, msg: Any) -> None:
-        headers: dict[str, str] = {}
-        for name, value in msg.headers() or ():
-            raw = value.encode() if isinstance(value, str) else value or b""
-            headers[name] = raw.decode("utf-8", "replace")
+        headers = {name: raw.decode("utf-8", "replace") for name, raw in message_headers(msg).items()}
         reason = headers.get(dlq.REASON, "?")
         self._reasons[reason] += 1
         device = (msg.key() or b"").decode("utf-8", "replace") or "-"

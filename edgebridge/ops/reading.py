@@ -20,7 +20,7 @@ from typing import Any
 
 from edgebridge.errors import EdgeBridgeError
 
-__all__ = ["Position", "Record", "parse_position", "position_argument", "read"]
+__all__ = ["Position", "Record", "message_headers", "parse_position", "position_argument", "read"]
 
 BEGINNING, END = "beginning", "end"
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -50,6 +50,12 @@ class Record:
     def header(self, name: str) -> str | None:
         value = self.headers.get(name)
         return None if value is None else value.decode("utf-8", "replace")
+
+
+def message_headers(msg: Any) -> dict[str, bytes]:
+    """A consumed message's headers by name (the last of a repeated name), each value as bytes."""
+    pairs: Any = msg.headers() or ()  # a list of (name, value); the stubs say otherwise
+    return {name: value.encode() if isinstance(value, str) else value or b"" for name, value in pairs}
 
 
 def parse_position(text: str, now: float | None = None) -> Position:
@@ -159,12 +165,8 @@ def read(client: Mapping[str, Any], topic: str, start: Position, *, follow: bool
                     pending.discard(partition)
                     continue
                 ts_type, ts = msg.timestamp()
-                headers: dict[str, bytes] = {}
-                pairs: Any = msg.headers() or ()  # a list of (name, value); the stubs say otherwise
-                for name, value in pairs:
-                    headers[name] = value.encode() if isinstance(value, str) else value or b""
                 yield Record(msg.topic() or topic, partition, offset, ts if ts_type else None, msg.key(),
-                             msg.value(), headers)
+                             msg.value(), message_headers(msg))
             if not follow:
                 for tp in consumer.position([TopicPartition(topic, p) for p in pending]):
                     if tp.offset >= ends[tp.partition]:
