@@ -20,6 +20,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "brokers": ("edgebridge.devbrokers.cli", "start, stop and show the local Mosquitto and Kafka"),
     "enricher": ("enricher.cli", "exactly-once enrichment of iot.events.raw into iot.events.processed"),
+    "aggregator": ("enricher.aggregates.cli", "windowed aggregates of iot.events.processed, exactly once"),
     "sink": ("enricher.sinks.cli", "processed events into SQLite or PostgreSQL, exactly once"),
     "devices": ("enricher.devices_cli", "put, get, list and import devices of the registry (iot.devices)"),
     "bridge": ("bridge.cli", "MQTT to Kafka (ack only what Kafka has) and Kafka commands to MQTT"),

@@ -13,6 +13,11 @@ renamed in a component's configuration is renamed here by the same ``[topics]`` 
   still looks up (DESCRIBE on those two groups); writes
   ``processed``, ``alerts``, ``deadletter`` and ``enricher_state`` in transactions under
   ``transactional.id`` = ``{transactional_id_prefix}-{instance_id}``: WRITE on that prefix.
+* aggregator (``enricher/aggregates/``), run with the enricher's configuration file and so as the
+  enricher's user: reads ``processed`` in its group ``edgebridge-aggregator`` (offsets in its
+  transactions) and ``aggregates_state`` with an assigned reader (DESCRIBE on its group); writes
+  ``aggregates``, ``aggregates_state`` and ``deadletter`` in transactions under ``transactional.id``
+  ``edgebridge-aggregator-{instance_id}``.
 * sink (``enricher/sinks/base.py``): reads ``processed`` in its group; its offsets live in its database,
   so it commits nothing to Kafka. Several sinks (SQLite and PostgreSQL) take groups under one prefix.
 
@@ -101,7 +106,13 @@ def component_grants(topics: KafkaTopics, acls: AclSettings) -> list[Grant]:
         Grant(enr, "transactional_id",
               (acls.enricher_transactional_id_prefix or ids.ENRICHER_TRANSACTIONAL_ID_PREFIX) + "-",
               "prefixed", "write"),
-        *topic(sink, "read", topics.processed),
+        # the aggregator, as the enricher's user (it runs from the enricher's configuration file)
+        *topic(enr, "read", topics.processed, topics.aggregates_state),
+        *topic(enr, "write", topics.aggregates, topics.aggregates_state),
+        Grant(enr, "group", ids.AGGREGATOR_GROUP, "literal", "read"),
+        Grant(enr, "group", ids.AGGREGATOR_STATE_READER_GROUP, "literal", "describe"),
+        Grant(enr, "transactional_id", ids.AGGREGATOR_TRANSACTIONAL_ID_PREFIX + "-", "prefixed", "write"),
+        *topic(sink, "read", topics.processed, topics.aggregates),
         Grant(sink, "group", acls.sink_group_prefix or ids.SINK_GROUP, "prefixed", "read"),
     ]
     return sorted(set(grants))

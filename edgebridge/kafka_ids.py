@@ -8,6 +8,9 @@ installed on devices too, never imports a component to learn them).
 from __future__ import annotations
 
 __all__ = [
+    "AGGREGATOR_GROUP",
+    "AGGREGATOR_STATE_READER_GROUP",
+    "AGGREGATOR_TRANSACTIONAL_ID_PREFIX",
     "BRIDGE_DOWNLINK_GROUP",
     "ENRICHER_GROUP",
     "ENRICHER_STATE_READER_GROUP",
@@ -27,3 +30,8 @@ REGISTRY_READER_GROUP = "edgebridge-registry-reader"
 # `edgebridge replay`: its consumer group and transactional id are "{prefix}-{name}", never the enricher's
 REPLAY_PREFIX = "edgebridge-replay"
 SINK_GROUP = "edgebridge-sink"  # a prefix in the ACLs: one sink per database has its own group
+# the aggregator (enricher.aggregates): its consumer of iot.events.processed, its transactional.id
+# "{prefix}-{instance_id}", and the assigned reader of its window state (never committed)
+AGGREGATOR_GROUP = "edgebridge-aggregator"
+AGGREGATOR_TRANSACTIONAL_ID_PREFIX = "edgebridge-aggregator"
+AGGREGATOR_STATE_READER_GROUP = "edgebridge-aggregator-state-reader"

@@ -5,7 +5,9 @@ must be kept forever); the state topic has as many partitions as the raw topic, 
 restores a raw partition's dedup state from the state partition of the same number. With a replication
 factor above 1, ``min.insync.replicas`` is RF-1 (at least 1): an acknowledged write (the components
 produce with ``acks=all``) is then on at least two brokers, and one broker may be down without
-stopping the writers.
+stopping the writers. The aggregator's output and state topics are partitioned like the processed
+topic, for the same reason (its input partition ``p`` owns their partition ``p``); its output keeps the
+latest figures of each window key for the retention time (compact,delete).
 
 Pure functions: :mod:`edgebridge.kafka_admin` reads the cluster and applies the plan.
 """
@@ -73,6 +75,8 @@ def wanted_topics(topics: KafkaTopics | None = None, partitions: int = 3,
         t.command_responses: (1, base),
         t.enricher_state: (partitions, compacted),
         t.status: (1, base),
+        t.aggregates: (partitions, {**base, "cleanup.policy": "compact,delete"}),
+        t.aggregates_state: (partitions, compacted),
     }
     return [TopicSpec(name, n, replication_factor, config) for name, (n, config) in wanted.items()]
 
@@ -99,24 +103,35 @@ def diff_topic(spec: TopicSpec, existing: ExistingTopic) -> TopicDiff:
 
 def align_state(specs: list[TopicSpec], topics: KafkaTopics, existing: Mapping[str, ExistingTopic]
                 ) -> tuple[list[TopicSpec], list[str]]:
-    """The specs with the state topic partitioned like the raw topic *as it is*, and notes.
+    """The specs with the state topic partitioned like the raw topic *as it is* (and the aggregator's
+    topics like the processed topic), and notes.
 
     A raw topic that exists keeps its partition count (partitions are never added), so a missing state
     topic is created with that count, not the one asked: the enricher refuses to start when they
     differ. Existing raw and state topics of different counts are reported (nothing here can fix it).
     """
-    raw, state = existing.get(topics.raw), existing.get(topics.enricher_state)
-    notes = []
-    if raw is not None and state is not None and raw.partitions != state.partitions:
-        notes.append(f"note {topics.enricher_state}: has {state.partitions} partitions, {topics.raw} has "
-                     f"{raw.partitions}: they must be equal, the enricher refuses to start")
-    if raw is None:
-        return specs, notes
+    notes: list[str] = []
+    for source, follower, who in ((topics.raw, topics.enricher_state, "the enricher"),
+                                  (topics.processed, topics.aggregates, "the aggregator"),
+                                  (topics.processed, topics.aggregates_state, "the aggregator")):
+        specs = _follow(specs, source, follower, who, existing, notes)
+    return specs, notes
+
+
+def _follow(specs: list[TopicSpec], source: str, follower: str, who: str,
+            existing: Mapping[str, ExistingTopic], notes: list[str]) -> list[TopicSpec]:
+    """``follower`` partitioned like ``source`` as it exists (see :func:`align_state`)."""
+    leader, state = existing.get(source), existing.get(follower)
+    if leader is not None and state is not None and leader.partitions != state.partitions:
+        notes.append(f"note {follower}: has {state.partitions} partitions, {source} has "
+                     f"{leader.partitions}: they must be equal, {who} refuses to start")
+    if leader is None:
+        return specs
     out = []
     for spec in specs:
-        if spec.name == topics.enricher_state and spec.partitions != raw.partitions:
-            spec = replace(spec, partitions=raw.partitions)
+        if spec.name == follower and spec.partitions != leader.partitions:
+            spec = replace(spec, partitions=leader.partitions)
             if state is None:
-                notes.append(f"note {spec.name}: {raw.partitions} partitions, as {topics.raw} has")
+                notes.append(f"note {spec.name}: {leader.partitions} partitions, as {source} has")
         out.append(spec)
-    return out, notes
+    return out

@@ -129,8 +129,9 @@ def parse_device_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> tuple[str, s
 class KafkaTopics:
     """The Kafka topic names; keys are the device id, UTF-8.
 
-    ``devices`` and ``enricher_state`` are compacted; ``status`` receives the devices' online/offline
-    status that the bridge forwards from MQTT.
+    ``devices``, ``enricher_state`` and ``aggregates_state`` are compacted; ``aggregates`` is compacted
+    with deletion (the latest figures of each window, for the retention time: docs/aggregates.md);
+    ``status`` receives the devices' online/offline status that the bridge forwards from MQTT.
     """
 
     raw: str = "iot.events.raw"
@@ -142,6 +143,8 @@ class KafkaTopics:
     command_responses: str = "iot.commands.responses"
     enricher_state: str = "iot.enricher.state"
     status: str = "iot.devices.status"
+    aggregates: str = "iot.aggregates"  # the aggregator's windows (enricher.aggregates)
+    aggregates_state: str = "iot.aggregates.state"  # its open windows per device
 
     def names(self) -> tuple[str, ...]:
         """Every topic name, e.g. to create them all."""
@@ -150,4 +153,10 @@ class KafkaTopics:
     @property
     def compacted(self) -> frozenset[str]:
         """The topics that must be created with ``cleanup.policy=compact``."""
-        return frozenset({self.devices, self.enricher_state})
+        return frozenset({self.devices, self.enricher_state, self.aggregates_state})
+
+    @property
+    def compacted_with_deletion(self) -> frozenset[str]:
+        """The topics created with ``cleanup.policy=compact,delete``: the latest record of each key, for
+        the topic's retention time."""
+        return frozenset({self.aggregates})

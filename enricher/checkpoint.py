@@ -9,6 +9,10 @@ Commit order (:meth:`Checkpoint.commit`), every ``commit.interval_ms`` or ``comm
 
 1. Produce the dedup state of every device changed in this transaction to ``iot.enricher.state``
    (compacted; partition = the raw partition of the device) inside the transaction. [main thread]
+   The aggregator (:mod:`enricher.aggregates`) uses the same checkpoint over its window table: its
+   ``emit`` hook first produces the figures of every window changed in the transaction, so that
+   outputs made from state, the state and the offsets share one transaction whoever calls the commit
+   (the loop, a revoke, a shutdown).
 2. ``send_offsets_to_transaction``: the next offset of every raw partition consumed in this transaction,
    with the consumer's group metadata taken at the hand-off (so a zombie of an older group generation
    is fenced). [committer thread]
@@ -62,17 +66,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from edgebridge.errors import EdgeBridgeError
 from edgebridge.logs import rate_limited
 from edgebridge.retry import Backoff
-from enricher.dedup import DedupTable
 from enricher.hang_watchdog import WATCHDOG
 from enricher.metrics import EnricherMetrics
 from enricher.steps import Stats
+
+if TYPE_CHECKING:
+    from enricher.state import StateTable  # which imports FatalKafkaError from here
 
 __all__ = ["FATAL", "AbortNeeded", "Checkpoint", "FatalKafkaError", "Headers", "classify", "kafka_call",
            "raise_classified"]
@@ -175,9 +181,10 @@ class Checkpoint:
     commit, and an abort forgets it.
     """
 
-    def __init__(self, producer: Producer, consumer: Consumer, dedup: DedupTable, raw_topic: str,
+    def __init__(self, producer: Producer, consumer: Consumer, dedup: StateTable, raw_topic: str,
                  state_topic: str, metrics: EnricherMetrics, interval_ms: int, max_messages: int,
-                 transaction_timeout: float = 60.0, steps: Stats | None = None) -> None:
+                 transaction_timeout: float = 60.0, steps: Stats | None = None,
+                 emit: Callable[[Checkpoint], None] | None = None) -> None:
         self.producer = producer
         self._produce = producer.produce
         self.consumer = consumer
@@ -186,6 +193,7 @@ class Checkpoint:
         self.state_topic = state_topic
         self.metrics = metrics
         self.steps = steps if steps is not None else Stats()
+        self.emit = emit
         self.interval = interval_ms / 1000.0
         self.max_messages = max_messages
         self.within = transaction_timeout  # how long a transactional call may keep failing (kafka_call)
@@ -277,6 +285,8 @@ class Checkpoint:
         if not self.open:
             return False
         began = time.monotonic()
+        if self.emit is not None:  # 1a. outputs made from the state changed in this transaction
+            self.emit(self)
         # 1. dedup state of the devices changed in this transaction, to their raw partition's number
         for partition, deviceid, payload in self.dedup.dirty():
             self.produce("state", self.state_topic, payload, deviceid.encode(), partition=partition)

@@ -18,6 +18,7 @@ from edgebridge.errors import ConfigError
 from edgebridge.kafka_ids import ENRICHER_GROUP, ENRICHER_TRANSACTIONAL_ID_PREFIX
 from edgebridge.settings import KafkaSettings, LogSettings, MetricsConfig
 from edgebridge.topics import KafkaTopics
+from enricher.aggregates.config import AggregateSettings
 
 __all__ = ["EXACTLY_ONCE_CONSUMER", "CommitSettings", "EnricherConfig", "PipelineSettings"]
 
@@ -114,6 +115,8 @@ class EnricherConfig:
     topics: KafkaTopics = field(default_factory=KafkaTopics)
     commit: CommitSettings = field(default_factory=CommitSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    # the aggregator's own settings: it runs from this file too (edgebridge aggregator run)
+    aggregates: AggregateSettings = field(default_factory=AggregateSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)

@@ -17,7 +17,11 @@ P = "edgebridge_enricher_"
 
 
 class EnricherMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    """``prefix``: the aggregator (:mod:`enricher.aggregates`) runs the same checkpoint and rebalance
+    machinery and counts under ``edgebridge_aggregator_``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, prefix: str = P) -> None:
+        P = prefix
         r = self.registry = registry if registry is not None else new_registry()
         self.consumed = Counter(P + "consumed", "Raw records consumed, counted when their transaction "
                                 "commits or aborts (replays after an abort included)", registry=r)

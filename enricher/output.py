@@ -37,10 +37,13 @@ def _wire_size(headers: Headers) -> int:
 
 class Output:
     """Encodes one instance's outputs; ``max_record`` is the largest record its producer sends
-    (librdkafka's ``message.max.bytes``), which a dead letter must fit."""
+    (librdkafka's ``message.max.bytes``), which a dead letter must fit. The aggregator uses
+    :meth:`deadletter` alone."""
 
-    def __init__(self, instance_id: str, max_record: int = DEFAULT_MESSAGE_MAX_BYTES) -> None:
+    def __init__(self, instance_id: str, max_record: int = DEFAULT_MESSAGE_MAX_BYTES,
+                 component: str = "enricher") -> None:
         self.instance_id = instance_id
+        self.component = component  # the dead letters' dlq_component: "enricher" or "aggregator"
         self.max_record = max_record
         self.processtime = ""  # the processed events' ``processtime``: one per consumed batch
 
@@ -87,7 +90,7 @@ class Output:
         value, key = msg.value() or b"", msg.key()
         original = (msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
         headers: Headers = list(deadletters.headers(
-            reason=reason, error=error, component="enricher", original=original, step=step,
+            reason=reason, error=error, component=self.component, original=original, step=step,
             instance=self.instance_id))
         room = self.max_record - len(key or b"") - _wire_size(headers) - _TRUNCATED_HEADER - _RECORD_OVERHEAD
         value, truncated = deadletters.cut(value, max(0, room))

@@ -64,11 +64,11 @@ CONSUME_BATCH = 500
 PROTECTED = CONSUMER_PROTECTED + PRODUCER_PROTECTED + ("transaction.timeout.ms",)
 
 
-def producer_config(config: EnricherConfig) -> dict[str, Any]:
+def producer_config(config: EnricherConfig, transactional_id: str | None = None) -> dict[str, Any]:
     """The transactional producer's librdkafka settings (also what tests/test_kafka_cluster.py runs
-    against a replicated cluster)."""
+    against a replicated cluster); the aggregator's with its own ``transactional_id``."""
     return config.kafka.client_config({
-        "transactional.id": config.transactional_id,
+        "transactional.id": transactional_id or config.transactional_id,
         "enable.idempotence": True,
         "acks": "all",
         "transaction.timeout.ms": config.commit.transaction_timeout_ms,

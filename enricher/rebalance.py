@@ -19,9 +19,8 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError
-from enricher.dedup import DedupTable
 from enricher.metrics import EnricherMetrics
-from enricher.state import StateStore
+from enricher.state import StateStore, StateTable
 
 __all__ = ["Assignment"]
 
@@ -29,9 +28,10 @@ log = logging.getLogger(__name__)
 
 
 class Assignment:
-    """The assigned partitions of ``raw_topic`` (:attr:`assigned`), their dedup state and lag."""
+    """The assigned partitions of ``raw_topic`` (:attr:`assigned`), their dedup state and lag (the
+    aggregator's: of ``iot.events.processed``, and its window state)."""
 
-    def __init__(self, consumer: Consumer, raw_topic: str, checkpoint: Checkpoint, dedup: DedupTable,
+    def __init__(self, consumer: Consumer, raw_topic: str, checkpoint: Checkpoint, dedup: StateTable,
                  state: StateStore, metrics: EnricherMetrics) -> None:
         self.consumer = consumer
         self.raw_topic = raw_topic

@@ -1,4 +1,5 @@
-"""Restoring dedup state from the compacted ``iot.enricher.state`` topic on partition assignment.
+"""Restoring keyed state from a compacted state topic on partition assignment: the enricher's dedup state
+(``iot.enricher.state``), the aggregator's windows (``iot.aggregates.state``).
 
 Raw partition ``p`` owns state partition ``p`` (see :mod:`enricher.dedup`), so a restore reads only the
 state partitions of the raw partitions just assigned, from the beginning to their end, ``read_committed``:
@@ -11,28 +12,52 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from edgebridge.kafka_ids import ENRICHER_STATE_READER_GROUP
 from enricher.checkpoint import FatalKafkaError
-from enricher.dedup import DedupTable
 
-__all__ = ["STATE_READER_GROUP", "StateStore"]
+__all__ = ["STATE_READER_GROUP", "StateStore", "StateTable"]
 
 log = logging.getLogger(__name__)
 # the group.id librdkafka requires of this reader (assigned, never committed): kafka_acls grants it
 STATE_READER_GROUP = ENRICHER_STATE_READER_GROUP
 
 
+class StateTable(Protocol):
+    """Per-key state of the assigned partitions, written in the transactions (:mod:`enricher.checkpoint`)
+    and restored from the state topic: :class:`enricher.dedup.DedupTable`,
+    :class:`enricher.aggregates.table.WindowTable`."""
+
+    def dirty(self) -> list[tuple[int, str, bytes]]:
+        """(state partition, key, state bytes) of every key changed since :meth:`clean`."""
+        ...
+
+    def clean(self) -> None: ...
+
+    def load(self, partition: int, key: str, payload: bytes | None, record_ms: int = 0) -> None:
+        """Restore one state record (``None``: a tombstone); ``record_ms``: its Kafka timestamp."""
+        ...
+
+    def drop_partitions(self, partitions: set[int]) -> int:
+        """Forget the keys of ``partitions`` (revoked, lost, or before a restore); returns how many."""
+        ...
+
+    def open_gaps(self) -> int:
+        """The open seq gaps the table knows of, for the gauge after a commit (0 where there are none)."""
+        ...
+
+
 class StateStore:
-    def __init__(self, consumer_config: Mapping[str, Any], topic: str, timeout: float) -> None:
+    def __init__(self, consumer_config: Mapping[str, Any], topic: str, timeout: float,
+                 group: str = STATE_READER_GROUP) -> None:
         self.topic = topic
         self.timeout = timeout
         self._consumer = Consumer({
             **consumer_config,
-            "group.id": STATE_READER_GROUP,  # never used to commit
+            "group.id": group,  # never used to commit
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": True,
@@ -47,8 +72,8 @@ class StateStore:
             return 0
         return len(tmeta.partitions)
 
-    def restore(self, table: DedupTable, partitions: Iterable[int]) -> tuple[int, int]:
-        """Load the state of ``partitions`` into ``table``; returns (devices, records read)."""
+    def restore(self, table: StateTable, partitions: Iterable[int]) -> tuple[int, int]:
+        """Load the state of ``partitions`` into ``table``; returns (keys, records read)."""
         wanted = sorted(set(partitions))
         if not wanted:
             return 0, 0

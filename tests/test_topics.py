@@ -133,8 +133,11 @@ def test_kafka_topic_defaults_match_the_design() -> None:
     assert names.command_responses == "iot.commands.responses"
     assert names.enricher_state == "iot.enricher.state"
     assert names.status == "iot.devices.status"
-    assert len(set(names.names())) == 9
-    assert names.compacted == {"iot.devices", "iot.enricher.state"}
+    assert names.aggregates == "iot.aggregates"
+    assert names.aggregates_state == "iot.aggregates.state"
+    assert len(set(names.names())) == 11
+    assert names.compacted == {"iot.devices", "iot.enricher.state", "iot.aggregates.state"}
+    assert names.compacted_with_deletion == {"iot.aggregates"}
 
 
 def test_bad_topic_is_a_listed_reason() -> None:
@@ -157,6 +160,9 @@ def test_the_plan_compacts_the_registry_and_state_and_partitions_state_like_raw(
     assert set(specs) == set(names.names())
     assert specs[names.enricher_state].partitions == specs[names.raw].partitions == 6
     assert {n for n, s in specs.items() if s.config.get("cleanup.policy") == "compact"} == names.compacted
+    assert {n for n, s in specs.items()
+            if s.config.get("cleanup.policy") == "compact,delete"} == names.compacted_with_deletion
+    assert specs[names.aggregates].partitions == specs[names.aggregates_state].partitions == 6
     assert all(s.replication_factor == 1 and "min.insync.replicas" not in s.config for s in specs.values())
 
 
@@ -195,6 +201,16 @@ def test_the_state_topic_follows_the_raw_topic_that_exists() -> None:
     aligned, notes = align_state(specs, names, {names.raw: raw2, names.enricher_state: state4})
     assert len(notes) == 1 and "has 4 partitions, iot.events.raw has 2: they must be equal" in notes[0]
     assert align_state(specs, names, {}) == (specs, [])  # nothing exists: as asked
+
+
+def test_the_aggregator_topics_follow_the_processed_topic_that_exists() -> None:
+    names = KafkaTopics()
+    specs = wanted_topics(names, partitions=6)
+    aligned, notes = align_state(specs, names, {names.processed: ExistingTopic(2, 1, {})})
+    sizes = {s.name: s.partitions for s in aligned}
+    assert sizes[names.aggregates] == sizes[names.aggregates_state] == 2
+    assert notes == [f"note {names.aggregates}: 2 partitions, as {names.processed} has",
+                     f"note {names.aggregates_state}: 2 partitions, as {names.processed} has"]
 
 
 def _topics_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,277 @@
+"""The aggregator: consume ``iot.events.processed``, update per-device windows, produce their figures,
+all in Kafka transactions, on the enricher's machinery.
+
+Delivery guarantee: every committed processed reading is applied to its windows exactly once, as read by
+``read_committed`` consumers of ``iot.aggregates``, across kill -9, restarts and rebalances. How: the
+window records, the window state (``iot.aggregates.state``, compacted, partition = input partition) and
+the consumed offsets share one transaction: :class:`enricher.checkpoint.Checkpoint` with this table's
+``emit`` hook; rebalances and restores are :class:`enricher.rebalance.Assignment` over a
+:class:`enricher.state.StateStore` of the state topic. A crash leaves the whole transaction or none of
+it, and the restart resumes from the committed offsets with the committed windows.
+
+What is read: processed readings (``edgebridge.reading.processed.v1``), their ``data.readings`` values
+that are numbers (int or float; strings and booleans are skipped), at the event's ``time``. Other
+events (gap events, a deployment's own types passed through) are skipped. A record the envelope
+decoder refuses is a dead letter with the decoder's reason (``dlq_component=aggregator``).
+
+The loop body, in order: consume up to the next commit deadline; take the outcome of the commit in
+flight; apply each record; when due, hand the commit over (``emit`` produces the changed windows first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from edgebridge import envelope
+from edgebridge.deadletters import INTERNAL_ERROR
+from edgebridge.errors import ConfigError, EnvelopeError
+from edgebridge.kafka_ids import AGGREGATOR_STATE_READER_GROUP
+from edgebridge.logs import rate_limited
+from edgebridge.metrics import LoopProgress
+from edgebridge.retry import StopEvent
+from enricher.aggregates.table import WindowTable
+from enricher.aggregates.windows import Number, WindowRule, epoch_ms
+from enricher.checkpoint import FATAL, AbortNeeded, Checkpoint, FatalKafkaError, classify, kafka_call
+from enricher.config import EXACTLY_ONCE_CONSUMER, EnricherConfig
+from enricher.hang_watchdog import WATCHDOG
+from enricher.metrics import EnricherMetrics
+from enricher.output import DEFAULT_MESSAGE_MAX_BYTES, Output
+from enricher.processor import CONSUME_BATCH, PROTECTED, producer_config
+from enricher.rebalance import Assignment
+from enricher.state import StateStore
+from enricher.sweep import sweep
+
+__all__ = ["Aggregator", "numeric_values"]
+
+log = logging.getLogger(__name__)
+PREFIX = "edgebridge_aggregator_"
+_PROCESSED = envelope.PROCESSED_TYPE
+
+
+def numeric_values(data: dict[str, Any]) -> dict[str, tuple[Number, str | None]]:
+    """The processed readings that are numbers: measurement -> (value, unit). A bool is not a number."""
+    readings = data.get("readings")
+    if not isinstance(readings, dict):
+        return {}
+    out: dict[str, tuple[Number, str | None]] = {}
+    for name, reading in readings.items():
+        if isinstance(reading, dict):
+            value = reading.get("v")
+            if type(value) is int or type(value) is float:
+                unit = reading.get("u")
+                out[name] = (value, unit if isinstance(unit, str) else None)
+    return out
+
+
+class Aggregator:
+    def __init__(self, config: EnricherConfig, registry: CollectorRegistry | None = None) -> None:
+        agg = config.aggregates
+        self.config, self.settings, self.topics = config, agg, config.topics
+        self.input = config.topics.processed
+        self.metrics = EnricherMetrics(registry, prefix=PREFIX)
+        r = self.metrics.registry
+        self.too_late = Counter(PREFIX + "too_late", "Readings of windows already final: counted, not "
+                                "applied (at processing; an abort replays them)", registry=r)
+        self.closed = Counter(PREFIX + "windows_closed", "Windows that became final (at processing)",
+                              registry=r)
+        self.skipped = Counter(PREFIX + "skipped", "Processed records that are not readings", registry=r)
+        self.open_windows = Gauge(PREFIX + "open_windows", "Open windows of the assigned partitions",
+                                  registry=r)
+        k = config.kafka
+        plain = k.client_config({}, PROTECTED)
+        self.consumer = Consumer(k.client_config({
+            "group.id": agg.group_id, **EXACTLY_ONCE_CONSUMER, "group.instance.id": agg.instance_id,
+            "error_cb": self._on_consumer_error,
+        }, PROTECTED))
+        settings = producer_config(config, agg.transactional_id)
+        self.producer = Producer(settings)
+        max_record = int(settings.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+        self.output = Output(agg.instance_id, max_record, component="aggregator")
+        self.table = WindowTable(WindowRule(agg.window_ms, agg.lateness_ms))
+        self.within = config.commit.transaction_timeout_ms / 1000
+        self.state = StateStore(plain, self.topics.aggregates_state, self.within + 60,
+                                group=AGGREGATOR_STATE_READER_GROUP)
+        self.checkpoint = Checkpoint(self.producer, self.consumer, self.table, self.input,
+                                     self.topics.aggregates_state, self.metrics, agg.commit_interval_ms,
+                                     config.commit.max_messages, self.within, emit=self._emit)
+        self.assignment = Assignment(self.consumer, self.input, self.checkpoint, self.table, self.state,
+                                     self.metrics)
+        self.ready = threading.Event()
+        self.progress = LoopProgress(config.health_stall_after)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def run(self, stop: StopEvent) -> None:
+        """Aggregate until ``stop`` is set, then commit and close. Raises FatalKafkaError on fencing."""
+        try:
+            while not stop.is_set():  # until the cluster answers
+                try:
+                    self.consumer.list_topics(timeout=5)
+                    break
+                except KafkaException as exc:
+                    rate_limited(log, "waiting-for-kafka", 60.0).warning(
+                        "waiting for kafka to answer", extra={"error": str(exc.args[0])})
+                    self.state.serve()
+                    stop.wait(1.0)
+            if stop.is_set():
+                return
+            self._start()
+            while not stop.is_set():
+                self._step()
+            self._commit_or_abort("shutdown")
+            log.info("aggregator stopped", extra={"devices": len(self.table),
+                                                  "open_windows": self.table.open_windows()})
+        finally:
+            self.close()
+
+    def _start(self) -> None:
+        t = self.topics
+        parts = self._partitions(self.input, "topics.processed")
+        for key, topic in (("topics.aggregates", t.aggregates),
+                           ("topics.aggregates_state", t.aggregates_state)):
+            n = self._partitions(topic, key)
+            if n != parts:
+                raise ConfigError(key, f"{topic!r} has {n} partitions, {self.input!r} has {parts}: they "
+                                  "must be equal (input partition p writes their partition p)")
+        kafka_call("init_transactions", lambda s: self.producer.init_transactions(s), self.within + 60)
+        outputs = {t.aggregates: parts, t.aggregates_state: parts}
+        dlq = self._partitions(t.deadletter, "topics.deadletter", required=False)
+        if dlq:
+            outputs[t.deadletter] = dlq
+        sweep(self.producer, self.consumer, outputs, self.input, self.within)
+        self.assignment.subscribe()
+        rule = self.table.rule
+        log.info("aggregator started", extra={
+            "instance": self.settings.instance_id, "transactional_id": self.settings.transactional_id,
+            "input": self.input, "output": t.aggregates, "partitions": parts,
+            "window_ms": rule.size_ms, "lateness_ms": rule.lateness_ms})
+
+    def _partitions(self, topic: str, key: str, required: bool = True) -> int:
+        tmeta = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if tmeta is None or tmeta.error is not None:
+            if not required:
+                return 0
+            raise ConfigError(key, f"topic {topic!r} does not exist (edgebridge topics create)")
+        return len(tmeta.partitions)
+
+    def close(self) -> None:
+        with WATCHDOG.guard("close", 30.0):
+            for closing in (self.checkpoint.close, self.consumer.close, self.state.close):
+                try:
+                    closing()
+                except Exception:  # closing after a fatal error: nothing left to save
+                    log.debug("close failed", exc_info=True)
+            self.producer.flush(5)
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def _step(self) -> None:
+        self.progress.turn()
+        self.producer.poll(0)
+        self.state.serve()
+        timeout = min(self.checkpoint.remaining(), 0.5)
+        messages = self.consumer.consume(min(CONSUME_BATCH, self.config.commit.max_messages), timeout)
+        assignment = self.assignment
+        if assignment.fatal is not None:
+            raise assignment.fatal
+        if assignment.needs_rewind:
+            for msg in messages:
+                if msg.error() is not None:
+                    self._consume_error(msg)
+            assignment.rewind()
+            return
+        try:
+            self.checkpoint.settle()
+            if messages:
+                self._process(messages)
+            if self.checkpoint.due():
+                self.checkpoint.commit(wait=False)
+        except AbortNeeded as exc:
+            self._abort_and_rewind(str(exc))
+        assignment.report_lag()
+
+    def _process(self, messages: list[Message]) -> None:
+        cp, table, assigned = self.checkpoint, self.table, self.assignment.assigned
+        positions: dict[int, int] = {}
+        consumed = 0
+        try:
+            for msg in messages:
+                if msg.error() is not None:
+                    self._consume_error(msg)
+                    continue
+                partition = msg.partition() or 0
+                if partition not in assigned:
+                    continue  # fetched before a revoke: no longer ours
+                if not consumed:
+                    cp.start()
+                positions[partition] = (msg.offset() or 0) + 1
+                consumed += 1
+                try:
+                    event = envelope.decode(msg.value() or b"", known_types=None)
+                    if event.type != _PROCESSED:
+                        self.skipped.inc()
+                        continue
+                    time_ms = epoch_ms(envelope.parse_time(event.time))
+                    out = table.observe(event.deviceid, partition, time_ms, numeric_values(event.data))
+                except EnvelopeError as exc:
+                    self._deadletter(msg, exc.reason, exc)
+                    continue
+                except (AbortNeeded, FatalKafkaError):
+                    raise
+                except Exception as exc:  # a bug, or an input no check foresaw: costs this record
+                    rate_limited(log, "internal-error", 10.0).error(
+                        "aggregating a record failed; dead-lettered", exc_info=True,
+                        extra={"partition": partition, "offset": msg.offset()})
+                    self._deadletter(msg, INTERNAL_ERROR, exc)
+                    continue
+                if out.too_late:
+                    self.too_late.inc(len(out.too_late))
+                if out.closed:
+                    self.closed.inc(len(out.closed))
+        finally:
+            cp.consumed(positions, consumed)
+        self.open_windows.set(table.open_windows())
+
+    def _emit(self, cp: Checkpoint) -> None:
+        """Step 1a of the commit: the figures of every window changed in this transaction."""
+        topic = self.topics.aggregates
+        for partition, key, value in self.table.records():
+            cp.produce("aggregates", topic, value, key.encode(), partition=partition)
+
+    def _deadletter(self, msg: Message, reason: str, error: BaseException) -> None:
+        value, key, headers = self.output.deadletter(msg, reason, error)
+        self.checkpoint.send(self.topics.deadletter, value, key, headers)
+        self.checkpoint.deadletter(reason)
+
+    def _consume_error(self, msg: Message) -> None:
+        err = msg.error()
+        if err is None or err.code() == KafkaError._PARTITION_EOF:
+            return
+        if classify(err) == FATAL:
+            raise FatalKafkaError(f"consumer: {err}")
+        log.warning("consume error", extra={"error": str(err)})
+
+    def _on_consumer_error(self, err: KafkaError) -> None:
+        if classify(err) == FATAL and self.assignment.fatal is None:
+            self.assignment.fatal = FatalKafkaError(f"consumer: {err}")
+
+    def _commit_or_abort(self, cause: str) -> None:
+        try:
+            self.checkpoint.commit()
+        except AbortNeeded as exc:
+            self._abort_and_rewind(f"{cause}: {exc}")
+
+    def _abort_and_rewind(self, cause: str) -> None:
+        log.warning("transaction aborted, rewinding to committed offsets", extra={"cause": cause})
+        self.checkpoint.abort("error")
+        self.assignment.rewind()
+
+
+def with_metrics_port(config: EnricherConfig) -> EnricherConfig:
+    """The configuration with ``[metrics] port`` = ``[aggregates] metrics_port`` (beside the enricher)."""
+    return dataclasses.replace(config, metrics=dataclasses.replace(
+        config.metrics, port=config.aggregates.metrics_port))

@@ -1,0 +1,57 @@
+"""``[aggregates]`` of the enricher's configuration file: the aggregator's window, lateness and ids.
+
+The aggregator reads the same file as the enricher (``[kafka]`` with its SASL/SSL settings, ``[topics]``,
+``[commit]``, ``[log]``, ``[metrics]``); this section holds only what is its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgebridge.errors import ConfigError
+from edgebridge.kafka_ids import AGGREGATOR_GROUP, AGGREGATOR_TRANSACTIONAL_ID_PREFIX
+
+__all__ = ["AggregateSettings"]
+
+
+@dataclass(frozen=True)
+class AggregateSettings:
+    # tumbling windows of this many seconds, aligned on the Unix epoch (a 60 s window starts on the minute)
+    window_seconds: float = 60.0
+    # a window stays open until its device's watermark (the latest event time seen from that device)
+    # passes its end by this much; an event for a window closed by then is counted as too late.
+    # 60 s: a device's events reordered by bridge replicas or resent after a reconnect still count.
+    lateness_seconds: float = 60.0
+    # stable per instance and unique among instances: it makes the transactional.id
+    instance_id: str = "aggregator-0"
+    group_id: str = AGGREGATOR_GROUP
+    transactional_id_prefix: str = AGGREGATOR_TRANSACTIONAL_ID_PREFIX
+    # a transaction every this many ms: each one re-emits the figures of every window it changed, so
+    # a longer interval than the enricher's means fewer superseded records in iot.aggregates
+    commit_interval_ms: int = 1000
+    # the aggregator's /metrics and /healthz, beside the enricher's [metrics] port on the same host
+    metrics_port: int = 9110
+
+    def validate(self) -> None:
+        if not self.window_ms >= 1:
+            raise ConfigError("window_seconds", "must be at least 0.001")
+        if not self.lateness_seconds >= 0:
+            raise ConfigError("lateness_seconds", "must not be negative")
+        if self.commit_interval_ms < 1:
+            raise ConfigError("commit_interval_ms", "must be at least 1")
+        if not self.instance_id:
+            raise ConfigError("instance_id", "must be set (stable per instance)")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("metrics_port", f"must be between 0 and 65535, not {self.metrics_port}")
+
+    @property
+    def window_ms(self) -> int:
+        return round(self.window_seconds * 1000)
+
+    @property
+    def lateness_ms(self) -> int:
+        return round(self.lateness_seconds * 1000)
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.transactional_id_prefix}-{self.instance_id}"

@@ -1,0 +1,138 @@
+"""Tumbling windows by event time with an allowed lateness, per device: pure functions, no Kafka.
+
+The rule (:class:`WindowRule`): an event at time ``t`` (its device's clock, ms) belongs to the window
+``[start, start + size)`` with ``start = t - t mod size`` (aligned on the Unix epoch). A device's
+*watermark* is the latest event time seen from that device. A window is *final* once its device's
+watermark reaches ``end + lateness``; until then an event for it updates its figures, after that it is
+*too late*: counted per measurement, never applied.
+
+Why per device, not per partition: device clocks differ, and a device that reconnects after hours sends
+hours-old events in order; a partition's watermark, pushed on by the other devices, would call all of
+them too late. A device's own watermark only moves with its own events. The other side of it: a device
+that goes silent leaves its last windows open until its next event (docs/aggregates.md).
+
+The figures of a window (:class:`Figures`): count, min, max, sum (mean = sum / count) and last, the
+value of the event with the latest event time in the window (of equal times, the one applied last).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["DeviceWindows", "Figures", "Number", "Outcome", "WindowRule", "epoch_ms"]
+
+Number = int | float
+
+
+def epoch_ms(when: datetime) -> int:
+    """An aware datetime as Unix milliseconds, exactly (no float rounding of ``timestamp()``)."""
+    return calendar.timegm(when.utctimetuple()) * 1000 + when.microsecond // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRule:
+    size_ms: int
+    lateness_ms: int = 0
+
+    def start(self, time_ms: int) -> int:
+        return time_ms - time_ms % self.size_ms  # Python's %: floor, also before 1970
+
+    def closes_at(self, start: int) -> int:
+        """The watermark at which the window of ``start`` is final."""
+        return start + self.size_ms + self.lateness_ms
+
+
+@dataclass(slots=True)
+class Figures:
+    count: int
+    min: Number
+    max: Number
+    sum: Number
+    last: Number
+    last_ms: int  # the event time of ``last``
+    unit: str | None  # the unit of ``last`` (the enricher normalised the units: one per measurement)
+
+    @classmethod
+    def first(cls, value: Number, time_ms: int, unit: str | None) -> Figures:
+        return cls(1, value, value, value, value, time_ms, unit)
+
+    def add(self, value: Number, time_ms: int, unit: str | None) -> None:
+        self.count += 1
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        self.sum += value
+        if time_ms >= self.last_ms:
+            self.last, self.last_ms, self.unit = value, time_ms, unit
+
+    @property
+    def mean(self) -> float:
+        return self.sum / self.count
+
+    def to_list(self) -> list[Any]:
+        return [self.count, self.min, self.max, self.sum, self.last, self.last_ms, self.unit]
+
+    @classmethod
+    def from_list(cls, obj: list[Any]) -> Figures:
+        count, low, high, total, last, last_ms, unit = obj
+        return cls(int(count), low, high, total, last, int(last_ms), unit)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one event did to its device's windows."""
+
+    changed: list[tuple[str, int]] = field(default_factory=list)  # (measurement, start) updated
+    closed: list[tuple[str, int, Figures]] = field(default_factory=list)  # became final, now dropped
+    too_late: list[str] = field(default_factory=list)  # measurements counted as too late
+
+
+@dataclass(slots=True)
+class DeviceWindows:
+    """One device's watermark, open windows and too-late counts per measurement."""
+
+    watermark: int | None = None
+    open: dict[tuple[str, int], Figures] = field(default_factory=dict)
+    too_late: dict[str, int] = field(default_factory=dict)
+
+    def apply(self, rule: WindowRule, time_ms: int,
+              values: Mapping[str, tuple[Number, str | None]]) -> Outcome:
+        """An event at ``time_ms`` with numeric ``values`` (measurement -> (value, unit))."""
+        out = Outcome()
+        start = rule.start(time_ms)
+        if self.watermark is not None and self.watermark >= rule.closes_at(start):
+            for name in values:
+                self.too_late[name] = self.too_late.get(name, 0) + 1
+                out.too_late.append(name)
+            return out  # older than the watermark: it cannot move it either
+        for name, (value, unit) in values.items():
+            key = (name, start)
+            figures = self.open.get(key)
+            if figures is None:
+                self.open[key] = Figures.first(value, time_ms, unit)
+            else:
+                figures.add(value, time_ms, unit)
+            out.changed.append(key)
+        if self.watermark is None or time_ms > self.watermark:
+            self.watermark = time_ms
+            # the event's own window never closes here: time_ms < its end <= its closes_at
+            for key in [k for k in self.open if rule.closes_at(k[1]) <= time_ms]:
+                out.closed.append((*key, self.open.pop(key)))
+        return out
+
+    def to_obj(self) -> dict[str, Any]:
+        return {"wm": self.watermark, "open": [[name, start, *f.to_list()]
+                                               for (name, start), f in sorted(self.open.items())],
+                "too_late": self.too_late}
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any]) -> DeviceWindows:
+        wm = obj.get("wm")
+        windows = {(str(w[0]), int(w[1])): Figures.from_list(w[2:]) for w in obj.get("open", [])}
+        return cls(None if wm is None else int(wm), windows,
+                   {str(k): int(v) for k, v in obj.get("too_late", {}).items()})

@@ -1,0 +1,222 @@
+"""The aggregator against real Kafka: kill -9 mid-window, restart, and every window's figures equal a
+recomputation from the processed topic (read committed) under the same window and lateness rule.
+
+The evidence that the fault happened and mattered: before the kill the aggregator had committed window
+records, some of them not final yet (the kill lands mid-window) and its group's offsets were short of the
+input's end; the kill's exit status is -9; the restart restored window state for every device from
+``iot.aggregates.state`` (its log says so), and the figures then match only if nothing committed was
+applied twice and nothing was lost. The recomputation below is written independently of
+``enricher.aggregates.windows``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from edgebridge import envelope
+from edgebridge.topics import KafkaTopics
+from tests.conftest import BrokerAddresses
+from tests.enricher.conftest import COMPACT, enricher_config, read_all, values, write_toml
+from tests.enricher.test_crash import group_offsets
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.brokers
+
+WINDOW_S, LATENESS_S = 60, 30
+SIZE, LATENESS = WINDOW_S * 1000, LATENESS_S * 1000
+T0 = 1_796_515_200_000  # 2026-12-06T00:00:00Z
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RESTORED = re.compile(r'msg="partitions assigned, dedup state restored" partitions=(\S+) offsets=(\S+) '
+                      r"devices=(\d+)")
+
+
+def processed_event(deviceid: str, seq: int, time_ms: int, rng: random.Random) -> bytes:
+    """A record as the enricher writes it to iot.events.processed (the fields the aggregator reads)."""
+    readings = {"temperature": {"v": round(rng.uniform(-5, 35), 2), "u": "Cel"},
+                "count": {"v": rng.randint(0, 1000)},
+                "state": {"v": rng.choice(["on", "off"])},  # not a number: skipped
+                "door": {"v": rng.random() < 0.5}}  # a bool is not a number: skipped
+    event = envelope.new_reading(deviceid, seq, readings, time=envelope.rfc3339_ms(time_ms))
+    obj = envelope.to_dict(event)
+    obj["type"] = envelope.PROCESSED_TYPE
+    obj["data"] = {"readings": readings, "derived": {}, "flags": [], "late": False}
+    return orjson.dumps(obj)
+
+
+def fleet(devices: int, per_device: int, seed: int) -> list[tuple[str, bytes]]:
+    """Events of every device, interleaved; each device's clock moves 1-9 s a step; ~15 % of the events
+    are late, 5-170 s back: some inside the 30 s lateness after their window's end, some beyond it. A gap
+    event now and then (not a processed reading: skipped)."""
+    rng = random.Random(seed)
+    clocks = {f"agg-{d}": T0 + rng.randint(0, 50_000) for d in range(devices)}
+    streams: dict[str, list[bytes]] = {d: [] for d in clocks}
+    for d in clocks:
+        for seq in range(1, per_device + 1):
+            clocks[d] += rng.randint(1000, 9000)
+            when = clocks[d] - rng.randint(5_000, 170_000) if rng.random() < 0.15 else clocks[d]
+            if seq % 50 == 0:
+                streams[d].append(envelope.encode(envelope.new_gap(d, seq, seq - 1, seq - 1, "evicted",
+                                                                   time=envelope.rfc3339_ms(when))))
+            else:
+                streams[d].append(processed_event(d, seq, when, rng))
+    out: list[tuple[str, bytes]] = []
+    while any(streams.values()):
+        d = rng.choice([d for d, s in streams.items() if s])
+        out.append((d, streams[d].pop(0)))
+    return out
+
+
+class Feeder:
+    """Produces events at a steady pace on a thread (the input keeps flowing across the kill)."""
+
+    def __init__(self, bootstrap: str, topic: str, records: list[tuple[str, bytes]], per_second: float):
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+        self.topic, self.records, self.pause = topic, records, 1.0 / per_second
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            for key, value in self.records:
+                self.producer.produce(self.topic, value, key.encode())
+                self.producer.poll(0)
+                time.sleep(self.pause)
+            assert self.producer.flush(30) == 0
+        except BaseException as exc:
+            self.error = exc
+
+    def start(self) -> Feeder:
+        self.thread.start()
+        return self
+
+    def join(self) -> None:
+        self.thread.join(120)
+        assert not self.thread.is_alive()
+        if self.error is not None:
+            raise self.error
+
+
+def ms_of(text: str) -> int:
+    return (datetime.fromisoformat(text) - EPOCH) // timedelta(milliseconds=1)
+
+
+def recompute(events: list[dict[str, Any]]) -> tuple[dict[tuple[str, str, int], dict[str, Any]],
+                                                      Counter[tuple[str, str]], int]:
+    """Every window's figures, every (device, measurement)'s too-late count, and how many events were
+    late (behind their device's watermark) but applied, from the processed events in their topic's order
+    (a device's events are in one partition, in order)."""
+    late_applied = 0
+    watermark: dict[str, int] = {}
+    applied: dict[tuple[str, str, int], list[tuple[int, Any]]] = {}
+    too_late: Counter[tuple[str, str]] = Counter()
+    for ev in events:
+        if ev["type"] != envelope.PROCESSED_TYPE:
+            continue
+        d, t = ev["deviceid"], ms_of(ev["time"])
+        start = t // SIZE * SIZE
+        numbers = {m: r["v"] for m, r in ev["data"]["readings"].items()
+                   if isinstance(r["v"], int | float) and not isinstance(r["v"], bool)}
+        if d in watermark and watermark[d] >= start + SIZE + LATENESS:
+            too_late.update((d, m) for m in numbers)
+            continue
+        late_applied += d in watermark and t < watermark[d]
+        for m, v in numbers.items():
+            applied.setdefault((d, m, start), []).append((t, v))
+        watermark[d] = max(watermark.get(d, t), t)
+    windows = {}
+    for (d, m, start), vals in applied.items():
+        total = vals[0][1]
+        for _, v in vals[1:]:
+            total += v
+        last = max(range(len(vals)), key=lambda i: (vals[i][0], i))  # latest time; of equal, the later
+        windows[(d, m, start)] = {"count": len(vals), "min": min(v for _, v in vals),
+                                  "max": max(v for _, v in vals), "mean": total / len(vals),
+                                  "last": vals[last][1], "final": watermark[d] >= start + SIZE + LATENESS}
+    return windows, too_late, late_applied
+
+
+def latest_per_key(msgs: list[Any]) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for msg in sorted(msgs, key=lambda m: (m.partition(), m.offset())):
+        latest[msg.key().decode()] = orjson.loads(msg.value())
+    return latest
+
+
+def test_kill_9_mid_window_then_every_window_equals_a_recomputation(
+    brokers: BrokerAddresses, kafka_topic: Callable[..., str], consumer_group: Callable[[], str],
+    spawn_cli: Callable[..., subprocess.Popen[bytes]], tmp_path: Path,
+) -> None:
+    bootstrap = brokers.kafka_bootstrap
+    topics = KafkaTopics(processed=kafka_topic("processed", 2), aggregates=kafka_topic("aggregates", 2),
+                         aggregates_state=kafka_topic("aggstate", 2, COMPACT),
+                         deadletter=kafka_topic("dlq"))
+    group = consumer_group()
+    config = enricher_config(brokers, topics, group, **{
+        "aggregates.group_id": group, "aggregates.transactional_id_prefix": group,
+        "aggregates.instance_id": "agg-0", "aggregates.window_seconds": WINDOW_S,
+        "aggregates.lateness_seconds": LATENESS_S, "aggregates.commit_interval_ms": 200})
+    path = write_toml(tmp_path / "enricher.toml", config)
+    records = fleet(devices=6, per_device=200, seed=12)
+    first, rest = records[:500], records[500:]
+
+    Feeder(bootstrap, topics.processed, first, per_second=10_000).start().join()
+    run0 = spawn_cli("aggregator-0", "aggregator", "run", "--config", str(path))
+    feeder = Feeder(bootstrap, topics.processed, rest, per_second=150)  # ~5 s of input still to come
+    with group_offsets(bootstrap, group, topics.processed, 2) as committed:
+        wait_for(lambda: sum(committed()) >= 2 * len(first) // 3, 90, "the first run committing")
+        feeder.start()
+        time.sleep(1.0)  # into the stream that is still flowing
+        before = sum(max(0, o) for o in committed())
+        at_kill = latest_per_key(read_all(bootstrap, topics.aggregates, timeout=10))
+        run0.send_signal(signal.SIGKILL)
+        assert run0.wait(30) == -signal.SIGKILL
+        assert before < len(records), "the kill came after everything was done"
+        assert at_kill, "nothing committed before the kill"
+        assert any(r.get("final") is False for r in at_kill.values()), "no window open at the kill"
+
+        run1 = spawn_cli("aggregator-1", "aggregator", "run", "--config", str(path))
+        feeder.join()
+        wait_for(lambda: sum(committed()) == len(records), 120, "the restart processing everything")
+    run1.send_signal(signal.SIGTERM)
+    assert run1.wait(60) == 0
+
+    log1 = (tmp_path / "aggregator-1.log").read_text()
+    restored = [int(m.group(3)) for m in RESTORED.finditer(log1)]
+    assert sum(restored) == 6, log1[-3000:]  # every device's windows came from the state topic
+
+    events = values(read_all(bootstrap, topics.processed, expect=len(records)))
+    assert len(events) == len(records)
+    expected, expected_late, late_applied = recompute(events)
+    # the input exercises both sides of the lateness: late events applied to their open window, and
+    # events too late for their closed one
+    assert late_applied > 20 and sum(expected_late.values()) > 20, (late_applied, expected_late)
+
+    latest = latest_per_key(read_all(bootstrap, topics.aggregates, timeout=30))
+    windows = {(r["deviceid"], r["measurement"], ms_of(r["start"])): r
+               for r in latest.values() if r["kind"] == "window"}
+    late = {(r["deviceid"], r["measurement"]): r["count"] for r in latest.values() if r["kind"] == "too_late"}
+    assert set(windows) == set(expected)
+    assert {m for _, m, _ in windows} == {"temperature", "count"}  # strings and bools skipped
+    for key, want in expected.items():
+        got = windows[key]
+        assert (got["count"], got["min"], got["max"], got["last"], got["final"]) == (
+            want["count"], want["min"], want["max"], want["last"], want["final"]), key
+        assert got["mean"] == pytest.approx(want["mean"], rel=1e-12), key
+        assert got["end"] == envelope.rfc3339_ms(key[2] + SIZE)
+    assert late == dict(expected_late)
+    assert sum(1 for w in expected.values() if w["final"]) > 100
+    assert any(not w["final"] for w in expected.values())  # each device's last windows stay open
