@@ -6,6 +6,11 @@ from the offsets it stored (not from Kafka's committed offsets), so a crash betw
 happen: a batch's rows and its offsets are both there or both absent. Rows are keyed by event id and
 inserted with "ignore on conflict" as a second line of defence.
 
+With ``aggregates = true`` a sink also reads ``iot.aggregates`` (the aggregator's windows) into the
+table ``aggregates``, upserted by the record's key, the offsets of that topic stored with them in the
+same way: the table holds each window's latest figures, once (re-reading a record after a crash
+upserts the same figures again).
+
 A record that cannot become a row (undecodable, a data the columns cannot hold, a row the database
 refuses) is quarantined in the same database and transaction (:mod:`enricher.sinks.quarantine`): the
 stream goes on, and nothing is lost silently.

@@ -19,7 +19,7 @@ from edgebridge.topics import KafkaTopics
 from enricher.checkpoint import FATAL, classify
 from enricher.config import EXACTLY_ONCE_CONSUMER
 from enricher.sinks.quarantine import Batch, Origin
-from enricher.sinks.rows import BAD_ROW, BadRow, row_of
+from enricher.sinks.rows import BAD_ROW, BadRow, aggregate_row_of, row_of
 
 __all__ = ["SinkConfig", "SinkFatalError", "SinkRunner", "Store"]
 
@@ -35,6 +35,8 @@ class SinkConfig:
     batch_ms: int = 200
     # /healthz answers 503 once the loop has been inside one turn (a consume, a database write) this long
     stall_after: float = 60.0
+    # also iot.aggregates (topics.aggregates, the aggregator's windows) into the table aggregates
+    aggregates: bool = False
     topics: KafkaTopics = field(default_factory=KafkaTopics)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     log: LogSettings = field(default_factory=LogSettings)
@@ -68,6 +70,7 @@ class SinkRunner:
         self.config = config
         self.store = store
         self.topic = config.topics.processed
+        self.aggregates_topic = config.topics.aggregates if config.aggregates else None
         self.written = 0
         self.skipped = 0  # valid events that are not rows (gap events)
         self.quarantined = 0
@@ -81,7 +84,8 @@ class SinkRunner:
         self._fatal: KafkaError | None = None
 
     def run(self, stop: StopEvent) -> None:
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign)
+        topics = [self.topic] + ([self.aggregates_topic] if self.aggregates_topic else [])
+        self.consumer.subscribe(topics, on_assign=self._on_assign)
         try:
             while not stop.is_set():
                 self.progress.turn()
@@ -106,18 +110,21 @@ class SinkRunner:
                 "kafka client error", extra={"error": str(error)})
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        stored = self.store.offsets(self.topic)
+        stored = {topic: self.store.offsets(topic) for topic in {tp.topic for tp in partitions}}
         for tp in partitions:
-            if tp.partition in stored:
-                tp.offset = stored[tp.partition]
+            if tp.partition in stored[tp.topic]:
+                tp.offset = stored[tp.topic][tp.partition]
         consumer.incremental_assign(partitions)
         log.info("sink assigned, resuming at stored offsets", extra={
-            "offsets": ",".join(f"{tp.partition}:{tp.offset}" for tp in partitions)})
+            "offsets": ",".join(f"{tp.partition}:{tp.offset}" if tp.topic == self.topic
+                                else f"{tp.topic}/{tp.partition}:{tp.offset}" for tp in partitions)})
 
     def _write(self, messages: list[Any]) -> None:
         """Each record becomes a row, nothing (not a reading) or a quarantined record: one record
-        costs one record, never the stream. Then one transaction for all of it and the offsets."""
-        batch = Batch(self.topic)
+        costs one record, never the stream. Then one transaction per topic for its rows and offsets."""
+        batches = {self.topic: Batch(self.topic)}
+        if self.aggregates_topic:
+            batches[self.aggregates_topic] = Batch(self.aggregates_topic, table="aggregates")
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -127,9 +134,11 @@ class SinkRunner:
                     log.warning("consume error", extra={"error": str(error)})
                 continue
             origin = Origin(msg.partition(), msg.offset(), msg.key(), msg.value() or b"")
+            batch = batches[msg.topic()]
             batch.offsets[origin.partition] = origin.offset + 1
             try:
-                row = row_of(origin.value)
+                row = (aggregate_row_of(origin.key, origin.value) if batch.table == "aggregates"
+                       else row_of(origin.value))
             except EnvelopeError as exc:
                 batch.quarantine(origin, exc.reason, exc)
                 continue
@@ -146,8 +155,11 @@ class SinkRunner:
                 self.skipped += 1
             else:
                 batch.add(row, origin)
-        if not batch.offsets:
-            return
+        for batch in batches.values():
+            if batch.offsets:
+                self._store(batch)
+
+    def _store(self, batch: Batch) -> None:
         self.written += self.store.write(batch)
         if batch.quarantined:
             self.quarantined += len(batch.quarantined)

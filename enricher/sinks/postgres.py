@@ -1,8 +1,9 @@
 """The PostgreSQL store (psycopg 3): the SQLite layout, ``jsonb`` for the JSON columns, ``timestamptz``
 for the times, ``bytea`` for a quarantined record's bytes; ``ON CONFLICT DO NOTHING`` on the event id,
-offsets upserted in the same transaction. :data:`SCHEMA` creates the tables or brings an older
-database up to date (the ``epoch`` column and the ``(device_id, epoch, seq)`` index, see
-:mod:`enricher.sinks.sqlite`); it is idempotent and runs at every start."""
+offsets upserted in the same transaction; ``aggregates`` upserted by key (the latest figures of a
+window). :data:`SCHEMA` creates the tables or brings an older database up to date (the ``epoch`` column
+and the ``(device_id, epoch, seq)`` index, see :mod:`enricher.sinks.sqlite`); it is idempotent and runs
+at every start."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from contextlib import AbstractContextManager
 import psycopg
 
 from enricher.sinks.quarantine import QUARANTINE_COLUMNS, Batch, insert_rows
-from enricher.sinks.rows import COLUMNS, Row
+from enricher.sinks.rows import AGGREGATE_COLUMNS, COLUMNS, AggregateRow, Row
 
 __all__ = ["PostgresStore"]
 
@@ -24,6 +25,12 @@ ALTER TABLE readings ADD COLUMN IF NOT EXISTS epoch text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS readings_device_time ON readings (device_id, time DESC);
 DROP INDEX IF EXISTS readings_device_seq;
 CREATE INDEX IF NOT EXISTS readings_device_epoch_seq ON readings (device_id, epoch, seq);
+CREATE TABLE IF NOT EXISTS aggregates (
+    key text PRIMARY KEY, kind text NOT NULL, device_id text NOT NULL, measurement text NOT NULL,
+    window_start timestamptz, window_end timestamptz, count bigint NOT NULL, min double precision,
+    max double precision, mean double precision, last double precision, last_time timestamptz, unit text,
+    final boolean);
+CREATE INDEX IF NOT EXISTS aggregates_device_start ON aggregates (device_id, measurement, window_start);
 CREATE TABLE IF NOT EXISTS sink_offsets (
     topic text NOT NULL, partition integer NOT NULL, next_offset bigint NOT NULL,
     PRIMARY KEY (topic, partition));
@@ -35,6 +42,9 @@ CREATE TABLE IF NOT EXISTS sink_quarantine (
 """
 _INSERT = (f"INSERT INTO readings ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
            "ON CONFLICT (event_id) DO NOTHING")
+_UPSERT = (f"INSERT INTO aggregates ({', '.join(AGGREGATE_COLUMNS)}) "
+           f"VALUES ({', '.join(['%s'] * len(AGGREGATE_COLUMNS))}) ON CONFLICT (key) DO UPDATE SET "
+           + ", ".join(f"{c} = excluded.{c}" for c in AGGREGATE_COLUMNS[1:]))
 _QUARANTINE = (f"INSERT INTO sink_quarantine ({', '.join(QUARANTINE_COLUMNS)}) "
                f"VALUES ({', '.join(['%s'] * len(QUARANTINE_COLUMNS))}) ON CONFLICT DO NOTHING")
 # What is a row's fault: a data error (a value a column cannot take: too long, out of range, NUL) or an
@@ -56,7 +66,10 @@ class PostgresStore:
 
     def write(self, batch: Batch) -> int:
         with self.conn.transaction(), self.conn.cursor() as cur:
-            inserted = insert_rows(batch, self._insert_all, self._insert_one, self._savepoint, REFUSALS)
+            if batch.table == "aggregates":
+                inserted = insert_rows(batch, self._upsert_all, self._upsert_one, self._savepoint, REFUSALS)
+            else:
+                inserted = insert_rows(batch, self._insert_all, self._insert_one, self._savepoint, REFUSALS)
             cur.executemany(_QUARANTINE, batch.quarantined)
             cur.executemany(
                 "INSERT INTO sink_offsets (topic, partition, next_offset) VALUES (%s,%s,%s) "
@@ -71,6 +84,20 @@ class PostgresStore:
     def _insert_one(self, row: Row) -> int:
         with self.conn.cursor() as cur:
             return self._insert(cur, row)
+
+    def _upsert_all(self, rows: list[AggregateRow]) -> int:
+        with self.conn.cursor() as cur:
+            return sum(self._upsert(cur, row) for row in rows)
+
+    def _upsert_one(self, row: AggregateRow) -> int:
+        with self.conn.cursor() as cur:
+            return self._upsert(cur, row)
+
+    @staticmethod
+    def _upsert(cur: psycopg.Cursor[object], row: AggregateRow) -> int:
+        final = None if row.final is None else bool(row.final)
+        cur.execute(_UPSERT, (*row[:-1], final))
+        return cur.rowcount
 
     @staticmethod
     def _insert(cur: psycopg.Cursor[object], row: Row) -> int:

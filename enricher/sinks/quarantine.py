@@ -22,10 +22,9 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from edgebridge.deadletters import DB_REFUSED, rfc3339
-from enricher.sinks.rows import Row
 
 __all__ = ["DB_REFUSED", "QUARANTINE_COLUMNS", "Batch", "Origin", "Quarantined", "insert_rows"]
 
@@ -58,15 +57,18 @@ class Quarantined(NamedTuple):
 
 @dataclass
 class Batch:
-    """What one consume batch becomes: rows (with their origins), quarantined records, next offsets."""
+    """What one consume batch of one topic becomes: rows (with their origins), quarantined records, next
+    offsets. ``table``: ``readings`` (rows are :class:`enricher.sinks.rows.Row`, inserted) or
+    ``aggregates`` (:class:`enricher.sinks.rows.AggregateRow`, upserted by key)."""
 
     topic: str
-    rows: list[Row] = field(default_factory=list)
+    table: str = "readings"
+    rows: list[Any] = field(default_factory=list)
     origins: list[Origin] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
     offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset to read
 
-    def add(self, row: Row, origin: Origin) -> None:
+    def add(self, row: Any, origin: Origin) -> None:
         self.rows.append(row)
         self.origins.append(origin)
 
@@ -84,8 +86,8 @@ class Batch:
 
 def insert_rows(
     batch: Batch,
-    insert_all: Callable[[list[Row]], int],
-    insert_one: Callable[[Row], int],
+    insert_all: Callable[[list[Any]], int],
+    insert_one: Callable[[Any], int],
     savepoint: Callable[[], AbstractContextManager[object]],
     refusals: tuple[type[BaseException], ...],
 ) -> int:

@@ -22,7 +22,8 @@ from edgebridge.deadletters import BAD_ROW
 from edgebridge.envelope import PROCESSED_TYPE
 from edgebridge.errors import EdgeBridgeError, EnvelopeError
 
-__all__ = ["BAD_ROW", "COLUMNS", "MAX_BYTES", "BadRow", "Row", "row_of"]
+__all__ = ["AGGREGATE_COLUMNS", "BAD_ROW", "COLUMNS", "MAX_BYTES", "AggregateRow", "BadRow", "Row",
+           "aggregate_row_of", "row_of"]
 
 # A processed event is a raw one plus the enrichment: allowed up to Kafka's default message size.
 MAX_BYTES = 1024 * 1024
@@ -78,4 +79,60 @@ def _typed(obj: dict[str, Any], key: str, kind: type, default: Any) -> Any:
         return default
     if type(value) is not kind:
         raise BadRow(f"{key} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+class AggregateRow(NamedTuple):
+    """A record of ``iot.aggregates`` (:mod:`enricher.aggregates.table`): a window's latest figures, or
+    a (device, measurement)'s too-late count (``kind`` ``too_late``: ``count`` only)."""
+
+    key: str  # the record's key: {device}/{measurement}/{window start} or {device}/{measurement}/too_late
+    kind: str
+    device_id: str
+    measurement: str
+    window_start: str | None
+    window_end: str | None
+    count_: int  # column "count" (a NamedTuple field must not shadow tuple.count)
+    min: float | None
+    max: float | None
+    mean: float | None
+    last: float | None
+    last_time: str | None
+    unit: str | None
+    final: int | None
+
+
+AGGREGATE_COLUMNS = tuple(f.rstrip("_") for f in AggregateRow._fields)
+_NUMBER = (int, float)
+
+
+def aggregate_row_of(key: bytes | None, value: bytes) -> AggregateRow:
+    """The row of an aggregates record; raises :class:`BadRow` for what to quarantine."""
+    if not key:
+        raise BadRow("an aggregates record without a key")
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise BadRow(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise BadRow("not a JSON object")
+    kind = _typed(obj, "kind", str, None)
+    count = _typed(obj, "count", int, None)
+    device, measurement = _typed(obj, "deviceid", str, None), _typed(obj, "measurement", str, None)
+    if kind not in ("window", "too_late") or count is None or device is None or measurement is None:
+        raise BadRow("kind (window or too_late), count, deviceid and measurement are required")
+    if kind == "too_late":
+        return AggregateRow(key.decode("utf-8", "replace"), kind, device, measurement, None, None, count,
+                            None, None, None, None, None, None, None)
+    low, high, mean, last = (_number(obj, name) for name in ("min", "max", "mean", "last"))
+    return AggregateRow(key.decode("utf-8", "replace"), kind, device, measurement,
+                        _typed(obj, "start", str, None), _typed(obj, "end", str, None), count,
+                        low, high, mean, last, _typed(obj, "last_time", str, None),
+                        _typed(obj, "unit", str, None), int(_typed(obj, "final", bool, False)))
+
+
+def _number(obj: dict[str, Any], key: str) -> float:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, _NUMBER):
+        raise BadRow(f"{key} must be a number, got {type(value).__name__}")
     return value

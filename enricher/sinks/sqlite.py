@@ -8,6 +8,13 @@
     sink_quarantine(original_topic, original_partition, original_offset, reason, error_class, error,
                     key BLOB, value BLOB, quarantined_at, PRIMARY KEY (the three original_*))
 
+    aggregates(key TEXT PRIMARY KEY, kind TEXT, device_id TEXT, measurement TEXT, window_start TEXT,
+               window_end TEXT, count INTEGER, min, max, mean, last, last_time TEXT, unit TEXT,
+               final INTEGER)                               -- with [sink] aggregates = true
+        index aggregates_device_start (device_id, measurement, window_start)
+
+``aggregates`` holds the latest record of each key of ``iot.aggregates``: upserted, so a window's row
+follows its figures until it is final; a ``too_late`` row holds a (device, measurement)'s too-late count.
 ``flags``, ``readings`` and ``derived`` hold JSON (query with ``json_extract``). ``epoch`` is ``""``
 for events without one, and for rows written before the column existed (:func:`migrate` adds it to an
 older database and replaces its ``(device_id, seq)`` index, which no longer identifies an event: a
@@ -26,12 +33,16 @@ from pathlib import Path
 import sqlite_utils
 
 from enricher.sinks.quarantine import QUARANTINE_COLUMNS, Batch, insert_rows
-from enricher.sinks.rows import COLUMNS, Row
+from enricher.sinks.rows import AGGREGATE_COLUMNS, COLUMNS, AggregateRow, Row
 
 __all__ = ["SqliteStore", "migrate"]
 
 _INSERT = (f"INSERT OR IGNORE INTO readings ({', '.join(COLUMNS)}) "
            f"VALUES ({', '.join('?' * len(COLUMNS))})")
+# the latest record of a key supersedes the earlier ones (they come in partition order)
+_UPSERT = (f"INSERT INTO aggregates ({', '.join(AGGREGATE_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(AGGREGATE_COLUMNS))}) ON CONFLICT (key) DO UPDATE SET "
+           + ", ".join(f"{c} = excluded.{c}" for c in AGGREGATE_COLUMNS[1:]))
 _QUARANTINE = (f"INSERT OR IGNORE INTO sink_quarantine ({', '.join(QUARANTINE_COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(QUARANTINE_COLUMNS))})")
 # What is a row's fault: a constraint or trigger refusing it, a value SQLite cannot take. Anything else
@@ -52,6 +63,14 @@ def migrate(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS readings_device_seq")
     db.execute("CREATE INDEX IF NOT EXISTS readings_device_time ON readings (device_id, time)")
     db.execute("CREATE INDEX IF NOT EXISTS readings_device_epoch_seq ON readings (device_id, epoch, seq)")
+    if "aggregates" not in db.table_names():
+        db["aggregates"].create({  # type: ignore[union-attr]
+            "key": str, "kind": str, "device_id": str, "measurement": str, "window_start": str,
+            "window_end": str, "count": int, "min": float, "max": float, "mean": float, "last": float,
+            "last_time": str, "unit": str, "final": int,
+        }, pk="key")
+    db.execute("CREATE INDEX IF NOT EXISTS aggregates_device_start "
+               "ON aggregates (device_id, measurement, window_start)")
     if "sink_offsets" not in db.table_names():
         db["sink_offsets"].create({"topic": str, "partition": int, "next_offset": int},  # type: ignore[union-attr]
                                   pk=("topic", "partition"))
@@ -79,7 +98,10 @@ class SqliteStore:
         with conn:  # one transaction: the rows, the quarantined records and the offsets, or none
             # BEGIN first: a SAVEPOINT outside a transaction would start one, and its RELEASE commit it
             conn.execute("BEGIN")
-            inserted = insert_rows(batch, self._insert_all, self._insert_one, self._savepoint, REFUSALS)
+            if batch.table == "aggregates":
+                inserted = insert_rows(batch, self._upsert_all, self._upsert_one, self._savepoint, REFUSALS)
+            else:
+                inserted = insert_rows(batch, self._insert_all, self._insert_one, self._savepoint, REFUSALS)
             conn.executemany(_QUARANTINE, batch.quarantined)
             conn.executemany(
                 "INSERT INTO sink_offsets (topic, partition, next_offset) VALUES (?,?,?) "
@@ -92,6 +114,12 @@ class SqliteStore:
 
     def _insert_one(self, row: Row) -> int:
         return self.db.conn.execute(_INSERT, row).rowcount
+
+    def _upsert_all(self, rows: list[AggregateRow]) -> int:
+        return self.db.conn.executemany(_UPSERT, rows).rowcount
+
+    def _upsert_one(self, row: AggregateRow) -> int:
+        return self.db.conn.execute(_UPSERT, row).rowcount
 
     @contextmanager
     def _savepoint(self) -> Iterator[None]:

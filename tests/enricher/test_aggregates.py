@@ -190,7 +190,8 @@ def test_kill_9_mid_window_then_every_window_equals_a_recomputation(
 
         run1 = spawn_cli("aggregator-1", "aggregator", "run", "--config", str(path))
         feeder.join()
-        wait_for(lambda: sum(committed()) == len(records), 120, "the restart processing everything")
+        wait_for(lambda: sum(max(0, o) for o in committed()) == len(records), 120,
+                 "the restart processing everything")
     run1.send_signal(signal.SIGTERM)
     assert run1.wait(60) == 0
 
@@ -220,3 +221,153 @@ def test_kill_9_mid_window_then_every_window_equals_a_recomputation(
     assert late == dict(expected_late)
     assert sum(1 for w in expected.values() if w["final"]) > 100
     assert any(not w["final"] for w in expected.values())  # each device's last windows stay open
+
+
+def _table(kind: str, target: str) -> list[dict[str, Any]]:
+    query = "SELECT key, kind, device_id, measurement, count, min, max, mean, last, final FROM aggregates"
+    names = [c.strip() for c in query[7:query.index(" FROM")].split(",")]
+    if kind == "sqlite":
+        import sqlite3
+        from contextlib import closing
+
+        with closing(sqlite3.connect(target, timeout=10)) as conn:
+            rows = conn.execute(query).fetchall()
+    else:
+        import psycopg
+
+        with psycopg.connect(target) as conn:
+            rows = conn.execute(query).fetchall()
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _stored(kind: str, target: str, topic: str) -> int:
+    query = "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE topic = "
+    if kind == "sqlite":
+        import sqlite3
+        from contextlib import closing
+
+        if not Path(target).exists():
+            return 0
+        with closing(sqlite3.connect(target, timeout=10)) as conn:
+            try:
+                return int(conn.execute(query + "?", [topic]).fetchone()[0])
+            except sqlite3.OperationalError:  # not created yet
+                return 0
+    import psycopg
+
+    with psycopg.connect(target) as conn:
+        try:
+            return int(conn.execute(query + "%s", [topic]).fetchone()[0])
+        except psycopg.errors.UndefinedTable:
+            return 0
+
+
+def _quarantined(kind: str, target: str) -> list[tuple[str, int, str]]:
+    query = "SELECT original_topic, original_offset, reason FROM sink_quarantine"
+    if kind == "sqlite":
+        import sqlite3
+        from contextlib import closing
+
+        with closing(sqlite3.connect(target, timeout=10)) as conn:
+            return [tuple(r) for r in conn.execute(query).fetchall()]
+    import psycopg
+
+    with psycopg.connect(target) as conn:
+        return [tuple(r) for r in conn.execute(query).fetchall()]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_the_sink_table_holds_the_latest_figures_of_every_window(
+    kind: str, brokers: BrokerAddresses, kafka_topic: Callable[..., str], consumer_group: Callable[[], str],
+    spawn_cli: Callable[..., subprocess.Popen[bytes]], tmp_path: Path, request: pytest.FixtureRequest,
+) -> None:
+    from edgebridge.config import dump_config, load_config
+    from enricher.aggregates.aggregator import Aggregator
+    from enricher.sinks import SinkConfig
+
+    bootstrap = brokers.kafka_bootstrap
+    topics = KafkaTopics(processed=kafka_topic("processed", 2), aggregates=kafka_topic("aggregates", 2),
+                         aggregates_state=kafka_topic("aggstate", 2, COMPACT),
+                         deadletter=kafka_topic("dlq"))
+    group = consumer_group()
+    config = enricher_config(brokers, topics, group, **{
+        "aggregates.group_id": group, "aggregates.transactional_id_prefix": group,
+        "aggregates.window_seconds": WINDOW_S, "aggregates.lateness_seconds": LATENESS_S,
+        "aggregates.commit_interval_ms": 100})
+    records = fleet(devices=3, per_device=120, seed=7)
+    records.append(("agg-0", b"not an event"))  # the aggregator's bad input: a dead letter
+    Feeder(bootstrap, topics.processed, records, per_second=10_000).start().join()
+    stop = threading.Event()
+    aggregator = Aggregator(config)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            aggregator.run(stop)
+        except BaseException as exc:
+            failed.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    try:
+        with group_offsets(bootstrap, group, topics.processed, 2) as committed:
+            wait_for(lambda: failed or sum(max(0, o) for o in committed()) == len(records), 90,
+                     "the aggregator processing everything")
+    finally:
+        stop.set()
+        worker.join(60)
+    assert not worker.is_alive() and not failed, failed
+    dead = read_all(bootstrap, topics.deadletter, expect=1, timeout=20)
+    assert [(m.value(), dict(m.headers())["dlq_component"]) for m in dead] == [
+        (b"not an event", b"aggregator")]
+    (not_json,) = [m.offset() for m in read_all(bootstrap, topics.processed, expect=len(records))
+                   if m.value() == b"not an event"]
+
+    produce_bad = Producer({"bootstrap.servers": bootstrap})
+    produce_bad.produce(topics.aggregates, b'{"kind": "window"}', b"agg-0/x/bad", partition=0)
+    assert produce_bad.flush(30) == 0  # a record the sink cannot use: quarantined, the rest goes on
+    aggregates = read_all(bootstrap, topics.aggregates, timeout=30)
+    bad = [m for m in aggregates if m.key() == b"agg-0/x/bad"]
+    assert len(bad) == 1
+    # what the sink stores when it is done: the offset after each partition's last record (transaction
+    # markers are offsets no consumer is given)
+    ends: dict[int, int] = {}
+    for m in aggregates:
+        ends[m.partition()] = max(ends.get(m.partition(), 0), m.offset() + 1)
+    latest = latest_per_key([m for m in aggregates if m.key() != b"agg-0/x/bad"])
+    assert {r["kind"] for r in latest.values()} == {"window", "too_late"}
+
+    if kind == "sqlite":
+        target = str(tmp_path / "sink.db")
+        args = ["--db", target]
+    else:
+        import psycopg
+
+        target = request.getfixturevalue("postgres").dsn
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS readings, aggregates, sink_offsets, sink_quarantine")
+        args = ["--dsn", target]
+    sink = load_config(SinkConfig, None, env={}, overrides={
+        "group_id": consumer_group(), "topics.processed": topics.processed,
+        "topics.aggregates": topics.aggregates, "aggregates": True,
+        "kafka.bootstrap": bootstrap, "metrics.enabled": False})
+    (tmp_path / "sink.toml").write_text(dump_config(sink))
+    proc = spawn_cli("sink", "sink", kind, *args, "--config", str(tmp_path / "sink.toml"))
+    wait_for(lambda: _stored(kind, target, topics.aggregates) == sum(ends.values()), 90,
+             "the sink storing every aggregates offset")
+    wait_for(lambda: _stored(kind, target, topics.processed) == len(records), 30, "processed offsets too")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+
+    table = {row["key"]: row for row in _table(kind, target)}
+    assert set(table) == set(latest)
+    assert sorted(_quarantined(kind, target)) == sorted([
+        (topics.aggregates, bad[0].offset(), "bad_row"), (topics.processed, not_json, "not_json")])
+    for key, record in latest.items():
+        row = table[key]
+        assert (row["kind"], row["device_id"], row["measurement"], row["count"]) == (
+            record["kind"], record["deviceid"], record["measurement"], record["count"]), key
+        if record["kind"] == "window":
+            assert (row["min"], row["max"], row["last"], bool(row["final"])) == (
+                record["min"], record["max"], record["last"], record["final"]), key
+            assert row["mean"] == pytest.approx(record["mean"], rel=1e-12)
