@@ -38,6 +38,10 @@ def registered(component: str, prefix: str, tmp_path: Path) -> set[str]:
         from enricher.metrics import EnricherMetrics
 
         EnricherMetrics(registry)
+    elif component == "aggregator":
+        from enricher.aggregates.metrics import AggregatorMetrics
+
+        AggregatorMetrics(registry)
     else:  # the agent's collector reads a live Agent (nothing is opened or connected by building one)
         from edge_agent.agent import Agent
         from edge_agent.config import AgentConfig
@@ -56,13 +60,14 @@ def registered(component: str, prefix: str, tmp_path: Path) -> set[str]:
     return {family.name for family in registry.collect() if family.name.startswith(prefix)}
 
 
-@pytest.mark.parametrize("component", ["agent", "bridge", "enricher"])
+@pytest.mark.parametrize("component", ["agent", "bridge", "enricher", "aggregator"])
 def test_every_metric_is_documented_and_every_documented_metric_exists(
     component: str, tmp_path: Path
 ) -> None:
     prefix = f"edgebridge_{component}_"
     exported = registered(component, prefix, tmp_path)
-    in_docs = documented(ROOT / "docs" / f"{component}.md", prefix)
+    page = {"aggregator": "aggregates"}.get(component, component)
+    in_docs = documented(ROOT / "docs" / f"{page}.md", prefix)
     assert len(exported) > 10
     assert exported - in_docs == set(), "exported but not in the docs"
     assert in_docs - exported == set(), "in the docs but not exported"

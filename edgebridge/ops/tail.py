@@ -28,6 +28,7 @@ EXAMPLES = """\
 examples:
   edgebridge tail raw --from beginning                 every committed raw event so far
   edgebridge tail iot.events.processed --device dev-1 --follow
+  edgebridge tail aggregates --device dev-1 --json      its windows' figures (the latest of a key last)
   edgebridge tail deadletter --from 1h --json          the last hour's dead letters, one JSON a line
   edgebridge tail raw --from 2026-12-06T01:00:00Z      from a time (each partition's first offset after)
   edgebridge tail raw --from 1:1200                    partition 1 from offset 1200
@@ -95,8 +96,9 @@ def main(argv: list[str], prog: str) -> int:
         "topic, each record's reason, error and origin.")
     add_config_arguments(parser)
     parser.add_argument("topic", help="a topic name, or a [topics] field: raw, processed, deadletter, "
-                        "alerts, devices, commands, command_responses, status")
-    parser.add_argument("--device", type=device_id, help="only the records of this device (the key)")
+                        "alerts, devices, commands, command_responses, status, aggregates")
+    parser.add_argument("--device", type=device_id, help="only the records of this device (the key, or "
+                        "a key under it: iot.aggregates' DEVICE/MEASUREMENT/WINDOW)")
     parser.add_argument("--from", dest="start", type=position_argument, default=Position("beginning"),
                         metavar="WHERE", help="beginning (default), end, OFFSET, PARTITION:OFFSET, "
                         "an RFC 3339 time or an age (10m, 2h)")
@@ -111,10 +113,12 @@ def main(argv: list[str], prog: str) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_a: stop.set())
     key = args.device.encode() if args.device else None
+    # a device id has no "/", so a key under it (an aggregates window's) is unambiguous
+    under = key + b"/" if key is not None else None
     shown = 0
     try:
         for record in read(config.kafka.client_config({}), topic, args.start, follow=args.follow, stop=stop):
-            if key is not None and record.key != key:
+            if key is not None and record.key != key and not (record.key or b"").startswith(under or b""):
                 continue
             print(json.dumps(as_json(record), ensure_ascii=False) if args.json else as_text(record),
                   flush=args.follow)

@@ -26,7 +26,7 @@ import threading
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from edgebridge import envelope
 from edgebridge.deadletters import INTERNAL_ERROR
@@ -35,12 +35,12 @@ from edgebridge.kafka_ids import AGGREGATOR_STATE_READER_GROUP
 from edgebridge.logs import rate_limited
 from edgebridge.metrics import LoopProgress
 from edgebridge.retry import StopEvent
+from enricher.aggregates.metrics import AggregatorMetrics
 from enricher.aggregates.table import WindowTable
 from enricher.aggregates.windows import Number, WindowRule, epoch_ms
 from enricher.checkpoint import FATAL, AbortNeeded, Checkpoint, FatalKafkaError, classify, kafka_call
 from enricher.config import EXACTLY_ONCE_CONSUMER, EnricherConfig
 from enricher.hang_watchdog import WATCHDOG
-from enricher.metrics import EnricherMetrics
 from enricher.output import DEFAULT_MESSAGE_MAX_BYTES, Output
 from enricher.processor import CONSUME_BATCH, PROTECTED, producer_config
 from enricher.rebalance import Assignment
@@ -50,7 +50,6 @@ from enricher.sweep import sweep
 __all__ = ["Aggregator", "numeric_values"]
 
 log = logging.getLogger(__name__)
-PREFIX = "edgebridge_aggregator_"
 _PROCESSED = envelope.PROCESSED_TYPE
 
 
@@ -74,15 +73,7 @@ class Aggregator:
         agg = config.aggregates
         self.config, self.settings, self.topics = config, agg, config.topics
         self.input = config.topics.processed
-        self.metrics = EnricherMetrics(registry, prefix=PREFIX)
-        r = self.metrics.registry
-        self.too_late = Counter(PREFIX + "too_late", "Readings of windows already final: counted, not "
-                                "applied (at processing; an abort replays them)", registry=r)
-        self.closed = Counter(PREFIX + "windows_closed", "Windows that became final (at processing)",
-                              registry=r)
-        self.skipped = Counter(PREFIX + "skipped", "Processed records that are not readings", registry=r)
-        self.open_windows = Gauge(PREFIX + "open_windows", "Open windows of the assigned partitions",
-                                  registry=r)
+        self.metrics = AggregatorMetrics(registry)
         k = config.kafka
         plain = k.client_config({}, PROTECTED)
         self.consumer = Consumer(k.client_config({
@@ -213,7 +204,7 @@ class Aggregator:
                 try:
                     event = envelope.decode(msg.value() or b"", known_types=None)
                     if event.type != _PROCESSED:
-                        self.skipped.inc()
+                        self.metrics.skipped.inc()
                         continue
                     time_ms = epoch_ms(envelope.parse_time(event.time))
                     out = table.observe(event.deviceid, partition, time_ms, numeric_values(event.data))
@@ -229,12 +220,12 @@ class Aggregator:
                     self._deadletter(msg, INTERNAL_ERROR, exc)
                     continue
                 if out.too_late:
-                    self.too_late.inc(len(out.too_late))
+                    self.metrics.too_late.inc(len(out.too_late))
                 if out.closed:
-                    self.closed.inc(len(out.closed))
+                    self.metrics.closed.inc(len(out.closed))
         finally:
             cp.consumed(positions, consumed)
-        self.open_windows.set(table.open_windows())
+        self.metrics.open_windows.set(table.open_windows())
 
     def _emit(self, cp: Checkpoint) -> None:
         """Step 1a of the commit: the figures of every window changed in this transaction."""

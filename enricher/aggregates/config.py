@@ -30,7 +30,7 @@ class AggregateSettings:
     # a longer interval than the enricher's means fewer superseded records in iot.aggregates
     commit_interval_ms: int = 1000
     # the aggregator's /metrics and /healthz, beside the enricher's [metrics] port on the same host
-    metrics_port: int = 9110
+    metrics_port: int = 9112
 
     def validate(self) -> None:
         if not self.window_ms >= 1:

@@ -359,6 +359,18 @@ def test_the_sink_table_holds_the_latest_figures_of_every_window(
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
 
+    if kind == "sqlite":  # the operator's view of one device's windows: `edgebridge tail aggregates`
+        import os
+        import sys
+
+        env = {**os.environ, "EDGEBRIDGE_KAFKA_BOOTSTRAP": bootstrap,
+               "EDGEBRIDGE_TOPICS_AGGREGATES": topics.aggregates}
+        shown = subprocess.run([sys.executable, "-m", "edgebridge", "tail", "aggregates", "--device", "agg-1",
+                                "--json"], env=env, capture_output=True, text=True, timeout=60, check=True)
+        keys = [orjson.loads(line)["key"] for line in shown.stdout.splitlines()]
+        mine = [m.key().decode() for m in aggregates if m.key().startswith(b"agg-1/")]
+        assert keys == mine and len(mine) > 10  # and none of agg-0's or agg-2's
+
     table = {row["key"]: row for row in _table(kind, target)}
     assert set(table) == set(latest)
     assert sorted(_quarantined(kind, target)) == sorted([
