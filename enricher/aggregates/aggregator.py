@@ -152,12 +152,13 @@ class Aggregator:
 
     def close(self) -> None:
         with WATCHDOG.guard("close", 30.0):
-            for closing in (self.checkpoint.close, self.consumer.close, self.state.close):
+            # the flush too: after a fatal producer error it raises, and would hide that error
+            for closing in (self.checkpoint.close, self.consumer.close, self.state.close,
+                            lambda: self.producer.flush(5)):
                 try:
                     closing()
                 except Exception:  # closing after a fatal error: nothing left to save
                     log.debug("close failed", exc_info=True)
-            self.producer.flush(5)
 
     # -- the loop ---------------------------------------------------------------------------------------
     def _step(self) -> None:

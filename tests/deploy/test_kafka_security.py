@@ -378,7 +378,29 @@ def _read_committed(config: dict[str, Any], topic: str, expect: int, key: str,
         consumer.close()
 
 
+def _windows_of(config: dict[str, Any], topic: str, device: str, readings: int,
+                timeout: float = 90) -> dict[str, dict[str, Any]]:
+    """The latest aggregates record of each window key of ``device``, once their counts reach
+    ``readings``."""
+    consumer = Consumer({**config, "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        parts = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, -2) for p in parts])
+        latest: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout
+        while sum(w["count"] for w in latest.values()) < readings and time.monotonic() < deadline:
+            for msg in consumer.consume(100, 0.5):
+                assert msg.error() is None, msg.error()
+                if (msg.key() or b"").startswith(f"{device}/temperature/".encode()):
+                    latest[msg.key().decode()] = orjson.loads(msg.value())
+        return latest
+    finally:
+        consumer.close()
+
+
 def test_the_enricher_user_moves_raw_to_processed_under_the_acls(secured: Secured, tmp_path: Path) -> None:
+    """... and aggregates them (the aggregator runs as the enricher's user), and the sink user stores
+    both."""
     _contract(secured)
     device = f"sec-{os.getpid()}"
     events = [new_reading(device, seq, {"temperature": {"v": 20.0 + seq, "u": "Cel"}}) for seq in (1, 2, 3)]
@@ -408,10 +430,25 @@ def test_the_enricher_user_moves_raw_to_processed_under_the_acls(secured: Secure
     assert {orjson.loads(m.value())["data"]["device"].get("site") for m in processed} == {"plant-sec"}
     # no grant missing, not even one the enricher would survive (the readers' group coordinator lookups)
     assert not re.search(r"AUTHORIZATION_FAILED|not authorized", text), text[-3000:]
+    # the aggregator, from the enricher's configuration and so as its user, aggregates them
+    agg_log = tmp_path / "aggregator.log"
+    with agg_log.open("wb") as out:
+        agg = subprocess.Popen([sys.executable, "-m", "edgebridge", "aggregator", "run"], cwd=ROOT,
+                               env={**clean, **env}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        windows = _windows_of(admin, TOPICS.aggregates, device, 3)
+        assert agg.poll() is None, agg_log.read_text()
+    finally:
+        agg.terminate()
+        agg.wait(60)
+    agg_text = agg_log.read_text()
+    assert sum(w["count"] for w in windows.values()) == 3, agg_text[-3000:]
+    assert not re.search(r"AUTHORIZATION_FAILED|not authorized", agg_text), agg_text[-3000:]
     # and the real SQLite sink, as the sink user (its group under the sinks' prefix), stores them
     db = tmp_path / "readings.db"
     sink_log = tmp_path / "sink.log"
-    sink_env = {**clean, **secured.env("sink"), "EDGEBRIDGE_METRICS_ENABLED": "false"}
+    sink_env = {**clean, **secured.env("sink"), "EDGEBRIDGE_METRICS_ENABLED": "false",
+                "EDGEBRIDGE_AGGREGATES": "true"}
     with sink_log.open("wb") as out:
         sink = subprocess.Popen([sys.executable, "-m", "edgebridge", "sink", "sqlite", "--db", str(db)],
                                 cwd=ROOT, env=sink_env, stdout=out, stderr=subprocess.STDOUT)
@@ -432,6 +469,9 @@ def test_the_enricher_user_moves_raw_to_processed_under_the_acls(secured: Secure
         sink.wait(60)
     sink_text = sink_log.read_text()
     assert rows == [(1, "plant-sec"), (2, "plant-sec"), (3, "plant-sec")], sink_text[-3000:]
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        stored = dict(conn.execute("SELECT key, count FROM aggregates WHERE device_id = ?", (device,)))
+    assert stored == {key: w["count"] for key, w in windows.items()}, sink_text[-3000:]
     assert not re.search(r"AUTHORIZATION_FAILED|not authorized", sink_text), sink_text[-3000:]
 
 
