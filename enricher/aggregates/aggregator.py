@@ -44,6 +44,7 @@ from enricher.hang_watchdog import WATCHDOG
 from enricher.output import DEFAULT_MESSAGE_MAX_BYTES, Output
 from enricher.processor import CONSUME_BATCH, PROTECTED, producer_config
 from enricher.rebalance import Assignment
+from enricher.sinks.rows import MAX_BYTES  # a processed event: the sinks' limit, Kafka's default size
 from enricher.state import StateStore
 from enricher.sweep import sweep
 
@@ -203,7 +204,7 @@ class Aggregator:
                 positions[partition] = (msg.offset() or 0) + 1
                 consumed += 1
                 try:
-                    event = envelope.decode(msg.value() or b"", known_types=None)
+                    event = envelope.decode(msg.value() or b"", max_bytes=MAX_BYTES, known_types=None)
                     if event.type != _PROCESSED:
                         self.metrics.skipped.inc()
                         continue
