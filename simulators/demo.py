@@ -32,8 +32,11 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import orjson
+
 from edgebridge.arguments import positive_float, positive_int
 from edgebridge.devbrokers import LocalBrokers, default_state_dir
+from edgebridge.devbrokers._process import free_port
 from edgebridge.devbrokers.cli import kafka_nodes_argument
 from edgebridge.errors import EdgeBridgeError
 from edgebridge.kafka_admin import ensure_topics
@@ -47,6 +50,7 @@ from simulators.processes import ComponentProcess
 __all__ = ["main"]
 
 PROCESSED_METRIC = 'edgebridge_enricher_produced_total{output="processed"}'
+AGGREGATED_METRIC = "edgebridge_aggregator_consumed_total"
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -151,6 +155,14 @@ class Demo:
         self.enricher = ComponentProcess("enricher", "enricher", {
             "instance_id": "demo-enricher-1", "kafka": kafka, "log": log,
         }, workdir)
+        # its /metrics and /healthz are on [aggregates] metrics_port (it shares the enricher's file layout)
+        port = free_port()
+        self.aggregator = ComponentProcess("aggregator", "aggregator", {
+            "kafka": kafka, "log": log,
+            "aggregates": {"instance_id": "demo-aggregator-1", "metrics_port": port},
+        }, workdir)
+        self.aggregator.metrics_port = port
+        self.processed_total = 0  # the enricher's processed records of this run, from the live view
         self.agents = [
             ComponentProcess("agent", device, {
                 "device_id": device, "state_dir": str(workdir / device), "mqtt": mqtt, "log": log,
@@ -161,13 +173,14 @@ class Demo:
         ]
 
     def start(self) -> None:
-        for proc in (*self.bridges, self.enricher):
+        for proc in (*self.bridges, self.enricher, self.aggregator):
             proc.start()
             if not proc.wait_healthy(60):
                 raise RuntimeError(f"{proc.name} did not become healthy; see {proc.log_path}")
         for agent in self.agents:
             agent.start()
-        print(f"2. {len(self.bridges)} bridge(s) and the enricher up; {len(self.agents)} agents started "
+        print(f"2. {len(self.bridges)} bridge(s), the enricher and the aggregator up; "
+              f"{len(self.agents)} agents started "
               f"({self.args.events} readings each at {self.args.rate:g}/s); logs in {self.workdir}")
         if self.args.chaos:
             span = 0.85 * self.args.events / self.args.rate
@@ -233,7 +246,7 @@ class Demo:
                 enricher = self.enricher.metrics()
                 events = sum(total.update(_sample(b.metrics(), "edgebridge_bridge_events_total"))
                              for b, total in zip(self.bridges, totals[2:], strict=True))
-                processed = totals[0].update(_sample(enricher, PROCESSED_METRIC))
+                processed = self.processed_total = totals[0].update(_sample(enricher, PROCESSED_METRIC))
                 dups = totals[1].update(_sample(enricher, "edgebridge_enricher_duplicates_dropped_total"))
                 print(f"  t={time.monotonic() - began:5.1f}s  edge committed {committed:>7}/{target} "
                       f"receipted {committed - backlog:>7} | bridge events {events:>7} | raw offsets "
@@ -261,6 +274,12 @@ class Demo:
         codes = {a.name: a.terminate() for a in self.agents}
         codes.update({b.name: b.terminate() for b in self.bridges})
         codes["enricher"] = self.enricher.terminate()
+        # the aggregator reads what the enricher committed: let it catch up (at most 30 s), then stop it
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (_sample(self.aggregator.metrics(), AGGREGATED_METRIC)
+                                               or 0) < self.processed_total:
+            time.sleep(0.5)
+        codes["aggregator"] = self.aggregator.terminate()
         bad = {k: v for k, v in codes.items() if v != 0}
         print(f"4. stopped with SIGTERM: {len(codes) - len(bad)} of {len(codes)} processes exited 0"
               + (f"; not 0: {bad}" if bad else ""))
@@ -285,12 +304,30 @@ class Demo:
             verdict += f", {gaps} seqs announced as gaps" if gaps else ", no gap announced"
             print(f"   {name}: {verdict}")
             ok = ok and complete and dup_free and not gaps
+        self.aggregates()
         if self.chaos is not None:
             faults = ", ".join(f"{f.at:.0f}s {f.kind} {f.detail}".rstrip() for f in self.chaos.log)
             restarts = ", ".join(f"{f.at:.0f}s {f.kind} ({f.detail})" for f in self.chaos.restarts)
             print(f"6. chaos, seed {self.seed}: {len(self.chaos.log)} events: {faults}")
             print(f"   restarted after exiting: {restarts or 'none'}")
         return ok
+
+    def aggregates(self) -> None:
+        """A few of this run's windows from iot.aggregates (informative: the audit's verdict is above)."""
+        ours = f"demo-{self.run_id}-".encode()
+        latest: dict[bytes, dict[str, object]] = {}
+        client = {"bootstrap.servers": self.brokers.kafka_bootstrap}
+        for record in read(client, self.topics.aggregates, Position("beginning"), idle=5.0):
+            if record.key is not None and record.key.startswith(ours) and record.value:
+                latest[record.key] = orjson.loads(record.value)
+        windows = [w for w in latest.values() if w.get("kind") == "window"]
+        late = sum(int(str(w.get("count", 0))) for w in latest.values() if w.get("kind") == "too_late")
+        print(f"   aggregates ({self.topics.aggregates}, `edgebridge tail aggregates --device D`): "
+              f"{len(windows)} windows, {sum(bool(w.get('final')) for w in windows)} final, "
+              f"{late} readings too late")
+        for w in sorted(windows, key=lambda w: (str(w["deviceid"]), str(w["measurement"])))[:4]:
+            print(f"   window {w['deviceid']} {w['measurement']} {w['start']}: count {w['count']} min {w['min']} "
+                  f"max {w['max']} mean {float(str(w['mean'])):.3f} last {w['last']} {w.get('unit') or ''}")
 
 
 def _serve_until_stopped(url: str) -> None:
@@ -353,7 +390,7 @@ def main(argv: Sequence[str], prog: str = "edgebridge demo") -> int:
     finally:
         if dashboard is not None:
             dashboard.stop()
-        for proc in (*demo.agents, *demo.bridges, demo.enricher):
+        for proc in (*demo.agents, *demo.bridges, demo.enricher, demo.aggregator):
             proc.kill()
         if args.keep:
             print("brokers left running: `edgebridge brokers env` / `edgebridge brokers down`")
