@@ -326,8 +326,9 @@ class Demo:
               f"{len(windows)} windows, {sum(bool(w.get('final')) for w in windows)} final, "
               f"{late} readings too late")
         for w in sorted(windows, key=lambda w: (str(w["deviceid"]), str(w["measurement"])))[:4]:
-            print(f"   window {w['deviceid']} {w['measurement']} {w['start']}: count {w['count']} min {w['min']} "
-                  f"max {w['max']} mean {float(str(w['mean'])):.3f} last {w['last']} {w.get('unit') or ''}")
+            print(f"   window {w['deviceid']} {w['measurement']} {w['start']}: count {w['count']} "
+                  f"min {w['min']} max {w['max']} mean {float(str(w['mean'])):.3f} last {w['last']} "
+                  f"{w.get('unit') or ''}")
 
 
 def _serve_until_stopped(url: str) -> None:

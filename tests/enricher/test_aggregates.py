@@ -31,7 +31,7 @@ from edgebridge import envelope
 from edgebridge.topics import KafkaTopics
 from tests.conftest import BrokerAddresses
 from tests.enricher.conftest import COMPACT, enricher_config, read_all, values, write_toml
-from tests.enricher.test_crash import group_offsets
+from tests.enricher.test_crash import _owned, group_offsets
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.brokers
@@ -221,6 +221,68 @@ def test_kill_9_mid_window_then_every_window_equals_a_recomputation(
     assert late == dict(expected_late)
     assert sum(1 for w in expected.values() if w["final"]) > 100
     assert any(not w["final"] for w in expected.values())  # each device's last windows stay open
+
+
+def _compare(bootstrap: str, topics: KafkaTopics, records: list[tuple[str, bytes]]) -> None:
+    """Every window and too-late count of iot.aggregates (the latest record of each key) equals the
+    recomputation from the processed topic."""
+    events = values(read_all(bootstrap, topics.processed, expect=len(records)))
+    assert len(events) == len(records)
+    expected, expected_late, _ = recompute(events)
+    latest = latest_per_key(read_all(bootstrap, topics.aggregates, timeout=30))
+    windows = {(r["deviceid"], r["measurement"], ms_of(r["start"])): r
+               for r in latest.values() if r["kind"] == "window"}
+    assert set(windows) == set(expected)
+    for key, want in expected.items():
+        got = windows[key]
+        assert (got["count"], got["min"], got["max"], got["last"], got["final"]) == (
+            want["count"], want["min"], want["max"], want["last"], want["final"]), key
+        assert got["mean"] == pytest.approx(want["mean"], rel=1e-12), key
+    assert {(r["deviceid"], r["measurement"]): r["count"] for r in latest.values()
+            if r["kind"] == "too_late"} == dict(expected_late)
+
+
+def test_a_second_instance_takes_a_partition_with_its_windows_then_all_after_a_kill(
+    brokers: BrokerAddresses, kafka_topic: Callable[..., str], consumer_group: Callable[[], str],
+    spawn_cli: Callable[..., subprocess.Popen[bytes]], tmp_path: Path,
+) -> None:
+    """Cooperative rebalancing hands a partition over with its window state (a commits on revoke, b
+    restores), and a kill -9 of a hands b the rest after a's session and transaction time out."""
+    bootstrap = brokers.kafka_bootstrap
+    topics = KafkaTopics(processed=kafka_topic("processed", 2), aggregates=kafka_topic("aggregates", 2),
+                         aggregates_state=kafka_topic("aggstate", 2, COMPACT),
+                         deadletter=kafka_topic("dlq"))
+    group = consumer_group()
+
+    def config(instance: str) -> Path:
+        c = enricher_config(brokers, topics, group, **{
+            "aggregates.group_id": group, "aggregates.transactional_id_prefix": group,
+            "aggregates.instance_id": instance, "aggregates.window_seconds": WINDOW_S,
+            "aggregates.lateness_seconds": LATENESS_S, "aggregates.commit_interval_ms": 100})
+        return write_toml(tmp_path / f"{instance}.toml", c)
+
+    records = fleet(devices=8, per_device=150, seed=21)
+    first, rest = records[:400], records[400:]
+    Feeder(bootstrap, topics.processed, first, per_second=10_000).start().join()
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    every = {"0", "1"}
+    with group_offsets(bootstrap, group, topics.processed, 2) as committed:
+        a = spawn_cli("a", "aggregator", "run", "--config", str(config("a")))
+        wait_for(lambda: _owned(log_a) == every and min(committed()) >= 0, 90, "a committing on both")
+        feeder = Feeder(bootstrap, topics.processed, rest, per_second=100).start()  # ~8 s of input
+        b = spawn_cli("b", "aggregator", "run", "--config", str(config("b")))
+        wait_for(lambda: _owned(log_a) and _owned(log_b), 60, "both instances owning a partition")
+        handed = [int(m.group(3)) for m in RESTORED.finditer(log_b.read_text())]
+        assert handed and handed[0] > 0, "b restored no window state from a's commits"
+        a.send_signal(signal.SIGKILL)
+        assert a.wait(30) == -signal.SIGKILL
+        assert feeder.thread.is_alive(), "the input had already ended at the kill"
+        wait_for(lambda: _owned(log_b) == every, 90, "b taking over a's partition")
+        feeder.join()
+        wait_for(lambda: sum(max(0, o) for o in committed()) == len(records), 120, "b processing everything")
+    b.send_signal(signal.SIGTERM)
+    assert b.wait(60) == 0
+    _compare(bootstrap, topics, records)
 
 
 def _table(kind: str, target: str) -> list[dict[str, Any]]:
