@@ -189,6 +189,7 @@ class Aggregator:
 
     def _process(self, messages: list[Message]) -> None:
         cp, table, assigned = self.checkpoint, self.table, self.assignment.assigned
+        max_ahead = self.settings.max_ahead_ms
         positions: dict[int, int] = {}
         consumed = 0
         try:
@@ -209,7 +210,12 @@ class Aggregator:
                         self.metrics.skipped.inc()
                         continue
                     time_ms = epoch_ms(envelope.parse_time(event.time))
-                    out = table.observe(event.deviceid, partition, time_ms, numeric_values(event.data))
+                    limit = None
+                    if max_ahead is not None:
+                        _, taken_ms = msg.timestamp()  # when the enricher's record was produced
+                        limit = taken_ms + max_ahead if taken_ms > 0 else None
+                    out = table.observe(event.deviceid, partition, time_ms, numeric_values(event.data),
+                                        limit)
                 except EnvelopeError as exc:
                     self._deadletter(msg, exc.reason, exc)
                     continue
@@ -223,6 +229,8 @@ class Aggregator:
                     continue
                 if out.too_late:
                     self.metrics.too_late.inc(len(out.too_late))
+                if out.ahead:
+                    self.metrics.ahead.inc(len(out.ahead))
                 if out.closed:
                     self.metrics.closed.inc(len(out.closed))
         finally:

@@ -22,6 +22,10 @@ class AggregateSettings:
     # passes its end by this much; an event for a window closed by then is counted as too late.
     # 60 s: a device's events reordered by bridge replicas or resent after a reconnect still count.
     lateness_seconds: float = 60.0
+    # an event time more than this far after the time Kafka took its processed record is a device clock
+    # ahead: counted as "ahead", not applied, the watermark not moved (else one reading stamped 2099
+    # would make every later reading of the device too late). 0 turns the check off.
+    max_ahead_seconds: float = 300.0
     # stable per instance and unique among instances: it makes the transactional.id
     instance_id: str = "aggregator-0"
     group_id: str = AGGREGATOR_GROUP
@@ -37,6 +41,8 @@ class AggregateSettings:
             raise ConfigError("window_seconds", "must be at least 0.001")
         if not self.lateness_seconds >= 0:
             raise ConfigError("lateness_seconds", "must not be negative")
+        if not self.max_ahead_seconds >= 0:
+            raise ConfigError("max_ahead_seconds", "must not be negative (0: no check)")
         if self.commit_interval_ms < 1:
             raise ConfigError("commit_interval_ms", "must be at least 1")
         if not self.instance_id:
@@ -51,6 +57,10 @@ class AggregateSettings:
     @property
     def lateness_ms(self) -> int:
         return round(self.lateness_seconds * 1000)
+
+    @property
+    def max_ahead_ms(self) -> int | None:
+        return round(self.max_ahead_seconds * 1000) or None
 
     @property
     def transactional_id(self) -> str:

@@ -18,6 +18,8 @@ class AggregatorMetrics(EnricherMetrics):
         r = self.registry
         self.too_late = Counter(PREFIX + "too_late", "Readings of windows already final: counted, not "
                                 "applied (at processing; an abort replays them)", registry=r)
+        self.ahead = Counter(PREFIX + "ahead", "Readings timed more than max_ahead_seconds after Kafka "
+                             "took them (a device clock ahead): counted, not applied", registry=r)
         self.closed = Counter(PREFIX + "windows_closed", "Windows that became final (at processing)",
                               registry=r)
         self.skipped = Counter(PREFIX + "skipped", "Processed records that are not readings", registry=r)

@@ -7,7 +7,8 @@ Two kinds of record, both written in the transaction that changed them (:mod:`en
   windows and too-late counts (:meth:`DeviceWindows.to_obj`). Restored on assignment (read_committed).
 - *outputs*, to ``iot.aggregates``, same partition number: the current figures of every window the
   transaction changed, ``final`` once it closed, key ``{device}/{measurement}/{window start}``; and the
-  too-late count of every (device, measurement) that got one, key ``{device}/{measurement}/too_late``.
+  too-late count of every (device, measurement) that got one, key ``{device}/{measurement}/too_late``,
+  and likewise its count of readings ahead of the clock bound, key ``{device}/{measurement}/ahead``.
   The latest record of a key supersedes the earlier ones (the topic is compacted).
 
 Record values (:func:`window_value`, :func:`too_late_value`)::
@@ -17,6 +18,7 @@ Record values (:func:`window_value`, :func:`too_late_value`)::
      "count": 12, "min": 20.5, "max": 21.5, "sum": 252.0, "mean": 21.0, "last": 21.1,
      "last_time": "2026-12-06T07:00:59.000Z", "unit": "Cel", "final": false}
     {"kind": "too_late", "deviceid": "d1", "measurement": "temperature", "count": 3}
+    {"kind": "ahead", "deviceid": "d1", "measurement": "temperature", "count": 1}
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ import orjson
 from edgebridge.envelope import rfc3339_ms
 from enricher.aggregates.windows import DeviceWindows, Figures, Number, Outcome, WindowRule
 
-__all__ = ["TOO_LATE", "WINDOW", "WindowTable", "too_late_key", "too_late_value", "window_key",
+__all__ = ["AHEAD", "TOO_LATE", "WINDOW", "WindowTable", "too_late_key", "too_late_value", "window_key",
            "window_value"]
 
-WINDOW, TOO_LATE = "window", "too_late"
+WINDOW, TOO_LATE, AHEAD = "window", "too_late", "ahead"
 _dumps = orjson.dumps
 
 
@@ -40,8 +42,8 @@ def window_key(deviceid: str, measurement: str, start: int) -> str:
     return f"{deviceid}/{measurement}/{rfc3339_ms(start)}"
 
 
-def too_late_key(deviceid: str, measurement: str) -> str:
-    return f"{deviceid}/{measurement}/too_late"
+def too_late_key(deviceid: str, measurement: str, kind: str = TOO_LATE) -> str:
+    return f"{deviceid}/{measurement}/{kind}"
 
 
 def window_value(deviceid: str, measurement: str, start: int, rule: WindowRule, f: Figures,
@@ -52,8 +54,8 @@ def window_value(deviceid: str, measurement: str, start: int, rule: WindowRule, 
                    "last": f.last, "last_time": rfc3339_ms(f.last_ms), "unit": f.unit, "final": final})
 
 
-def too_late_value(deviceid: str, measurement: str, count: int) -> bytes:
-    return _dumps({"kind": TOO_LATE, "deviceid": deviceid, "measurement": measurement, "count": count})
+def too_late_value(deviceid: str, measurement: str, count: int, kind: str = TOO_LATE) -> bytes:
+    return _dumps({"kind": kind, "deviceid": deviceid, "measurement": measurement, "count": count})
 
 
 class WindowTable:
@@ -67,7 +69,8 @@ class WindowTable:
         self._dirty: set[str] = set()
         self._changed: set[tuple[str, str, int]] = set()  # (device, measurement, start)
         self._final: dict[tuple[str, str, int], Figures] = {}  # closed since the last clean
-        self._late: set[tuple[str, str]] = set()  # (device, measurement) whose too-late count changed
+        # (kind, device, measurement) whose too-late or ahead count changed
+        self._late: set[tuple[str, str, str]] = set()
 
     def __len__(self) -> int:
         return len(self._devices)
@@ -76,15 +79,15 @@ class WindowTable:
         return self._devices.get(deviceid)
 
     def observe(self, deviceid: str, partition: int, time_ms: int,
-                values: Mapping[str, tuple[Number, str | None]]) -> Outcome:
+                values: Mapping[str, tuple[Number, str | None]], limit_ms: int | None = None) -> Outcome:
         """An event of ``deviceid`` from input partition ``partition`` (see :meth:`DeviceWindows.apply`)."""
         device = self._devices.get(deviceid)
         if device is None:
             device = self._devices[deviceid] = DeviceWindows()
             self._partition[deviceid] = partition
         before = device.watermark
-        out = device.apply(self.rule, time_ms, values)
-        if out.changed or out.too_late or device.watermark != before:
+        out = device.apply(self.rule, time_ms, values, limit_ms)
+        if out.changed or out.too_late or out.ahead or device.watermark != before:
             self._dirty.add(deviceid)
         for name, start in out.changed:
             self._changed.add((deviceid, name, start))
@@ -92,7 +95,9 @@ class WindowTable:
             self._changed.add((deviceid, name, start))
             self._final[(deviceid, name, start)] = figures
         for name in out.too_late:
-            self._late.add((deviceid, name))
+            self._late.add((TOO_LATE, deviceid, name))
+        for name in out.ahead:
+            self._late.add((AHEAD, deviceid, name))
         return out
 
     def records(self) -> list[tuple[int, str, bytes]]:
@@ -103,10 +108,11 @@ class WindowTable:
             figures = final if final is not None else self._devices[deviceid].open[(name, start)]
             out.append((self._partition[deviceid], window_key(deviceid, name, start),
                         window_value(deviceid, name, start, self.rule, figures, final is not None)))
-        for deviceid, name in sorted(self._late):
-            count = self._devices[deviceid].too_late[name]
-            out.append((self._partition[deviceid], too_late_key(deviceid, name),
-                        too_late_value(deviceid, name, count)))
+        for kind, deviceid, name in sorted(self._late):
+            device = self._devices[deviceid]
+            count = (device.too_late if kind == TOO_LATE else device.ahead)[name]
+            out.append((self._partition[deviceid], too_late_key(deviceid, name, kind),
+                        too_late_value(deviceid, name, count, kind)))
         return out
 
     def open_windows(self) -> int:
@@ -138,7 +144,7 @@ class WindowTable:
             self._dirty.discard(d)
         self._changed = {c for c in self._changed if c[0] not in gone}
         self._final = {k: f for k, f in self._final.items() if k[0] not in gone}
-        self._late = {k for k in self._late if k[0] not in gone}
+        self._late = {k for k in self._late if k[1] not in gone}
         return len(gone)
 
     def open_gaps(self) -> int:

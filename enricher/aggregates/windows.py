@@ -6,6 +6,11 @@ The rule (:class:`WindowRule`): an event at time ``t`` (its device's clock, ms) 
 watermark reaches ``end + lateness``; until then an event for it updates its figures, after that it is
 *too late*: counted per measurement, never applied.
 
+A device clock far ahead would drag the watermark with it and make every later, correct event too late
+(and open a window that no later event would close). So an event more than ``max_ahead_ms`` after the
+time Kafka took its processed record (the caller's ``limit_ms``) is *ahead*: counted per measurement,
+never applied, and it does not move the watermark.
+
 Why per device, not per partition: device clocks differ, and a device that reconnects after hours sends
 hours-old events in order; a partition's watermark, pushed on by the other devices, would call all of
 them too late. A device's own watermark only moves with its own events. The other side of it: a device
@@ -90,20 +95,28 @@ class Outcome:
     changed: list[tuple[str, int]] = field(default_factory=list)  # (measurement, start) updated
     closed: list[tuple[str, int, Figures]] = field(default_factory=list)  # became final, now dropped
     too_late: list[str] = field(default_factory=list)  # measurements counted as too late
+    ahead: list[str] = field(default_factory=list)  # measurements counted as ahead of the clock bound
 
 
 @dataclass(slots=True)
 class DeviceWindows:
-    """One device's watermark, open windows and too-late counts per measurement."""
+    """One device's watermark, open windows, too-late and ahead counts per measurement."""
 
     watermark: int | None = None
     open: dict[tuple[str, int], Figures] = field(default_factory=dict)
     too_late: dict[str, int] = field(default_factory=dict)
+    ahead: dict[str, int] = field(default_factory=dict)
 
     def apply(self, rule: WindowRule, time_ms: int,
-              values: Mapping[str, tuple[Number, str | None]]) -> Outcome:
-        """An event at ``time_ms`` with numeric ``values`` (measurement -> (value, unit))."""
+              values: Mapping[str, tuple[Number, str | None]], limit_ms: int | None = None) -> Outcome:
+        """An event at ``time_ms`` with numeric ``values`` (measurement -> (value, unit)); an event after
+        ``limit_ms`` (when given) is counted as ahead and not applied."""
         out = Outcome()
+        if limit_ms is not None and time_ms > limit_ms:
+            for name in values:
+                self.ahead[name] = self.ahead.get(name, 0) + 1
+                out.ahead.append(name)
+            return out
         start = rule.start(time_ms)
         if self.watermark is not None and self.watermark >= rule.closes_at(start):
             for name in values:
@@ -128,11 +141,12 @@ class DeviceWindows:
     def to_obj(self) -> dict[str, Any]:
         return {"wm": self.watermark, "open": [[name, start, *f.to_list()]
                                                for (name, start), f in sorted(self.open.items())],
-                "too_late": self.too_late}
+                "too_late": self.too_late, "ahead": self.ahead}
 
     @classmethod
     def from_obj(cls, obj: Mapping[str, Any]) -> DeviceWindows:
         wm = obj.get("wm")
         windows = {(str(w[0]), int(w[1])): Figures.from_list(w[2:]) for w in obj.get("open", [])}
         return cls(None if wm is None else int(wm), windows,
-                   {str(k): int(v) for k, v in obj.get("too_late", {}).items()})
+                   {str(k): int(v) for k, v in obj.get("too_late", {}).items()},
+                   {str(k): int(v) for k, v in obj.get("ahead", {}).items()})

@@ -84,9 +84,10 @@ def _typed(obj: dict[str, Any], key: str, kind: type, default: Any) -> Any:
 
 class AggregateRow(NamedTuple):
     """A record of ``iot.aggregates`` (:mod:`enricher.aggregates.table`): a window's latest figures, or
-    a (device, measurement)'s too-late count (``kind`` ``too_late``: ``count`` only)."""
+    a (device, measurement)'s too-late or ahead count (``kind`` ``too_late`` or ``ahead``: ``count``
+    only)."""
 
-    key: str  # the record's key: {device}/{measurement}/{window start} or {device}/{measurement}/too_late
+    key: str  # the record's key: {device}/{measurement}/{window start}, .../too_late or .../ahead
     kind: str
     device_id: str
     measurement: str
@@ -119,9 +120,9 @@ def aggregate_row_of(key: bytes | None, value: bytes) -> AggregateRow:
     kind = _typed(obj, "kind", str, None)
     count = _typed(obj, "count", int, None)
     device, measurement = _typed(obj, "deviceid", str, None), _typed(obj, "measurement", str, None)
-    if kind not in ("window", "too_late") or count is None or device is None or measurement is None:
-        raise BadRow("kind (window or too_late), count, deviceid and measurement are required")
-    if kind == "too_late":
+    if kind not in ("window", "too_late", "ahead") or count is None or device is None or measurement is None:
+        raise BadRow("kind (window, too_late or ahead), count, deviceid and measurement are required")
+    if kind != "window":
         return AggregateRow(key.decode("utf-8", "replace"), kind, device, measurement, None, None, count,
                             None, None, None, None, None, None, None)
     low, high, mean, last = (_number(obj, name) for name in ("min", "max", "mean", "last"))

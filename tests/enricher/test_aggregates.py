@@ -40,6 +40,8 @@ WINDOW_S, LATENESS_S = 60, 30
 SIZE, LATENESS = WINDOW_S * 1000, LATENESS_S * 1000
 T0 = 1_796_515_200_000  # 2026-12-06T00:00:00Z
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TEN_YEARS = 3650 * 86_400_000
+MAX_AHEAD = 300_000  # the aggregator's default max_ahead_seconds
 RESTORED = re.compile(r'msg="partitions assigned, dedup state restored" partitions=(\S+) offsets=(\S+) '
                       r"devices=(\d+)")
 
@@ -60,7 +62,8 @@ def processed_event(deviceid: str, seq: int, time_ms: int, rng: random.Random) -
 def fleet(devices: int, per_device: int, seed: int) -> list[tuple[str, bytes]]:
     """Events of every device, interleaved; each device's clock moves 1-9 s a step; ~15 % of the events
     are late, 5-170 s back: some inside the 30 s lateness after their window's end, some beyond it. A gap
-    event now and then (not a processed reading: skipped)."""
+    event now and then (not a processed reading: skipped), and now and then a reading of a clock ten
+    years ahead (counted as ahead, not applied)."""
     rng = random.Random(seed)
     clocks = {f"agg-{d}": T0 + rng.randint(0, 50_000) for d in range(devices)}
     streams: dict[str, list[bytes]] = {d: [] for d in clocks}
@@ -68,7 +71,9 @@ def fleet(devices: int, per_device: int, seed: int) -> list[tuple[str, bytes]]:
         for seq in range(1, per_device + 1):
             clocks[d] += rng.randint(1000, 9000)
             when = clocks[d] - rng.randint(5_000, 170_000) if rng.random() < 0.15 else clocks[d]
-            if seq % 50 == 0:
+            if seq % 70 == 0:
+                streams[d].append(processed_event(d, seq, clocks[d] + TEN_YEARS, rng))
+            elif seq % 50 == 0:
                 streams[d].append(envelope.encode(envelope.new_gap(d, seq, seq - 1, seq - 1, "evicted",
                                                                    time=envelope.rfc3339_ms(when))))
             else:
@@ -115,14 +120,16 @@ def ms_of(text: str) -> int:
 
 
 def recompute(events: list[dict[str, Any]]) -> tuple[dict[tuple[str, str, int], dict[str, Any]],
-                                                      Counter[tuple[str, str]], int]:
-    """Every window's figures, every (device, measurement)'s too-late count, and how many events were
-    late (behind their device's watermark) but applied, from the processed events in their topic's order
-    (a device's events are in one partition, in order)."""
+                                                      Counter[tuple[str, str, str]], int]:
+    """Every window's figures, every (kind, device, measurement)'s too-late and ahead count, and how many
+    events were late (behind their device's watermark) but applied, from the processed events in their
+    topic's order (a device's events are in one partition, in order). The records were produced just now:
+    an event time past now + MAX_AHEAD is ahead of any of their timestamps' bounds."""
+    bound = time.time() * 1000 + MAX_AHEAD
     late_applied = 0
     watermark: dict[str, int] = {}
     applied: dict[tuple[str, str, int], list[tuple[int, Any]]] = {}
-    too_late: Counter[tuple[str, str]] = Counter()
+    too_late: Counter[tuple[str, str, str]] = Counter()
     for ev in events:
         if ev["type"] != envelope.PROCESSED_TYPE:
             continue
@@ -130,8 +137,11 @@ def recompute(events: list[dict[str, Any]]) -> tuple[dict[tuple[str, str, int], 
         start = t // SIZE * SIZE
         numbers = {m: r["v"] for m, r in ev["data"]["readings"].items()
                    if isinstance(r["v"], int | float) and not isinstance(r["v"], bool)}
+        if t > bound:
+            too_late.update(("ahead", d, m) for m in numbers)
+            continue
         if d in watermark and watermark[d] >= start + SIZE + LATENESS:
-            too_late.update((d, m) for m in numbers)
+            too_late.update(("too_late", d, m) for m in numbers)
             continue
         late_applied += d in watermark and t < watermark[d]
         for m, v in numbers.items():
@@ -207,6 +217,7 @@ def test_kill_9_mid_window_then_every_window_equals_a_recomputation(
     # the input exercises both sides of the lateness: late events applied to their open window, and
     # events too late for their closed one
     assert late_applied > 20 and sum(expected_late.values()) > 20, (late_applied, expected_late)
+    assert {kind for kind, _, _ in expected_late} == {"too_late", "ahead"}
     assert {m for _, m, _ in windows} == {"temperature", "count"}  # strings and bools skipped
     assert all(w["end"] == envelope.rfc3339_ms(start + SIZE) for (_, _, start), w in windows.items())
     assert sum(1 for w in expected.values() if w["final"]) > 100
@@ -214,7 +225,7 @@ def test_kill_9_mid_window_then_every_window_equals_a_recomputation(
 
 
 def _compare(bootstrap: str, topics: KafkaTopics, records: list[tuple[str, bytes]]) -> tuple[
-        dict[tuple[str, str, int], dict[str, Any]], Counter[tuple[str, str]], int,
+        dict[tuple[str, str, int], dict[str, Any]], Counter[tuple[str, str, str]], int,
         dict[tuple[str, str, int], dict[str, Any]]]:
     """Every window and too-late count of iot.aggregates (the latest record of each key) equals the
     recomputation from the processed topic (read committed); returns the recomputation (windows,
@@ -231,8 +242,8 @@ def _compare(bootstrap: str, topics: KafkaTopics, records: list[tuple[str, bytes
         assert (got["count"], got["min"], got["max"], got["last"], got["final"]) == (
             want["count"], want["min"], want["max"], want["last"], want["final"]), key
         assert got["mean"] == pytest.approx(want["mean"], rel=1e-12), key
-    assert {(r["deviceid"], r["measurement"]): r["count"] for r in latest.values()
-            if r["kind"] == "too_late"} == dict(expected_late)
+    assert {(r["kind"], r["deviceid"], r["measurement"]): r["count"] for r in latest.values()
+            if r["kind"] != "window"} == dict(expected_late)
     return expected, expected_late, late_applied, windows
 
 
@@ -391,7 +402,7 @@ def test_the_sink_table_holds_the_latest_figures_of_every_window(
     for m in aggregates:
         ends[m.partition()] = max(ends.get(m.partition(), 0), m.offset() + 1)
     latest = latest_per_key([m for m in aggregates if m.key() != b"agg-0/x/bad"])
-    assert {r["kind"] for r in latest.values()} == {"window", "too_late"}
+    assert {r["kind"] for r in latest.values()} == {"window", "too_late", "ahead"}
 
     if kind == "sqlite":
         target = str(tmp_path / "sink.db")

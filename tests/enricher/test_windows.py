@@ -99,3 +99,24 @@ def test_only_numbers_are_aggregated() -> None:
                          "bad": 7}}
     assert numeric_values(data) == {"t": (1.5, "Cel"), "n": (3, None)}
     assert numeric_values({"readings": []}) == {} and numeric_values({}) == {}
+
+
+def test_a_clock_far_ahead_is_counted_not_applied_and_does_not_move_the_watermark() -> None:
+    # one reading stamped a year ahead must not make the device's later, correct readings too late
+    device = DeviceWindows()
+    device.apply(RULE, at(10), {"t": (1, "Cel")}, limit_ms=at(300))
+    out = device.apply(RULE, at(365 * 86400), {"t": (99, "Cel")}, limit_ms=at(320))
+    assert out.ahead == ["t"] and not out.changed and device.watermark == at(10)
+    assert device.ahead == {"t": 1} and list(device.open) == [("t", 0)]
+    out = device.apply(RULE, at(30), {"t": (2, "Cel")}, limit_ms=at(330))
+    assert out.changed == [("t", 0)] and not out.too_late and device.open[("t", 0)].count == 2
+    # at the bound itself it is still applied; the count survives the state round trip
+    assert device.apply(RULE, at(330), {"t": (3, "Cel")}, limit_ms=at(330)).changed == [("t", at(300))]
+    assert DeviceWindows.from_obj(orjson.loads(orjson.dumps(device.to_obj()))).ahead == {"t": 1}
+
+
+def test_ahead_counts_are_records_of_their_own() -> None:
+    table = WindowTable(RULE)
+    table.observe("d1", 0, at(10), {"t": (1, "Cel")}, limit_ms=at(5))
+    assert [(p, k, orjson.loads(v)) for p, k, v in table.records()] == [
+        (0, "d1/t/ahead", {"kind": "ahead", "deviceid": "d1", "measurement": "t", "count": 1})]
