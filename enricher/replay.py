@@ -75,6 +75,25 @@ def _start_offsets(consumer: Any, raw: str, parts: list[int], start: Position) -
     return {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1] for tp in found}
 
 
+def fence(config: EnricherConfig) -> None:
+    """Fence an earlier run of this replay and abort the transaction it left open.
+
+    A run killed between sending its offsets to its transaction and committing it leaves those offsets
+    pending: a read_committed ``committed()`` (what :meth:`Progress.seed` asks) waits for them to be
+    stable, i.e. until ``transaction.timeout.ms`` (a minute by default) ends the transaction, and times
+    out before that. ``init_transactions`` under the replay's transactional id aborts it at once, so a
+    resume reads stable offsets right away. The processor's own ``init_transactions`` then fences this
+    producer in turn, which is never used again.
+    """
+    from confluent_kafka import Producer
+
+    from enricher.processor import producer_config
+
+    producer = Producer(producer_config(config))
+    producer.init_transactions(config.commit.transaction_timeout_ms / 1000 + 60)
+    producer.flush(0)
+
+
 class Progress:
     """The replay group's committed offsets against each raw partition's end at the start."""
 
@@ -93,8 +112,8 @@ class Progress:
                      for p in self.parts}
         self._tp = TopicPartition
 
-    def committed(self) -> dict[int, int]:
-        found = self.consumer.committed([self._tp(self.raw, p) for p in self.parts], timeout=15)
+    def committed(self, timeout: float = 15) -> dict[int, int]:
+        found = self.consumer.committed([self._tp(self.raw, p) for p in self.parts], timeout=timeout)
         return {tp.partition: tp.offset for tp in found}
 
     def seed(self, start: Position) -> tuple[bool, dict[int, int]]:
@@ -176,6 +195,7 @@ def _run(config: EnricherConfig, args: argparse.Namespace, prog: str) -> int:
         t = config.topics  # the replay's own topics only: the live ones are left as they are
         ensure_topics(config.kafka, t, len(progress.parts), progress.replication_factor,
                       only={t.processed, t.enricher_state, t.alerts, t.deadletter})
+        fence(config)  # before the offsets are read: they may be pending in a killed run's transaction
         resumed, first = progress.seed(args.start)
         total = sum(max(0, progress.ends[p] - first[p]) for p in progress.parts)
         print(f"{'resuming' if resumed else 'replaying'} {config.topics.raw} -> {config.topics.processed}: "
@@ -217,10 +237,17 @@ def _run(config: EnricherConfig, args: argparse.Namespace, prog: str) -> int:
 def _watch(progress: Progress, first: dict[int, int], total: int, stop: threading.Event,
            every: float) -> bool:
     """Print progress until every partition is processed to its end at the start (True) or ``stop``."""
+    from confluent_kafka import KafkaException
+
     stalled_since = time.monotonic()
     last: dict[int, int] = {}
     while not stop.wait(every):
-        committed = progress.committed()
+        try:
+            committed = progress.committed()
+        except KafkaException:
+            # the processor's transaction in flight holds its offsets pending (read_committed waits for
+            # them) past our timeout on a slow commit: a progress line missed, not a failure
+            continue
         done = sum(max(0, min(committed[p], progress.ends[p]) - first[p]) for p in progress.parts)
         print(f"  {done}/{total} records ({100 * done / max(total, 1):.0f} %)", flush=True)
         if committed != last:
