@@ -11,13 +11,9 @@ what they held before.
 
 from __future__ import annotations
 
-import queue
-import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -30,66 +26,12 @@ from edgebridge.envelope import new_reading
 from edgebridge.topics import KafkaTopics
 from enricher.replay import replay_config
 from tests.conftest import BrokerAddresses
-from tests.enricher.conftest import ROOT, enricher_config, produce, read_all, values, write_toml
+from tests.enricher.conftest import enricher_config, produce, read_all, values, write_toml
+from tests.enricher.replay_process import Replay
 
 pytestmark = pytest.mark.brokers
 
 DEVICES, SEQS, EPOCH = 20, 400, "5e1f00d2c3b4a697"
-PROGRESS = re.compile(r"^\s+(\d+)/(\d+) records")
-
-
-class Replay:
-    """``edgebridge replay`` as a subprocess whose stdout lines are collected by a thread."""
-
-    def __init__(self, cmd: list[str], log: Path) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.out: list[str] = []
-        self.log = log
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     cwd=ROOT)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        with self.proc.stdout:
-            for line in self.proc.stdout:
-                self.lines.put(line)
-
-    def wait_progress(self, accept: Callable[[int, int], bool], timeout: float) -> tuple[int, int]:
-        """The first progress line ``done/total`` that ``accept`` takes; fails if the replay ends first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.proc.poll() is not None and not self.reader.is_alive():
-                    break  # ended (an error line, or none)
-                continue
-            self.out.append(line)
-            match = PROGRESS.match(line)
-            if match and accept(int(match[1]), int(match[2])):
-                return int(match[1]), int(match[2])
-            if line.startswith(("done:", "stopped:")):
-                break
-        raise AssertionError(f"no progress line accepted before the end:\n{self.text()}")
-
-    def finish(self, timeout: float) -> int:
-        code = self.proc.wait(timeout)
-        self.reader.join(10)  # the pipe drained and closed
-        while not self.lines.empty():
-            self.out.append(self.lines.get())
-        self.log.write_text(self.text())
-        return code
-
-    def text(self) -> str:
-        return "".join(self.out)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
-        self.reader.join(10)
 
 
 ZOMBIE = {"zombie": True}
