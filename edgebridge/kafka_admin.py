@@ -235,9 +235,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "create", help="create the missing topics, set the settings we own on existing ones",
         description="Create whichever contract topics do not exist yet: compacted iot.devices and "
         "iot.enricher.state, the redrive's markers ([redrive] marker_topic), the state topic partitioned "
-        "like the raw topic; with a replication factor "
-        "above 1, min.insync.replicas = RF-1. Existing topics get the settings we own; partitions are "
-        "never added and the replication factor never changed (reported instead).")
+        "like the raw topic; with a replication factor above 1, min.insync.replicas = RF-1. Existing "
+        "topics get the settings we own; partitions are never added and the replication factor never "
+        "changed (reported instead).")
     acls = sub.add_parser(
         "acls", help="grant the components' least-privilege ACLs (the broker's authorizer must be on)",
         description="Create the ACLs the bridge, the enricher and the sinks need, and no more "

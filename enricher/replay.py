@@ -115,8 +115,8 @@ class Progress:
                      for p in self.parts}
         self._tp = TopicPartition
 
-    def committed(self, timeout: float = 15) -> dict[int, int]:
-        found = self.consumer.committed([self._tp(self.raw, p) for p in self.parts], timeout=timeout)
+    def committed(self) -> dict[int, int]:
+        found = self.consumer.committed([self._tp(self.raw, p) for p in self.parts], timeout=15)
         return {tp.partition: tp.offset for tp in found}
 
     def seed(self, start: Position) -> tuple[bool, dict[int, int]]:

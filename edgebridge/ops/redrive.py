@@ -39,11 +39,12 @@ __all__ = ["Candidate", "RedriveFenced", "marker_key", "plan", "read_markers", "
            "topic_exists"]
 
 REDRIVE = "redrive"
+DONE = "already redriven"
+MAX_EVENT_BYTES = 256 * 1024  # the enricher's default [pipeline] max_bytes
+# the redrive producer's librdkafka lines go nowhere (see redrive()): its errors come as exceptions
 _QUIET = logging.getLogger("edgebridge.ops.redrive.librdkafka")
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
-DONE = "already redriven"
-MAX_EVENT_BYTES = 256 * 1024  # the enricher's default [pipeline] max_bytes
 
 
 def marker_key(record: Record) -> str:
