@@ -4,7 +4,10 @@ The replay runs as its own process on real Kafka, with transactions of at most 5
 replay takes many of them. Each interruption is proven: the replay's progress (its group's committed
 offsets, which commit with its transactions) says part is done and part is not; after the kill a
 separate read_committed reader finds the target topic holding committed records and fewer than all;
-the exit status is -9 (SIGKILL) or 0 with ``stopped:`` (SIGTERM). Then the last run resumes from the
+the exit status is -9 (SIGKILL) or 0 with ``stopped:`` (SIGTERM). Between the kill and the next run, a
+process of the replay's transactional id sends offsets to a transaction and dies before committing it
+(the window a SIGKILL hits only sometimes), which leaves the group's offsets pending: the next run must
+still resume at once (it used to time out reading them). Then the last run resumes from the
 committed offsets and the target holds each (device, epoch, seq) exactly once, and the live topics hold
 what they held before.
 """
@@ -32,8 +35,6 @@ from tests.enricher.replay_process import Replay
 pytestmark = pytest.mark.brokers
 
 DEVICES, SEQS, EPOCH = 20, 400, "5e1f00d2c3b4a697"
-
-
 ZOMBIE = {"zombie": True}
 # a replay process that dies with its transaction open and its offsets sent: its record (dev-0, seq 1,
 # a duplicate) and its offsets (the group's committed ones) must never become visible
