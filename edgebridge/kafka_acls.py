@@ -22,7 +22,9 @@ renamed in a component's configuration is renamed here by the same ``[topics]`` 
   so it commits nothing to Kafka. Several sinks (SQLite and PostgreSQL) take groups under one prefix.
 
 ``admin`` is a super user (``server.properties``), so it needs no ACL: `edgebridge topics`,
-`edgebridge devices` (writes ``devices``) and whoever writes ``commands`` use it.
+`edgebridge devices` (writes ``devices``) and whoever writes ``commands`` use it, and so do the
+operator's tools: the redrive's marker topic (``[redrive] marker_topic``) is read and written by
+`edgebridge deadletters` alone, never by a component, so no component user is granted it.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ nothing. What the topics look like: :mod:`edgebridge.topic_plan`; which ACLs: :m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Collection, Sequence
@@ -19,6 +20,7 @@ from edgebridge.arguments import positive_int
 from edgebridge.config import add_config_arguments, config_or_exit_code
 from edgebridge.errors import ConfigError, EdgeBridgeError
 from edgebridge.kafka_acls import AclSettings, apply_grants, component_grants
+from edgebridge.ops.config import RedriveSettings
 from edgebridge.settings import KafkaSettings
 from edgebridge.topic_plan import (
     ExistingTopic,
@@ -45,11 +47,13 @@ class AdminError(EdgeBridgeError):
 
 @dataclass(frozen=True)
 class TopicsConfig:
-    """What `edgebridge topics` reads: the components' ``[kafka]`` and ``[topics]``, and ``[acls]``."""
+    """What `edgebridge topics` reads: the components' ``[kafka]`` and ``[topics]``, ``[acls]``, and the
+    tools' ``[redrive]`` (its marker topic is one of the topics)."""
 
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: KafkaTopics = field(default_factory=KafkaTopics)
     acls: AclSettings = field(default_factory=AclSettings)
+    redrive: RedriveSettings = field(default_factory=RedriveSettings)
 
 
 class _Admin:
@@ -127,9 +131,10 @@ class TopicPlan:
     notes: list[str]  # what is reported and left as it is
 
 
-def plan_topics(admin: _Admin, topics: KafkaTopics, partitions: int, replication_factor: int) -> TopicPlan:
+def plan_topics(admin: _Admin, topics: KafkaTopics, partitions: int, replication_factor: int,
+                marker_topic: str = RedriveSettings.marker_topic) -> TopicPlan:
     """What to create and change; AdminError when the replication factor asked exceeds the brokers."""
-    specs = wanted_topics(topics, partitions, replication_factor)
+    specs = wanted_topics(topics, partitions, replication_factor, marker_topic)
     brokers, existing = _existing(admin, [s.name for s in specs])
     if replication_factor > brokers:
         raise AdminError(f"replication factor {replication_factor} needs at least {replication_factor} "
@@ -167,13 +172,14 @@ def _apply(admin: _Admin, missing: list[TopicSpec], diffs: list[TopicDiff]) -> N
 
 
 def ensure_topics(kafka: str | KafkaSettings, topics: KafkaTopics | None = None, partitions: int = 3,
-                  replication_factor: int = 1, only: Collection[str] | None = None) -> list[str]:
+                  replication_factor: int = 1, only: Collection[str] | None = None,
+                  marker_topic: str = RedriveSettings.marker_topic) -> list[str]:
     """Create whichever contract topics do not exist yet and set the settings we own on those that do;
     return the names created. ``kafka`` is a bootstrap address or the ``[kafka]`` settings. ``only``:
     these topic names and no other (a replay's own topics, the live ones left as they are)."""
     settings = KafkaSettings(bootstrap=kafka) if isinstance(kafka, str) else kafka
     admin = _Admin(settings)
-    plan = plan_topics(admin, topics or KafkaTopics(), partitions, replication_factor)
+    plan = plan_topics(admin, topics or KafkaTopics(), partitions, replication_factor, marker_topic)
     missing = [s for s in plan.missing if only is None or s.name in only]
     _apply(admin, missing, [d for d in plan.diffs if only is None or d.name in only])
     return [s.name for s in missing]
@@ -194,7 +200,8 @@ def _describe(plan: TopicPlan, dry_run: bool) -> list[str]:
 
 def _create(config: TopicsConfig, args: argparse.Namespace) -> list[str]:
     admin = _Admin(config.kafka)
-    plan = plan_topics(admin, config.topics, args.partitions, args.replication_factor)
+    plan = plan_topics(admin, config.topics, args.partitions, args.replication_factor,
+                       config.redrive.marker_topic)
     if not args.dry_run:
         _apply(admin, plan.missing, plan.diffs)
     return _describe(plan, args.dry_run)
@@ -227,9 +234,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     create = sub.add_parser(
         "create", help="create the missing topics, set the settings we own on existing ones",
         description="Create whichever contract topics do not exist yet: compacted iot.devices and "
-        "iot.enricher.state, the state topic partitioned like the raw topic; with a replication factor "
-        "above 1, min.insync.replicas = RF-1. Existing topics get the settings we own; partitions are "
-        "never added and the replication factor never changed (reported instead).")
+        "iot.enricher.state, the redrive's markers ([redrive] marker_topic), the state topic partitioned "
+        "like the raw topic; with a replication factor above 1, min.insync.replicas = RF-1. Existing "
+        "topics get the settings we own; partitions are never added and the replication factor never "
+        "changed (reported instead).")
     acls = sub.add_parser(
         "acls", help="grant the components' least-privilege ACLs (the broker's authorizer must be on)",
         description="Create the ACLs the bridge, the enricher and the sinks need, and no more "
@@ -254,8 +262,7 @@ def main(argv: Sequence[str], prog: str = "edgebridge topics") -> int:
     if isinstance(config, int):
         return config
     if args.bootstrap:
-        config = TopicsConfig(KafkaSettings(args.bootstrap, config.kafka.librdkafka), config.topics,
-                              config.acls)
+        config = dataclasses.replace(config, kafka=KafkaSettings(args.bootstrap, config.kafka.librdkafka))
     try:
         lines = (_create if args.action == "create" else _acls)(config, args)
     except (AdminError, ConfigError) as exc:

@@ -1,13 +1,15 @@
 """The contract's Kafka topics as they should be, and how a cluster's topics differ from that.
 
-The registry and the enricher's dedup state are compacted (only the latest value per key matters and
-must be kept forever); the state topic has as many partitions as the raw topic, because the enricher
-restores a raw partition's dedup state from the state partition of the same number. With a replication
-factor above 1, ``min.insync.replicas`` is RF-1 (at least 1): an acknowledged write (the components
-produce with ``acks=all``) is then on at least two brokers, and one broker may be down without
-stopping the writers. The aggregator's output and state topics are partitioned like the processed
-topic, for the same reason (its input partition ``p`` owns their partition ``p``); its output keeps the
-latest figures of each window key for the retention time (compact,delete).
+The registry, the enricher's dedup state and the redrive markers (``[redrive] marker_topic``, what
+`edgebridge deadletters redrive` moved, see :mod:`edgebridge.ops.redrive`) are compacted (only the
+latest value per key matters and must be kept forever); the state topic has as many partitions as the
+raw topic, because the enricher restores a raw partition's dedup state from the state partition of the
+same number. With a replication factor above 1, ``min.insync.replicas`` is RF-1 (at least 1): an
+acknowledged write (the components produce with ``acks=all``) is then on at least two brokers, and one
+broker may be down without stopping the writers. The aggregator's output and state topics are
+partitioned like the processed topic, for the same reason (its input partition ``p`` owns their
+partition ``p``); its output keeps the latest figures of each window key for the retention time
+(compact,delete).
 
 Pure functions: :mod:`edgebridge.kafka_admin` reads the cluster and applies the plan.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from edgebridge.ops.config import RedriveSettings
 from edgebridge.topics import KafkaTopics
 
 __all__ = ["ExistingTopic", "TopicDiff", "TopicSpec", "align_state", "diff_topic", "wanted_topics"]
@@ -57,9 +60,10 @@ class TopicDiff:
         return not self.config and not self.notes
 
 
-def wanted_topics(topics: KafkaTopics | None = None, partitions: int = 3,
-                  replication_factor: int = 1) -> list[TopicSpec]:
-    """Every contract topic: ``partitions`` for the keyed, parallel ones, 1 for the low-volume ones."""
+def wanted_topics(topics: KafkaTopics | None = None, partitions: int = 3, replication_factor: int = 1,
+                  marker_topic: str = RedriveSettings.marker_topic) -> list[TopicSpec]:
+    """Every contract topic: ``partitions`` for the keyed, parallel ones, 1 for the low-volume ones;
+    ``marker_topic``: the redrive's (``[redrive] marker_topic``)."""
     t = topics or KafkaTopics()
     if partitions < 1 or replication_factor < 1:
         raise ValueError("partitions and replication factor must be at least 1")
@@ -77,6 +81,9 @@ def wanted_topics(topics: KafkaTopics | None = None, partitions: int = 3,
         t.status: (1, base),
         t.aggregates: (partitions, {**base, "cleanup.policy": "compact,delete"}),
         t.aggregates_state: (partitions, compacted),
+        # one partition: a marker per redriven dead letter, few; made here so that no tool needs the
+        # right to create topics, and replicated like the others
+        marker_topic: (1, compacted),
     }
     return [TopicSpec(name, n, replication_factor, config) for name, (n, config) in wanted.items()]
 

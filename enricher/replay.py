@@ -14,7 +14,9 @@ mechanism:
 Resumable: the first run commits the start position (``--from``) as the replay group's offsets; a run
 with the same name and ``--to`` finds the group's offsets and the dedup state and goes on from there
 (``--from`` is then ignored). The replay stops once every partition of the raw topic is processed up to
-its end as it was when the replay started; progress is printed as it goes.
+its end as it was when the replay started; progress is printed as it goes. With ``--follow`` it says
+``caught up`` there and goes on processing the raw records that arrive, like the live enricher, until
+SIGTERM/SIGINT: a versioned processed topic that catches up, then stays current.
 
 Exit status: 0 done (or stopped by SIGTERM/SIGINT after its last commit: run it again to resume), 1 a
 Kafka failure, 2 bad usage or configuration.
@@ -47,6 +49,7 @@ examples:
   edgebridge replay --to iot.events.processed.v2 --from 2026-12-05T00:00:00Z  from a time
   edgebridge replay --to iot.events.processed.v2 --from 1d                    the last day
   edgebridge replay --to iot.events.processed.v2                              again: resumes
+  edgebridge replay --to iot.events.processed.v2 --follow                     catch up, then stay current
 """
 
 
@@ -73,6 +76,25 @@ def _start_offsets(consumer: Any, raw: str, parts: list[int], start: Position) -
                 for p, (low, high) in marks.items()}
     found = consumer.offsets_for_times([TopicPartition(raw, p, start.value) for p in parts], timeout=15)
     return {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1] for tp in found}
+
+
+def fence(config: EnricherConfig) -> None:
+    """Fence an earlier run of this replay and abort the transaction it left open.
+
+    A run killed between sending its offsets to its transaction and committing it leaves those offsets
+    pending: a read_committed ``committed()`` (what :meth:`Progress.seed` asks) waits for them to be
+    stable, i.e. until ``transaction.timeout.ms`` (a minute by default) ends the transaction, and times
+    out before that. ``init_transactions`` under the replay's transactional id aborts it at once, so a
+    resume reads stable offsets right away. The processor's own ``init_transactions`` then fences this
+    producer in turn, which is never used again.
+    """
+    from confluent_kafka import Producer
+
+    from enricher.processor import producer_config
+
+    producer = Producer(producer_config(config))
+    producer.init_transactions(config.commit.transaction_timeout_ms / 1000 + 60)
+    producer.flush(0)
 
 
 class Progress:
@@ -139,6 +161,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                         metavar="WHERE", help="beginning (default), OFFSET, PARTITION:OFFSET, an RFC 3339 "
                         "time or an age (2h, 1d); ignored when resuming")
     parser.add_argument("--name", help="the replay's name: its group and transactional id (default: --to)")
+    parser.add_argument("--follow", action="store_true", help="after the raw end seen at the start, go on "
+                        "processing new raw records as they arrive, until SIGTERM or Ctrl-C")
     parser.add_argument("--every", type=positive_float, default=2.0, metavar="SECONDS",
                         help="seconds between progress lines (default 2)")
     return parser
@@ -176,12 +200,13 @@ def _run(config: EnricherConfig, args: argparse.Namespace, prog: str) -> int:
         t = config.topics  # the replay's own topics only: the live ones are left as they are
         ensure_topics(config.kafka, t, len(progress.parts), progress.replication_factor,
                       only={t.processed, t.enricher_state, t.alerts, t.deadletter})
+        fence(config)  # before the offsets are read: they may be pending in a killed run's transaction
         resumed, first = progress.seed(args.start)
         total = sum(max(0, progress.ends[p] - first[p]) for p in progress.parts)
         print(f"{'resuming' if resumed else 'replaying'} {config.topics.raw} -> {config.topics.processed}: "
               f"{total} records to the end at the start (group {config.group_id}, transactional id "
               f"{config.transactional_id})", flush=True)
-        if not any(first[p] < end for p, end in progress.ends.items()):
+        if not args.follow and not any(first[p] < end for p, end in progress.ends.items()):
             # nothing to do: not even started (a processor stopped while joining its group may hang in
             # librdkafka's close, see enricher.hang_watchdog)
             print(f"done: {config.topics.processed} holds the replay", flush=True)
@@ -201,26 +226,41 @@ def _run(config: EnricherConfig, args: argparse.Namespace, prog: str) -> int:
 
         worker = threading.Thread(target=run, name="replay", daemon=True)
         worker.start()
-        done = _watch(progress, first, total, stop, args.every)
+        done = _watch(progress, first, total, stop, args.every, args.follow)
         stop.set()
         worker.join()
         if failure:
             raise failure[0]
+        again = f"{prog} --to {config.topics.processed}" + (" --follow" if args.follow else "")
         print(f"{'done' if done else 'stopped'}: {config.topics.processed} "
-              + ("holds the replay" if done else f"(run `{prog} --to {config.topics.processed}` to resume)"),
-              flush=True)
+              + ("holds the replay" if done else f"(run `{again}` to resume)"), flush=True)
         return 0
     finally:
         progress.close()
 
 
 def _watch(progress: Progress, first: dict[int, int], total: int, stop: threading.Event,
-           every: float) -> bool:
-    """Print progress until every partition is processed to its end at the start (True) or ``stop``."""
+           every: float, follow: bool = False) -> bool:
+    """Print progress until every partition is processed to its end at the start (True) or ``stop``.
+    ``follow``: there, print ``caught up`` and go on, a line each time more is committed, until ``stop``."""
+    from confluent_kafka import KafkaException
+
     stalled_since = time.monotonic()
     last: dict[int, int] = {}
+    caught_up: dict[int, int] | None = None  # the committed offsets when it caught up
     while not stop.wait(every):
-        committed = progress.committed()
+        try:
+            committed = progress.committed()
+        except KafkaException:
+            # the processor's transaction in flight holds its offsets pending (read_committed waits for
+            # them) past our timeout on a slow commit: a progress line missed, not a failure
+            continue
+        if caught_up is not None:
+            if committed != last:
+                since = sum(committed[p] - caught_up[p] for p in progress.parts)
+                print(f"  following: {since} records since caught up", flush=True)
+                last = committed
+            continue
         done = sum(max(0, min(committed[p], progress.ends[p]) - first[p]) for p in progress.parts)
         print(f"  {done}/{total} records ({100 * done / max(total, 1):.0f} %)", flush=True)
         if committed != last:
@@ -230,5 +270,9 @@ def _watch(progress: Progress, first: dict[int, int], total: int, stop: threadin
         if pending and time.monotonic() - stalled_since > 3 * every:
             pending = [p for p in pending if not progress.nothing_left(p, max(committed[p], first[p]))]
         if not pending:
-            return True
+            if not follow:
+                return True
+            caught_up = last = committed
+            print(f"caught up: {total} records to the end at the start; following {progress.raw} until "
+                  "SIGTERM", flush=True)
     return False

@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, Resourc
 
 from edgebridge.devbrokers._process import pid_matches, wait_until
 from edgebridge.envelope import new_reading
+from edgebridge.ops.config import RedriveSettings
 from edgebridge.settings import KafkaSettings
 from edgebridge.topics import KafkaTopics
 from enricher.config import EnricherConfig
@@ -94,15 +95,17 @@ def test_status_shows_each_node_the_leaders_and_the_isr(cluster: Cluster) -> Non
 
 def test_contract_topics_rf3_min_isr_2_and_internal_topics_follow(cluster: Cluster) -> None:
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
-    names = list(KafkaTopics().names())
+    markers = RedriveSettings().marker_topic  # the redrive's, part of the topic plan
+    names = [*KafkaTopics().names(), markers]
     futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in names])
     min_isr = {r.name: f.result(30)["min.insync.replicas"].value for r, f in futures.items()}
     assert min_isr == dict.fromkeys(names, "2")
     metadata = admin.list_topics(timeout=30)
     for name in names:
         assert {len(p.replicas) for p in metadata.topics[name].partitions.values()} == {3}, name
-    compacted = admin.describe_configs([ConfigResource(ResourceType.TOPIC, KafkaTopics().enricher_state)])
-    assert next(iter(compacted.values())).result(30)["cleanup.policy"].value == "compact"
+    compacted = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n)
+                                        for n in (KafkaTopics().enricher_state, markers)])
+    assert all(f.result(30)["cleanup.policy"].value == "compact" for f in compacted.values())
     broker = admin.describe_configs([ConfigResource(ResourceType.BROKER, "1")])
     config = next(iter(broker.values())).result(30)
     assert {k: config[k].value for k in ("offsets.topic.replication.factor",

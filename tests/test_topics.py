@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from edgebridge import topics
 from edgebridge.envelope import REASONS, is_deviceid
 from edgebridge.errors import EnvelopeError
+from edgebridge.ops.config import RedriveSettings
 from edgebridge.topic_plan import ExistingTopic, TopicSpec, align_state, diff_topic, wanted_topics
 from edgebridge.topics import KafkaTopics, parse_device_topic
 from tests.conftest import BrokerAddresses
@@ -29,7 +30,7 @@ device_ids = st.text(
     st.characters(codec="utf-8", categories=["L", "N", "P", "S"], exclude_characters="/+#"),
     min_size=1,
     max_size=40,
-)
+).filter(lambda s: s not in (".", ".."))  # the path names the device-id rule refuses
 
 
 def test_device_topics_follow_the_wire_contract() -> None:
@@ -155,14 +156,18 @@ def test_kafka_topics_are_frozen_and_configurable() -> None:
 
 
 def test_the_plan_compacts_the_registry_and_state_and_partitions_state_like_raw() -> None:
-    specs = {s.name: s for s in wanted_topics(KafkaTopics(), partitions=6)}
+    specs = {s.name: s for s in wanted_topics(KafkaTopics(), partitions=6, marker_topic="markers")}
     names = KafkaTopics()
-    assert set(specs) == set(names.names())
+    assert set(specs) == {*names.names(), "markers"}  # the redrive's markers are a topic of the plan
     assert specs[names.enricher_state].partitions == specs[names.raw].partitions == 6
-    assert {n for n, s in specs.items() if s.config.get("cleanup.policy") == "compact"} == names.compacted
+    assert {n for n, s in specs.items() if s.config.get("cleanup.policy") == "compact"} == {
+        *names.compacted, "markers"}
     assert {n for n, s in specs.items()
             if s.config.get("cleanup.policy") == "compact,delete"} == names.compacted_with_deletion
     assert specs[names.aggregates].partitions == specs[names.aggregates_state].partitions == 6
+    assert specs["markers"].partitions == 1
+    default = RedriveSettings().marker_topic
+    assert default in {s.name for s in wanted_topics(KafkaTopics())}  # `brokers up` and the e2e tests
     assert all(s.replication_factor == 1 and "min.insync.replicas" not in s.config for s in specs.values())
 
 
@@ -230,12 +235,18 @@ def test_topics_create_reads_the_kafka_settings_from_the_environment(
         brokers: BrokerAddresses, kafka_admin: Any, unique_name: Callable[[str], str]) -> None:
     names, env = _own_names(unique_name)
     env["EDGEBRIDGE_KAFKA_BOOTSTRAP"] = brokers.kafka_bootstrap  # no --bootstrap: the env alone
+    markers = env["EDGEBRIDGE_REDRIVE_MARKER_TOPIC"] = unique_name("markers")
     result = _topics_cli("create", "--partitions", "2", env=env)
     assert result.returncode == 0, result.stderr
     assert f"created {names.raw}: 2 partitions, replication factor 1" in result.stdout
+    assert f"created {markers}: 1 partition, replication factor 1, cleanup.policy=compact" in result.stdout
     cluster = kafka_admin.list_topics(timeout=10)
-    assert set(names.names()) <= set(cluster.topics)
+    assert {*names.names(), markers} <= set(cluster.topics)
     assert len(cluster.topics[names.enricher_state].partitions) == 2
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    described = kafka_admin.describe_configs([ConfigResource(ResourceType.TOPIC, markers)])
+    assert next(iter(described.values())).result(30)["cleanup.policy"].value == "compact"
     again = _topics_cli("create", "--partitions", "2", env=env)
     assert again.returncode == 0 and "nothing to create or change" in again.stdout, again.stdout
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -34,11 +35,16 @@ from edgebridge.errors import EdgeBridgeError, EnvelopeError
 from edgebridge.ops.config import OpsConfig
 from edgebridge.ops.reading import Position, Record, read
 
-__all__ = ["Candidate", "marker_key", "plan", "read_markers", "read_registry", "redrive", "topic_exists"]
+__all__ = ["Candidate", "RedriveFenced", "marker_key", "plan", "read_markers", "read_registry", "redrive",
+           "topic_exists"]
 
 REDRIVE = "redrive"
 DONE = "already redriven"
 MAX_EVENT_BYTES = 256 * 1024  # the enricher's default [pipeline] max_bytes
+# the redrive producer's librdkafka lines go nowhere (see redrive()): its errors come as exceptions
+_QUIET = logging.getLogger("edgebridge.ops.redrive.librdkafka")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 
 
 def marker_key(record: Record) -> str:
@@ -152,8 +158,13 @@ def redrive(config: OpsConfig, select: Any, *, dry_run: bool, check_registry: bo
         from confluent_kafka import Producer
 
         ensure_marker_topic(client, marker_topic)
-        producer = Producer(config.kafka.client_config(
-            {"transactional.id": config.redrive.transactional_id, "enable.idempotence": True, "acks": "all"}))
+        settings = config.kafka.client_config(
+            {"transactional.id": config.redrive.transactional_id, "enable.idempotence": True, "acks": "all"})
+        # a command, not a service: no log setup, so librdkafka's lines would reach stderr as bare "kafka
+        # client log" (without a logger, in its own format: a fenced producer logs FATAL); its errors
+        # come as exceptions, told in one line
+        settings["logger"] = _QUIET
+        producer = Producer(settings)
         producer.init_transactions(60)  # fences another redrive; markers are read after this
     try:
         markers = read_markers(client, marker_topic) if topic_exists(client, marker_topic) else set()
@@ -163,8 +174,8 @@ def redrive(config: OpsConfig, select: Any, *, dry_run: bool, check_registry: bo
         candidates = plan(letters, markers, registered, known_types=known_types)
         todo = [c for c in candidates if c.verdict == REDRIVE]
         if producer is not None and todo:
-            producer.begin_transaction()
             try:
+                producer.begin_transaction()  # fails at once when another redrive fenced us already
                 now = dlq.rfc3339(time.time())
                 for c in todo:
                     producer.produce(config.topics.raw, c.record.value, c.record.key, headers=raw_headers(c))
@@ -173,15 +184,38 @@ def redrive(config: OpsConfig, select: Any, *, dry_run: bool, check_registry: bo
                     producer.produce(marker_topic, json.dumps(marker).encode(), marker_key(c.record).encode())
                     producer.poll(0)
                 producer.commit_transaction(60)
-            except Exception:
+            except Exception as exc:
                 # nothing of it becomes visible to read_committed readers: neither records nor markers
-                with contextlib.suppress(Exception):
+                try:
                     producer.abort_transaction(30)
+                    aborted: BaseException | None = None
+                except Exception as abort_error:
+                    aborted = abort_error
+                # a produce after the fatal error says only "Fatal error"; the abort names the cause
+                if _fenced(exc) or (aborted is not None and _fenced(aborted)):
+                    raise RedriveFenced(
+                        f"fenced by another redrive (transactional id {config.redrive.transactional_id!r}) "
+                        "that started meanwhile: nothing of this run was written; that one moves what "
+                        "is left, and a redrive run again skips what it moved") from exc
                 raise
         return candidates
     finally:
         if producer is not None:
-            producer.flush(5)
+            # a fenced producer raises its fatal error here again, which would replace the one above
+            with contextlib.suppress(Exception):
+                producer.flush(5)
+
+
+class RedriveFenced(EdgeBridgeError):
+    """Another redrive with our transactional id initialised after us: ours is aborted, it goes on."""
+
+
+def _fenced(exc: BaseException) -> bool:
+    from confluent_kafka import KafkaError, KafkaException
+
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return isinstance(error, KafkaError) and error.code() in (
+        KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
 
 
 def topic_exists(client: Mapping[str, Any], topic: str) -> bool:

@@ -57,8 +57,8 @@ def tools(brokers: BrokerAddresses, tmp_path: Path) -> Tools:
     suffix = uuid.uuid4().hex[:8]
     fields = KafkaTopics.__dataclass_fields__
     topics = KafkaTopics(**{f: f"{getattr(KafkaTopics(), f)}.{suffix}" for f in fields})
-    ensure_topics(brokers.kafka_bootstrap, topics, partitions=2)
     marker = f"iot.events.deadletter.redriven.{suffix}"
+    ensure_topics(brokers.kafka_bootstrap, topics, partitions=2, marker_topic=marker)
     path = tmp_path / "ops.toml"
     path.write_text(to_toml({
         "kafka": {"bootstrap": brokers.kafka_bootstrap},
