@@ -16,6 +16,12 @@ above what the bridges carry: what is counted is what reaches the raw topic, by 
 events (start-up and tail left out). The publisher's own rate is printed beside it: where the bridges
 keep up with it, the figure is the publisher's, not the bridges'.
 
+Bridge, backlog drain (``--drain`` messages, the other bridge figure): the drain of
+``bench/bridge_throughput.py`` by N replicas. Their sessions are created in the share group first, the
+messages published while none is connected (Mosquitto deals them round robin to the offline sessions),
+then the replicas start together and are timed over the 10-90 % window of what reaches raw; no
+publisher competes for the cores during the window, so this is what the replicas themselves carry.
+
 Enricher: a raw topic of each Kafka preloaded once with ``--events`` readings (the workload of
 ``bench/enricher_throughput.py``: 1,000 registered devices, 5 % re-sends), drained by ``--enrichers``
 ``edgebridge enricher run`` processes in one consumer group (fresh group and output topics per run).
@@ -30,8 +36,8 @@ figures ("cores busy" counts everything on the machine, other users' work includ
 nodes of the Kafka the run uses). Medians over ``--repeats``; the ratios are of medians. Prints a
 markdown table at the end.
 
-    .venv/bin/python -m bench.scaleout [--traffic 8x1250x10] [--events 100000] [--repeats 3]
-        [--bridges 1,2,3] [--enrichers 1,2] [--partitions 2]
+    .venv/bin/python -m bench.scaleout [--traffic 8x1250x10] [--drain 40000] [--events 100000]
+        [--repeats 3] [--bridges 1,2,3] [--enrichers 1,2] [--partitions 2] [--skip bridge,drain,enricher]
 """
 
 from __future__ import annotations
@@ -53,10 +59,20 @@ import confluent_kafka
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.bridge_throughput import TRAFFIC_PREFIX, Shape, _traffic_child, traffic_shapes
+from bench.bridge_throughput import (
+    PREFIX,
+    TRAFFIC_PREFIX,
+    Shape,
+    _client,
+    _traffic_child,
+    publish,
+    singles,
+    traffic_shapes,
+)
 from bench.enricher_throughput import DEVICES, fill, raw_events, registry
 from edgebridge.devbrokers import KafkaOptions, LocalBrokers
 from edgebridge.devbrokers.kafka_cluster import cluster_heap
+from edgebridge.mqtt.client import connect_properties
 from simulators.processes import ComponentProcess
 
 # the brokers' settings that differ from the test brokers', printed with the results
@@ -244,6 +260,60 @@ def bridge_run(kafka: Kafkas, mqtt_url: str, mqtt_port: int, replicas: int, shap
             b.terminate()
 
 
+def _shared_session(port: int, client_id: str, group: str, expiry: int) -> None:
+    """Create (``expiry`` > 0) the persistent session of a replica-to-be in ``group``, subscribed to the
+    events, or end it (0): Mosquitto deals a share group's messages to offline members' sessions too."""
+    done = threading.Event()
+    c = _client(client_id)
+    c.on_subscribe = lambda *_a: done.set()
+    c.connect("127.0.0.1", port, clean_start=expiry == 0, properties=connect_properties(expiry))
+    c.loop_start()
+    if expiry:
+        c.subscribe(f"$share/{group}/{PREFIX}/+/events", 1)
+        assert done.wait(10)
+    c.disconnect()
+    c.loop_stop()
+
+
+def bridge_drain_run(kafka: Kafkas, mqtt_url: str, mqtt_port: int, replicas: int,
+                     payloads: list[tuple[str, bytes]], workdir: Path) -> Run:
+    """The backlog drain of ``bench/bridge_throughput.py``, by ``replicas`` in one share group: the
+    messages are published while no replica is connected (Mosquitto queues them, dealt round robin,
+    for the replicas' sessions), then the replicas start together; no publisher runs in the window."""
+    raw = kafka.create(f"bench-raw-{uuid.uuid4().hex[:8]}", 3)
+    group = f"drain{uuid.uuid4().hex[:8]}"
+    ids = [f"{group}-{i}" for i in range(replicas)]
+    for cid in ids:
+        _shared_session(mqtt_port, cid, group, 3600)
+    bridges: list[ComponentProcess] = []
+    counter = None
+    try:
+        publish(mqtt_port, payloads)
+        watched = Watched([], kafka.jvms)
+        counter = TopicCounter(kafka.bootstrap, raw, 3, len(payloads), watched)
+        for cid in ids:
+            config = {"mqtt": {"url": mqtt_url, "topic_prefix": PREFIX},
+                      "kafka": {"bootstrap": kafka.bootstrap}, "log": {"level": "WARNING"},
+                      "uplink": {"client_id": cid, "share_group": group, "session_expiry": 3600},
+                      "topics": {"raw": raw}, "downlink": {"enabled": False}}
+            bridges.append(ComponentProcess("bridge", cid, config, workdir).start())
+        watched.components = [b.proc.pid for b in bridges if b.proc]
+
+        def alive() -> str | None:
+            dead = [b.name for b in bridges if not b.running]
+            return f"bridge {dead} exited" if dead else None
+
+        counter.wait(600, alive)
+        return Run.of(counter)
+    finally:
+        if counter:
+            counter.close()
+        for b in bridges:
+            b.terminate()
+        for cid in ids:  # no session left to collect the next runs' messages
+            _shared_session(mqtt_port, cid, group, 0)
+
+
 # -- enricher -------------------------------------------------------------------------------------------
 
 @dataclass
@@ -334,7 +404,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bridges", default="1,2,3", help="bridge replica counts on the cluster")
     parser.add_argument("--enrichers", default="1,2", help="enricher replica counts on the cluster")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: bridge,enricher")
+    parser.add_argument("--drain", type=int, default=40_000,
+                        help="messages of the bridges' backlog drain (0: no drain section)")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated sections to skip: bridge (the load driver), drain, enricher")
     args = parser.parse_args()
     shape = args.traffic[0]
     bridge_counts = [int(x) for x in args.bridges.split(",")]
@@ -366,6 +439,8 @@ def main() -> None:
             bridge_cases = [(1, 1)] + [(3, n) for n in bridge_counts]
             enricher_cases = [(1, 1)] + [(3, n) for n in enricher_counts]
             bridge: dict[tuple[int, int], list[Run]] = {c: [] for c in bridge_cases}
+            drain: dict[tuple[int, int], list[Run]] = {c: [] for c in bridge_cases}
+            backlog = singles(args.drain) if args.drain and "drain" not in skip else []
             enricher: dict[tuple[int, int], list[Run]] = {c: [] for c in enricher_cases}
             preloaded = {}
             if "enricher" not in skip:
@@ -383,6 +458,12 @@ def main() -> None:
                         bridge[(rf, n)].append(bridge_run(sides[rf], cluster.mosquitto.url,
                                                           cluster.mosquitto.port, n, shape, work))
                         show(f"bridge x{n}, {sides[rf].label}", bridge[(rf, n)][-1:])
+                if backlog:
+                    for rf, n in order(bridge_cases):
+                        loads.append(os.getloadavg()[0])
+                        drain[(rf, n)].append(bridge_drain_run(sides[rf], cluster.mosquitto.url,
+                                                               cluster.mosquitto.port, n, backlog, work))
+                        show(f"bridge drain x{n}, {sides[rf].label}", drain[(rf, n)][-1:])
                 if "enricher" not in skip:
                     for rf, n in order(enricher_cases):
                         loads.append(os.getloadavg()[0])
@@ -392,21 +473,23 @@ def main() -> None:
         finally:
             single.down()
             cluster.down()
-        report(shape, args, bridge, enricher, bridge_counts, enricher_counts)
+        report(shape, args, bridge, drain, enricher, bridge_counts, enricher_counts)
         print(f"\nload average (1 min) at each run: {min(loads):.2f}-{max(loads):.2f}; whole benchmark "
               f"{time.monotonic() - began:.0f} s")
 
 
 def report(shape: Shape, args: argparse.Namespace, bridge: dict[tuple[int, int], list[Run]],
-           enricher: dict[tuple[int, int], list[Run]], bridge_counts: list[int],
-           enricher_counts: list[int]) -> None:
+           drain: dict[tuple[int, int], list[Run]], enricher: dict[tuple[int, int], list[Run]],
+           bridge_counts: list[int], enricher_counts: list[int]) -> None:
     print(f"\n{args.repeats} repeats, medians; rate over the 10-90 % window, counted in Kafka by a "
           "read_committed consumer; CPU per event of the component's processes (summed); cores busy and "
           "the Kafka JVMs' share over the same window\n")
     print("| scenario | events/s, median (runs) | ratio | component CPU us/event | cores busy | "
           "Kafka JVMs |")
     print("|---|---|---|---|---|---|")
-    for name, runs, counts in (("bridge", bridge, bridge_counts), ("enricher", enricher, enricher_counts)):
+    for name, runs, counts in (("bridge", bridge, bridge_counts),
+                               (f"bridge drain of {args.drain:,}", drain, bridge_counts),
+                               ("enricher", enricher, enricher_counts)):
         if not runs[(1, 1)]:
             continue
         print(row(f"{name} x1, one node RF 1 (baseline)", runs[(1, 1)], None, ""))
