@@ -3,14 +3,13 @@ shared-subscription group, real agents, one enricher, a private Mosquitto and th
 replication of Kafka plays no part in what a hung MQTT client does).
 
 SIGSTOP freezes the replica: its process stops, its TCP connection stays open, nothing it received is
-acknowledged. Mosquitto keeps dealing it a share of every device's messages (up to its Receive Maximum
-in flight, the rest queued for its session) until the replica misses its keepalive (1.5 x 5 s here),
-then closes the connection; the session expires with it (a replica keeps no session, see
-docs/bridge.md). What the test shows, each step proven from outside the bridge (the process state in
-/proc, Mosquitto's own log, the agents' outboxes, a separate read_committed consumer):
+acknowledged. Mosquitto closes the connection once the replica misses its keepalive (1.5 x 5 s here);
+the session ends with it (a replica keeps no session, see docs/bridge.md). What the test shows, each
+step proven from outside the bridge (the process state in /proc, Mosquitto's own log, the agents'
+outboxes, a separate read_committed consumer):
 
-1. while the replica is frozen, what the broker dealt it is held: the events committed before the
-   freeze are not all receipted, though the other replica runs;
+1. while the replica is frozen, what the broker dealt it is held: when the broker drops it, every
+   device still has events from before the freeze without a receipt, though the other replica runs;
 2. once the broker has dropped the replica, nothing it held is dealt to the other replica: those events
    stay unreceipted until the agents' receipt timeout (20 s here) sends them again;
 3. the resends, carried by the other replica, complete the stream before the replica is woken; woken
