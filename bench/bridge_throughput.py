@@ -29,6 +29,7 @@ its packet id) per 1,000 events, and what that makes for a fleet of 100,000 even
 from __future__ import annotations
 
 import argparse
+import collections
 import multiprocessing
 import os
 import secrets
@@ -339,6 +340,7 @@ def singles_section(brokers: LocalBrokers, n: int, repeats: int, windows: list[i
 # -- receipts on vs off under traffic shapes -------------------------------------------------------------
 
 TRAFFIC_PREFIX = "traffic"  # apart from PREFIX: the drains leave persistent sessions subscribed there
+PUBLISH_BACKLOG = 50_000  # messages the load generator may have waiting for a PUBACK (< 65,535 ids)
 
 
 class Shape(NamedTuple):
@@ -453,11 +455,15 @@ def _traffic_child(port: int, shape: Shape, conn: Connection) -> None:
     assert conn.recv() == "go"
     rate = shape.devices * shape.rate
     began = time.perf_counter()
-    infos = []
+    infos: collections.deque[mqtt.MQTTMessageInfo] = collections.deque()
     for i, (topic, payload, props, _) in enumerate(payloads):
         ahead = began + i / rate - time.perf_counter()
         if ahead > 0.001:
             time.sleep(ahead)  # pacing the load generator, not synchronisation
+        # paho refuses a message whose packet id (16 bits) is still queued: a generator more than 65,535
+        # messages behind the broker's PUBACKs must wait for the oldest, not die (ERR_QUEUE_SIZE)
+        if len(infos) >= PUBLISH_BACKLOG:
+            infos.popleft().wait_for_publish(120)
         infos.append(pub.publish(topic, payload, qos=1, properties=props))
     for info in infos:
         info.wait_for_publish(120)

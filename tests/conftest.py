@@ -96,10 +96,10 @@ def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerAddresse
         local.down()
 
 
-@pytest.fixture(scope="module")
-def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A three-node KRaft cluster (`brokers up --kafka-nodes 3`: contract topics RF 3, min ISR 2) for
-    the module; stopped with `down` after it, whatever happened."""
+@pytest.fixture(scope="session")
+def shared_kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A three-node KRaft cluster (`brokers up --kafka-nodes 3`: contract topics RF 3, min ISR 2) for the
+    session; stopped with `down` at its end, whatever happened. Tests take it through ``kafka_cluster``."""
     cluster = Cluster(tmp_path_factory.mktemp("kafka-cluster") / "brokers")
     up = cluster.cli("up", "--kafka-nodes", str(NODES))
     if up.returncode != 0:
@@ -109,6 +109,32 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         yield cluster
     finally:
         cluster.cli("down")
+
+
+@pytest.fixture
+def kafka_cluster(shared_kafka_cluster: Cluster) -> Cluster:
+    """The session's three-node cluster, healthy when the test starts: every node running, nothing
+    under-replicated. One cluster serves every test on it (three JVMs cost the two cores a lot, and
+    starting one takes 10-30 s), so isolation comes from names, as on the session's single Kafka: each
+    test uses topics and groups of its own. A test that kills nodes restarts them itself; if it could
+    not (it failed first, or it tested `down`), the nodes are started again here, before the next test
+    (restoring before rather than after lets the last test stop the cluster without a restart)."""
+    shared_kafka_cluster.restore()
+    return shared_kafka_cluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on the shared cluster run one after the other, where the first of them was collected,
+    so that its three JVMs do not idle through the rest of the suite; among them, file order is kept,
+    except that a test marked ``stops_kafka_cluster`` goes last (nothing after it pays a restart)."""
+    on_cluster = [item for item in items if "kafka_cluster" in getattr(item, "fixturenames", ())]
+    if not on_cluster:
+        return
+    first = items.index(on_cluster[0])
+    chosen = set(on_cluster)
+    rest = [item for item in items if item not in chosen]
+    on_cluster.sort(key=lambda item: item.get_closest_marker("stops_kafka_cluster") is not None)
+    items[:] = rest[:first] + on_cluster + rest[first:]
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """A three-node KRaft cluster driven through `edgebridge brokers` as an operator would, for the tests
-that need replication (the ``kafka_cluster`` fixture of tests/conftest.py: one cluster per module,
-three JVMs cost the two cores a lot)."""
+that need replication (the ``kafka_cluster`` fixture of tests/conftest.py: one cluster for the session,
+shared by every test on it, for three JVMs cost the two cores a lot)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebridge.devbrokers import KafkaCluster, LocalBrokers
+from tests.waiting import wait_for
 
 __all__ = ["NODES", "Cluster", "partitions"]
 
@@ -42,6 +43,27 @@ class Cluster:
     @property
     def bootstrap(self) -> str:
         return self.kafka.bootstrap
+
+    def healthy(self) -> bool:
+        """Every node running and registered, and no partition under-replicated (the cluster's own view)."""
+        kafka = self.kafka
+        if not kafka.is_running():
+            return False
+        info = kafka.describe()
+        return ("partitions" in info and info["under_replicated"] == 0
+                and all(n.get("registered") for n in info["nodes"]))
+
+    def restore(self, timeout: float = 180) -> None:
+        """Make the cluster healthy again after a test that killed or stopped nodes: `up` starts the
+        nodes that do not run (their own ports and data), then wait until every partition is fully
+        replicated. Nothing is done to a healthy cluster."""
+        if self.healthy():
+            return
+        if not self.kafka.is_running():
+            up = self.cli("up")
+            assert up.returncode == 0, f"the shared cluster could not be restored: {up.stderr}"
+        wait_for(self.healthy, timeout, "the shared cluster: every node up, nothing under-replicated",
+                 every=0.5)
 
 
 def partitions(info: dict[str, Any], topics: set[str]) -> list[dict[str, Any]]:

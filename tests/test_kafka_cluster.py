@@ -4,8 +4,9 @@ with min ISR 2, the internal topics likewise, the components' producer settings 
 node killed without losing an acknowledged record, `topics create --replication-factor` on it, and
 `down` leaving no process behind.
 
-One cluster for the whole module (three JVMs cost the two cores a lot): the tests run in file order
-and the last one stops it; the fixture's teardown stops it too, whatever happened.
+The cluster is the session's shared one (``kafka_cluster`` in tests/conftest.py, which hands it out
+healthy to each test; tests/e2e/test_scaleout.py runs on it too), so what a test writes goes to topics
+of its own. The test of `down` is marked to run last among the tests on the cluster.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, Resourc
 
 from edgebridge.devbrokers._process import pid_matches, wait_until
 from edgebridge.envelope import new_reading
+from edgebridge.kafka_admin import ensure_topics
 from edgebridge.ops.config import RedriveSettings
 from edgebridge.settings import KafkaSettings
 from edgebridge.topics import KafkaTopics
@@ -37,7 +39,7 @@ pytestmark = pytest.mark.brokers
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster(kafka_cluster: Cluster) -> Cluster:
     return kafka_cluster
 
@@ -157,9 +159,14 @@ def test_idempotent_and_transactional_producers_work(cluster: Cluster) -> None:
 
 def test_the_enricher_runs_exactly_once_on_the_replicated_contract_topics(cluster: Cluster) -> None:
     """The real enricher (transactions, its compacted state topic, offsets in the transaction, the
-    start-up sweep) on the topics `up` created with RF 3 and min ISR 2: duplicates in, each once out."""
+    start-up sweep) on the contract's topics created as `up` creates them, RF 3 and min ISR 2, under
+    names of this test's own (the cluster is shared: the demo of the scale-out tests writes the default
+    names): duplicates in, each once out."""
     bootstrap = cluster.bootstrap
-    topics = KafkaTopics()  # the cluster is this module's own: the contract's default names
+    suffix = uuid.uuid4().hex[:8]
+    topics = KafkaTopics(**{f: f"{getattr(KafkaTopics(), f)}.{suffix}"
+                            for f in KafkaTopics.__dataclass_fields__})
+    assert sorted(ensure_topics(bootstrap, topics, replication_factor=NODES)) == sorted(topics.names())
     events = [(f"dev-{d}", new_reading(f"dev-{d}", s, {"temperature": {"v": 20.0 + s, "u": "Cel"}}))
               for d in range(5) for s in range(1, 41)]
     produce(bootstrap, topics.raw, [*events, *events[::4]])  # 200 events and 50 resends
@@ -280,8 +287,10 @@ def test_up_with_another_node_count_is_refused_while_the_cluster_runs(cluster: C
     assert not (cluster.state / "kafka").exists()  # no single node was formatted beside the cluster
 
 
+@pytest.mark.stops_kafka_cluster
 def test_down_stops_every_node(cluster: Cluster) -> None:
-    """Last in the module: it stops the cluster the tests above share."""
+    """Last of the tests on the shared cluster (its marker): it stops the cluster; ``kafka_cluster``
+    would start it again for a test after it."""
     _code, info = cluster.status()
     pids = {n["node_id"]: n["pid"] for n in info["nodes"]}
     assert all(pid_matches(pid, f"-Dedgebridge.state={cluster.state}/kafka-{i}\0") for i, pid in pids.items())

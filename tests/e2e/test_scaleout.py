@@ -271,9 +271,10 @@ def wait_until_isr(cluster: Cluster, topic: str, size: int, timeout: float = 120
 
 
 def test_the_demo_runs_on_the_cluster_with_two_bridges(kafka_cluster: Cluster) -> None:
-    """`edgebridge demo --kafka-nodes 3 --bridges 2` on this module's cluster (its state folder: `up`
-    finds the three nodes running and starts only Mosquitto), kept running for the module; the demo's
-    Mosquitto is stopped after."""
+    """`edgebridge demo --kafka-nodes 3 --bridges 2` on the session's shared cluster (its state folder:
+    `up` finds the three nodes running and starts only Mosquitto), kept running for the other tests on
+    it; the demo's Mosquitto is stopped after. The demo writes the contract's default topic names: no
+    other test on the cluster uses them for data."""
     state = str(kafka_cluster.state)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
     try:
