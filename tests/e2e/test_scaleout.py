@@ -288,6 +288,6 @@ def test_the_demo_runs_on_the_cluster_with_two_bridges(kafka_cluster: Cluster) -
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "kafka 3 KRaft nodes" in out and "replication factor 3" in out, out
-    assert "2. 2 bridge(s) and the enricher up" in out, out
+    assert "2. 2 bridge(s), the enricher and the aggregator up" in out, out
     assert "raw: complete" in out and "processed: complete, exactly once" in out, out
     assert "processes exited 0" in out and "not 0" not in out, out
