@@ -7,8 +7,11 @@ What is measured (the issue's "done when": updates within 5 s; the server's CPU 
   batches as the sink writes them;
 - ``edgebridge dashboard`` (a subprocess, ``--no-login``, Kafka pointed at a closed port: this measures
   the web side, the pipeline view is idle) with ``--clients`` open fleet pages (server-sent events);
-- staleness: a probe device's reading carries a counter; each client notes when the page first shows
-  each counter value, against when it was written;
+- staleness: during the run every device's temperature is the row's seq, so each value written is
+  unique; each client applies the stream's row updates as the page does and notes when it first holds
+  each (device, value), against when the batch that wrote it was committed: every value on the page,
+  not a probe's;
+- the update interval: the time between two stream updates of a page;
 - the dashboard's CPU (user+system from /proc, per second of the run) and its RSS (max).
 
 Baseline in the same run: the same with a 5-device fleet. The ratio is CPU(fleet) / CPU(5 devices).
@@ -35,13 +38,13 @@ from dashboard.readings import stamp
 from enricher.sinks.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = "bench-00000"
 _INSERT = ("INSERT OR IGNORE INTO readings (event_id, device_id, epoch, seq, time, site, location, late, "
            "flags, readings, derived, processed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
-def _row(device: int, seq: int, at: float, probe_value: int | None = None) -> tuple[object, ...]:
-    value = probe_value if probe_value is not None else 20 + (seq % 50) / 10
+def _row(device: int, seq: int, at: float, marked: bool = False) -> tuple[object, ...]:
+    # marked (the measured rows): the value is the seq, an integer no prefilled row shows
+    value = seq if marked else 20 + (seq % 50) / 10
     readings = (f'{{"temperature": {{"v": {value}, "u": "Cel"}}, '
                 f'"humidity": {{"v": {40 + seq % 30}, "u": "%RH"}}}}')
     return (f"bench-{device:05d}-{seq}", f"bench-{device:05d}", "", seq, stamp(at), f"site-{device % 7}",
@@ -63,24 +66,28 @@ def _prefill(db: Path, devices: int, now: float) -> int:
 
 
 class _Client(threading.Thread):
-    """One open fleet page: the stream, and when each probe value first showed."""
+    """One open fleet page: the stream's row updates, and when each (device, value) first showed."""
 
-    pattern = re.compile(rf'data-device="{PROBE}".*?data-name="temperature"><i>temperature</i> <b>(\d+)</b>')
+    pattern = re.compile(r'data-name="temperature"><i>temperature</i> <b>(\d+)</b>')
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self.url = url
-        self.seen: dict[int, float] = {}
-        self.updates = 0
+        self.seen: dict[tuple[str, int], float] = {}
+        self.arrivals: list[float] = []
+        self.bytes = 0
 
     def run(self) -> None:
         with urllib.request.urlopen(self.url + "events?view=fleet", timeout=60) as stream:
             for line in stream:
                 if line.startswith(b"data: "):
-                    self.updates += 1
-                    match = self.pattern.search(json.loads(line[6:])["html"])
-                    if match:
-                        self.seen.setdefault(int(match.group(1)), time.time())
+                    now = time.time()
+                    self.arrivals.append(now)
+                    self.bytes += len(line)
+                    for row in json.loads(line[6:]).get("rows", ()):
+                        match = self.pattern.search(row.get("row", ""))
+                        if match:
+                            self.seen.setdefault((row["d"], int(match.group(1))), now)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -112,43 +119,46 @@ def run(devices: int, clients: int, seconds: float, workdir: Path) -> dict[str, 
     readers = [_Client(url) for _ in range(clients)]
     for r in readers:
         r.start()
-    written: dict[int, float] = {}
+    written: dict[tuple[str, int], float] = {}
     conn = sqlite3.connect(db)
     rss = 0
     cpu0 = _cpu_seconds(proc.pid)
     t0 = time.monotonic()
-    probe = 0
     try:
         tick = 0
         while time.monotonic() - t0 < seconds:
             # a second of the fleet in five 200 ms batches, as the sink commits them
             seq += 1
             for part in range(5):
-                rows = [_row(d, seq, time.time()) for d in range(part, devices, 5) if d != 0 or part]
-                if part == 0:
-                    probe += 1
-                    rows.append(_row(0, seq, time.time(), probe_value=1000 + probe))
-                conn.executemany(_INSERT, rows)
+                batch = range(part, devices, 5)
+                conn.executemany(_INSERT, [_row(d, seq, time.time(), marked=True) for d in batch])
                 conn.commit()
-                if part == 0:
-                    written[1000 + probe] = time.time()
+                committed = time.time()
+                written.update({(f"bench-{d:05d}", seq): committed for d in batch})
                 time.sleep(max(0.0, t0 + tick * 0.2 + 0.2 - time.monotonic()))
                 tick += 1
             rss = max(rss, _rss_kb(proc.pid))
         cpu = _cpu_seconds(proc.pid) - cpu0
         elapsed = time.monotonic() - t0
+        stopped = time.time()
     finally:
         conn.close()
         proc.terminate()
         proc.wait(30)
         proc.stdout.close()
-    lags = sorted(r.seen[v] - w for r in readers for v, w in written.items() if v in r.seen)
-    missed = sum(1 for r in readers for v in written if v not in r.seen)
+    # a value written in the last second may not have had its look yet: judged only up to then
+    judged = {k: w for k, w in written.items() if w < stopped - 2}
+    lags = sorted(r.seen[k] - w for r in readers for k, w in judged.items() if k in r.seen)
+    missed = sum(1 for r in readers for k in judged if k not in r.seen)
+    gaps = sorted(b - a for r in readers for a, b in zip(r.arrivals[1:], r.arrivals[2:], strict=False))
     return {"devices": devices, "prefill_s": prefill, "cpu_per_s": cpu / elapsed, "rss_mb": rss / 1024,
+            "gap_p50": statistics.median(gaps) if gaps else float("nan"),
+            "gap_max": gaps[-1] if gaps else float("nan"),
+            "kb_per_s": sum(r.bytes for r in readers) / len(readers) / elapsed / 1024,
             "lag_p50": statistics.median(lags) if lags else float("nan"),
             "lag_p95": lags[int(0.95 * (len(lags) - 1))] if lags else float("nan"),
             "lag_max": lags[-1] if lags else float("nan"), "missed": missed, "shown": len(lags),
-            "updates": sum(r.updates for r in readers)}
+            "updates": sum(len(r.arrivals) for r in readers)}
 
 
 def main() -> int:
@@ -157,17 +167,22 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
         results = [run(n, args.clients, args.seconds, Path(tmp)) for n in (5, args.devices)]
-    print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; {args.clients} open pages, "
-          f"{args.seconds:.0f} s each; refresh 1 s")
-    print("| devices | rows in the hour | dashboard CPU (s per s) | RSS max (MB) | page behind the data "
-          "p50 / p95 / max (s) | values superseded before a look | stream updates |")
+    print(f"cores {os.cpu_count()}, load average before {load[0]:.1f}, after {os.getloadavg()[0]:.1f} "
+          f"(1 min), {os.getloadavg()[1]:.1f} (5 min); {args.clients} open pages, {args.seconds:.0f} s each; "
+          "refresh 1 s")
+    print("| devices | rows in the hour | dashboard CPU (s per s) | RSS max (MB) | "
+          "value written -> on the page p50 / p95 / max (s) | values superseded before a look | "
+          "update interval p50 / max (s) | "
+          "stream KB/s per page | stream updates |")
     for r in results:
         print(f"| {r['devices']:.0f} | {r['devices'] * 3600:.0f} | {r['cpu_per_s']:.3f} | "
               f"{r['rss_mb']:.0f} | {r['lag_p50']:.2f} / {r['lag_p95']:.2f} / {r['lag_max']:.2f} | "
-              f"{r['missed']:.0f} of "
-              f"{r['missed'] + r['shown']:.0f} | {r['updates']:.0f} |")
+              f"{r['missed']:.0f} of {r['missed'] + r['shown']:.0f} | "
+              f"{r['gap_p50']:.2f} / {r['gap_max']:.2f} | "
+              f"{r['kb_per_s']:.0f} | {r['updates']:.0f} |")
     base, fleet = results
     ratio = fleet["cpu_per_s"] / base["cpu_per_s"]
     print(f"CPU ratio {fleet['devices']:.0f} devices / 5 devices: {ratio:.1f}")

@@ -17,7 +17,8 @@ from dashboard.fleet import DeviceRow
 from dashboard.pipeline import DeadLetter, PipelineView
 from dashboard.svg import chart, sparkline
 
-__all__ = ["RANGES", "device_live", "fleet_live", "login_page", "page", "pipeline_live"]
+__all__ = ["RANGES", "SPARK_SLOT", "device_live", "fleet_live", "fleet_row", "fleet_summary", "login_page",
+           "page", "pipeline_live", "spark_cell"]
 
 # the device page's ranges: label -> seconds
 RANGES = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
@@ -65,38 +66,64 @@ def _ago(text: str | None, now: float) -> str:
     return f"{seconds // 3600}h ago"
 
 
-def fleet_live(rows: list[DeviceRow], now: float, notes: list[str]) -> str:
-    """The fleet table's body and its summary line."""
+COLUMNS = ("device", "site", "location", "status", "last seen", "latest values", "last hour", "alerts")
+# a row as sent alone: its sparklines cell left empty, the page keeps the one it has (see dashboard.js)
+SPARK_SLOT = "<td class=sparks></td>"
+
+
+def fleet_summary(rows: list[DeviceRow], now: float, notes: list[str]) -> str:
     online = sum(r.status == "online" for r in rows)
     alerting = sum(bool(r.flags) or r.status == "offline" for r in rows)
-    out = [f'<p class=summary><span id=count>{len(rows)}</span> devices · {online} online · '
-           f'{alerting} with alerts · updated {datetime.fromtimestamp(now, UTC):%H:%M:%S} UTC</p>']
-    out += [f"<p class=note>{e(n)}</p>" for n in notes]
-    columns = ("device", "site", "location", "status", "last seen", "latest values", "last hour", "alerts")
-    out.append('<table id=fleet><thead><tr>'
-               + "".join(f'<th data-col="{i}">{label}</th>' for i, label in enumerate(columns))
-               + "</tr></thead><tbody>")
-    for r in rows:
-        alerts = [*r.flags] + (["offline"] if r.status == "offline" else []) + \
-                 ([] if r.registered else ["unregistered"])
-        values = "".join(f'<span class=reading data-name="{e(n)}"><i>{e(n)}</i> <b>{_value(v)}</b> '
-                         f'{e(u)}</span>' for n, (v, u) in r.readings.items())
-        sparks = "".join(f'<span class=sparkbox title="{e(n)}">{sparkline(pts)}</span>'
-                         for n, pts in sorted(r.spark.items()))
-        name = f' <small>{e(r.name)}</small>' if r.name else ""
-        out.append(
-            f'<tr data-device="{e(r.device_id)}" data-status="{e(r.status)}">'
+    out = [f'<span id=count>{len(rows)}</span> devices · {online} online · '
+           f'{alerting} with alerts · updated {datetime.fromtimestamp(now, UTC):%H:%M:%S} UTC']
+    out += [f"<span class=note>{e(n)}</span>" for n in notes]
+    return " ".join(out)
+
+
+def fleet_row(r: DeviceRow) -> tuple[str, str]:
+    """A device's row, before and after its sparklines cell (kept apart: the sparklines change once a
+    minute, the rest with each event). Nothing in it depends on the clock: "last seen" is a time
+    (``data-t``) that the page turns into "5s ago" itself, so a row is rendered again only when its
+    device changed."""
+    alerts = [*r.flags] + (["offline"] if r.status == "offline" else []) + \
+             ([] if r.registered else ["unregistered"])
+    values = "".join(f'<span class=reading data-name="{e(n)}"><i>{e(n)}</i> <b>{_value(v)}</b> '
+                     f'{e(u)}</span>' for n, (v, u) in r.readings.items())
+    name = f' <small>{e(r.name)}</small>' if r.name else ""
+    head = (f'<tr data-device="{e(r.device_id)}" data-status="{e(r.status)}">'
             f'<td data-sort="{e(r.device_id)}"><a href="/device/{quote(r.device_id, safe="")}">'
             f'{e(r.device_id)}</a>{name}</td>'
             f'<td data-sort="{e(r.site)}">{e(r.site)}</td>'
             f'<td data-sort="{e(r.location)}">{e(r.location)}</td>'
             f'<td data-sort="{e(r.status)}"><span class="status {e(r.status)}">{e(r.status)}</span></td>'
-            f'<td data-sort="{e(r.last_seen)}" title="{e(r.last_seen)}">{_ago(r.last_seen, now)}</td>'
-            f'<td data-sort="{len(r.readings)}">{values}</td><td data-sort="{len(r.spark)}">{sparks}</td>'
-            f'<td data-sort="{len(alerts)}">'
-            + "".join(f'<span class=flag>{e(a)}</span>' for a in alerts) + "</td></tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
+            f'{_seen(r.last_seen)}<td data-sort="{len(r.readings)}">{values}</td>')
+    tail = (f'<td data-sort="{len(alerts)}">' + "".join(f'<span class=flag>{e(a)}</span>' for a in alerts)
+            + "</td></tr>")
+    return head, tail
+
+
+def _seen(text: str | None) -> str:
+    from dashboard.readings import parse_time
+
+    when = parse_time(text) if text else None
+    if when is None:
+        return '<td data-sort="" class=ago>never</td>'
+    shown = datetime.fromtimestamp(when, UTC).strftime("%H:%M:%S")
+    return f'<td data-sort="{e(text)}" title="{e(text)}" class=ago data-t="{when:.3f}">{shown}</td>'
+
+
+def spark_cell(lines: dict[str, list[tuple[float, float]]]) -> str:
+    """The sparklines cell: a line per measurement over the hour's closed minutes."""
+    return (f'<td class=sparks data-sort="{len(lines)}">'
+            + "".join(f'<span class=sparkbox title="{e(n)}">{sparkline(pts)}</span>'
+                      for n, pts in sorted(lines.items())) + "</td>")
+
+
+def fleet_live(summary: str, rows: list[tuple[str, str, str]]) -> str:
+    """The fleet block: the summary line and the table of (head, sparklines cell, tail) rows."""
+    return (f"<p class=summary id=summary>{summary}</p><table id=fleet><thead><tr>"
+            + "".join(f'<th data-col="{i}">{label}</th>' for i, label in enumerate(COLUMNS))
+            + "</tr></thead><tbody>" + "".join(h + s + t for h, s, t in rows) + "</tbody></table>")
 
 
 def fleet_body(live: str) -> str:

@@ -8,8 +8,12 @@ that the page was not reloaded to show it.
 from __future__ import annotations
 
 import base64
+import json
+import re
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +112,8 @@ def test_fleet_page_shows_the_devices_and_values_sent_without_console_errors(
     assert "offline" in _cells(browser, "dash-pump-2")["status"]
     assert "offline" in _cells(browser, "dash-pump-2")["alerts"]
     assert "unknown" in _cells(browser, "dash-meter-3")["status"]
+    # counted by the page from the row's time, not sent with each update
+    assert re.fullmatch(r"\d+[smh] ago", _cells(browser, "dash-meter-3")["last seen"])
     from selenium.webdriver.common.by import By
 
     # sparklines of the last hour: a line of 6 points for each pump's two measurements
@@ -123,14 +129,31 @@ def test_fleet_page_shows_the_devices_and_values_sent_without_console_errors(
     browser.execute_script(_BY_LOCATION)
     browser.execute_script(_BY_LOCATION)  # twice: descending, not the order the server sends
     assert browser.execute_script(_ROWS) == DESCENDING
-    # the order outlives an update of the table by the live stream
+    # the order outlives an update of the table by the live stream (a row replaced by a new event)
     updates = browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates")
-    wait_for(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates") != updates, 30,
-             "an update")
+    pipeline.send("dash-meter-3", 13.5, 79.0)
+    wait_for(lambda: "temperature 13.5 Cel" in _cells(browser, "dash-meter-3")["latest values"], 60,
+             "the update")
+    assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates") != updates
     assert browser.execute_script(_ROWS) == DESCENDING
     wait_for(lambda: browser.find_element(By.ID, "conn").text == "live", 30, "the live stream open")
     assert _console_errors(browser) == []
     screenshot(browser, tmp_path / "dashboard-fleet.png")
+
+
+# a mark on the DOM nodes of two rows and of one row's sparklines cell: a node the live stream replaced
+# has lost it
+_MARK = """for (const d of ['dash-pump-1', 'dash-pump-2']) {
+    const row = document.querySelector('#fleet tr[data-device="' + d + '"]');
+    row.marked = true; row.querySelector('td.sparks').marked = true; }
+return Math.floor(Date.now() / 60000)"""
+_MARKED = """return Object.fromEntries(['dash-pump-1', 'dash-pump-2'].map(d => {
+    const row = document.querySelector('#fleet tr[data-device="' + d + '"]');
+    return [d, [row.marked === true, row.querySelector('td.sparks').marked === true,
+                [...row.querySelectorAll('svg.spark polyline')].map(
+                    p => p.getAttribute('points').split(' ').length)]];
+}))"""
+_MINUTE = "return Math.floor((Date.now() - 3000) / 60000)"
 
 
 def test_the_fleet_page_updates_when_a_new_event_arrives_without_reload(
@@ -141,6 +164,10 @@ def test_the_fleet_page_updates_when_a_new_event_arrives_without_reload(
     browser.execute_script("window.notReloaded = true")
     before = _cells(browser, "dash-pump-2")["latest values"]
     assert "temperature 77.7 Cel" not in before
+    # the stream's first message (every row) is in: what comes next is what changed
+    wait_for(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates"), 30,
+             "the stream's first message")
+    minute = browser.execute_script(_MARK)
     seq = pipeline.send("dash-pump-2", 77.7, 33.3)
     # the event really went through the enricher into the sink
     wait_for(lambda: pipeline.rows("dash-pump-2")[-1][0] == seq, 60, "the new row in the sink")
@@ -148,7 +175,47 @@ def test_the_fleet_page_updates_when_a_new_event_arrives_without_reload(
              "the new value on the page")
     assert browser.execute_script("return window.notReloaded") is True
     assert int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates")) >= 2
+    # incremental: dash-pump-2's row was replaced, dash-pump-1's (unchanged) was not; dash-pump-2's
+    # sparklines (the closed minutes: the new event is in the current one) were kept, still six points,
+    # unless a minute closed meanwhile (then every sparkline is sent again)
+    marked = browser.execute_script(_MARKED)
+    assert marked["dash-pump-1"][0] is True and marked["dash-pump-2"][0] is False, marked
+    assert marked["dash-pump-2"][2] == [6, 6], marked
+    if browser.execute_script(_MINUTE) == minute:
+        assert marked["dash-pump-2"][1] is True, marked
     assert _console_errors(browser) == []
+
+
+def _stream(pipeline: Pipeline) -> Iterator[dict[str, Any]]:
+    """The fleet page's live stream, read as a script would: its update messages."""
+    request = urllib.request.Request(pipeline.url + "events?view=fleet",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=60) as stream:
+        for line in stream:
+            if line.startswith(b"data: "):
+                yield json.loads(line[6:])
+
+
+def test_the_live_stream_sends_every_row_first_then_only_the_rows_that_changed(pipeline: Pipeline) -> None:
+    messages = _stream(pipeline)
+    first = next(messages)
+    assert first["full"] is True
+    assert sorted(r["d"] for r in first["rows"]) == sorted(REGISTRY)
+    assert all("row" in r and "spark" in r for r in first["rows"])
+    seq = pipeline.send("dash-meter-3", 66.6, 11.1)
+    wait_for(lambda: pipeline.rows("dash-meter-3")[-1][0] == seq, 60, "the new row in the sink")
+    deadline = time.monotonic() + 60
+    while True:
+        assert time.monotonic() < deadline, "no update of dash-meter-3"
+        message = next(messages)
+        assert message["full"] is False
+        changed = [r["d"] for r in message["rows"] if "row" in r]
+        if "temperature</i> <b>66.6</b>" in "".join(r.get("row", "") for r in message["rows"]):
+            break
+        # anything before it: the summary, or every sparkline when a minute closed, but no row
+        assert changed == [], message
+    assert changed == ["dash-meter-3"]
+    messages.close()
 
 
 def test_the_device_page_draws_its_chart_of_the_values_sent(
