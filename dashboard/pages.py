@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from dashboard.fleet import DeviceRow
-from dashboard.pipeline import DeadLetter, PipelineView
+from dashboard.pipeline_view import DeadLetter, PipelineView
 from dashboard.svg import chart, sparkline
 
 __all__ = ["RANGES", "SPARK_SLOT", "device_live", "fleet_live", "fleet_row", "fleet_summary", "login_page",
@@ -168,7 +168,12 @@ def pipeline_live(view: PipelineView) -> str:
         return "<p class=note>reading Kafka…</p>"
     out = [f'<p class=summary>as of {datetime.fromtimestamp(view.when, UTC):%H:%M:%S} UTC</p>']
     out += [f"<p class='note error'>{e(err)}</p>" for err in view.errors]
-    out.append("<h2>Topics</h2><table id=topics><tr><th>role</th><th>topic</th><th>end offset</th>"
+    out.append("<h2>By hop</h2><table id=hops><tr><th>figure</th><th>per second</th><th>total</th>"
+               "<th>read from</th></tr>")
+    out += [f'<tr data-hop="{e(h.key)}"><td>{e(h.label)}</td><td class=num>{_rate(h.rate)}</td>'
+            f'<td class=num>{e(h.value) or "not reported"}</td><td class=source>{e(h.source)}</td></tr>'
+            for h in view.hops]
+    out.append("</table><h2>Topics</h2><table id=topics><tr><th>role</th><th>topic</th><th>end offset</th>"
                "<th>rate</th></tr>")
     out += [f'<tr data-topic="{e(t.topic)}"><td>{e(t.role)}</td><td>{e(t.topic)}</td>'
             f'<td class=num>{"missing" if t.end is None else t.end}</td>'

@@ -245,7 +245,7 @@ def test_the_device_page_draws_its_chart_of_the_values_sent(
 
 
 def test_the_pipeline_page_shows_offsets_lag_dead_letters_and_metrics(
-        browser: Any, pipeline: Pipeline, tmp_path: Path) -> None:
+        browser: Any, pipeline: Pipeline) -> None:
 
     _log_in(browser, pipeline)
     browser.get(pipeline.url + "pipeline")
@@ -267,5 +267,54 @@ def test_the_pipeline_page_shows_offsets_lag_dead_letters_and_metrics(
     written = sum(len(pipeline.rows(d)) for d in pipeline.sent)
     wait_for(lambda: [r for r in rows("#metrics tr") if r[1:2] == ["edgebridge_sink_written_total"]
                       and r[3] == str(written)], 60, "the sink's metrics")
+    assert _console_errors(browser) == []
+
+
+def _seqs(pipeline: Pipeline, topic: str, device: str) -> list[int]:
+    """The seqs of a device's events in a topic, read committed (what is not a JSON event is skipped)."""
+    out = []
+    for message in read_all(pipeline.brokers.kafka_bootstrap, topic):
+        try:
+            event = json.loads(message.value())
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("deviceid") == device:
+            out.append(event.get("seq"))
+    return out
+
+
+_HOP = """return Object.fromEntries([...document.querySelectorAll('#hops tr[data-hop]')].map(
+    r => [r.dataset.hop, [...r.querySelectorAll('td')].map(td => td.innerText)]))"""
+
+
+def test_the_pipeline_page_names_a_duplicate_dropped_and_a_gap_opened_by_hop(
+        browser: Any, pipeline: Pipeline, tmp_path: Path) -> None:
+    from tests.dashboard.conftest import reading
+    from tests.enricher.conftest import produce
+
+    _log_in(browser, pipeline)
+    browser.get(pipeline.url + "pipeline")
+    hops = wait_for(lambda: browser.execute_script(_HOP), 60, "the hops table")
+    assert hops["duplicates"][2] == "0" and hops["open_gaps"][2] == "0", hops
+    assert "not reported" in hops["edge_committed"][2]  # no agent endpoint configured: said so
+    # the fault: dash-pump-1's seq 8 (7 skipped: a gap) sent twice, the same event, into raw
+    device, seq = "dash-pump-1", pipeline.seq["dash-pump-1"] + 2
+    event = reading(device, seq, 26.0, 39.0, time.time())
+    produce(pipeline.brokers.kafka_bootstrap, pipeline.topics.raw, [(device, event), (device, event)])
+    pipeline.seq[device] = seq
+    pipeline.sent[device].append((seq, 26.0, 39.0))
+    assert _seqs(pipeline, pipeline.topics.raw, device).count(seq) == 2
+    # read back independently: processed (read committed) holds seq 8 once and no seq 7
+    wait_for(lambda: seq in _seqs(pipeline, pipeline.topics.processed, device), 60, "seq 8 processed")
+    processed = _seqs(pipeline, pipeline.topics.processed, device)
+    assert processed.count(seq) == 1 and seq - 1 not in processed, processed
+    wait_for(lambda: pipeline.rows(device)[-1][0] == seq, 60, "seq 8 in the sink")
+    raw = len(read_all(pipeline.brokers.kafka_bootstrap, pipeline.topics.raw))
+    written = str(sum(len(pipeline.rows(d)) for d in pipeline.sent))
+    hops = wait_for(lambda: (h := browser.execute_script(_HOP))["duplicates"][2] == "1"
+                    and h["raw"][2] == str(raw) and h["sinks"][2] == written and h, 60,
+                    "the duplicate, raw's end offset and the sink's rows on the page")
+    assert hops["open_gaps"][2] == "1", hops
+    assert hops["commit_latency"][2].startswith("mean "), hops
     assert _console_errors(browser) == []
     screenshot(browser, tmp_path / "dashboard-pipeline.png")
