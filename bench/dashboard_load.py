@@ -21,6 +21,7 @@ Run alone: ``.venv/bin/python -m bench.dashboard_load [--devices 500 --clients 3
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import re
@@ -90,6 +91,32 @@ class _Client(threading.Thread):
                             self.seen.setdefault((row["d"], int(match.group(1))), now)
 
 
+def _behind(seen: dict[tuple[str, int], float], written: dict[tuple[str, int], float]) -> list[float]:
+    """For every value written, how long until the page showed it or a newer value of its device (a
+    value superseded before a look counts until its successor showed; never shown: not counted)."""
+    by_device: dict[str, list[tuple[int, float]]] = {}
+    for (device, value), when in seen.items():
+        by_device.setdefault(device, []).append((value, when))
+    writes: dict[str, list[tuple[int, float]]] = {}
+    for (device, value), at in written.items():
+        writes.setdefault(device, []).append((value, at))
+    out = []
+    for device, shown in by_device.items():
+        shown.sort(reverse=True)
+        first: list[tuple[int, float]] = []  # (value, the earliest time it or a newer one showed)
+        earliest = float("inf")
+        for value, when in shown:
+            earliest = min(earliest, when)
+            first.append((value, earliest))
+        first.reverse()  # ascending values
+        values = [v for v, _ in first]
+        for value, at in writes.get(device, ()):
+            i = bisect.bisect_left(values, value)
+            if i < len(values):
+                out.append(first[i][1] - at)
+    return out
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -150,8 +177,11 @@ def run(devices: int, clients: int, seconds: float, workdir: Path) -> dict[str, 
     judged = {k: w for k, w in written.items() if w < stopped - 2}
     lags = sorted(r.seen[k] - w for r in readers for k, w in judged.items() if k in r.seen)
     missed = sum(1 for r in readers for k in judged if k not in r.seen)
+    behind = sorted(_behind(r.seen, judged))
     gaps = sorted(b - a for r in readers for a, b in zip(r.arrivals[1:], r.arrivals[2:], strict=False))
     return {"devices": devices, "prefill_s": prefill, "cpu_per_s": cpu / elapsed, "rss_mb": rss / 1024,
+            "behind_p95": behind[int(0.95 * (len(behind) - 1))] if behind else float("nan"),
+            "behind_max": behind[-1] if behind else float("nan"),
             "gap_p50": statistics.median(gaps) if gaps else float("nan"),
             "gap_max": gaps[-1] if gaps else float("nan"),
             "kb_per_s": sum(r.bytes for r in readers) / len(readers) / elapsed / 1024,
@@ -175,12 +205,14 @@ def main() -> int:
           "refresh 1 s")
     print("| devices | rows in the hour | dashboard CPU (s per s) | RSS max (MB) | "
           "value written -> on the page p50 / p95 / max (s) | values superseded before a look | "
+          "page behind the data p95 / max (s) | "
           "update interval p50 / max (s) | "
           "stream KB/s per page | stream updates |")
     for r in results:
         print(f"| {r['devices']:.0f} | {r['devices'] * 3600:.0f} | {r['cpu_per_s']:.3f} | "
               f"{r['rss_mb']:.0f} | {r['lag_p50']:.2f} / {r['lag_p95']:.2f} / {r['lag_max']:.2f} | "
               f"{r['missed']:.0f} of {r['missed'] + r['shown']:.0f} | "
+              f"{r['behind_p95']:.2f} / {r['behind_max']:.2f} | "
               f"{r['gap_p50']:.2f} / {r['gap_max']:.2f} | "
               f"{r['kb_per_s']:.0f} | {r['updates']:.0f} |")
     base, fleet = results
