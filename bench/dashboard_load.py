@@ -12,7 +12,9 @@ What is measured (the issue's "done when": updates within 5 s; the server's CPU 
   each (device, value), against when the batch that wrote it was committed: every value on the page,
   not a probe's;
 - the update interval: the time between two stream updates of a page;
-- the dashboard's CPU (user+system from /proc, per second of the run) and its RSS (max).
+- the dashboard's CPU (user+system from /proc, per second of the run) and its RSS (max);
+- the clock starts when every page has had its first update: the first look reads the sink's hour
+  (devices x 3600 rows), a start-up cost reported apart ("first page after start").
 
 Baseline in the same run: the same with a 5-device fleet. The ratio is CPU(fleet) / CPU(5 devices).
 Run alone: ``.venv/bin/python -m bench.dashboard_load [--devices 500 --clients 3 --seconds 60]``.
@@ -77,12 +79,14 @@ class _Client(threading.Thread):
         self.seen: dict[tuple[str, int], float] = {}
         self.arrivals: list[float] = []
         self.bytes = 0
+        self.first = threading.Event()  # the page's first update (every row) arrived
 
     def run(self) -> None:
         with urllib.request.urlopen(self.url + "events?view=fleet", timeout=60) as stream:
             for line in stream:
                 if line.startswith(b"data: "):
                     now = time.time()
+                    self.first.set()
                     self.arrivals.append(now)
                     self.bytes += len(line)
                     for row in json.loads(line[6:]).get("rows", ()):
@@ -144,8 +148,13 @@ def run(devices: int, clients: int, seconds: float, workdir: Path) -> dict[str, 
     assert proc.stdout is not None
     url = proc.stdout.readline().decode().split(" ", 1)[1].strip()
     readers = [_Client(url) for _ in range(clients)]
+    started = time.monotonic()
     for r in readers:
         r.start()
+    # steady state is measured: the first look reads the sink's hour (devices x 3600 rows), timed apart
+    for r in readers:
+        r.first.wait(300)
+    first_page = time.monotonic() - started
     written: dict[tuple[str, int], float] = {}
     conn = sqlite3.connect(db)
     rss = 0
@@ -179,7 +188,8 @@ def run(devices: int, clients: int, seconds: float, workdir: Path) -> dict[str, 
     missed = sum(1 for r in readers for k in judged if k not in r.seen)
     behind = sorted(_behind(r.seen, judged))
     gaps = sorted(b - a for r in readers for a, b in zip(r.arrivals[1:], r.arrivals[2:], strict=False))
-    return {"devices": devices, "prefill_s": prefill, "cpu_per_s": cpu / elapsed, "rss_mb": rss / 1024,
+    return {"devices": devices, "prefill_s": prefill, "first_page_s": first_page, "cpu_per_s": cpu / elapsed,
+            "rss_mb": rss / 1024,
             "behind_p95": behind[int(0.95 * (len(behind) - 1))] if behind else float("nan"),
             "behind_max": behind[-1] if behind else float("nan"),
             "gap_p50": statistics.median(gaps) if gaps else float("nan"),
@@ -207,14 +217,14 @@ def main() -> int:
           "value written -> on the page p50 / p95 / max (s) | values superseded before a look | "
           "page behind the data p95 / max (s) | "
           "update interval p50 / max (s) | "
-          "stream KB/s per page | stream updates |")
+          "stream KB/s per page | stream updates | first page after start (s) |")
     for r in results:
         print(f"| {r['devices']:.0f} | {r['devices'] * 3600:.0f} | {r['cpu_per_s']:.3f} | "
               f"{r['rss_mb']:.0f} | {r['lag_p50']:.2f} / {r['lag_p95']:.2f} / {r['lag_max']:.2f} | "
               f"{r['missed']:.0f} of {r['missed'] + r['shown']:.0f} | "
               f"{r['behind_p95']:.2f} / {r['behind_max']:.2f} | "
               f"{r['gap_p50']:.2f} / {r['gap_max']:.2f} | "
-              f"{r['kb_per_s']:.0f} | {r['updates']:.0f} |")
+              f"{r['kb_per_s']:.0f} | {r['updates']:.0f} | {r['first_page_s']:.1f} |")
     base, fleet = results
     ratio = fleet["cpu_per_s"] / base["cpu_per_s"]
     print(f"CPU ratio {fleet['devices']:.0f} devices / 5 devices: {ratio:.1f}")

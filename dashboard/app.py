@@ -172,7 +172,8 @@ def build_app(sources: Sources, login: Login, refresh: float = 1.0) -> Any:
                         series.setdefault(name, []).append((p.when, value))
                 units = {n: u for n, (_, u) in row.readings.items()} if row else {}
                 letters = sources.pipeline.deadletters_of(device) if sources.pipeline else []
-                return pages.device_live(row, device, series, units, span, letters, now)
+                commands = sources.pipeline.commands.of(device) if sources.pipeline else []
+                return pages.device_live(row, device, series, units, span, letters, now, commands)
             return table.state().block()
 
         return version, rendered.get(key, render)

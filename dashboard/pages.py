@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from dashboard.commands import Command
 from dashboard.fleet import DeviceRow
 from dashboard.pipeline_view import DeadLetter, PipelineView
 from dashboard.svg import chart, sparkline
@@ -131,8 +132,26 @@ def fleet_body(live: str) -> str:
             f'alert…" aria-label=filter></div><div id=live>{live}</div>')
 
 
+def _when(unix: float | None) -> str:
+    return "" if unix is None else datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _commands(commands: list[Command]) -> str:
+    if not commands:
+        return "<p class=note>none</p>"
+    rows = []
+    for c in commands:
+        answer = "no reply yet" if c.ok is None else ("ok" if c.ok else "error")
+        rows.append(f'<tr data-command="{e(c.id)}"><td>{_when(c.sent_at)}</td><td>{e(c.name)}</td>'
+                    f'<td>{e(c.args)}</td><td>{e(c.expires)}</td><td class="answer {answer.split()[0]}">'
+                    f'{answer}</td><td>{e(c.answer)}</td><td>{_when(c.answered_at)}</td></tr>')
+    return ("<table id=commands><tr><th>sent</th><th>command</th><th>args</th><th>expires</th><th>answer</th>"
+            "<th>result or error</th><th>answered</th></tr>" + "".join(rows) + "</table>")
+
+
 def device_live(row: DeviceRow | None, device: str, series: dict[str, list[tuple[float, float]]],
-                units: dict[str, str], span: str, letters: list[DeadLetter], now: float) -> str:
+                units: dict[str, str], span: str, letters: list[DeadLetter], now: float,
+                commands: list[Command] | None = None) -> str:
     ranges = " ".join(f'<a href="?range={k}" class="{"on" if k == span else ""}">{k}</a>' for k in RANGES)
     out = [f"<h1>{e(device)}</h1>"]
     if row is not None:
@@ -148,6 +167,8 @@ def device_live(row: DeviceRow | None, device: str, series: dict[str, list[tuple
     points = sum(len(p) for p in series.values())
     out.append(f'<p class=ranges>range: {ranges} · <span id=points>{points}</span> points</p>')
     out.append(chart(series, units))
+    out.append("<h2>Last commands</h2>")
+    out.append(_commands(commands or []))
     out.append("<h2>Recent dead letters</h2>")
     if letters:
         out.append("<table><tr><th>time</th><th>reason</th><th>component</th><th>error</th><th>at</th></tr>"

@@ -7,8 +7,9 @@ swap; the page reads the latest one):
   look (records, and transaction markers, per second);
 - per consumer group that reads one of those topics: its committed offset and lag per partition
   (end offset minus committed);
-- dead letters by reason, and each device's latest ones, from the dead-letter topic's headers (read
-  from the beginning once, then followed);
+- dead letters by reason, and each device's latest ones, from the dead-letter topic's headers, and
+  each device's last commands and replies (:mod:`dashboard.commands`): the three topics read from the
+  beginning once, then followed;
 - each configured Prometheus endpoint's ``edgebridge_*`` samples, with a rate for the counters (and the
   histograms' cumulative counts), and the figures by hop named from them (:mod:`dashboard.hops`).
 
@@ -33,6 +34,7 @@ import uuid
 from collections import Counter, deque
 from typing import Any
 
+from dashboard.commands import CommandLog
 from dashboard.hops import hop_figures
 from dashboard.pipeline_view import DeadLetter, GroupLag, MetricSample, PipelineView, TopicRate
 from edgebridge import deadletters as dlq
@@ -65,7 +67,8 @@ class PipelineFeed:
         self._thread = threading.Thread(target=self._run, name="pipeline-feed", daemon=True)
         self._consumer: Any = None
         self._admin: Any = None
-        self._dlq_assigned = False
+        self._followed: set[str] = set()  # the topics assigned to the consumer: read from the beginning
+        self.commands = CommandLog()  # each device's last commands and replies
         self._partitions_of: dict[str, list[int]] = {}
         self._group_ids: list[str] = []  # the groups that read one of our topics
         self._probed: set[str] = set()  # every group asked once (ours or not)
@@ -113,7 +116,7 @@ class PipelineFeed:
         ends = self._end_offsets(errors)
         topics = [self._topic(role, name, ends) for role, name in self._names().items()]
         groups = self._groups(ends, errors)
-        self._read_deadletters(errors)
+        self._read_followed(errors)
         metrics = self._metrics(errors)
         self.view = PipelineView(time.time(), topics, groups, dict(self._reasons), metrics,
                                  hop_figures(topics, metrics), errors)
@@ -206,26 +209,43 @@ class PipelineFeed:
                 out.append(GroupLag(group, tp.topic, tp.partition, tp.offset, end))
         return out
 
-    def _read_deadletters(self, errors: list[str]) -> None:
+    def _read_followed(self, errors: list[str]) -> None:
+        """The dead letters, the commands and their replies: each topic from its beginning once its
+        partitions are known, then followed (one consumer for the three)."""
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-        topic = self.topics.deadletter
         try:
-            if not self._dlq_assigned:
+            for topic in (self.topics.deadletter, self.topics.commands, self.topics.command_responses):
                 parts = self._partitions_of.get(topic, [])
-                if not parts:
-                    return
-                self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-                self._dlq_assigned = True
+                if topic not in self._followed and parts:
+                    start = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts]
+                    self._consumer.incremental_assign(start)
+                    self._followed.add(topic)
+            if not self._followed:
+                return
             for _ in range(50):  # at most 50 000 a look: a huge backlog is caught up over several looks
                 batch = self._consumer.consume(1000, 0.2)
                 if not batch:
                     break
                 for msg in batch:
                     if msg.error() is None:
-                        self._deadletter(msg)
+                        self._record(msg)
         except Exception as exc:
-            errors.append(f"{topic}: {exc}")
+            errors.append(f"following {', '.join(sorted(self._followed)) or 'topics'}: {exc}")
+
+    def _record(self, msg: Any) -> None:
+        topic = msg.topic()
+        if topic == self.topics.deadletter:
+            self._deadletter(msg)
+            return
+        device = (msg.key() or b"").decode("utf-8", "replace") or "-"
+        kind, ms = msg.timestamp()
+        at = ms / 1000 if kind and ms > 0 else None
+        if topic == self.topics.commands:
+            self.commands.command(device, msg.value(), at, msg.offset())
+        else:
+            self.commands.reply(device, msg.value(), message_headers(msg).get("correlation_data"), at,
+                                msg.offset())
 
     def _deadletter(self, msg: Any) -> None:
         headers = {name: raw.decode("utf-8", "replace") for name, raw in message_headers(msg).items()}

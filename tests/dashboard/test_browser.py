@@ -318,3 +318,46 @@ def test_the_pipeline_page_names_a_duplicate_dropped_and_a_gap_opened_by_hop(
     assert hops["commit_latency"][2].startswith("mean "), hops
     assert _console_errors(browser) == []
     screenshot(browser, tmp_path / "dashboard-pipeline.png")
+
+
+_COMMANDS = """return [...document.querySelectorAll('#commands tr[data-command]')].map(
+    r => [r.dataset.command, ...[...r.querySelectorAll('td')].map(td => td.innerText)])"""
+
+
+def test_the_device_page_lists_its_last_commands_and_their_replies(browser: Any, pipeline: Pipeline) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from confluent_kafka import Producer
+
+    from tests.dashboard.conftest import ROOT
+
+    # two commands sent by `edgebridge command` itself (no --wait: no agent in this pipeline)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
+    env.update({"EDGEBRIDGE_KAFKA_BOOTSTRAP": pipeline.brokers.kafka_bootstrap,
+                "EDGEBRIDGE_TOPICS_COMMANDS": pipeline.topics.commands})
+    for args in (["ping"], ["set-interval", "seconds=5"]):
+        done = subprocess.run([sys.executable, "-m", "edgebridge", "command", "dash-pump-2", *args],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    records = read_all(pipeline.brokers.kafka_bootstrap, pipeline.topics.commands)
+    sent = [json.loads(m.value()) for m in records if m.key() == b"dash-pump-2"]
+    assert [c["command"] for c in sent] == ["ping", "set-interval"]
+    ping, interval = sent
+    # the reply to the ping as the bridge's uplink carries it up: verbatim, correlation data in a header
+    producer = Producer({"bootstrap.servers": pipeline.brokers.kafka_bootstrap})
+    producer.produce(pipeline.topics.command_responses, json.dumps({"id": ping["id"], "ok": True,
+                     "result": {"pong": 1}}).encode(), b"dash-pump-2",
+                     headers=[("correlation_data", ping["id"].encode())])
+    assert producer.flush(30) == 0
+
+    _log_in(browser, pipeline)
+    browser.get(pipeline.url + "device/dash-pump-2")
+    shown = wait_for(lambda: (rows := browser.execute_script(_COMMANDS)) and len(rows) == 2
+                     and rows[1][5] == "ok" and rows, 60, "the commands and the reply")
+    # newest first: the set-interval (no reply yet), then the ping and its answer
+    assert [r[0] for r in shown] == [interval["id"], ping["id"]]
+    assert shown[0][2:4] == ["set-interval", '{"seconds":5}'] and shown[0][5] == "no reply yet"
+    assert shown[1][2] == "ping" and json.loads(shown[1][6]) == {"pong": 1}
+    assert _console_errors(browser) == []
