@@ -38,6 +38,7 @@ from dashboard.fleet import DeviceRow, fleet_rows
 from dashboard.fleet_table import FleetPage, FleetTable
 from dashboard.pipeline import PipelineFeed, PipelineView
 from dashboard.readings import Latest, ReadingsDb
+from dashboard.readings_pg import PostgresReadings, PostgresRecent
 from dashboard.recent import RecentRows
 from dashboard.registry_feed import RegistryFeed
 from dashboard.status_feed import StatusFeed
@@ -59,14 +60,17 @@ SECURITY_HEADERS = {
 class Sources:
     """What the dashboard reads; each may be absent (not configured), and the page says so."""
 
-    readings: ReadingsDb | None
+    readings: ReadingsDb | PostgresReadings | None  # the SQLite or the PostgreSQL sink's table
     registry: RegistryFeed | None
     status: StatusFeed | None
     pipeline: PipelineFeed | None
-    recent: RecentRows | None = field(default=None, init=False)
+    recent: RecentRows | PostgresRecent | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.recent = RecentRows(self.readings) if self.readings is not None else None
+        if isinstance(self.readings, ReadingsDb):
+            self.recent = RecentRows(self.readings)
+        elif self.readings is not None:
+            self.recent = self.readings.recent()
 
     def start(self) -> None:
         for feed in (self.registry, self.status, self.pipeline):
@@ -96,7 +100,7 @@ class Sources:
     def notes(self) -> list[str]:
         notes = []
         if self.readings is None:
-            notes.append("no [sources] sqlite configured: no readings")
+            notes.append("no [sources] sqlite or postgres configured: no readings")
         if self.registry is not None and self.registry.error:
             notes.append(f"registry: {self.registry.error}")
         if self.status is None:

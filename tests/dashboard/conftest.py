@@ -30,6 +30,7 @@ from edgebridge.envelope import new_reading
 from edgebridge.topics import KafkaTopics
 from tests.conftest import IN_CI, BrokerAddresses
 from tests.enricher.conftest import InProcess, enricher_config, produce
+from tests.enricher.conftest import postgres as postgres  # the session's PostgreSQL, for the source's tests
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
