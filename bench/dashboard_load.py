@@ -126,6 +126,20 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tree_cpu_seconds(pid: int) -> float:
+    """A server's CPU (user+system): its own, its live children's, and its reaped children's."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15])
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            child = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(child[1]) == pid:
+            ticks += int(child[11]) + int(child[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -133,14 +147,88 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def run(devices: int, clients: int, seconds: float, workdir: Path) -> dict[str, float]:
-    db = workdir / f"sink-{devices}.db"
+class _SqliteTable:
+    """The SQLite sink's table: written as the sink writes it."""
+
+    def __init__(self, workdir: Path, devices: int) -> None:
+        self.db = workdir / f"sink-{devices}.db"
+        self.conn: sqlite3.Connection | None = None
+
+    def prefill(self, devices: int, now: float) -> int:
+        return _prefill(self.db, devices, now)
+
+    def env(self) -> dict[str, str]:
+        return {"EDGEBRIDGE_SOURCES_SQLITE": str(self.db)}
+
+    def write(self, rows: list[tuple[object, ...]]) -> None:
+        if self.conn is None:
+            self.conn = sqlite3.connect(self.db)
+        self.conn.executemany(_INSERT, rows)
+        self.conn.commit()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+class _PostgresTable:
+    """The PostgreSQL sink's tables (its own schema, :class:`enricher.sinks.postgres.PostgresStore`),
+    in a schema of their own: rows and the sink's offsets written in one transaction, as the sink does."""
+
+    _PG_INSERT = ("INSERT INTO readings (event_id, device_id, epoch, seq, time, site, location, late, flags, "
+                  "readings, derived, processed_at) VALUES (%s, %s, %s, %s, %s::timestamptz, %s, %s, "
+                  "%s::int::boolean, %s::jsonb, %s::jsonb, %s::jsonb, %s::timestamptz)")
+
+    def __init__(self, server_dsn: str, devices: int) -> None:
+        import psycopg
+
+        from enricher.sinks.postgres import PostgresStore
+
+        schema = f"bench_{devices}_{os.getpid()}"
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            conn.execute(f"CREATE SCHEMA {schema}")
+        self.dsn = f"{server_dsn} options='-c search_path={schema}'"
+        PostgresStore(self.dsn).close()
+        self.conn = psycopg.connect(self.dsn)
+        self.offset = 0
+
+    def prefill(self, devices: int, now: float) -> int:
+        columns = ("event_id, device_id, epoch, seq, time, site, location, late, flags, readings, derived, "
+                   "processed_at")
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            with cur.copy(f"COPY readings ({columns}) FROM STDIN") as copy:
+                for s in range(3600):
+                    for d in range(devices):
+                        copy.write_row(_row(d, s + 1, now - 3600 + s))
+            cur.execute("ANALYZE readings")
+        self.write([])
+        return 3600
+
+    def env(self) -> dict[str, str]:
+        return {"EDGEBRIDGE_SOURCES_POSTGRES": self.dsn}
+
+    def write(self, rows: list[tuple[object, ...]]) -> None:
+        self.offset += len(rows) or 1
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.executemany(self._PG_INSERT, rows)
+            cur.execute("INSERT INTO sink_offsets VALUES ('bench', 0, %s) ON CONFLICT (topic, partition) "
+                        "DO UPDATE SET next_offset = excluded.next_offset", [self.offset])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def run(devices: int, clients: int, seconds: float, workdir: Path, pg_dsn: str | None = None,
+        pg_pid: int | None = None) -> dict[str, float]:
+    table: _SqliteTable | _PostgresTable = (_SqliteTable(workdir, devices) if pg_dsn is None
+                                            else _PostgresTable(pg_dsn, devices))
     now = time.time()
     began = time.monotonic()
-    seq = _prefill(db, devices, now - seconds - 5)
+    seq = table.prefill(devices, now - seconds - 5)
     prefill = time.monotonic() - began
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBRIDGE_")}
-    env.update({"EDGEBRIDGE_SOURCES_SQLITE": str(db), "EDGEBRIDGE_WEB_PORT": "0",
+    env.update({**table.env(), "EDGEBRIDGE_WEB_PORT": "0",
                 "EDGEBRIDGE_KAFKA_BOOTSTRAP": "127.0.0.1:1", "EDGEBRIDGE_SOURCES_MQTT": "false",
                 "EDGEBRIDGE_LOG_LEVEL": "WARNING"})
     proc = subprocess.Popen([sys.executable, "-m", "edgebridge", "dashboard", "--no-login"], cwd=ROOT,
@@ -157,9 +245,10 @@ def run(devices: int, clients: int, seconds: float, workdir: Path) -> dict[str, 
     first_page = time.monotonic() - started
     start_cpu = _cpu_seconds(proc.pid)  # imports, the sources' start, the first look at the hour
     written: dict[tuple[str, int], float] = {}
-    conn = sqlite3.connect(db)
     rss = 0
     cpu0 = _cpu_seconds(proc.pid)
+    # PostgreSQL's share (the dashboard's queries, and the writes standing for the sink's)
+    server0 = _tree_cpu_seconds(pg_pid) if pg_pid else 0.0
     t0 = time.monotonic()
     try:
         tick = 0
@@ -168,18 +257,18 @@ def run(devices: int, clients: int, seconds: float, workdir: Path) -> dict[str, 
             seq += 1
             for part in range(5):
                 batch = range(part, devices, 5)
-                conn.executemany(_INSERT, [_row(d, seq, time.time(), marked=True) for d in batch])
-                conn.commit()
+                table.write([_row(d, seq, time.time(), marked=True) for d in batch])
                 committed = time.time()
                 written.update({(f"bench-{d:05d}", seq): committed for d in batch})
                 time.sleep(max(0.0, t0 + tick * 0.2 + 0.2 - time.monotonic()))
                 tick += 1
             rss = max(rss, _rss_kb(proc.pid))
         cpu = _cpu_seconds(proc.pid) - cpu0
+        server_cpu = _tree_cpu_seconds(pg_pid) - server0 if pg_pid else float("nan")
         elapsed = time.monotonic() - t0
         stopped = time.time()
     finally:
-        conn.close()
+        table.close()
         proc.terminate()
         proc.wait(30)
         proc.stdout.close()
@@ -191,7 +280,7 @@ def run(devices: int, clients: int, seconds: float, workdir: Path) -> dict[str, 
     gaps = sorted(b - a for r in readers for a, b in zip(r.arrivals[1:], r.arrivals[2:], strict=False))
     return {"devices": devices, "prefill_s": prefill, "first_page_s": first_page, "start_cpu_s": start_cpu,
             "cpu_per_s": cpu / elapsed,
-            "rss_mb": rss / 1024,
+            "rss_mb": rss / 1024, "server_cpu_per_s": server_cpu / elapsed,
             "behind_p95": behind[int(0.95 * (len(behind) - 1))] if behind else float("nan"),
             "behind_max": behind[-1] if behind else float("nan"),
             "gap_p50": statistics.median(gaps) if gaps else float("nan"),
@@ -208,10 +297,25 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--source", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the sink the dashboard reads (postgres: a throwaway server started here)")
     args = parser.parse_args()
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
-        results = [run(n, args.clients, args.seconds, Path(tmp)) for n in (5, args.devices)]
+        if args.source == "sqlite":
+            results = [run(n, args.clients, args.seconds, Path(tmp)) for n in (5, args.devices)]
+        else:
+            from edgebridge.devbrokers.postgres import Postgres
+
+            Path(tmp).chmod(0o755)  # the server runs as the postgres user when we are root
+            server = Postgres(Path(tmp) / "postgres")
+            server.start()
+            try:
+                results = [run(n, args.clients, args.seconds, Path(tmp), server.dsn, server.pid)
+                           for n in (5, args.devices)]
+            finally:
+                server.stop()
+    print(f"source: {args.source}")
     print(f"cores {os.cpu_count()}, load average before {load[0]:.1f}, after {os.getloadavg()[0]:.1f} "
           f"(1 min), {os.getloadavg()[1]:.1f} (5 min); {args.clients} open pages, {args.seconds:.0f} s each; "
           "refresh 1 s")
@@ -228,6 +332,9 @@ def main() -> int:
               f"{r['gap_p50']:.2f} / {r['gap_max']:.2f} | "
               f"{r['kb_per_s']:.0f} | {r['updates']:.0f} | "
               f"{r['first_page_s']:.1f} / {r['start_cpu_s']:.1f} |")
+    if args.source == "postgres":
+        print("PostgreSQL server CPU (s per s; its queries for the dashboard and the rows written): "
+              + ", ".join(f"{r['devices']:.0f} devices {r['server_cpu_per_s']:.3f}" for r in results))
     base, fleet = results
     ratio = fleet["cpu_per_s"] / base["cpu_per_s"]
     print(f"CPU ratio {fleet['devices']:.0f} devices / 5 devices: {ratio:.1f}")
