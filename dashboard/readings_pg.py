@@ -8,7 +8,9 @@ because a PostgreSQL table has no insertion order to follow (no rowid):
 - each device's newest row is read again when the version changed, by index: the devices by a loose
   index scan of ``(device_id, time DESC)`` (a recursive query, one probe per device, instead of a scan
   of the table), then each one's newest row (one probe each);
-- the sparklines' per-minute hour is read once per minute (:class:`PostgresRecent`).
+- the sparklines' per-minute hour is read whole once, then, when a minute closes, only the last two
+  minutes are read again (the one that closed, and the one before, for rows the sink committed late)
+  (:class:`PostgresRecent`).
 
 The session is read-only (``default_transaction_read_only``): the dashboard cannot write a row.
 """
@@ -114,8 +116,8 @@ class PostgresRecent:
         self.window = window
         self.latest: dict[str, Latest] = {}
         self.changed: dict[str, str] = {}  # device -> its newest row's time: the row's key
-        self.late: dict[str, int] = {}  # no late rows to tell: the minutes are read again each minute
-        self._minutes: dict[str, list[Point]] = {}
+        self.late: dict[str, int] = {}  # no late rows told: the last two minutes are read again each minute
+        self._minutes: dict[str, dict[int, Point]] = {}  # device -> minute (Unix // 60) -> its newest point
         self._version: int | None = None
         self._minute: int | None = None
         self._lock = threading.Lock()
@@ -127,15 +129,25 @@ class PostgresRecent:
                 self.latest = self.db.latest()
                 self.changed = {d: row.time for d, row in self.latest.items()}
                 self._version = version
-            minute = int(time.time() // 60)
+            now = time.time()
+            minute = int(now // 60)
             if minute != self._minute:
-                self._minutes = self.db.series(time.time() - self.window, per_minute=True, limit=10**7)
+                # the whole hour once; then what may have changed since: not a scan of the hour a minute
+                since = now - self.window if self._minute is None else (self._minute - 1) * 60
+                for device, points in self.db.series(since, per_minute=True, limit=10**7).items():
+                    held = self._minutes.setdefault(device, {})
+                    held.update({int(p.when // 60): p for p in points})
+                oldest = int((now - self.window) // 60)
+                for held in self._minutes.values():
+                    for key in [k for k in held if k < oldest]:
+                        del held[key]
                 self._minute = minute
 
     def closed_minutes(self, device: str, now: float) -> list[Point]:
-        current = now // 60
+        current = int(now // 60)
         with self._lock:
-            return [p for p in self._minutes.get(device, ()) if p.when // 60 < current]
+            held = self._minutes.get(device, {})
+            return [held[k] for k in sorted(held) if k < current]
 
     def latest_rows(self) -> dict[str, Latest]:
         with self._lock:

@@ -119,3 +119,27 @@ def test_the_postgresql_session_is_read_only_and_a_dsn_with_a_password_is_refuse
     done = subprocess.run([sys.executable, "-m", "edgebridge", "dashboard", "--no-login"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 2 and "holds a password" in done.stderr and "secret" not in done.stderr
+
+
+def test_when_a_minute_closes_only_the_last_minutes_are_read_again(dsn: str) -> None:
+    from dashboard.readings_pg import PostgresReadings
+    from enricher.sinks.postgres import PostgresStore
+
+    PostgresStore(dsn).conn.close()
+    now = time.time()
+    _insert(dsn, "pg-1", 1, now - 1800, 20.0)
+    db = PostgresReadings(dsn)
+    try:
+        recent = db.recent()
+        recent.refresh()
+        assert [p.values["temperature"] for p in recent.closed_minutes("pg-1", now)] == [20.0]
+        # a row of the minute before the current one, committed after the look; and one 20 minutes ago,
+        # which only a read of the whole hour would find (what the per-minute read leaves out, by design)
+        _insert(dsn, "pg-1", 2, now - 60, 21.0)
+        _insert(dsn, "pg-1", 3, now - 1200, 99.0)
+        recent._minute = int(now // 60) - 1  # as if the look before had been in the previous minute
+        recent.refresh()
+        assert [p.values["temperature"] for p in recent.closed_minutes("pg-1", now + 60)] == [20.0, 21.0]
+        assert recent.latest_rows()["pg-1"].readings["temperature"]["v"] == 21.0
+    finally:
+        db.close()
