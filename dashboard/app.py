@@ -35,8 +35,10 @@ from starlette.routing import Route
 from dashboard import pages
 from dashboard.auth import Login, guard
 from dashboard.fleet import DeviceRow, fleet_rows
+from dashboard.fleet_table import FleetPage, FleetTable
 from dashboard.pipeline import PipelineFeed, PipelineView
-from dashboard.readings import Latest, Point, ReadingsDb
+from dashboard.readings import Latest, ReadingsDb
+from dashboard.readings_pg import PostgresReadings, PostgresRecent
 from dashboard.recent import RecentRows
 from dashboard.registry_feed import RegistryFeed
 from dashboard.status_feed import StatusFeed
@@ -58,14 +60,17 @@ SECURITY_HEADERS = {
 class Sources:
     """What the dashboard reads; each may be absent (not configured), and the page says so."""
 
-    readings: ReadingsDb | None
+    readings: ReadingsDb | PostgresReadings | None  # the SQLite or the PostgreSQL sink's table
     registry: RegistryFeed | None
     status: StatusFeed | None
     pipeline: PipelineFeed | None
-    recent: RecentRows | None = field(default=None, init=False)
+    recent: RecentRows | PostgresRecent | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.recent = RecentRows(self.readings) if self.readings is not None else None
+        if isinstance(self.readings, ReadingsDb):
+            self.recent = RecentRows(self.readings)
+        elif self.readings is not None:
+            self.recent = self.readings.recent()
 
     def start(self) -> None:
         for feed in (self.registry, self.status, self.pipeline):
@@ -86,13 +91,16 @@ class Sources:
         pipeline = self.pipeline.version if self.pipeline else 0
         if view == "pipeline":
             return (pipeline,)
-        # "5s ago" grows by itself: a new block at least every 5 s
-        return readings, registry, status, pipeline if view == "device" else 0, int(time.time() / 5)
+        if view == "fleet":
+            # the sparklines move on when a minute closes; "5s ago" is counted by the page itself
+            return readings, registry, status, int(time.time() // 60)
+        # the device page's "5s ago" is the server's: a new block at least every 5 s
+        return readings, registry, status, pipeline, int(time.time() / 5)
 
     def notes(self) -> list[str]:
         notes = []
         if self.readings is None:
-            notes.append("no [sources] sqlite configured: no readings")
+            notes.append("no [sources] sqlite or postgres configured: no readings")
         if self.registry is not None and self.registry.error:
             notes.append(f"registry: {self.registry.error}")
         if self.status is None:
@@ -105,15 +113,14 @@ class Sources:
         registry = dict(self.registry.devices) if self.registry else {}
         states = dict(self.status.states) if self.status else {}
         latest: dict[str, Latest] = {}
-        series: dict[str, list[Point]] = {}
         if self.recent is not None:
             self.recent.refresh()
-            latest, series = self.recent.latest_rows(), self.recent.series()
+            latest = self.recent.latest_rows()
         if device is not None:
             registry = {k: v for k, v in registry.items() if k == device}
             latest = {k: v for k, v in latest.items() if k == device}
             states = {k: v for k, v in states.items() if k == device}
-        return fleet_rows(registry, latest, states, series)
+        return fleet_rows(registry, latest, states)
 
     def pipeline_view(self) -> PipelineView:
         return self.pipeline.view if self.pipeline else PipelineView(errors=["Kafka not configured"])
@@ -147,6 +154,7 @@ def _span(request: Request) -> str:
 
 def build_app(sources: Sources, login: Login, refresh: float = 1.0) -> Any:
     rendered = _Rendered()
+    table = FleetTable(sources)
 
     def live(view: str, device: str, span: str) -> tuple[tuple[Any, ...], str]:
         version = sources.version(view)
@@ -168,8 +176,9 @@ def build_app(sources: Sources, login: Login, refresh: float = 1.0) -> Any:
                         series.setdefault(name, []).append((p.when, value))
                 units = {n: u for n, (_, u) in row.readings.items()} if row else {}
                 letters = sources.pipeline.deadletters_of(device) if sources.pipeline else []
-                return pages.device_live(row, device, series, units, span, letters, now)
-            return pages.fleet_live(sources.fleet(), now, sources.notes())
+                commands = sources.pipeline.commands.of(device) if sources.pipeline else []
+                return pages.device_live(row, device, series, units, span, letters, now, commands)
+            return table.state().block()
 
         return version, rendered.get(key, render)
 
@@ -194,17 +203,28 @@ def build_app(sources: Sources, login: Login, refresh: float = 1.0) -> Any:
             return PlainTextResponse("view: expected fleet, device or pipeline", 400)
         device_id, span = request.query_params.get("device", ""), _span(request)
 
+        held = FleetPage()  # what this page's fleet table holds
+
+        def fleet_update() -> tuple[tuple[Any, ...], dict[str, Any] | None]:
+            state = table.state()
+            return state.version, held.update(state)
+
         async def stream() -> AsyncIterator[bytes]:
             yield b"retry: 2000\n\n"
             last: tuple[Any, ...] | None = None
             quiet_since = time.monotonic()
             while not await request.is_disconnected():
-                version, block = await run_in_threadpool(live, view, device_id, span)
-                if version != last:
-                    last = version
+                message: dict[str, Any] | None = None
+                if view == "fleet":  # only the rows that changed
+                    version, message = await run_in_threadpool(fleet_update)
+                else:  # the whole block
+                    version, block = await run_in_threadpool(live, view, device_id, span)
+                    if version != last:
+                        message = {"html": block, "at": time.time()}
+                last = version
+                if message is not None:
                     quiet_since = time.monotonic()
-                    data = orjson.dumps({"html": block, "at": time.time()}).decode()
-                    yield f"event: update\ndata: {data}\n\n".encode()
+                    yield b"event: update\ndata: " + orjson.dumps(message) + b"\n\n"
                 elif time.monotonic() - quiet_since > KEEPALIVE:
                     quiet_since = time.monotonic()
                     yield b": keepalive\n\n"

@@ -23,6 +23,7 @@ EXAMPLES = """\
 examples:
   EDGEBRIDGE_WEB_TOKEN_FILE=/etc/edgebridge/dashboard.token \\
   EDGEBRIDGE_SOURCES_SQLITE=/var/lib/edgebridge/sink.db edgebridge dashboard
+  EDGEBRIDGE_SOURCES_POSTGRES="host=db dbname=edgebridge user=dashboard" edgebridge dashboard
   edgebridge dashboard --config dashboard.toml
   edgebridge dashboard --no-login            on 127.0.0.1 only: no token asked
 
@@ -64,6 +65,7 @@ def _serve(config: object, prog: str) -> int:
     from dashboard.config import DashboardConfig
     from dashboard.pipeline import PipelineFeed
     from dashboard.readings import ReadingsDb
+    from dashboard.readings_pg import PostgresReadings
     from dashboard.registry_feed import RegistryFeed
     from dashboard.status_feed import StatusFeed
     from edgebridge.logs import setup_logging
@@ -71,12 +73,17 @@ def _serve(config: object, prog: str) -> int:
     assert isinstance(config, DashboardConfig)
     setup_logging(config.log.level, config.log.format)
     web, src = config.web, config.sources
-    readings = None
+    readings: ReadingsDb | PostgresReadings | None = None
     if src.sqlite is not None:
         try:
             readings = ReadingsDb(src.sqlite)
         except (OSError, Exception) as exc:  # sqlite3.Error, FileNotFoundError: one line
             raise ConfigError("sources.sqlite", str(exc)) from exc
+    elif src.postgres is not None:
+        try:
+            readings = PostgresReadings(src.postgres)
+        except Exception as exc:  # psycopg.OperationalError: not reachable, refused; one line
+            raise ConfigError("sources.postgres", str(exc).strip().splitlines()[0]) from exc
     client = config.kafka.client_config({})
     sources = Sources(
         readings=readings,

@@ -79,12 +79,29 @@ class SourcesSettings:
     """``[sources]``: what the dashboard reads besides Kafka and MQTT."""
 
     sqlite: Path | None = None  # the SQLite sink's database (opened read-only)
+    # or the PostgreSQL sink's, a libpq DSN without a password (PGPASSWORD or ~/.pgpass give it)
+    postgres: str | None = None
     # the components' Prometheus endpoints, e.g. "bridge=http://127.0.0.1:9108/metrics"
     metrics: list[str] = field(default_factory=list)
     refresh: float = 1.0  # seconds between two looks at the sources: how far behind the page may be
     mqtt: bool = True  # follow the devices' retained status topic (online/offline)
 
     def validate(self) -> None:
+        if self.sqlite is not None and self.postgres is not None:
+            raise ConfigError("postgres", "sqlite and postgres both given: the dashboard reads one sink")
+        if self.postgres is not None:
+            try:
+                import psycopg
+            except ImportError as exc:
+                raise ConfigError("postgres", "needs psycopg: pip install 'edgebridge[dashboard,postgres]'"
+                                  ) from exc
+            try:
+                password = psycopg.conninfo.conninfo_to_dict(self.postgres).get("password")
+            except psycopg.ProgrammingError as exc:
+                raise ConfigError("postgres", str(exc).splitlines()[0]) from exc
+            if password:
+                raise ConfigError("postgres", "holds a password, which --print-config and logs would show: "
+                                  "give it in PGPASSWORD or ~/.pgpass (libpq reads them)")
         if not 0.1 <= self.refresh <= 60:
             raise ConfigError("refresh", "must be between 0.1 and 60 seconds")
         for entry in self.metrics:

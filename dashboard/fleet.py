@@ -14,7 +14,7 @@ from typing import Any
 
 from dashboard.readings import Latest, Point
 
-__all__ = ["SPARK_WINDOW", "DeviceRow", "fleet_rows"]
+__all__ = ["SPARK_WINDOW", "DeviceRow", "fleet_rows", "spark_series"]
 
 SPARK_WINDOW = 3600.0  # seconds of history in a row's sparklines
 
@@ -29,12 +29,11 @@ class DeviceRow:
     status: str  # online, offline, or "unknown" (no status seen)
     last_seen: str | None  # the newest event's device time
     readings: dict[str, tuple[Any, str]]  # name -> (value, unit)
-    spark: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
 
 
-def fleet_rows(registry: dict[str, Any], latest: dict[str, Latest], states: dict[str, tuple[str, float]],
-               series: dict[str, list[Point]]) -> list[DeviceRow]:
+def fleet_rows(registry: dict[str, Any], latest: dict[str, Latest], states: dict[str, tuple[str, float]]
+               ) -> list[DeviceRow]:
     rows = []
     for device in sorted(set(registry) | set(latest) | set(states)):
         info = registry.get(device)
@@ -45,10 +44,6 @@ def fleet_rows(registry: dict[str, Any], latest: dict[str, Latest], states: dict
                 if isinstance(r, dict):
                     unit = r.get("u") or (info.units.get(name, "") if info else "")
                     readings[name] = (r.get("v"), str(unit))
-        spark: dict[str, list[tuple[float, float]]] = {}
-        for point in series.get(device, ()):
-            for name, value in point.values.items():
-                spark.setdefault(name, []).append((point.when, value))
         rows.append(DeviceRow(
             device_id=device,
             name=info.name if info else None,
@@ -58,10 +53,18 @@ def fleet_rows(registry: dict[str, Any], latest: dict[str, Latest], states: dict
             status=states.get(device, ("unknown", 0.0))[0],
             last_seen=row.time if row else None,
             readings=readings,
-            spark=spark,
             flags=list(row.flags) if row else [],
         ))
     return rows
+
+
+def spark_series(points: list[Point]) -> dict[str, list[tuple[float, float]]]:
+    """Per-minute points as one (time, value) line per measurement."""
+    lines: dict[str, list[tuple[float, float]]] = {}
+    for point in points:
+        for name, value in point.values.items():
+            lines.setdefault(name, []).append((point.when, value))
+    return lines
 
 
 def since_hour(now: float | None = None) -> float:

@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from dashboard.commands import Command
 from dashboard.fleet import DeviceRow
-from dashboard.pipeline import DeadLetter, PipelineView
+from dashboard.pipeline_view import DeadLetter, PipelineView
 from dashboard.svg import chart, sparkline
 
-__all__ = ["RANGES", "device_live", "fleet_live", "login_page", "page", "pipeline_live"]
+__all__ = ["RANGES", "SPARK_SLOT", "device_live", "fleet_live", "fleet_row", "fleet_summary", "login_page",
+           "page", "pipeline_live", "spark_cell"]
 
 # the device page's ranges: label -> seconds
 RANGES = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
@@ -65,38 +67,64 @@ def _ago(text: str | None, now: float) -> str:
     return f"{seconds // 3600}h ago"
 
 
-def fleet_live(rows: list[DeviceRow], now: float, notes: list[str]) -> str:
-    """The fleet table's body and its summary line."""
+COLUMNS = ("device", "site", "location", "status", "last seen", "latest values", "last hour", "alerts")
+# a row as sent alone: its sparklines cell left empty, the page keeps the one it has (see dashboard.js)
+SPARK_SLOT = "<td class=sparks></td>"
+
+
+def fleet_summary(rows: list[DeviceRow], now: float, notes: list[str]) -> str:
     online = sum(r.status == "online" for r in rows)
     alerting = sum(bool(r.flags) or r.status == "offline" for r in rows)
-    out = [f'<p class=summary><span id=count>{len(rows)}</span> devices · {online} online · '
-           f'{alerting} with alerts · updated {datetime.fromtimestamp(now, UTC):%H:%M:%S} UTC</p>']
-    out += [f"<p class=note>{e(n)}</p>" for n in notes]
-    columns = ("device", "site", "location", "status", "last seen", "latest values", "last hour", "alerts")
-    out.append('<table id=fleet><thead><tr>'
-               + "".join(f'<th data-col="{i}">{label}</th>' for i, label in enumerate(columns))
-               + "</tr></thead><tbody>")
-    for r in rows:
-        alerts = [*r.flags] + (["offline"] if r.status == "offline" else []) + \
-                 ([] if r.registered else ["unregistered"])
-        values = "".join(f'<span class=reading data-name="{e(n)}"><i>{e(n)}</i> <b>{_value(v)}</b> '
-                         f'{e(u)}</span>' for n, (v, u) in r.readings.items())
-        sparks = "".join(f'<span class=sparkbox title="{e(n)}">{sparkline(pts)}</span>'
-                         for n, pts in sorted(r.spark.items()))
-        name = f' <small>{e(r.name)}</small>' if r.name else ""
-        out.append(
-            f'<tr data-device="{e(r.device_id)}" data-status="{e(r.status)}">'
+    out = [f'<span id=count>{len(rows)}</span> devices · {online} online · '
+           f'{alerting} with alerts · updated {datetime.fromtimestamp(now, UTC):%H:%M:%S} UTC']
+    out += [f"<span class=note>{e(n)}</span>" for n in notes]
+    return " ".join(out)
+
+
+def fleet_row(r: DeviceRow) -> tuple[str, str]:
+    """A device's row, before and after its sparklines cell (kept apart: the sparklines change once a
+    minute, the rest with each event). Nothing in it depends on the clock: "last seen" is a time
+    (``data-t``) that the page turns into "5s ago" itself, so a row is rendered again only when its
+    device changed."""
+    alerts = [*r.flags] + (["offline"] if r.status == "offline" else []) + \
+             ([] if r.registered else ["unregistered"])
+    values = "".join(f'<span class=reading data-name="{e(n)}"><i>{e(n)}</i> <b>{_value(v)}</b> '
+                     f'{e(u)}</span>' for n, (v, u) in r.readings.items())
+    name = f' <small>{e(r.name)}</small>' if r.name else ""
+    head = (f'<tr data-device="{e(r.device_id)}" data-status="{e(r.status)}">'
             f'<td data-sort="{e(r.device_id)}"><a href="/device/{quote(r.device_id, safe="")}">'
             f'{e(r.device_id)}</a>{name}</td>'
             f'<td data-sort="{e(r.site)}">{e(r.site)}</td>'
             f'<td data-sort="{e(r.location)}">{e(r.location)}</td>'
             f'<td data-sort="{e(r.status)}"><span class="status {e(r.status)}">{e(r.status)}</span></td>'
-            f'<td data-sort="{e(r.last_seen)}" title="{e(r.last_seen)}">{_ago(r.last_seen, now)}</td>'
-            f'<td data-sort="{len(r.readings)}">{values}</td><td data-sort="{len(r.spark)}">{sparks}</td>'
-            f'<td data-sort="{len(alerts)}">'
-            + "".join(f'<span class=flag>{e(a)}</span>' for a in alerts) + "</td></tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
+            f'{_seen(r.last_seen)}<td data-sort="{len(r.readings)}">{values}</td>')
+    tail = (f'<td data-sort="{len(alerts)}">' + "".join(f'<span class=flag>{e(a)}</span>' for a in alerts)
+            + "</td></tr>")
+    return head, tail
+
+
+def _seen(text: str | None) -> str:
+    from dashboard.readings import parse_time
+
+    when = parse_time(text) if text else None
+    if when is None:
+        return '<td data-sort="" class=ago>never</td>'
+    shown = datetime.fromtimestamp(when, UTC).strftime("%H:%M:%S")
+    return f'<td data-sort="{e(text)}" title="{e(text)}" class=ago data-t="{when:.3f}">{shown}</td>'
+
+
+def spark_cell(lines: dict[str, list[tuple[float, float]]]) -> str:
+    """The sparklines cell: a line per measurement over the hour's closed minutes."""
+    return (f'<td class=sparks data-sort="{len(lines)}">'
+            + "".join(f'<span class=sparkbox title="{e(n)}">{sparkline(pts)}</span>'
+                      for n, pts in sorted(lines.items())) + "</td>")
+
+
+def fleet_live(summary: str, rows: list[tuple[str, str, str]]) -> str:
+    """The fleet block: the summary line and the table of (head, sparklines cell, tail) rows."""
+    return (f"<p class=summary id=summary>{summary}</p><table id=fleet><thead><tr>"
+            + "".join(f'<th data-col="{i}">{label}</th>' for i, label in enumerate(COLUMNS))
+            + "</tr></thead><tbody>" + "".join(h + s + t for h, s, t in rows) + "</tbody></table>")
 
 
 def fleet_body(live: str) -> str:
@@ -104,8 +132,26 @@ def fleet_body(live: str) -> str:
             f'alert…" aria-label=filter></div><div id=live>{live}</div>')
 
 
+def _when(unix: float | None) -> str:
+    return "" if unix is None else datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _commands(commands: list[Command]) -> str:
+    if not commands:
+        return "<p class=note>none</p>"
+    rows = []
+    for c in commands:
+        answer = "no reply yet" if c.ok is None else ("ok" if c.ok else "error")
+        rows.append(f'<tr data-command="{e(c.id)}"><td>{_when(c.sent_at)}</td><td>{e(c.name)}</td>'
+                    f'<td>{e(c.args)}</td><td>{e(c.expires)}</td><td class="answer {answer.split()[0]}">'
+                    f'{answer}</td><td>{e(c.answer)}</td><td>{_when(c.answered_at)}</td></tr>')
+    return ("<table id=commands><tr><th>sent</th><th>command</th><th>args</th><th>expires</th><th>answer</th>"
+            "<th>result or error</th><th>answered</th></tr>" + "".join(rows) + "</table>")
+
+
 def device_live(row: DeviceRow | None, device: str, series: dict[str, list[tuple[float, float]]],
-                units: dict[str, str], span: str, letters: list[DeadLetter], now: float) -> str:
+                units: dict[str, str], span: str, letters: list[DeadLetter], now: float,
+                commands: list[Command] | None = None) -> str:
     ranges = " ".join(f'<a href="?range={k}" class="{"on" if k == span else ""}">{k}</a>' for k in RANGES)
     out = [f"<h1>{e(device)}</h1>"]
     if row is not None:
@@ -121,6 +167,8 @@ def device_live(row: DeviceRow | None, device: str, series: dict[str, list[tuple
     points = sum(len(p) for p in series.values())
     out.append(f'<p class=ranges>range: {ranges} · <span id=points>{points}</span> points</p>')
     out.append(chart(series, units))
+    out.append("<h2>Last commands</h2>")
+    out.append(_commands(commands or []))
     out.append("<h2>Recent dead letters</h2>")
     if letters:
         out.append("<table><tr><th>time</th><th>reason</th><th>component</th><th>error</th><th>at</th></tr>"
@@ -141,7 +189,12 @@ def pipeline_live(view: PipelineView) -> str:
         return "<p class=note>reading Kafka…</p>"
     out = [f'<p class=summary>as of {datetime.fromtimestamp(view.when, UTC):%H:%M:%S} UTC</p>']
     out += [f"<p class='note error'>{e(err)}</p>" for err in view.errors]
-    out.append("<h2>Topics</h2><table id=topics><tr><th>role</th><th>topic</th><th>end offset</th>"
+    out.append("<h2>By hop</h2><table id=hops><tr><th>figure</th><th>per second</th><th>total</th>"
+               "<th>read from</th></tr>")
+    out += [f'<tr data-hop="{e(h.key)}"><td>{e(h.label)}</td><td class=num>{_rate(h.rate)}</td>'
+            f'<td class=num>{e(h.value) or "not reported"}</td><td class=source>{e(h.source)}</td></tr>'
+            for h in view.hops]
+    out.append("</table><h2>Topics</h2><table id=topics><tr><th>role</th><th>topic</th><th>end offset</th>"
                "<th>rate</th></tr>")
     out += [f'<tr data-topic="{e(t.topic)}"><td>{e(t.role)}</td><td>{e(t.topic)}</td>'
             f'<td class=num>{"missing" if t.end is None else t.end}</td>'

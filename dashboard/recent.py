@@ -6,6 +6,10 @@ the per-minute hour), and then fed by the rows the sink added since the last loo
 each insert, so ``rowid > last`` is exactly the new rows, a few hundred a second, by the primary key.
 A late row (an older device time, inserted later) replaces nothing newer. Minutes older than the hour
 are dropped as the hour moves on.
+
+Two counters let the page render only what changed (:mod:`dashboard.fleet_live`): ``changed[device]``
+is the rowid of the row that last replaced the device's newest row, and ``late[device]`` grows when a
+row lands in a minute that had already closed when it arrived (the only way a closed minute changes).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class RecentRows:
         self.latest: dict[str, Latest] = {}
         self.minutes: dict[str, dict[str, Point]] = {}  # device -> "YYYY-MM-DDTHH:MM" -> its newest point
         self.last_rowid: int | None = None
+        self.changed: dict[str, int] = {}  # device -> rowid of the row that last changed its newest row
+        self.late: dict[str, int] = {}  # device -> rows that changed an already closed minute
         self._lock = threading.Lock()  # worker threads look at once; one of them reads, the others wait
 
     def refresh(self) -> None:
@@ -36,7 +42,7 @@ class RecentRows:
             while True:
                 rows = self.db.rows_after(self.last_rowid or 0)
                 for rowid, row in rows:
-                    self._apply(row)
+                    self._apply(rowid, row)
                     self.last_rowid = rowid
                 if len(rows) < 50_000:
                     break
@@ -47,13 +53,15 @@ class RecentRows:
         # harmlessly (the same time replaces the same values)
         self.last_rowid = self.db.version()
         self.latest = self.db.latest()
+        self.changed = {device: self.last_rowid for device in self.latest}
         for device, points in self.db.series(time.time() - self.window, per_minute=True, limit=10**7).items():
             self.minutes[device] = {_minute_of(p.when): p for p in points}
 
-    def _apply(self, row: Latest) -> None:
+    def _apply(self, rowid: int, row: Latest) -> None:
         current = self.latest.get(row.device_id)
         if current is None or row.time >= current.time:
             self.latest[row.device_id] = row
+            self.changed[row.device_id] = rowid
         when = parse_time(row.time)
         if when is None or when < time.time() - self.window:
             return
@@ -64,6 +72,8 @@ class RecentRows:
         held = minutes.get(key)
         if held is None or when >= held.when:
             minutes[key] = Point(when, values)
+            if key < _minute_of(time.time()):
+                self.late[row.device_id] = self.late.get(row.device_id, 0) + 1
 
     def _prune(self) -> None:
         oldest = _minute_of(time.time() - self.window)
@@ -74,6 +84,14 @@ class RecentRows:
     def series(self) -> dict[str, list[Point]]:
         with self._lock:
             return {d: [m[k] for k in sorted(m)] for d, m in self.minutes.items() if m}
+
+    def closed_minutes(self, device: str, now: float) -> list[Point]:
+        """The device's points of the minutes before the one ``now`` is in, oldest first: final unless a
+        late row comes (``late`` says so)."""
+        current = _minute_of(now)
+        with self._lock:
+            minutes = dict(self.minutes.get(device, {}))
+        return [minutes[k] for k in sorted(minutes) if k < current]
 
     def latest_rows(self) -> dict[str, Latest]:
         with self._lock:

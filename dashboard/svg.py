@@ -21,10 +21,11 @@ def _scale(lo: float, hi: float, size: float, pad: float) -> tuple[float, float]
 
 
 def _path(points: Sequence[tuple[float, float]], x0: float, x1: float, y0: float, y1: float,
-          width: float, height: float, pad: float) -> str:
+          width: float, height: float, pad: float, digits: int = 1) -> str:
     sx, _ = _scale(x0, x1, width, pad)
     sy, _ = _scale(y0, y1, height, pad)
-    return " ".join(f"{pad + (x - x0) * sx:.1f},{height - pad - (y - y0) * sy:.1f}" for x, y in points)
+    return " ".join(f"{pad + (x - x0) * sx:.{digits}f},{height - pad - (y - y0) * sy:.{digits}f}"
+                    for x, y in points)
 
 
 def sparkline(points: Sequence[tuple[float, float]], width: int = 120, height: int = 28) -> str:
@@ -32,7 +33,8 @@ def sparkline(points: Sequence[tuple[float, float]], width: int = 120, height: i
     if not points:
         return f'<svg class="spark" width="{width}" height="{height}" role="img" aria-label="no data"></svg>'
     xs, ys = [p[0] for p in points], [p[1] for p in points]
-    line = _path(points, min(xs), max(xs), min(ys), max(ys), width, height, 2)
+    # whole pixels: a 120-pixel line needs no tenths, and a fleet's table carries a thousand of them
+    line = _path(points, min(xs), max(xs), min(ys), max(ys), width, height, 2, digits=0)
     last_x, last_y = line.rsplit(" ", 1)[-1].split(",")
     # the newest point marked: it is the value the row shows, and a lone point is visible at all
     return (f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '

@@ -1,5 +1,6 @@
 // edgebridge dashboard: the live stream and the fleet table's sorting and filtering. No library:
-// the server renders every block (HTML and SVG); this file only swaps them in and orders rows.
+// the server renders every block and row (HTML and SVG); this file only swaps them in, orders rows,
+// and counts "5s ago" from each row's time (so that a row changes only when its device does).
 (function () {
   "use strict";
   var main = document.querySelector("main[data-stream]");
@@ -26,14 +27,19 @@
     });
     var count = document.getElementById("count");
     if (count && words.length) count.textContent = shown + " of " + rows.length;
-    if (sort.col !== null) {
-      rows.sort(function (a, b) {
-        var x = text(a.cells[sort.col]), y = text(b.cells[sort.col]);
-        var nx = parseFloat(x), ny = parseFloat(y);
-        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
-        return c * sort.dir;
-      });
-      rows.forEach(function (row) { body.appendChild(row); });
+    // no column chosen: the server's order (by device id), which a row added by an update keeps
+    var order = sort.col === null ? function (a, b) {
+      var x = a.getAttribute("data-device"), y = b.getAttribute("data-device");
+      return x < y ? -1 : (x > y ? 1 : 0);
+    } : function (a, b) {
+      var x = text(a.cells[sort.col]), y = text(b.cells[sort.col]);
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return c * sort.dir;
+    };
+    var sorted = rows.slice().sort(order);
+    if (sorted.some(function (row, i) { return row !== rows[i]; })) {
+      sorted.forEach(function (row) { body.appendChild(row); });
     }
     table.querySelectorAll("th").forEach(function (th) {
       var col = parseInt(th.getAttribute("data-col"), 10);
@@ -53,6 +59,54 @@
     if (event.target && event.target.id === "filter") arrange();
   });
 
+  function ago() {
+    var now = Date.now() / 1000;
+    document.querySelectorAll("td.ago[data-t]").forEach(function (td) {
+      var s = Math.max(0, Math.floor(now - parseFloat(td.getAttribute("data-t"))));
+      td.textContent = s < 120 ? s + "s ago" : (s < 7200 ? Math.floor(s / 60) + "m ago" : Math.floor(s / 3600) + "h ago");
+    });
+  }
+  ago();
+  setInterval(ago, 1000);
+
+  // one <tr> (or <td>) of the server's HTML as a node: a template parses table parts out of a table
+  function node(html) {
+    var t = document.createElement("template");
+    t.innerHTML = html;
+    return t.content.firstElementChild;
+  }
+
+  // an update of the fleet table: only the rows that changed. A row comes with an empty sparklines
+  // cell unless its sparklines changed too (they change once a minute): the row keeps the one it has.
+  function patch(message) {
+    var table = document.getElementById("fleet");
+    var summary = document.getElementById("summary");
+    if (!table || !summary) return;
+    var body = table.tBodies[0];
+    var have = {};
+    Array.prototype.forEach.call(body.rows, function (row) { have[row.getAttribute("data-device")] = row; });
+    var listed = {};
+    message.rows.forEach(function (p) {
+      listed[p.d] = true;
+      var row = have[p.d];
+      if (p.row) {
+        var fresh = node(p.row);
+        var oldSpark = row ? row.querySelector("td.sparks") : null;
+        if (oldSpark && !p.spark) fresh.querySelector("td.sparks").replaceWith(oldSpark);
+        if (row) row.replaceWith(fresh); else body.appendChild(fresh);
+        row = have[p.d] = fresh;
+      }
+      if (p.spark && row) row.querySelector("td.sparks").replaceWith(node(p.spark));
+    });
+    var drop = (message.gone || []).slice();
+    if (message.full) {
+      Object.keys(have).forEach(function (d) { if (!listed[d]) drop.push(d); });
+    }
+    drop.forEach(function (d) { if (have[d]) have[d].remove(); });
+    summary.innerHTML = message.summary;
+    ago();
+  }
+
   if (!main || !window.EventSource) return;
   var live = document.getElementById("live");
   var stream = new EventSource(main.getAttribute("data-stream"));
@@ -62,7 +116,7 @@
   stream.addEventListener("update", function (event) {
     var message = JSON.parse(event.data);
     updates += 1;
-    live.innerHTML = message.html;
+    if (message.html !== undefined) live.innerHTML = message.html; else patch(message);
     document.body.setAttribute("data-updates", String(updates));
     arrange();
   });

@@ -30,6 +30,7 @@ from edgebridge.envelope import new_reading
 from edgebridge.topics import KafkaTopics
 from tests.conftest import IN_CI, BrokerAddresses
 from tests.enricher.conftest import InProcess, enricher_config, produce
+from tests.enricher.conftest import postgres as postgres  # the session's PostgreSQL, for the source's tests
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,19 +161,21 @@ def pipeline(brokers: BrokerAddresses, kafka_admin: Any,
     token_file = tmp / "token"
     token_file.write_text(TOKEN + "\n")
     enricher = enricher_config(brokers, topics, f"{name}-enricher")
-    with InProcess(enricher), _Sink(brokers, topics, db, f"{name}-sink") as sink:
-        yield from _with_dashboard(brokers, topics, db, prefix, token_file, sink, tmp)
+    with InProcess(enricher) as processor, _Sink(brokers, topics, db, f"{name}-sink") as sink:
+        yield from _with_dashboard(brokers, topics, db, prefix, token_file, sink, processor, tmp)
 
 
 def _with_dashboard(brokers: BrokerAddresses, topics: KafkaTopics, db: Path, prefix: str, token_file: Path,
-                    sink: _Sink, tmp: Path) -> Iterator[Pipeline]:
+                    sink: _Sink, processor: InProcess, tmp: Path) -> Iterator[Pipeline]:
     from edgebridge.metrics import MetricsServer, new_registry
     from enricher.sinks.metrics import register
 
-    # the sink's own metrics endpoint, as `edgebridge sink` serves it, in the dashboard's list
+    # the sink's and the enricher's own metrics endpoints, as their commands serve them, in the
+    # dashboard's list
     registry = new_registry(process_metrics=False)
     register(sink.runner, registry)
     metrics = MetricsServer("127.0.0.1", 0, registry).start()
+    enricher_metrics = MetricsServer("127.0.0.1", 0, processor.processor.metrics.registry).start()
     config = tmp / "dashboard.toml"
     config.write_text(f"""
 [web]
@@ -182,7 +185,7 @@ token_file = "{token_file}"
 [sources]
 sqlite = "{db}"
 refresh = 0.5
-metrics = ["sink={metrics.url}/metrics"]
+metrics = ["sink={metrics.url}/metrics", "enricher={enricher_metrics.url}/metrics"]
 [kafka]
 bootstrap = "{brokers.kafka_bootstrap}"
 [mqtt]
@@ -224,6 +227,7 @@ topic_prefix = "{prefix}"
             log.close()
     finally:
         metrics.stop()
+        enricher_metrics.stop()
 
 
 def vars_of(topics: KafkaTopics) -> dict[str, str]:

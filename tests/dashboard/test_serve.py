@@ -224,3 +224,43 @@ def test_recent_rows_follow_new_rows_and_a_late_row_replaces_nothing_newer(tmp_p
         assert recent.last_rowid == db.version()
     finally:
         db.close()
+
+
+def test_a_command_log_joins_replies_by_id_and_takes_bytes_that_are_not_json() -> None:
+    from dashboard.commands import CommandLog
+
+    log = CommandLog(keep=3)
+    log.command("d1", b'{"id": "c1", "command": "ping", "args": {}}', 10.0, 0)
+    log.command("d1", b"\xff not json", 11.0, 1)
+    log.reply("d1", b'{"id": "c1", "ok": true, "result": {"pong": 1}}', b"c1", 12.0, 0)
+    log.reply("d1", b"[1, 2]", None, 13.0, 1)  # not an object, no correlation: listed alone, as an error
+    assert [(c.id, c.name, c.ok, c.answer) for c in log.of("d1")] == [
+        ("reply-at-1", "(reply only)", False, "the reply is not a JSON object"),
+        ("command-at-1", "(not JSON)", None, ""),
+        ("c1", "ping", True, '{"pong":1}'),  # the reply joined its command, in the command's place
+    ]
+    log.command("d1", b'{"id": "c2", "command": "flush"}', 14.0, 2)
+    log.command("d1", b'{"id": "c3", "command": "status"}', 15.0, 3)
+    assert [c.id for c in log.of("d1")] == ["c3", "c2", "reply-at-1"]  # the last three, newest first
+    assert log.of("nobody") == []
+
+
+def test_commit_latency_is_read_from_the_histogram_of_the_last_look_or_of_the_whole_life() -> None:
+    from dashboard.hops import commit_latency, hop_figures
+    from dashboard.pipeline_view import MetricSample
+
+    def histogram(rates: bool) -> list[MetricSample]:
+        name = "edgebridge_enricher_commit_seconds"
+        # 10 commits in all (sum 1 s); since the last look 2 per second, 0.06 s per second
+        out = [MetricSample("enricher", name + "_count", "", 10, 2.0 if rates else None),
+               MetricSample("enricher", name + "_sum", "", 1.0, 0.06 if rates else None)]
+        for le, value, rate in (("0.025", 2, 1.0), ("0.05", 9, 2.0), ("0.5", 10, 2.0), ("+Inf", 10, 2.0)):
+            out.append(MetricSample("enricher", name + "_bucket", f"le={le}", value, rate if rates else None))
+        return out
+
+    assert commit_latency(histogram(True)) == "mean 30.0 ms, p95 <= 50 ms (the last look)"
+    assert commit_latency(histogram(False)) == "mean 100.0 ms, p95 <= 500 ms (the enricher's life)"
+    assert commit_latency([]) == ""
+    hops = {h.key: h for h in hop_figures([], histogram(True))}
+    assert hops["commit_latency"].value.startswith("mean 30.0 ms")
+    assert hops["bridge"].value == "" and "not reported" in hops["bridge"].source

@@ -1,0 +1,145 @@
+"""The dashboard reading the PostgreSQL sink's table: a real PostgreSQL (the session's), the sink's own
+schema (:class:`enricher.sinks.postgres.PostgresStore` creates it), rows in the sink's layout, and
+``edgebridge dashboard`` as a subprocess with ``[sources] postgres``. What the pages show is compared
+with the rows the test wrote; a row added later shows without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.dashboard.test_serve import BASE_ENV, OFFLINE, ROOT
+from tests.waiting import wait_for
+
+D1 = (21.5, 23.0, 22.1, 24.6, 23.8, 25.2)
+
+
+@pytest.fixture
+def dsn(postgres: Any) -> str:
+    import psycopg
+
+    schema = f"dash_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{postgres.dsn} options='-c search_path={schema}'"
+
+
+def _insert(dsn: str, device: str, seq: int, at: float, temperature: float) -> None:
+    """A row as the sink writes it, and its offset in the same transaction (what the dashboard follows)."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    with psycopg.connect(dsn) as conn, conn.transaction():
+        conn.execute(
+            "INSERT INTO readings (event_id, device_id, epoch, seq, time, site, location, late, flags, "
+            "readings, derived, processed_at) "
+            "VALUES (%s, %s, '', %s, %s, 'plant-a', 'hall 1', false, %s, %s, %s, now())",
+            [uuid.uuid4().hex, device, seq, datetime.fromtimestamp(at, UTC), Jsonb([]),
+             Jsonb({"temperature": {"v": temperature, "u": "Cel"}}), Jsonb({})])
+        conn.execute("INSERT INTO sink_offsets VALUES ('processed', 0, 1) ON CONFLICT (topic, partition) "
+                     "DO UPDATE SET next_offset = sink_offsets.next_offset + 1")
+
+
+@contextmanager
+def _dashboard(dsn: str) -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "edgebridge", "dashboard", "--no-login"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**BASE_ENV, **OFFLINE, "EDGEBRIDGE_SOURCES_POSTGRES": dsn,
+                                 "EDGEBRIDGE_SOURCES_REFRESH": "0.5"})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("dashboard: "), line
+        yield line.split(" ", 1)[1].strip()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return str(response.read().decode())
+
+
+def _fleet(url: str) -> dict[str, Any]:
+    return {row["device_id"]: row for row in json.loads(_get(url + "api/fleet"))}
+
+
+def test_the_fleet_and_a_device_chart_read_from_the_postgresql_sink(dsn: str) -> None:
+    from enricher.sinks.postgres import PostgresStore
+
+    PostgresStore(dsn).conn.close()  # the sink's schema, as `edgebridge sink postgres` creates it
+    now = time.time()
+    for i, t in enumerate(D1):  # every 5 minutes, 50 to 25 minutes ago: six closed minutes
+        _insert(dsn, "pg-1", i + 1, now - 3000 + i * 300, t)
+    _insert(dsn, "pg-2", 1, now, 12.5)
+    with _dashboard(dsn) as url:
+        fleet = _fleet(url)
+        assert fleet["pg-1"]["readings"]["temperature"] == [25.2, "Cel"]
+        assert fleet["pg-2"]["readings"]["temperature"] == [12.5, "Cel"]
+        page = _get(url)
+        spark = re.search(r'data-device="pg-1".*?<polyline [^>]*points="([^"]+)"', page)
+        assert spark is not None and len(spark.group(1).split()) == 6
+        chart = _get(url + "device/pg-1?range=1h")
+        assert [float(v) for v in re.findall(r'data-v="([^"]+)"', chart)] == list(D1)
+        # a row the sink adds later: on the page without a restart
+        _insert(dsn, "pg-2", 2, time.time(), 99.5)
+        wait_for(lambda: _fleet(url)["pg-2"]["readings"]["temperature"] == [99.5, "Cel"], 30,
+                 "the new row")
+
+
+def test_the_postgresql_session_is_read_only_and_a_dsn_with_a_password_is_refused(dsn: str) -> None:
+    import psycopg
+
+    from dashboard.readings_pg import PostgresReadings
+    from enricher.sinks.postgres import PostgresStore
+
+    PostgresStore(dsn).conn.close()
+    db = PostgresReadings(dsn)
+    try:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            db.conn.execute("DELETE FROM readings")
+    finally:
+        db.close()
+    env = {**BASE_ENV, **OFFLINE, "EDGEBRIDGE_SOURCES_POSTGRES": "host=x password=secret"}
+    done = subprocess.run([sys.executable, "-m", "edgebridge", "dashboard", "--no-login"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and "holds a password" in done.stderr and "secret" not in done.stderr
+
+
+def test_when_a_minute_closes_only_the_last_minutes_are_read_again(dsn: str) -> None:
+    from dashboard.readings_pg import PostgresReadings
+    from enricher.sinks.postgres import PostgresStore
+
+    PostgresStore(dsn).conn.close()
+    now = time.time()
+    _insert(dsn, "pg-1", 1, now - 1800, 20.0)
+    db = PostgresReadings(dsn)
+    try:
+        recent = db.recent()
+        recent.refresh()
+        assert [p.values["temperature"] for p in recent.closed_minutes("pg-1", now)] == [20.0]
+        # a row of the minute before the current one, committed after the look; and one 20 minutes ago,
+        # which only a read of the whole hour would find (what the per-minute read leaves out, by design)
+        _insert(dsn, "pg-1", 2, now - 60, 21.0)
+        _insert(dsn, "pg-1", 3, now - 1200, 99.0)
+        recent._minute = int(now // 60) - 1  # as if the look before had been in the previous minute
+        recent.refresh()
+        assert [p.values["temperature"] for p in recent.closed_minutes("pg-1", now + 60)] == [20.0, 21.0]
+        assert recent.latest_rows()["pg-1"].readings["temperature"]["v"] == 21.0
+    finally:
+        db.close()
