@@ -141,6 +141,11 @@ class Pipeline:
                                  [device]).fetchall()
         return [(seq, orjson.loads(r)) for seq, r in found]
 
+    def aggregate_keys(self, device: str) -> set[str]:
+        """The keys of the sink's aggregates rows of a device, read independently of the dashboard."""
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as conn:
+            return {k for (k,) in conn.execute("SELECT key FROM aggregates WHERE device_id = ?", [device])}
+
 
 def _make_topics(admin: Any, prefix: str) -> KafkaTopics:
     from confluent_kafka.admin import NewTopic
@@ -148,7 +153,7 @@ def _make_topics(admin: Any, prefix: str) -> KafkaTopics:
     compact = {"cleanup.policy": "compact"}
     names = {"raw": (1, {}), "processed": (2, {}), "deadletter": (1, {}), "alerts": (1, {}),
              "devices": (1, compact), "enricher_state": (1, compact), "commands": (1, {}),
-             "command_responses": (1, {}), "status": (1, {})}
+             "command_responses": (1, {}), "status": (1, {}), "aggregates": (1, {})}
     topics = {role: f"{prefix}-{role}" for role in names}
     futures = admin.create_topics([NewTopic(topics[r], num_partitions=p, replication_factor=1, config=c)
                                    for r, (p, c) in names.items()])
@@ -166,6 +171,8 @@ class _Sink:
 
         self.config = load_config(SinkConfig, None, env={}, overrides={
             "group_id": group, "topics.processed": topics.processed,
+            # with the aggregator's topic, as `EDGEBRIDGE_AGGREGATES=true edgebridge sink sqlite` reads it
+            "aggregates": True, "topics.aggregates": topics.aggregates,
             "kafka.bootstrap": brokers.kafka_bootstrap, "batch_ms": 100, "metrics.enabled": False})
         self.db = db
         self.runner: Any = None

@@ -168,6 +168,25 @@ def test_rows_the_page_cannot_read_show_as_empty_not_as_an_error(tmp_path: Path)
         db.close()
 
 
+def test_a_database_without_the_aggregates_table_says_so_on_the_device_page(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    from dashboard.aggregates import MISSING
+    from enricher.sinks.sqlite import migrate
+
+    path = tmp_path / "sink.db"
+    migrate(sqlite_utils.Database(path))
+    with sqlite3.connect(path) as conn:  # as a sink older than the aggregates left it
+        conn.execute("DROP TABLE aggregates")
+        conn.execute("INSERT INTO readings (event_id, device_id, seq, time, flags, readings, derived, late) "
+                     "VALUES ('e1', 'd1', 1, '2026-01-01T00:00:00Z', '[]', '{}', '{}', 0)")
+    with _serving({"EDGEBRIDGE_SOURCES_SQLITE": str(path)}, "--no-login") as url, \
+            urllib.request.urlopen(url + "device/d1?range=1h", timeout=30) as response:
+        page = response.read().decode()
+    assert response.status == 200
+    assert page.count(MISSING) == 1 and "<h2>Last commands</h2>" in page
+
+
 def test_per_minute_keeps_the_newest_row_of_each_minute(tmp_path: Path) -> None:
     import sqlite_utils
 
