@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MISSING", "DeviceAggregates", "Window", "device_aggregates"]
+__all__ = ["MISSING", "DeviceAggregates", "Window", "device_aggregates", "merged"]
 
 # what the page says when the source has no aggregates table
 MISSING = "no aggregates table in the source: a sink started with aggregates = true writes one"
@@ -66,4 +66,22 @@ def device_aggregates(rows: Iterable[tuple[Any, ...]], since: float) -> DeviceAg
             Window(start, end, count, lo, hi, avg, latest, str(unit or ""), bool(final)))
     for windows in out.windows.values():
         windows.sort(key=lambda w: w.start)
+    return out
+
+
+def merged(windows: list[Window], most: int) -> list[Window]:
+    """At most ``most`` windows, neighbours merged (min of the mins, max of the maxes, the mean weighted
+    by counts, the last one's last): a chart 780 pixels wide draws a week of 60 s windows as 780
+    rectangles, not 10 080, and the band still spans every figure of the range."""
+    if len(windows) <= most:
+        return windows
+    per = -(-len(windows) // most)  # ceil: the groups' size
+    out = []
+    for i in range(0, len(windows), per):
+        group = windows[i:i + per]
+        count = sum(w.count for w in group)
+        mean = sum(w.mean * w.count for w in group) / count if count else group[-1].mean
+        out.append(Window(group[0].start, group[-1].end, count, min(w.min for w in group),
+                          max(w.max for w in group), mean, group[-1].last, group[-1].unit,
+                          all(w.final for w in group)))
     return out

@@ -10,7 +10,7 @@ import html
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from dashboard.aggregates import Window
+from dashboard.aggregates import Window, merged
 
 __all__ = ["chart", "sparkline"]
 
@@ -78,7 +78,7 @@ def chart(series: Mapping[str, Sequence[tuple[float, float]]], units: Mapping[st
     sx = (width - 2 * pad) / (x1 - x0)
     for i, name in enumerate(names):
         colour = _COLOURS[i % len(_COLOURS)]
-        pts, windows = series.get(name, ()), bands.get(name, ())
+        pts, windows = series.get(name, ()), merged(list(bands.get(name, ())), width - 2 * pad)
         ys = [p[1] for p in pts] + [v for w in windows for v in (w.min, w.max)]
         y0, y1 = min(ys), max(ys)
         if y0 == y1:
