@@ -33,6 +33,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from dashboard import pages
+from dashboard.aggregates import MISSING
 from dashboard.auth import Login, guard
 from dashboard.fleet import DeviceRow, fleet_rows
 from dashboard.fleet_table import FleetPage, FleetTable
@@ -177,7 +178,9 @@ def build_app(sources: Sources, login: Login, refresh: float = 1.0) -> Any:
                 units = {n: u for n, (_, u) in row.readings.items()} if row else {}
                 letters = sources.pipeline.deadletters_of(device) if sources.pipeline else []
                 commands = sources.pipeline.commands.of(device) if sources.pipeline else []
-                return pages.device_live(row, device, series, units, span, letters, now, commands)
+                aggs = sources.readings.aggregates(device, now - seconds) if sources.readings else None
+                note = MISSING if sources.readings and aggs is None else None
+                return pages.device_live(row, device, series, units, span, letters, now, commands, aggs, note)
             return table.state().block()
 
         return version, rendered.get(key, render)

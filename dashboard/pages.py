@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from dashboard.aggregates import DeviceAggregates
 from dashboard.commands import Command
 from dashboard.fleet import DeviceRow
 from dashboard.pipeline_view import DeadLetter, PipelineView
@@ -149,9 +150,40 @@ def _commands(commands: list[Command]) -> str:
             "<th>result or error</th><th>answered</th></tr>" + "".join(rows) + "</table>")
 
 
+# the newest windows listed per measurement: the chart draws all of the range, the table the latest
+WINDOWS_LISTED = 10
+
+
+def _aggregates(aggs: DeviceAggregates | None, note: str | None) -> str:
+    """The device's windows, newest first, per measurement, and its non-zero too-late and ahead
+    counts; or the one line saying why there are none."""
+    if aggs is None:
+        return f"<p class=note id=aggregates-note>{e(note)}</p>" if note else ""
+    out = []
+    kinds = (("too_late", "too late", aggs.too_late), ("ahead", "ahead of the clock", aggs.ahead))
+    counts = [f'<span data-measurement="{e(m)}" data-kind="{kind}">{e(m)}: <b>{n}</b> {label}</span>'
+              for kind, label, told in kinds for m, n in sorted(told.items())]
+    if counts:
+        out.append("<p id=aggregate-counts>readings not applied to a window: " + " · ".join(counts) + "</p>")
+    if not aggs.windows:
+        out.append("<p class=note id=aggregates-note>no aggregate windows in this range</p>")
+        return "".join(out)
+    out.append("<table id=aggregates><tr><th>measurement</th><th>window start</th><th>count</th><th>min</th>"
+               "<th>max</th><th>mean</th><th>last</th><th>final</th></tr>")
+    for name, windows in sorted(aggs.windows.items()):
+        for w in reversed(windows[-WINDOWS_LISTED:]):
+            out.append(f'<tr data-measurement="{e(name)}" data-start="{w.start:.3f}"><td>{e(name)} '
+                       f'<small>{e(w.unit)}</small></td><td>{_when(w.start)}</td><td class=num>{w.count}</td>'
+                       + "".join(f"<td class=num>{v:g}</td>" for v in (w.min, w.max, w.mean, w.last))
+                       + f'<td>{"final" if w.final else "open"}</td></tr>')
+    out.append("</table>")
+    return "".join(out)
+
+
 def device_live(row: DeviceRow | None, device: str, series: dict[str, list[tuple[float, float]]],
                 units: dict[str, str], span: str, letters: list[DeadLetter], now: float,
-                commands: list[Command] | None = None) -> str:
+                commands: list[Command] | None = None, aggregates: DeviceAggregates | None = None,
+                aggregates_note: str | None = None) -> str:
     ranges = " ".join(f'<a href="?range={k}" class="{"on" if k == span else ""}">{k}</a>' for k in RANGES)
     out = [f"<h1>{e(device)}</h1>"]
     if row is not None:
@@ -166,7 +198,9 @@ def device_live(row: DeviceRow | None, device: str, series: dict[str, list[tuple
         out.append("<p class=note>not in the registry and no readings</p>")
     points = sum(len(p) for p in series.values())
     out.append(f'<p class=ranges>range: {ranges} · <span id=points>{points}</span> points</p>')
-    out.append(chart(series, units))
+    out.append(chart(series, units, bands=aggregates.windows if aggregates else None))
+    out.append("<h2>Aggregates</h2>")
+    out.append(_aggregates(aggregates, aggregates_note))
     out.append("<h2>Last commands</h2>")
     out.append(_commands(commands or []))
     out.append("<h2>Recent dead letters</h2>")

@@ -20,7 +20,9 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Latest", "Point", "ReadingsDb", "parse_time", "stamp"]
+from dashboard.aggregates import DeviceAggregates, device_aggregates
+
+__all__ = ["AGGREGATE_FIELDS", "Latest", "Point", "ReadingsDb", "parse_time", "stamp"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,10 @@ class Latest:
 class Point:
     when: float  # Unix seconds
     values: dict[str, float] = field(default_factory=dict)  # numeric readings only: what a chart draws
+
+
+# the columns :func:`dashboard.aggregates.device_aggregates` takes, in its order (both sources)
+AGGREGATE_FIELDS = "kind, measurement, window_start, window_end, count, min, max, mean, last, unit, final"
 
 
 def parse_time(text: str) -> float | None:
@@ -142,6 +148,23 @@ class ReadingsDb:
                       if isinstance(r, dict) and type(r.get("v")) in (int, float)}
             out.setdefault(device_id, []).append(Point(when, values))
         return out
+
+    def aggregates(self, device: str, since: float, limit: int = 20000) -> DeviceAggregates | None:
+        """The device's windows starting from ``since`` (the newest ``limit``) and its too-late and
+        ahead counts; None when the database has no ``aggregates`` table (a sink older than it)."""
+        try:
+            with self.lock:
+                rows = self.conn.execute(
+                    f"SELECT {AGGREGATE_FIELDS} FROM aggregates WHERE device_id = ? "
+                    "AND (kind != 'window' OR window_start >= ?) "
+                    # the counts (no start) first: the limit cuts old windows, never them
+                    "ORDER BY window_start IS NOT NULL, window_start DESC LIMIT ?",
+                    [device, stamp(since), limit]).fetchall()
+        except sqlite3.OperationalError as exc:
+            # a missing table is said on the page; anything else shows as no windows, as the readings do
+            return None if "no such table" in str(exc) else DeviceAggregates()
+        return device_aggregates(((*r[:2], parse_time(r[2] or ""), parse_time(r[3] or ""), *r[4:])
+                                  for r in rows), since)
 
     def close(self) -> None:
         self.conn.close()

@@ -22,7 +22,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from dashboard.readings import Latest, Point, stamp
+from dashboard.aggregates import DeviceAggregates, device_aggregates
+from dashboard.readings import AGGREGATE_FIELDS, Latest, Point, stamp
 
 __all__ = ["PostgresReadings", "PostgresRecent"]
 
@@ -99,6 +100,23 @@ class PostgresReadings:
         for device_id, when, readings in reversed(rows):
             out.setdefault(device_id, []).append(Point(when.timestamp(), _numbers(readings)))
         return out
+
+    def aggregates(self, device: str, since: float, limit: int = 20000) -> DeviceAggregates | None:
+        """As :meth:`dashboard.readings.ReadingsDb.aggregates`."""
+        import psycopg
+
+        try:
+            with self.lock:
+                rows = self.conn.execute(
+                    f"SELECT {AGGREGATE_FIELDS} FROM aggregates WHERE device_id = %s "
+                    "AND (kind != 'window' OR window_start >= %s) "
+                    # the counts (no start) first: the limit cuts old windows, never them
+                    "ORDER BY window_start IS NOT NULL, window_start DESC LIMIT %s",
+                    [device, datetime.fromtimestamp(since, UTC), limit]).fetchall()
+        except psycopg.errors.UndefinedTable:  # a sink older than the aggregates
+            return None
+        return device_aggregates(((*r[:2], None if r[2] is None else r[2].timestamp(),
+                                   None if r[3] is None else r[3].timestamp(), *r[4:]) for r in rows), since)
 
     def recent(self, window: float = 3600.0) -> PostgresRecent:
         return PostgresRecent(self, window)

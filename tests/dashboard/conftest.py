@@ -50,6 +50,64 @@ PUMP_1_TEMPERATURE = (21.5, 23.0, 22.1, 24.6, 23.8, 25.2)
 PUMP_1_HUMIDITY = (48.0, 45.5, 47.0, 41.0, 43.5, 40.0)
 
 
+# a device's aggregate windows, as (minutes before now, readings in the window, final): three within the
+# hour (none within 15 minutes), one two hours ago (in 6h, not in 1h)
+WINDOWS = ((50, (21.5, 22.5), True), (45, (23.0, 24.6, 23.8), True), (30, (25.25,), False),
+           (120, (19.0, 18.0), True))
+
+
+def aggregate_records(device: str, measurement: str, unit: str, now: float, too_late: int, ahead: int
+                      ) -> tuple[list[tuple[str, bytes]], list[dict[str, Any]]]:
+    """:data:`WINDOWS` as the aggregator's records of ``iot.aggregates`` (its own encoders, 60 s windows),
+    and each window's figures computed here, apart from its code: what the page must show."""
+    from enricher.aggregates import table
+    from enricher.aggregates.windows import Figures, WindowRule
+
+    rule = WindowRule(60_000, 60_000)
+    records, expected = [], []
+    for minutes, values, final in WINDOWS:
+        start = rule.start(int((now - minutes * 60) * 1000))
+        figures = Figures.first(values[0], start + 1000, unit)
+        for i, v in enumerate(values[1:], 2):
+            figures.add(v, start + i * 1000, unit)
+        records.append((table.window_key(device, measurement, start),
+                        table.window_value(device, measurement, start, rule, figures, final)))
+        expected.append({"start": start / 1000, "count": len(values), "min": min(values), "max": max(values),
+                         "mean": sum(values) / len(values), "last": values[-1], "final": final,
+                         "minutes": minutes})
+    for kind, count in ((table.TOO_LATE, too_late), (table.AHEAD, ahead)):
+        records.append((table.too_late_key(device, measurement, kind),
+                        table.too_late_value(device, measurement, count, kind)))
+    return records, expected
+
+
+def figures_shown(rows: list[tuple[str, list[str]]]) -> list[dict[str, Any]]:
+    """The aggregates table's rows, (data-start, the cells' texts), as figures comparable with
+    :func:`aggregate_records`' (the mean rounded as the page shows it: 6 significant digits)."""
+    return [{"start": float(start), "count": int(cells[2]), "min": float(cells[3]), "max": float(cells[4]),
+             "mean": float(cells[5]), "last": float(cells[6]), "final": cells[7] == "final"}
+            for start, cells in rows]
+
+
+def figures_expected(expected: list[dict[str, Any]], within_minutes: float) -> list[dict[str, Any]]:
+    """The windows of a range, newest first, as :func:`figures_shown` reads them."""
+    return [{**{k: v for k, v in e.items() if k != "minutes"}, "mean": float(f"{e['mean']:g}")}
+            for e in sorted(expected, key=lambda e: -e["start"]) if e["minutes"] < within_minutes]
+
+
+def write_aggregates(store: Any, topic: str, records: list[tuple[str, bytes]]) -> None:
+    """Records upserted as a sink writes them: its row builder, its store, one batch with its offsets."""
+    from enricher.sinks.quarantine import Batch, Origin
+    from enricher.sinks.rows import aggregate_row_of
+
+    batch = Batch(topic, table="aggregates")
+    for offset, (key, value) in enumerate(records):
+        origin = Origin(0, offset, key.encode(), value)
+        batch.add(aggregate_row_of(origin.key, value), origin)
+    batch.offsets[0] = len(records)
+    store.write(batch)
+
+
 def reading(device: str, seq: int, temperature: float, humidity: float, at: float) -> Any:
     from dashboard.readings import stamp
 
@@ -83,6 +141,11 @@ class Pipeline:
                                  [device]).fetchall()
         return [(seq, orjson.loads(r)) for seq, r in found]
 
+    def aggregate_keys(self, device: str) -> set[str]:
+        """The keys of the sink's aggregates rows of a device, read independently of the dashboard."""
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as conn:
+            return {k for (k,) in conn.execute("SELECT key FROM aggregates WHERE device_id = ?", [device])}
+
 
 def _make_topics(admin: Any, prefix: str) -> KafkaTopics:
     from confluent_kafka.admin import NewTopic
@@ -90,7 +153,7 @@ def _make_topics(admin: Any, prefix: str) -> KafkaTopics:
     compact = {"cleanup.policy": "compact"}
     names = {"raw": (1, {}), "processed": (2, {}), "deadletter": (1, {}), "alerts": (1, {}),
              "devices": (1, compact), "enricher_state": (1, compact), "commands": (1, {}),
-             "command_responses": (1, {}), "status": (1, {})}
+             "command_responses": (1, {}), "status": (1, {}), "aggregates": (1, {})}
     topics = {role: f"{prefix}-{role}" for role in names}
     futures = admin.create_topics([NewTopic(topics[r], num_partitions=p, replication_factor=1, config=c)
                                    for r, (p, c) in names.items()])
@@ -108,6 +171,8 @@ class _Sink:
 
         self.config = load_config(SinkConfig, None, env={}, overrides={
             "group_id": group, "topics.processed": topics.processed,
+            # with the aggregator's topic, as `EDGEBRIDGE_AGGREGATES=true edgebridge sink sqlite` reads it
+            "aggregates": True, "topics.aggregates": topics.aggregates,
             "kafka.bootstrap": brokers.kafka_bootstrap, "batch_ms": 100, "metrics.enabled": False})
         self.db = db
         self.runner: Any = None

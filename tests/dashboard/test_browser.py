@@ -19,8 +19,16 @@ from typing import Any
 
 import pytest
 
-from tests.dashboard.conftest import REGISTRY, TOKEN, Pipeline, screenshot
-from tests.enricher.conftest import read_all
+from tests.dashboard.conftest import (
+    REGISTRY,
+    TOKEN,
+    Pipeline,
+    aggregate_records,
+    figures_expected,
+    figures_shown,
+    screenshot,
+)
+from tests.enricher.conftest import produce, read_all
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.brokers, pytest.mark.browser]
@@ -360,4 +368,37 @@ def test_the_device_page_lists_its_last_commands_and_their_replies(browser: Any,
     assert [r[0] for r in shown] == [interval["id"], ping["id"]]
     assert shown[0][2:4] == ["set-interval", '{"seconds":5}'] and shown[0][5] == "no reply yet"
     assert shown[1][2] == "ping" and json.loads(shown[1][6]) == {"pong": 1}
+    assert _console_errors(browser) == []
+
+
+_AGGREGATES = """return [...document.querySelectorAll('#aggregates tr[data-measurement]')].map(
+    r => [r.dataset.start, [...r.querySelectorAll('td')].map(td => td.innerText)])"""
+_BANDS = """return [...document.querySelectorAll('svg.chart g.band[data-name="temperature"] rect')].map(
+    r => ({min: parseFloat(r.dataset.min), max: parseFloat(r.dataset.max)}))"""
+
+
+def test_the_device_page_shows_the_aggregates_the_sink_read_from_the_aggregator_topic(
+        browser: Any, pipeline: Pipeline) -> None:
+    """The aggregator's records on the real topic, the real sink (aggregates = true) upserting them,
+    the page drawing and listing what it wrote."""
+    device = "dash-pump-2"
+    records, expected = aggregate_records(device, "temperature", "Cel", time.time(), too_late=2, ahead=1)
+    produce(pipeline.brokers.kafka_bootstrap, pipeline.topics.aggregates,
+            records)
+    wait_for(lambda: pipeline.aggregate_keys(device) == {key for key, _ in records}, 60, "the sink's rows")
+    _log_in(browser, pipeline)
+    browser.get(pipeline.url + f"device/{device}?range=1h")
+    # rendered blocks are kept up to 5 s: the live stream brings the table if the first load had none
+    wait_for(lambda: browser.execute_script(_AGGREGATES), 30, "the aggregates table")
+    assert figures_shown(browser.execute_script(_AGGREGATES)) == figures_expected(expected, 60)
+    assert browser.execute_script(_BANDS) == [{"min": e["min"], "max": e["max"]}
+                                              for e in reversed(figures_expected(expected, 60))]
+    counts = browser.execute_script("return document.getElementById('aggregate-counts').innerText")
+    assert "temperature: 2 too late" in counts and "temperature: 1 ahead of the clock" in counts
+    browser.get(pipeline.url + f"device/{device}?range=6h")
+    assert figures_shown(browser.execute_script(_AGGREGATES)) == figures_expected(expected, 360)
+    # a device without windows in the table: said in one line
+    browser.get(pipeline.url + "device/dash-meter-3?range=1h")
+    assert browser.execute_script("return document.getElementById('aggregates-note').innerText") == \
+        "no aggregate windows in this range"
     assert _console_errors(browser) == []

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.dashboard.conftest import aggregate_records, figures_expected, figures_shown, write_aggregates
 from tests.dashboard.test_serve import BASE_ENV, OFFLINE, ROOT
 from tests.waiting import wait_for
 
@@ -143,3 +144,36 @@ def test_when_a_minute_closes_only_the_last_minutes_are_read_again(dsn: str) -> 
         assert recent.latest_rows()["pg-1"].readings["temperature"]["v"] == 21.0
     finally:
         db.close()
+
+
+def aggregates_in(page: str) -> list[dict[str, Any]]:
+    """The aggregates table of a device page's HTML, as :func:`tests.dashboard.conftest.figures_shown`."""
+    rows = re.findall(r'<tr data-measurement="[^"]+" data-start="([^"]+)">(.*?)</tr>', page)
+    return figures_shown([(start, re.findall(r"<td[^>]*>(.*?)</td>", cells)) for start, cells in rows])
+
+
+def test_the_device_page_shows_the_aggregates_the_sink_wrote_or_says_it_has_none(dsn: str) -> None:
+    import psycopg
+
+    from dashboard.aggregates import MISSING
+    from enricher.sinks.postgres import PostgresStore
+
+    store = PostgresStore(dsn)  # the sink's schema and its store's upsert
+    records, expected = aggregate_records("pg-1", "temperature", "Cel", time.time(), too_late=3, ahead=0)
+    write_aggregates(store, "aggregates", records)
+    store.conn.close()
+    with _dashboard(dsn) as url:
+        page = _get(url + "device/pg-1?range=1h")
+        assert aggregates_in(page) == figures_expected(expected, 60)
+        bands = [{"min": float(lo), "max": float(hi)} for lo, hi in
+                 re.findall(r'<rect [^>]*data-min="([^"]+)" data-max="([^"]+)"', page)]
+        assert bands == [{"min": e["min"], "max": e["max"]} for e in reversed(figures_expected(expected, 60))]
+        assert re.search(r'data-kind="too_late">temperature: <b>3</b>', page)
+        assert 'data-kind="ahead"' not in page  # a zero count is not shown
+        # the 6h range reaches the window of two hours ago
+        assert aggregates_in(_get(url + "device/pg-1?range=6h")) == figures_expected(expected, 360)
+        # a database without the table (a sink older than the aggregates): one line, the rest of the page
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE aggregates")
+        wait_for(lambda: MISSING in _get(url + "device/pg-1?range=1h"), 30, "the note")
+        assert "no readings in this range" in _get(url + "device/pg-1?range=1h")

@@ -168,6 +168,43 @@ def test_rows_the_page_cannot_read_show_as_empty_not_as_an_error(tmp_path: Path)
         db.close()
 
 
+def test_more_windows_than_pixels_are_merged_keeping_the_extremes_and_the_weighted_mean() -> None:
+    from dashboard.aggregates import Window, merged
+
+    # a week of 60 s windows: counts 1..3, min i % 50, max 7 above it, the newest 80 still open
+    windows = [Window(60.0 * i, 60.0 * (i + 1), 1 + i % 3, float(i % 50), float(i % 50 + 7),
+                      float(i % 50) + 1, float(i), "Cel", i < 10000) for i in range(10080)]
+    drawn = merged(windows, 780)
+    assert len(drawn) <= 780 and drawn[0].start == 0.0 and drawn[-1].end == 60.0 * 10080
+    assert sum(w.count for w in drawn) == sum(w.count for w in windows)
+    assert min(w.min for w in drawn) == 0.0 and max(w.max for w in drawn) == 56.0
+    first = windows[:13]  # groups of ceil(10080 / 780) = 13 neighbours
+    assert drawn[0].mean == pytest.approx(sum(w.mean * w.count for w in first) / sum(w.count for w in first))
+    assert drawn[-1].last == 10079.0 and not drawn[-1].final and drawn[0].final
+    assert merged(windows[:5], 780) == windows[:5]
+    svg = chart({}, {"t": "Cel"}, bands={"t": windows})
+    assert 0 < svg.count("<rect ") - 1 <= 780  # the frame, then the band's rectangles
+
+
+def test_a_database_without_the_aggregates_table_says_so_on_the_device_page(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    from dashboard.aggregates import MISSING
+    from enricher.sinks.sqlite import migrate
+
+    path = tmp_path / "sink.db"
+    migrate(sqlite_utils.Database(path))
+    with sqlite3.connect(path) as conn:  # as a sink older than the aggregates left it
+        conn.execute("DROP TABLE aggregates")
+        conn.execute("INSERT INTO readings (event_id, device_id, seq, time, flags, readings, derived, late) "
+                     "VALUES ('e1', 'd1', 1, '2026-01-01T00:00:00Z', '[]', '{}', '{}', 0)")
+    with _serving({"EDGEBRIDGE_SOURCES_SQLITE": str(path)}, "--no-login") as url, \
+            urllib.request.urlopen(url + "device/d1?range=1h", timeout=30) as response:
+        page = response.read().decode()
+    assert response.status == 200
+    assert page.count(MISSING) == 1 and "<h2>Last commands</h2>" in page
+
+
 def test_per_minute_keeps_the_newest_row_of_each_minute(tmp_path: Path) -> None:
     import sqlite_utils
 
