@@ -46,7 +46,12 @@ def _object(raw: bytes | None) -> dict[str, Any] | None:
 
 
 def _text(value: Any, limit: int = 300) -> str:
-    return (value if isinstance(value, str) else orjson.dumps(value).decode())[:limit]
+    if isinstance(value, str):
+        return value[:limit]
+    try:
+        return orjson.dumps(value).decode()[:limit]
+    except (TypeError, orjson.JSONEncodeError):  # nested past orjson's depth limit, an int past 64 bits
+        return repr(value)[:limit]
 
 
 class CommandLog:

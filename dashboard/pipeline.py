@@ -229,7 +229,10 @@ class PipelineFeed:
                     break
                 for msg in batch:
                     if msg.error() is None:
-                        self._record(msg)
+                        try:
+                            self._record(msg)
+                        except Exception as exc:  # one hostile record costs itself, not the batch
+                            errors.append(f"{msg.topic()} [{msg.partition()}] @{msg.offset()}: {exc}")
         except Exception as exc:
             errors.append(f"following {', '.join(sorted(self._followed)) or 'topics'}: {exc}")
 

@@ -37,7 +37,7 @@ from edgebridge.metrics import LoopProgress
 from edgebridge.retry import StopEvent
 from enricher.aggregates.metrics import AggregatorMetrics
 from enricher.aggregates.table import WindowTable
-from enricher.aggregates.windows import Number, WindowRule, epoch_ms
+from enricher.aggregates.windows import Number, WindowRule, aggregatable, epoch_ms
 from enricher.checkpoint import FATAL, AbortNeeded, Checkpoint, FatalKafkaError, classify, kafka_call
 from enricher.config import EXACTLY_ONCE_CONSUMER, EnricherConfig
 from enricher.hang_watchdog import WATCHDOG
@@ -55,7 +55,8 @@ _PROCESSED = envelope.PROCESSED_TYPE
 
 
 def numeric_values(data: dict[str, Any]) -> dict[str, tuple[Number, str | None]]:
-    """The processed readings that are numbers: measurement -> (value, unit). A bool is not a number."""
+    """The processed readings that are numbers to aggregate (:func:`aggregatable`: a bool is not one, nor
+    a magnitude past 1e200): measurement -> (value, unit)."""
     readings = data.get("readings")
     if not isinstance(readings, dict):
         return {}
@@ -63,7 +64,7 @@ def numeric_values(data: dict[str, Any]) -> dict[str, tuple[Number, str | None]]
     for name, reading in readings.items():
         if isinstance(reading, dict):
             value = reading.get("v")
-            if type(value) is int or type(value) is float:
+            if aggregatable(value):
                 unit = reading.get("u")
                 out[name] = (value, unit if isinstance(unit, str) else None)
     return out
@@ -85,7 +86,7 @@ class Aggregator:
         self.producer = Producer(settings)
         max_record = int(settings.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
         self.output = Output(agg.instance_id, max_record, component="aggregator")
-        self.table = WindowTable(WindowRule(agg.window_ms, agg.lateness_ms))
+        self.table = WindowTable(WindowRule(agg.window_ms, agg.lateness_ms, agg.max_open_windows))
         self.within = config.commit.transaction_timeout_ms / 1000
         self.state = StateStore(plain, self.topics.aggregates_state, self.within + 60,
                                 group=AGGREGATOR_STATE_READER_GROUP)
@@ -210,12 +211,11 @@ class Aggregator:
                         self.metrics.skipped.inc()
                         continue
                     time_ms = epoch_ms(envelope.parse_time(event.time))
-                    limit = None
-                    if max_ahead is not None:
-                        _, taken_ms = msg.timestamp()  # when the enricher's record was produced
-                        limit = taken_ms + max_ahead if taken_ms > 0 else None
+                    _, taken_ms = msg.timestamp()  # when the enricher's record was produced
+                    cap = taken_ms if taken_ms > 0 else None
+                    limit = cap + max_ahead if cap is not None and max_ahead is not None else None
                     out = table.observe(event.deviceid, partition, time_ms, numeric_values(event.data),
-                                        limit)
+                                        limit, cap)
                 except EnvelopeError as exc:
                     self._deadletter(msg, exc.reason, exc)
                     continue

@@ -20,7 +20,8 @@ log = logging.getLogger("aggregator")
 EXAMPLES = """\
 examples:
   edgebridge aggregator run --config /etc/edgebridge/enricher.toml
-  EDGEBRIDGE_AGGREGATES_WINDOW_SECONDS=300 edgebridge aggregator run --config enricher.toml
+  edgebridge aggregator run --config enricher-5m.toml  a second rule (window_seconds = 300): its own
+                                                      [topics] aggregates, aggregates_state and group_id
   edgebridge tail iot.aggregates --device pi-0042      its windows, latest figures last
 """
 

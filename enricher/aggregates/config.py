@@ -26,6 +26,9 @@ class AggregateSettings:
     # ahead: counted as "ahead", not applied, the watermark not moved (else one reading stamped 2099
     # would make every later reading of the device too late). 0 turns the check off.
     max_ahead_seconds: float = 300.0
+    # per device: open windows (one more makes its oldest final early) and measurement names counted as
+    # too late or ahead (the others under "*"): its state record stays far below Kafka's record size
+    max_open_windows: int = 1000
     # stable per instance and unique among instances: it makes the transactional.id
     instance_id: str = "aggregator-0"
     group_id: str = AGGREGATOR_GROUP
@@ -43,6 +46,8 @@ class AggregateSettings:
             raise ConfigError("lateness_seconds", "must not be negative")
         if not self.max_ahead_seconds >= 0:
             raise ConfigError("max_ahead_seconds", "must not be negative (0: no check)")
+        if self.max_open_windows < 1:
+            raise ConfigError("max_open_windows", "must be at least 1")
         if self.commit_interval_ms < 1:
             raise ConfigError("commit_interval_ms", "must be at least 1")
         if not self.instance_id:

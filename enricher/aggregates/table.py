@@ -28,6 +28,7 @@ from collections.abc import Mapping
 import orjson
 
 from edgebridge.envelope import rfc3339_ms
+from edgebridge.errors import ConfigError
 from enricher.aggregates.windows import DeviceWindows, Figures, Number, Outcome, WindowRule
 
 __all__ = ["AHEAD", "TOO_LATE", "WINDOW", "WindowTable", "too_late_key", "too_late_value", "window_key",
@@ -79,14 +80,15 @@ class WindowTable:
         return self._devices.get(deviceid)
 
     def observe(self, deviceid: str, partition: int, time_ms: int,
-                values: Mapping[str, tuple[Number, str | None]], limit_ms: int | None = None) -> Outcome:
+                values: Mapping[str, tuple[Number, str | None]], limit_ms: int | None = None,
+                cap_ms: int | None = None) -> Outcome:
         """An event of ``deviceid`` from input partition ``partition`` (see :meth:`DeviceWindows.apply`)."""
         device = self._devices.get(deviceid)
         if device is None:
             device = self._devices[deviceid] = DeviceWindows()
             self._partition[deviceid] = partition
         before = device.watermark
-        out = device.apply(self.rule, time_ms, values, limit_ms)
+        out = device.apply(self.rule, time_ms, values, limit_ms, cap_ms)
         if out.changed or out.too_late or out.ahead or device.watermark != before:
             self._dirty.add(deviceid)
         for name, start in out.changed:
@@ -120,7 +122,9 @@ class WindowTable:
 
     # -- the StateTable protocol ----------------------------------------------------------------------
     def dirty(self) -> list[tuple[int, str, bytes]]:
-        return [(self._partition[d], d, _dumps(self._devices[d].to_obj())) for d in sorted(self._dirty)]
+        rule = [self.rule.size_ms, self.rule.lateness_ms]  # a restore under another rule is refused
+        return [(self._partition[d], d, _dumps({**self._devices[d].to_obj(), "rule": rule}))
+                for d in sorted(self._dirty)]
 
     def clean(self) -> None:
         self._dirty.clear()
@@ -133,7 +137,16 @@ class WindowTable:
             self._devices.pop(key, None)
             self._partition.pop(key, None)
             return
-        self._devices[key] = DeviceWindows.from_obj(orjson.loads(payload))
+        obj = orjson.loads(payload)
+        rule = obj.get("rule")
+        if rule is not None and rule != [self.rule.size_ms, self.rule.lateness_ms]:
+            # the old windows would merge into the new ones under the same keys, final figures overwritten
+            raise ConfigError("aggregates.window_seconds", (
+                f"device {key!r}'s window state was written with {rule[0] / 1000:g} s windows and "
+                f"{rule[1] / 1000:g} s lateness, this aggregator has {self.rule.size_ms / 1000:g} s and "
+                f"{self.rule.lateness_ms / 1000:g} s: keep the old values, or give the new rule topics of "
+                "its own ([topics] aggregates and aggregates_state, docs/aggregates.md)"))
+        self._devices[key] = DeviceWindows.from_obj(obj)
         self._partition[key] = partition
 
     def drop_partitions(self, partitions: set[int]) -> int:

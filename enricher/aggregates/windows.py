@@ -9,7 +9,14 @@ watermark reaches ``end + lateness``; until then an event for it updates its fig
 A device clock far ahead would drag the watermark with it and make every later, correct event too late
 (and open a window that no later event would close). So an event more than ``max_ahead_ms`` after the
 time Kafka took its processed record (the caller's ``limit_ms``) is *ahead*: counted per measurement,
-never applied, and it does not move the watermark.
+never applied, and it does not move the watermark; and no event moves the watermark past the time Kafka
+took it (the caller's ``cap_ms``), so a clock a little ahead cannot make the next correct events too late.
+
+Bounds, whatever a device sends: a value of magnitude above :data:`MAX_MAGNITUDE` is not aggregated
+(a sum of such values could overflow to infinity, which has no JSON form); a device has at most
+``max_open`` open windows (one more makes its oldest final early) and at most ``max_open`` counted
+measurement names (the others are counted under :data:`OTHER`), so its state record stays far below
+Kafka's record size even when it names thousands of measurements.
 
 Why per device, not per partition: device clocks differ, and a device that reconnects after hours sends
 hours-old events in order; a partition's watermark, pushed on by the other devices, would call all of
@@ -26,11 +33,19 @@ import calendar
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
-__all__ = ["DeviceWindows", "Figures", "Number", "Outcome", "WindowRule", "epoch_ms"]
+__all__ = ["MAX_MAGNITUDE", "OTHER", "DeviceWindows", "Figures", "Number", "Outcome", "WindowRule",
+           "aggregatable", "epoch_ms"]
 
 Number = int | float
+MAX_MAGNITUDE = 1e200  # a window would need 1e108 such readings for its sum to overflow
+OTHER = "*"  # the name counts of a device's measurements past its max_open are kept under
+
+
+def aggregatable(value: object) -> TypeGuard[Number]:
+    """A JSON number (a bool is not) of magnitude at most :data:`MAX_MAGNITUDE`."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) <= MAX_MAGNITUDE
 
 
 def epoch_ms(when: datetime) -> int:
@@ -42,6 +57,7 @@ def epoch_ms(when: datetime) -> int:
 class WindowRule:
     size_ms: int
     lateness_ms: int = 0
+    max_open: int = 1000  # open windows, and counted measurement names, per device
 
     def start(self, time_ms: int) -> int:
         return time_ms - time_ms % self.size_ms  # Python's %: floor, also before 1970
@@ -63,7 +79,7 @@ class Figures:
 
     @classmethod
     def first(cls, value: Number, time_ms: int, unit: str | None) -> Figures:
-        return cls(1, value, value, value, value, time_ms, unit)
+        return cls(1, value, value, float(value), value, time_ms, unit)  # the sum a float: no int overflow
 
     def add(self, value: Number, time_ms: int, unit: str | None) -> None:
         self.count += 1
@@ -107,21 +123,18 @@ class DeviceWindows:
     too_late: dict[str, int] = field(default_factory=dict)
     ahead: dict[str, int] = field(default_factory=dict)
 
-    def apply(self, rule: WindowRule, time_ms: int,
-              values: Mapping[str, tuple[Number, str | None]], limit_ms: int | None = None) -> Outcome:
+    def apply(self, rule: WindowRule, time_ms: int, values: Mapping[str, tuple[Number, str | None]],
+              limit_ms: int | None = None, cap_ms: int | None = None) -> Outcome:
         """An event at ``time_ms`` with numeric ``values`` (measurement -> (value, unit)); an event after
-        ``limit_ms`` (when given) is counted as ahead and not applied."""
+        ``limit_ms`` (when given) is counted as ahead and not applied; the watermark moves at most to
+        ``cap_ms`` (when given)."""
         out = Outcome()
         if limit_ms is not None and time_ms > limit_ms:
-            for name in values:
-                self.ahead[name] = self.ahead.get(name, 0) + 1
-                out.ahead.append(name)
+            out.ahead.extend(_count(self.ahead, name, rule.max_open) for name in values)
             return out
         start = rule.start(time_ms)
         if self.watermark is not None and self.watermark >= rule.closes_at(start):
-            for name in values:
-                self.too_late[name] = self.too_late.get(name, 0) + 1
-                out.too_late.append(name)
+            out.too_late.extend(_count(self.too_late, name, rule.max_open) for name in values)
             return out  # older than the watermark: it cannot move it either
         for name, (value, unit) in values.items():
             key = (name, start)
@@ -131,10 +144,14 @@ class DeviceWindows:
             else:
                 figures.add(value, time_ms, unit)
             out.changed.append(key)
-        if self.watermark is None or time_ms > self.watermark:
-            self.watermark = time_ms
-            # the event's own window never closes here: time_ms < its end <= its closes_at
-            for key in [k for k in self.open if rule.closes_at(k[1]) <= time_ms]:
+        mark = time_ms if cap_ms is None else min(time_ms, cap_ms)
+        if self.watermark is None or mark > self.watermark:
+            self.watermark = mark
+            # the event's own window never closes here: mark <= time_ms < its end <= its closes_at
+            for key in [k for k in self.open if rule.closes_at(k[1]) <= mark]:
+                out.closed.append((*key, self.open.pop(key)))
+        if len(self.open) > rule.max_open:  # the oldest windows made final early (the bound above)
+            for key in sorted(self.open, key=lambda k: (k[1], k[0]))[:len(self.open) - rule.max_open]:
                 out.closed.append((*key, self.open.pop(key)))
         return out
 
@@ -150,3 +167,10 @@ class DeviceWindows:
         return cls(None if wm is None else int(wm), windows,
                    {str(k): int(v) for k, v in obj.get("too_late", {}).items()},
                    {str(k): int(v) for k, v in obj.get("ahead", {}).items()})
+
+
+def _count(counts: dict[str, int], name: str, most: int) -> str:
+    """Count ``name`` in ``counts`` (at most ``most`` names, then under :data:`OTHER`); returns the key."""
+    key = name if name in counts or len(counts) < most else OTHER
+    counts[key] = counts.get(key, 0) + 1
+    return key

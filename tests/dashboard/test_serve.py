@@ -279,6 +279,9 @@ def test_a_command_log_joins_replies_by_id_and_takes_bytes_that_are_not_json() -
     log.command("d1", b'{"id": "c2", "command": "flush"}', 14.0, 2)
     log.command("d1", b'{"id": "c3", "command": "status"}', 15.0, 3)
     assert [c.id for c in log.of("d1")] == ["c3", "c2", "reply-at-1"]  # the last three, newest first
+    # a reply nested past orjson's dump depth (it loads fine) is shown cut, not raised out of the feed
+    log.reply("d1", b'{"ok": true, "result": ' + b"[" * 300 + b"]" * 300 + b"}", b"c9", 16.0, 4)
+    assert log.of("d1")[0].answer.startswith("[[[[") and len(log.of("d1")[0].answer) == 300
     assert log.of("nobody") == []
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
+from edgebridge.errors import ConfigError
 from enricher.aggregates.aggregator import numeric_values
 from enricher.aggregates.table import WindowTable
 from enricher.aggregates.windows import DeviceWindows, WindowRule
@@ -120,3 +122,49 @@ def test_ahead_counts_are_records_of_their_own() -> None:
     table.observe("d1", 0, at(10), {"t": (1, "Cel")}, limit_ms=at(5))
     assert [(p, k, orjson.loads(v)) for p, k, v in table.records()] == [
         (0, "d1/t/ahead", {"kind": "ahead", "deviceid": "d1", "measurement": "t", "count": 1})]
+
+
+def test_sums_never_overflow_what_json_can_carry() -> None:
+    # two readings of 2**63 summed as ints would be 2**64: past what orjson encodes, a crash at commit
+    device = DeviceWindows()
+    for v in (2**63, 2**63):
+        device.apply(RULE, at(1), {"n": (v, None)})
+    table = WindowTable(RULE)
+    table.observe("d1", 0, at(1), {"n": (2**63, None)})
+    table.observe("d1", 0, at(2), {"n": (2**63, None)})
+    record = orjson.loads(table.records()[0][2])
+    assert record["sum"] == 2.0**64 and record["max"] == 2**63
+    assert table.dirty()  # the state record encodes too
+    # a magnitude whose sum could reach infinity (no JSON form) is not aggregated, like a string
+    assert numeric_values({"readings": {"a": {"v": 1e300}, "b": {"v": -1e201}, "c": {"v": 1e200}}}) == {
+        "c": (1e200, None)}
+
+
+def test_a_device_cannot_grow_its_state_without_bound() -> None:
+    rule = WindowRule(size_ms=60_000, lateness_ms=30_000, max_open=3)
+    device = DeviceWindows()
+    out = device.apply(rule, at(10), {f"m{i}": (i, None) for i in range(5)})  # five names at once
+    assert len(device.open) == 3 and [c[:2] for c in out.closed] == [("m0", 0), ("m1", 0)]  # oldest first
+    device.apply(rule, at(500), {"x": (1, None)})  # closes every window of the first minute
+    late = device.apply(rule, at(20), {f"late{i}": (i, None) for i in range(5)})
+    assert late.too_late == ["late0", "late1", "late2", "*", "*"]
+    assert device.too_late == {"late0": 1, "late1": 1, "late2": 1, "*": 2}
+
+
+def test_the_watermark_never_passes_the_time_kafka_took_the_record() -> None:
+    # a clock 4 minutes ahead (inside max_ahead): applied, but the device's next correct readings are
+    # not made too late by it
+    device = DeviceWindows()
+    device.apply(RULE, at(1000 + 240), {"t": (1, None)}, limit_ms=at(1000 + 300), cap_ms=at(1000))
+    assert device.watermark == at(1000)
+    out = device.apply(RULE, at(1001), {"t": (2, None)}, limit_ms=at(1301), cap_ms=at(1001))
+    assert out.changed == [("t", at(960))] and not out.too_late
+
+
+def test_state_written_under_another_window_rule_is_refused_not_merged() -> None:
+    old = WindowTable(WindowRule(size_ms=60_000, lateness_ms=30_000))
+    old.observe("d1", 0, at(10), {"t": (1, None)})
+    [(_, key, payload)] = old.dirty()
+    WindowTable(WindowRule(size_ms=60_000, lateness_ms=30_000)).load(0, key, payload)  # same rule: fine
+    with pytest.raises(ConfigError, match="written with 60 s windows and 30 s lateness"):
+        WindowTable(WindowRule(size_ms=300_000, lateness_ms=30_000)).load(0, key, payload)
