@@ -199,7 +199,7 @@ class Checkpoint:
         self.within = transaction_timeout  # how long a transactional call may keep failing (kafka_call)
         self.open = False  # a transaction is open at the broker
         self.batch = _Batch()  # what was consumed since the last hand-off (open or held)
-        self.held: list[tuple[str, bytes, bytes | None, int, Headers | None]] = []
+        self.held: list[tuple[str, bytes | None, bytes | None, int, Headers | None]] = []
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="enricher-commit")
         self._inflight: Future[None] | None = None
         self._inflight_batch = _Batch()
@@ -229,10 +229,11 @@ class Checkpoint:
         if alerts:
             batch.pending["alerts"] = batch.pending.get("alerts", 0) + alerts
 
-    def send(self, topic: str, value: bytes, key: bytes | None, headers: Headers | None = None,
+    def send(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None = None,
              partition: int = -1) -> None:
         """One record into the transaction: produced now when it is open, else held until the previous
-        commit returns (:meth:`settle` produces it into the next one). After :meth:`start`.
+        commit returns (:meth:`settle` produces it into the next one). After :meth:`start`. A ``value``
+        of ``None`` is a tombstone (a state key deleted).
 
         ``partition`` -1 is librdkafka's "unassigned": the partitioner decides. Raises
         :class:`AbortNeeded` or :class:`FatalKafkaError` for Kafka's errors."""
@@ -249,7 +250,7 @@ class Checkpoint:
             except KafkaException as exc:
                 raise_classified("produce", exc)
 
-    def produce(self, output: str, topic: str, value: bytes, key: bytes | None,
+    def produce(self, output: str, topic: str, value: bytes | None, key: bytes | None,
                 headers: Headers | None = None, partition: int = -1) -> None:
         """:meth:`send`, counted under ``output``."""
         self.send(topic, value, key, headers, partition)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -31,8 +31,9 @@ class StateTable(Protocol):
     and restored from the state topic: :class:`enricher.dedup.DedupTable`,
     :class:`enricher.aggregates.table.WindowTable`."""
 
-    def dirty(self) -> list[tuple[int, str, bytes]]:
-        """(state partition, key, state bytes) of every key changed since :meth:`clean`."""
+    def dirty(self) -> Sequence[tuple[int, str, bytes | None]]:
+        """(state partition, key, state bytes) of every key changed since :meth:`clean`; ``None``: the key
+        is deleted (a tombstone, e.g. an idle device the aggregator forgot)."""
         ...
 
     def clean(self) -> None: ...

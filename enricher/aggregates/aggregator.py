@@ -86,7 +86,8 @@ class Aggregator:
         self.producer = Producer(settings)
         max_record = int(settings.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
         self.output = Output(agg.instance_id, max_record, component="aggregator")
-        self.table = WindowTable(WindowRule(agg.window_ms, agg.lateness_ms, agg.max_open_windows))
+        self.table = WindowTable(WindowRule(agg.window_ms, agg.lateness_ms, agg.max_open_windows,
+                                            agg.idle_ms), self.metrics)
         self.within = config.commit.transaction_timeout_ms / 1000
         self.state = StateStore(plain, self.topics.aggregates_state, self.within + 60,
                                 group=AGGREGATOR_STATE_READER_GROUP)
@@ -240,6 +241,7 @@ class Aggregator:
     def _emit(self, cp: Checkpoint) -> None:
         """Step 1a of the commit: the figures of every window changed in this transaction."""
         topic = self.topics.aggregates
+        self.table.expire()  # idle devices: their windows final below, their tombstones after
         for partition, key, value in self.table.records():
             cp.produce("aggregates", topic, value, key.encode(), partition=partition)
 

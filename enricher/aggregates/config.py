@@ -29,6 +29,11 @@ class AggregateSettings:
     # per device: open windows (one more makes its oldest final early) and measurement names counted as
     # too late or ahead (the others under "*"): its state record stays far below Kafka's record size
     max_open_windows: int = 1000
+    # a device none of whose records Kafka took for this many days (by its partition's clock: the Kafka
+    # time of the latest record processed from it) is forgotten: its open windows are emitted final and
+    # its state deleted (a tombstone), so memory and restores do not grow with every device ever seen.
+    # As the enricher's epoch_idle_days; longer than the outages devices buffer through. 0: never.
+    idle_days: float = 7.0
     # stable per instance and unique among instances: it makes the transactional.id
     instance_id: str = "aggregator-0"
     group_id: str = AGGREGATOR_GROUP
@@ -46,6 +51,8 @@ class AggregateSettings:
             raise ConfigError("lateness_seconds", "must not be negative")
         if not self.max_ahead_seconds >= 0:
             raise ConfigError("max_ahead_seconds", "must not be negative (0: no check)")
+        if not self.idle_days >= 0:
+            raise ConfigError("idle_days", "must not be negative (0: devices are never forgotten)")
         if self.max_open_windows < 1:
             raise ConfigError("max_open_windows", "must be at least 1")
         if self.commit_interval_ms < 1:
@@ -66,6 +73,10 @@ class AggregateSettings:
     @property
     def max_ahead_ms(self) -> int | None:
         return round(self.max_ahead_seconds * 1000) or None
+
+    @property
+    def idle_ms(self) -> int | None:
+        return round(self.idle_days * 86_400_000) or None
 
     @property
     def transactional_id(self) -> str:

@@ -22,6 +22,12 @@ class AggregatorMetrics(EnricherMetrics):
                              "took them (a device clock ahead): counted, not applied", registry=r)
         self.closed = Counter(PREFIX + "windows_closed", "Windows that became final (at processing)",
                               registry=r)
+        self.devices_forgotten = Counter(
+            PREFIX + "devices_forgotten", "Devices idle for aggregates.idle_days of Kafka time: their open "
+            "windows made final, their state deleted (at processing)", registry=r)
+        self.devices_moved = Counter(
+            PREFIX + "devices_moved", "Records (or restored state records) of a device on another input "
+            "partition than its window state's: the processed topic gained partitions", registry=r)
         self.skipped = Counter(PREFIX + "skipped", "Processed records that are not readings", registry=r)
         self.open_windows = Gauge(PREFIX + "open_windows", "Open windows of the assigned partitions",
                                   registry=r)

@@ -25,6 +25,13 @@ that goes silent leaves its last windows open until its next event (docs/aggrega
 
 The figures of a window (:class:`Figures`): count, min, max, sum (mean = sum / count) and last, the
 value of the event with the latest event time in the window (of equal times, the one applied last).
+
+Idle devices are forgotten (:meth:`WindowRule.idle`), so that memory and the state topic do not grow with
+every device ever seen: a device whose latest record was taken by Kafka ``idle_ms`` or longer before its
+partition's clock (the latest Kafka time of the records processed from that partition) is idle. Kafka
+time, not the device's clock (a device clock is what the watermark follows, and can be anything) and not
+the wall clock (a replay after an abort or a restart must decide the same). Its open windows become final
+(:meth:`DeviceWindows.close_all`) and its state goes; a later event of it starts a device afresh.
 """
 
 from __future__ import annotations
@@ -35,12 +42,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeGuard
 
-__all__ = ["MAX_MAGNITUDE", "OTHER", "DeviceWindows", "Figures", "Number", "Outcome", "WindowRule",
-           "aggregatable", "epoch_ms"]
+__all__ = ["MAX_MAGNITUDE", "NEVER", "OTHER", "SWEEP_EVERY_MS", "DeviceWindows", "Figures", "Number",
+           "Outcome", "WindowRule", "aggregatable", "epoch_ms"]
 
 Number = int | float
 MAX_MAGNITUDE = 1e200  # a window would need 1e108 such readings for its sum to overflow
 OTHER = "*"  # the name counts of a device's measurements past its max_open are kept under
+NEVER = 2**63  # a Kafka time no record reaches
+# a partition's idle devices are looked for at most once per this much of its Kafka time: a scan of its
+# devices, so not at every commit when a fleet is large (a device's own record checks it exactly)
+SWEEP_EVERY_MS = 60_000
 
 
 def aggregatable(value: object) -> TypeGuard[Number]:
@@ -58,6 +69,7 @@ class WindowRule:
     size_ms: int
     lateness_ms: int = 0
     max_open: int = 1000  # open windows, and counted measurement names, per device
+    idle_ms: int | None = None  # a device idle this long in Kafka time is forgotten; None: never
 
     def start(self, time_ms: int) -> int:
         return time_ms - time_ms % self.size_ms  # Python's %: floor, also before 1970
@@ -65,6 +77,16 @@ class WindowRule:
     def closes_at(self, start: int) -> int:
         """The watermark at which the window of ``start`` is final."""
         return start + self.size_ms + self.lateness_ms
+
+    def idle(self, seen_ms: int | None, now_ms: int | None) -> bool:
+        """A device whose latest record Kafka took at ``seen_ms`` is idle at its partition's Kafka time
+        ``now_ms`` (never when either is unknown, or without ``idle_ms``)."""
+        return (self.idle_ms is not None and seen_ms is not None and now_ms is not None
+                and now_ms - seen_ms >= self.idle_ms)
+
+    def forget_at(self, seen_ms: int | None) -> int:
+        """The partition clock at which a device last seen at ``seen_ms`` becomes idle."""
+        return NEVER if self.idle_ms is None or seen_ms is None else seen_ms + self.idle_ms
 
 
 @dataclass(slots=True)
@@ -116,12 +138,27 @@ class Outcome:
 
 @dataclass(slots=True)
 class DeviceWindows:
-    """One device's watermark, open windows, too-late and ahead counts per measurement."""
+    """One device's watermark, open windows, too-late and ahead counts per measurement, and the Kafka
+    time of its latest record (``seen``: when it goes idle, :meth:`WindowRule.idle`)."""
 
     watermark: int | None = None
     open: dict[tuple[str, int], Figures] = field(default_factory=dict)
     too_late: dict[str, int] = field(default_factory=dict)
     ahead: dict[str, int] = field(default_factory=dict)
+    seen: int | None = None
+
+    def saw(self, kafka_ms: int | None) -> bool:
+        """A record of the device taken by Kafka at ``kafka_ms``; True when :attr:`seen` moved."""
+        if kafka_ms is None or (self.seen is not None and kafka_ms <= self.seen):
+            return False
+        self.seen = kafka_ms
+        return True
+
+    def close_all(self) -> list[tuple[str, int, Figures]]:
+        """Every open window, made final now (the device is forgotten), oldest first."""
+        closed = [(*key, self.open[key]) for key in sorted(self.open, key=lambda k: (k[1], k[0]))]
+        self.open.clear()
+        return closed
 
     def apply(self, rule: WindowRule, time_ms: int, values: Mapping[str, tuple[Number, str | None]],
               limit_ms: int | None = None, cap_ms: int | None = None) -> Outcome:
@@ -158,15 +195,18 @@ class DeviceWindows:
     def to_obj(self) -> dict[str, Any]:
         return {"wm": self.watermark, "open": [[name, start, *f.to_list()]
                                                for (name, start), f in sorted(self.open.items())],
-                "too_late": self.too_late, "ahead": self.ahead}
+                "too_late": self.too_late, "ahead": self.ahead, "seen": self.seen}
 
     @classmethod
-    def from_obj(cls, obj: Mapping[str, Any]) -> DeviceWindows:
-        wm = obj.get("wm")
+    def from_obj(cls, obj: Mapping[str, Any], record_ms: int | None = None) -> DeviceWindows:
+        """A state record's object; one written before ``seen`` was kept takes ``record_ms`` (the state
+        record's Kafka time: its last change was committed then, so it was active shortly before)."""
+        wm, seen = obj.get("wm"), obj.get("seen", record_ms)
         windows = {(str(w[0]), int(w[1])): Figures.from_list(w[2:]) for w in obj.get("open", [])}
         return cls(None if wm is None else int(wm), windows,
                    {str(k): int(v) for k, v in obj.get("too_late", {}).items()},
-                   {str(k): int(v) for k, v in obj.get("ahead", {}).items()})
+                   {str(k): int(v) for k, v in obj.get("ahead", {}).items()},
+                   None if seen is None else int(seen))
 
 
 def _count(counts: dict[str, int], name: str, most: int) -> str:
