@@ -181,15 +181,15 @@ class Checkpoint:
     commit, and an abort forgets it.
     """
 
-    def __init__(self, producer: Producer, consumer: Consumer, dedup: StateTable, raw_topic: str,
+    def __init__(self, producer: Producer, consumer: Consumer, table: StateTable, input_topic: str,
                  state_topic: str, metrics: EnricherMetrics, interval_ms: int, max_messages: int,
                  transaction_timeout: float = 60.0, steps: Stats | None = None,
                  emit: Callable[[Checkpoint], None] | None = None) -> None:
         self.producer = producer
         self._produce = producer.produce
         self.consumer = consumer
-        self.dedup = dedup
-        self.raw_topic = raw_topic
+        self.table = table
+        self.input_topic = input_topic
         self.state_topic = state_topic
         self.metrics = metrics
         self.steps = steps if steps is not None else Stats()
@@ -289,11 +289,11 @@ class Checkpoint:
         if self.emit is not None:  # 1a. outputs made from the state changed in this transaction
             self.emit(self)
         # 1. dedup state of the devices changed in this transaction, to their raw partition's number
-        for partition, deviceid, payload in self.dedup.dirty():
+        for partition, deviceid, payload in self.table.dirty():
             self.produce("state", self.state_topic, payload, deviceid.encode(), partition=partition)
-        self.dedup.clean()  # later changes belong to the next transaction; an abort reloads them all
+        self.table.clean()  # later changes belong to the next transaction; an abort reloads them all
         # 2. the consumed offsets, fenced by the group generation as of now (never a cached copy)
-        offsets = [TopicPartition(self.raw_topic, p, o) for p, o in sorted(self.batch.positions.items())]
+        offsets = [TopicPartition(self.input_topic, p, o) for p, o in sorted(self.batch.positions.items())]
         metadata = self.consumer.consumer_group_metadata() if offsets else None
         self.batch.steps = self.steps.take()
         self._inflight_batch, self.batch = self.batch, _Batch()
@@ -334,7 +334,7 @@ class Checkpoint:
         for reason, n in done.deadletters.items():
             self.metrics.deadletters.labels(reason).inc(n)
         if done.steps is not None:
-            self.metrics.steps_committed(done.steps, self.dedup.open_gaps())
+            self.metrics.steps_committed(done.steps, self.table.open_gaps())
         if self.batch.consumed:  # records processed while it committed: into a new transaction
             self._begin()
             held, self.held = self.held, []

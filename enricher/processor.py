@@ -21,15 +21,20 @@ commit to the committer thread and go on (the commit order is in :mod:`enricher.
 sets ``stop``: the loop commits what it has and closes. A fenced or fatally failed producer raises
 :class:`FatalKafkaError` (exit non-zero, the supervisor restarts us and our ``init_transactions`` aborts
 whatever was left open).
+
+The loop itself (start, step, shutdown, abort and rewind, close) is
+:class:`enricher.transactional_loop.TransactionalLoop`, shared with the aggregator; this class builds the
+clients and fills in its hooks (the records of a consume, the start's checks, the registry).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, Message, Producer
 from prometheus_client import CollectorRegistry
 
 from edgebridge import envelope
@@ -37,18 +42,16 @@ from edgebridge.deadletters import INTERNAL_ERROR, STEP_FAILED, UNENCODABLE
 from edgebridge.errors import ConfigError, EnvelopeError
 from edgebridge.logs import rate_limited
 from edgebridge.metrics import LoopProgress
-from edgebridge.retry import StopEvent
-from enricher.checkpoint import FATAL, AbortNeeded, Checkpoint, FatalKafkaError, classify, kafka_call
+from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError
 from enricher.config import EXACTLY_ONCE_CONSUMER, EnricherConfig
 from enricher.dedup import DedupTable
-from enricher.hang_watchdog import WATCHDOG
 from enricher.metrics import EnricherMetrics
 from enricher.output import CONTENT_TYPE, DEFAULT_MESSAGE_MAX_BYTES, Output
 from enricher.rebalance import Assignment
 from enricher.registry import Registry
 from enricher.state import StateStore
 from enricher.steps import Context, Item, Reject, Stats, StepFailed, build_pipeline
-from enricher.sweep import sweep
+from enricher.transactional_loop import TransactionalLoop
 
 __all__ = ["CONSUMER_PROTECTED", "PRODUCER_PROTECTED", "Processor", "producer_config"]
 
@@ -57,10 +60,6 @@ log = logging.getLogger(__name__)
 # librdkafka settings our guarantee rests on: setting them in [kafka.librdkafka] is a config error
 CONSUMER_PROTECTED = ("isolation.level", "enable.auto.commit", "group.id", "partition.assignment.strategy")
 PRODUCER_PROTECTED = ("transactional.id", "enable.idempotence", "acks")
-# records per consume() call: small enough that a commit falls due at most one batch late (a large
-# batch stretches the commit interval under backlog), large enough that the call's own cost stays
-# negligible (bench/RESULTS.md, Enricher)
-CONSUME_BATCH = 500
 PROTECTED = CONSUMER_PROTECTED + PRODUCER_PROTECTED + ("transaction.timeout.ms",)
 
 
@@ -78,10 +77,14 @@ def producer_config(config: EnricherConfig, transactional_id: str | None = None)
     }, PROTECTED)
 
 
-class Processor:
+class Processor(TransactionalLoop):
+    log = log
+
     def __init__(self, config: EnricherConfig, registry: CollectorRegistry | None = None) -> None:
         self.config = config
         self.topics = config.topics
+        self.input = config.topics.raw
+        self.within = config.commit.transaction_timeout_ms / 1000
         self.metrics = EnricherMetrics(registry)
         k = config.kafka
         plain = k.client_config({}, PROTECTED)
@@ -113,60 +116,43 @@ class Processor:
         self.ready = threading.Event()
         self.progress = LoopProgress(config.health_stall_after)  # /healthz: 503 while a turn takes too long
 
-    # -- lifecycle ------------------------------------------------------------------------------------
-    def run(self, stop: StopEvent) -> None:
-        """Process until ``stop`` is set, then commit and close. Raises FatalKafkaError on fencing."""
-        try:
-            if not self._wait_for_kafka(stop):
-                return
-            self._start()
-            while not stop.is_set():
-                self._step()
-            self._commit_or_abort("shutdown")
-            log.info("processor stopped", extra=self.totals())
-        finally:
-            self.close()
+    # -- the hooks of the shared loop -------------------------------------------------------------------
+    def _serve_waiting(self) -> None:
+        self.producer.poll(0)  # every client served, as in the loop
+        self.consumer.poll(0)  # not subscribed yet: serves its events only
+        self.state.serve()
+        self.registry.poll()  # not loaded yet: nothing assigned, serves its events only
 
-    def _wait_for_kafka(self, stop: StopEvent) -> bool:
-        """Until the cluster answers (``False``: stopped first). An instance that exited during a Kafka
-        outage (a transaction it could not finish, see ``kafka_call``) and was restarted waits here,
-        quietly and with flat memory, instead of exiting again and again until Kafka is back."""
-        while not stop.is_set():
-            try:
-                self.consumer.list_topics(timeout=5)
-                return True
-            except KafkaException as exc:
-                rate_limited(log, "waiting-for-kafka", 60.0).warning(
-                    "waiting for kafka to answer", extra={"error": str(exc.args[0])})
-                self.producer.poll(0)  # every client served, as in the loop
-                self.consumer.poll(0)  # not subscribed yet: serves its events only
-                self.state.serve()
-                self.registry.poll()  # not loaded yet: nothing assigned, serves its events only
-                stop.wait(1.0)
-        return False
-
-    def _start(self) -> None:
-        raw_parts = self._partitions(self.topics.raw)
+    def _check_partitions(self) -> int:
+        raw_parts = self._partitions(self.topics.raw, "topics.raw")
         state_parts = self.state.partitions()
         if state_parts != raw_parts:
             raise ConfigError("topics.enricher_state", f"{self.topics.enricher_state!r} has {state_parts} "
                               f"partitions, {self.topics.raw!r} has {raw_parts}: they must be equal")
-        kafka_call("init_transactions", lambda t: self.producer.init_transactions(t),
-                   self.config.commit.transaction_timeout_ms / 1000 + 60)
-        # before our first transaction: abort whatever a lost abort left open on our partitions (sweep.py)
+        return raw_parts
+
+    def _sweep_outputs(self, parts: int) -> dict[str, int]:
         topics = self.topics
-        outputs = {topic: self._partitions(topic, required=False)
-                   for topic in (topics.processed, topics.alerts, topics.deadletter, topics.enricher_state)}
-        sweep(self.producer, self.consumer, {k: v for k, v in outputs.items() if v}, topics.raw,
-              self.config.commit.transaction_timeout_ms / 1000)
+        outputs = {topic: self._partitions(topic, key, required=False)
+                   for key, topic in (("topics.processed", topics.processed),
+                                      ("topics.alerts", topics.alerts),
+                                      ("topics.deadletter", topics.deadletter),
+                                      ("topics.enricher_state", topics.enricher_state))}
+        return {k: v for k, v in outputs.items() if v}
+
+    def _before_subscribe(self) -> None:
         self.registry.load()
         self.metrics.registry_devices.set(len(self.registry.devices))
         self._registry_updates = self.registry.updates
-        self.assignment.subscribe()
+
+    def _started(self, parts: int) -> None:
         log.info("enricher started", extra={"instance": self.config.instance_id,
                                             "transactional_id": self.config.transactional_id,
-                                            "raw": self.topics.raw, "partitions": raw_parts,
+                                            "raw": self.topics.raw, "partitions": parts,
                                             "steps": ",".join(self.pipeline.names)})
+
+    def _stopped(self) -> None:
+        log.info("processor stopped", extra=self.totals())
 
     def totals(self) -> dict[str, int]:
         """This process's lifetime counts, from its metrics (logged at a clean stop, for audits)."""
@@ -182,59 +168,18 @@ class Processor:
                                 if m.name.endswith("_total")))
         return out
 
-    def _partitions(self, topic: str, required: bool = True) -> int:
-        """The topic's partition count; 0 for a topic that does not exist unless ``required``."""
-        tmeta = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if tmeta is None or tmeta.error is not None:
-            if not required:
-                return 0
-            raise ConfigError("topics.raw", f"topic {topic!r} does not exist")
-        return len(tmeta.partitions)
+    def _closers(self) -> tuple[Callable[[], object], ...]:
+        return (self.checkpoint.close, self.consumer.close, self.state.close, self.registry.close)
 
-    def close(self) -> None:
-        # a commit hung in librdkafka would hold the close too (the committer thread is joined)
-        with WATCHDOG.guard("close", 30.0):
-            closers = (self.checkpoint.close, self.consumer.close, self.state.close, self.registry.close)
-            for closing in closers:
-                try:
-                    closing()
-                except Exception:  # closing after a fatal error: nothing left to save
-                    log.debug("close failed", exc_info=True)
-            self.producer.flush(5)
+    def _closed(self) -> None:
+        self.producer.flush(5)  # outside the closers: an exception here propagates (the aggregator's is one)
 
     # -- the loop ---------------------------------------------------------------------------------------
-    def _step(self) -> None:
-        self.progress.turn()
-        # every client is served each turn, not only when it has work: their events and log lines
-        # (edgebridge.kafka_log) would otherwise pile up in memory through a long outage
-        self.producer.poll(0)
-        self.state.serve()
+    def _serve_turn(self) -> None:
         if self.registry.poll():
             self.metrics.registry_devices.set(len(self.registry.devices))
             self.metrics.registry_updates.inc(self.registry.updates - self._registry_updates)
             self._registry_updates = self.registry.updates
-        timeout = min(self.checkpoint.remaining(), 0.5)  # 0.5 s: how soon a stop is noticed when idle
-        messages = self.consumer.consume(min(CONSUME_BATCH, self.config.commit.max_messages), timeout)
-        assignment = self.assignment  # its callbacks ran inside consume()
-        if assignment.fatal is not None:
-            raise assignment.fatal
-        if assignment.needs_rewind:
-            # the batch is dropped for the rewind, but not an error in it that ends this consumer: a
-            # session timed out (partitions lost) and then fenced as a static member come in one batch
-            for msg in messages:
-                if msg.error() is not None:
-                    self._consume_error(msg)
-            assignment.rewind()
-            return
-        try:
-            self.checkpoint.settle()  # the commit in flight, if it returned: open the next transaction
-            if messages:
-                self._process(messages)
-            if self.checkpoint.due():
-                self.checkpoint.commit(wait=False)  # steps 2-4 go on while we process the next batch
-        except AbortNeeded as exc:
-            self._abort_and_rewind(str(exc))
-        assignment.report_lag()
 
     def _process(self, messages: list[Message]) -> None:
         """Each record: decode -> pipeline -> encode -> send (produced, or held for the next transaction:
@@ -302,36 +247,3 @@ class Processor:
                     alerted += 1
         finally:  # also when a produce error ends the batch early: the abort counts what it consumed
             cp.consumed(positions, consumed, processed=processed, alerts=alerted)
-
-    def _consume_error(self, msg: Message) -> None:
-        err = msg.error()
-        if err is None or err.code() == KafkaError._PARTITION_EOF:
-            return
-        if classify(err) == FATAL:  # e.g. fenced as a static member: this consumer is in no group any more
-            raise FatalKafkaError(f"consumer: {err}")
-        log.warning("consume error", extra={"error": str(err)})
-
-    def _on_consumer_error(self, err: KafkaError) -> None:
-        """librdkafka's ``error_cb``, served inside ``consume()``. A fatal consumer error may come only
-        this way: left unseen, the loop would turn on without partitions, healthy and idle, while the
-        group's other members (if any) wait for this member's session to end."""
-        if classify(err) == FATAL and self.assignment.fatal is None:
-            self.assignment.fatal = FatalKafkaError(f"consumer: {err}")
-
-    def _deadletter(self, msg: Message, reason: str, error: BaseException, step: str | None = None) -> None:
-        """The raw record to the dead letters, in the open transaction with the record's offset."""
-        value, key, headers = self.output.deadletter(msg, reason, error, step)
-        self.checkpoint.send(self.topics.deadletter, value, key, headers)
-        self.checkpoint.deadletter(reason)
-
-    # -- commit, abort, rewind ----------------------------------------------------------------------------
-    def _commit_or_abort(self, cause: str) -> None:
-        try:
-            self.checkpoint.commit()
-        except AbortNeeded as exc:
-            self._abort_and_rewind(f"{cause}: {exc}")
-
-    def _abort_and_rewind(self, cause: str) -> None:
-        log.warning("transaction aborted, rewinding to committed offsets", extra={"cause": cause})
-        self.checkpoint.abort("error")
-        self.assignment.rewind()

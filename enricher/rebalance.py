@@ -28,15 +28,16 @@ log = logging.getLogger(__name__)
 
 
 class Assignment:
-    """The assigned partitions of ``raw_topic`` (:attr:`assigned`), their dedup state and lag (the
-    aggregator's: of ``iot.events.processed``, and its window state)."""
+    """The assigned partitions of ``input_topic`` (:attr:`assigned`), their state in ``table`` and lag:
+    the enricher's of ``iot.events.raw`` and its dedup state, the aggregator's of
+    ``iot.events.processed`` and its window state."""
 
-    def __init__(self, consumer: Consumer, raw_topic: str, checkpoint: Checkpoint, dedup: StateTable,
+    def __init__(self, consumer: Consumer, input_topic: str, checkpoint: Checkpoint, table: StateTable,
                  state: StateStore, metrics: EnricherMetrics) -> None:
         self.consumer = consumer
-        self.raw_topic = raw_topic
+        self.input_topic = input_topic
         self.checkpoint = checkpoint
-        self.dedup = dedup
+        self.table = table
         self.state = state
         self.metrics = metrics
         self.assigned: set[int] = set()  # changed in place only: the loop may hold it
@@ -45,7 +46,7 @@ class Assignment:
         self._next_lag = 0.0
 
     def subscribe(self) -> None:
-        self.consumer.subscribe([self.raw_topic], on_assign=self.on_assign, on_revoke=self.on_revoke,
+        self.consumer.subscribe([self.input_topic], on_assign=self.on_assign, on_revoke=self.on_revoke,
                                 on_lost=self.on_lost)
 
     def rewind(self) -> None:
@@ -53,17 +54,17 @@ class Assignment:
         self.needs_rewind = False
         if not self.assigned:
             return
-        parts = [TopicPartition(self.raw_topic, p) for p in sorted(self.assigned)]
+        parts = [TopicPartition(self.input_topic, p) for p in sorted(self.assigned)]
         committed = self.consumer.committed(parts, timeout=self.state.timeout)
         for tp in committed:
-            self.consumer.seek(TopicPartition(self.raw_topic, tp.partition,
+            self.consumer.seek(TopicPartition(self.input_topic, tp.partition,
                                               tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
-        self.dedup.drop_partitions(set(self.assigned))
-        self.state.restore(self.dedup, self.assigned)
+        self.table.drop_partitions(set(self.assigned))
+        self.state.restore(self.table, self.assigned)
 
     # -- the group's callbacks ------------------------------------------------------------------------
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        mine = {tp.partition for tp in partitions if tp.topic == self.raw_topic}
+        mine = {tp.partition for tp in partitions if tp.topic == self.input_topic}
         if not mine:
             return
         try:
@@ -80,7 +81,7 @@ class Assignment:
             return
         try:
             began = time.monotonic()
-            devices, records = self.state.restore(self.dedup, mine)
+            devices, records = self.state.restore(self.table, mine)
         except Exception as exc:
             self.fatal = exc
             return
@@ -95,7 +96,7 @@ class Assignment:
             "seconds": round(time.monotonic() - began, 3)})
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in partitions if tp.topic == self.raw_topic}
+        gone = {tp.partition for tp in partitions if tp.topic == self.input_topic}
         try:
             self.checkpoint.commit()
         except AbortNeeded as exc:
@@ -107,7 +108,7 @@ class Assignment:
         self._forget(gone, "revoked")
 
     def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in partitions if tp.topic == self.raw_topic}
+        gone = {tp.partition for tp in partitions if tp.topic == self.input_topic}
         try:
             self.checkpoint.abort("lost")
         except (AbortNeeded, FatalKafkaError) as exc:
@@ -117,7 +118,7 @@ class Assignment:
 
     def _forget(self, gone: set[int], why: str) -> None:
         self.assigned -= gone
-        dropped = self.dedup.drop_partitions(gone)
+        dropped = self.table.drop_partitions(gone)
         self.metrics.assigned.set(len(self.assigned))
         for p in gone:
             with contextlib.suppress(KeyError):  # never reported
@@ -133,7 +134,7 @@ class Assignment:
             return
         self._next_lag = now + 5.0
         try:
-            for tp in self.consumer.position([TopicPartition(self.raw_topic, p) for p in self.assigned]):
+            for tp in self.consumer.position([TopicPartition(self.input_topic, p) for p in self.assigned]):
                 # cached: the high watermark of the last fetch response, so that the lag report never
                 # waits on a broker round trip inside the processing loop
                 _, high = self.consumer.get_watermark_offsets(tp, cached=True)

@@ -16,6 +16,7 @@ decoder refuses is a dead letter with the decoder's reason (``dlq_component=aggr
 
 The loop body, in order: consume up to the next commit deadline; take the outcome of the commit in
 flight; apply each record; when due, hand the commit over (``emit`` produces the changed windows first).
+The loop is :class:`enricher.transactional_loop.TransactionalLoop`, shared with the enricher.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, Message, Producer
 from prometheus_client import CollectorRegistry
 
 from edgebridge import envelope
@@ -38,15 +40,14 @@ from edgebridge.retry import StopEvent
 from enricher.aggregates.metrics import AggregatorMetrics
 from enricher.aggregates.table import WindowTable
 from enricher.aggregates.windows import Number, WindowRule, aggregatable, epoch_ms
-from enricher.checkpoint import FATAL, AbortNeeded, Checkpoint, FatalKafkaError, classify, kafka_call
+from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError
 from enricher.config import EXACTLY_ONCE_CONSUMER, EnricherConfig
-from enricher.hang_watchdog import WATCHDOG
 from enricher.output import DEFAULT_MESSAGE_MAX_BYTES, Output
-from enricher.processor import CONSUME_BATCH, PROTECTED, producer_config
+from enricher.processor import PROTECTED, producer_config
 from enricher.rebalance import Assignment
 from enricher.sinks.rows import MAX_BYTES  # a processed event: the sinks' limit, Kafka's default size
 from enricher.state import StateStore
-from enricher.sweep import sweep
+from enricher.transactional_loop import TransactionalLoop
 
 __all__ = ["Aggregator", "numeric_values"]
 
@@ -70,7 +71,11 @@ def numeric_values(data: dict[str, Any]) -> dict[str, tuple[Number, str | None]]
     return out
 
 
-class Aggregator:
+class Aggregator(TransactionalLoop):
+    log = log
+    missing_topic_hint = " (edgebridge topics create)"
+    metrics: AggregatorMetrics
+
     def __init__(self, config: EnricherConfig, registry: CollectorRegistry | None = None) -> None:
         agg = config.aggregates
         self.config, self.settings, self.topics = config, agg, config.topics
@@ -99,31 +104,19 @@ class Aggregator:
         self.ready = threading.Event()
         self.progress = LoopProgress(config.health_stall_after)
 
-    # -- lifecycle ------------------------------------------------------------------------------------
-    def run(self, stop: StopEvent) -> None:
-        """Aggregate until ``stop`` is set, then commit and close. Raises FatalKafkaError on fencing."""
-        try:
-            while not stop.is_set():  # until the cluster answers
-                try:
-                    self.consumer.list_topics(timeout=5)
-                    break
-                except KafkaException as exc:
-                    rate_limited(log, "waiting-for-kafka", 60.0).warning(
-                        "waiting for kafka to answer", extra={"error": str(exc.args[0])})
-                    self.state.serve()
-                    stop.wait(1.0)
-            if stop.is_set():
-                return
-            self._start()
-            while not stop.is_set():
-                self._step()
-            self._commit_or_abort("shutdown")
-            log.info("aggregator stopped", extra={"devices": len(self.table),
-                                                  "open_windows": self.table.open_windows()})
-        finally:
-            self.close()
+    # -- the hooks of the shared loop -------------------------------------------------------------------
+    def _wait_for_kafka(self, stop: StopEvent) -> bool:
+        # a stop that comes as the cluster answers: not started (nor "aggregator stopped" logged)
+        return super()._wait_for_kafka(stop) and not stop.is_set()
 
-    def _start(self) -> None:
+    def _serve_waiting(self) -> None:
+        self.state.serve()
+
+    def _stopped(self) -> None:
+        log.info("aggregator stopped", extra={"devices": len(self.table),
+                                              "open_windows": self.table.open_windows()})
+
+    def _check_partitions(self) -> int:
         t = self.topics
         parts = self._partitions(self.input, "topics.processed")
         for key, topic in (("topics.aggregates", t.aggregates),
@@ -132,63 +125,28 @@ class Aggregator:
             if n != parts:
                 raise ConfigError(key, f"{topic!r} has {n} partitions, {self.input!r} has {parts}: they "
                                   "must be equal (input partition p writes their partition p)")
-        kafka_call("init_transactions", lambda s: self.producer.init_transactions(s), self.within + 60)
+        return parts
+
+    def _sweep_outputs(self, parts: int) -> dict[str, int]:
+        t = self.topics
         outputs = {t.aggregates: parts, t.aggregates_state: parts}
         dlq = self._partitions(t.deadletter, "topics.deadletter", required=False)
         if dlq:
             outputs[t.deadletter] = dlq
-        sweep(self.producer, self.consumer, outputs, self.input, self.within)
-        self.assignment.subscribe()
+        return outputs
+
+    def _started(self, parts: int) -> None:
         rule = self.table.rule
         log.info("aggregator started", extra={
             "instance": self.settings.instance_id, "transactional_id": self.settings.transactional_id,
-            "input": self.input, "output": t.aggregates, "partitions": parts,
+            "input": self.input, "output": self.topics.aggregates, "partitions": parts,
             "window_ms": rule.size_ms, "lateness_ms": rule.lateness_ms})
 
-    def _partitions(self, topic: str, key: str, required: bool = True) -> int:
-        tmeta = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if tmeta is None or tmeta.error is not None:
-            if not required:
-                return 0
-            raise ConfigError(key, f"topic {topic!r} does not exist (edgebridge topics create)")
-        return len(tmeta.partitions)
-
-    def close(self) -> None:
-        with WATCHDOG.guard("close", 30.0):
-            # the flush too: after a fatal producer error it raises, and would hide that error
-            for closing in (self.checkpoint.close, self.consumer.close, self.state.close,
-                            lambda: self.producer.flush(5)):
-                try:
-                    closing()
-                except Exception:  # closing after a fatal error: nothing left to save
-                    log.debug("close failed", exc_info=True)
+    def _closers(self) -> tuple[Callable[[], object], ...]:
+        # the flush too: after a fatal producer error it raises, and would hide that error
+        return (self.checkpoint.close, self.consumer.close, self.state.close, lambda: self.producer.flush(5))
 
     # -- the loop ---------------------------------------------------------------------------------------
-    def _step(self) -> None:
-        self.progress.turn()
-        self.producer.poll(0)
-        self.state.serve()
-        timeout = min(self.checkpoint.remaining(), 0.5)
-        messages = self.consumer.consume(min(CONSUME_BATCH, self.config.commit.max_messages), timeout)
-        assignment = self.assignment
-        if assignment.fatal is not None:
-            raise assignment.fatal
-        if assignment.needs_rewind:
-            for msg in messages:
-                if msg.error() is not None:
-                    self._consume_error(msg)
-            assignment.rewind()
-            return
-        try:
-            self.checkpoint.settle()
-            if messages:
-                self._process(messages)
-            if self.checkpoint.due():
-                self.checkpoint.commit(wait=False)
-        except AbortNeeded as exc:
-            self._abort_and_rewind(str(exc))
-        assignment.report_lag()
-
     def _process(self, messages: list[Message]) -> None:
         cp, table, assigned = self.checkpoint, self.table, self.assignment.assigned
         max_ahead = self.settings.max_ahead_ms
@@ -244,34 +202,6 @@ class Aggregator:
         self.table.expire()  # idle devices: their windows final below, their tombstones after
         for partition, key, value in self.table.records():
             cp.produce("aggregates", topic, value, key.encode(), partition=partition)
-
-    def _deadletter(self, msg: Message, reason: str, error: BaseException) -> None:
-        value, key, headers = self.output.deadletter(msg, reason, error)
-        self.checkpoint.send(self.topics.deadletter, value, key, headers)
-        self.checkpoint.deadletter(reason)
-
-    def _consume_error(self, msg: Message) -> None:
-        err = msg.error()
-        if err is None or err.code() == KafkaError._PARTITION_EOF:
-            return
-        if classify(err) == FATAL:
-            raise FatalKafkaError(f"consumer: {err}")
-        log.warning("consume error", extra={"error": str(err)})
-
-    def _on_consumer_error(self, err: KafkaError) -> None:
-        if classify(err) == FATAL and self.assignment.fatal is None:
-            self.assignment.fatal = FatalKafkaError(f"consumer: {err}")
-
-    def _commit_or_abort(self, cause: str) -> None:
-        try:
-            self.checkpoint.commit()
-        except AbortNeeded as exc:
-            self._abort_and_rewind(f"{cause}: {exc}")
-
-    def _abort_and_rewind(self, cause: str) -> None:
-        log.warning("transaction aborted, rewinding to committed offsets", extra={"cause": cause})
-        self.checkpoint.abort("error")
-        self.assignment.rewind()
 
 
 def with_metrics_port(config: EnricherConfig) -> EnricherConfig:
