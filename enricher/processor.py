@@ -169,10 +169,9 @@ class Processor(TransactionalLoop):
         return out
 
     def _closers(self) -> tuple[Callable[[], object], ...]:
-        return (self.checkpoint.close, self.consumer.close, self.state.close, self.registry.close)
-
-    def _closed(self) -> None:
-        self.producer.flush(5)  # outside the closers: an exception here propagates (the aggregator's is one)
+        # the flush too: after a fatal producer error it raises, and would hide that error
+        return (self.checkpoint.close, self.consumer.close, self.state.close, self.registry.close,
+                lambda: self.producer.flush(5))
 
     # -- the loop ---------------------------------------------------------------------------------------
     def _serve_turn(self) -> None:

@@ -11,9 +11,10 @@ order, abort handling) lands here, for both.
 What differs is a hook, filled in by each component: :meth:`_process` (the records of one consume),
 :meth:`_check_partitions`, :meth:`_sweep_outputs`, :meth:`_before_subscribe` and :meth:`_started` (the
 start), :meth:`_serve_waiting` and :meth:`_serve_turn` (the clients served besides the producer and the
-state store), :meth:`_stopped` (the clean stop's log line), :meth:`_closers` and :meth:`_closed` (the
-close). Log lines go to the component's own logger (:attr:`TransactionalLoop.log`), so they keep their
-logger name and their rate limits.
+state store), :meth:`_stopped` (the clean stop's log line), :meth:`_closers` (the close, the
+producer's flush among them: its error after a fatal one must not hide that one). Log lines go to the
+component's own logger (:attr:`TransactionalLoop.log`), so they keep their logger name and their rate
+limits.
 
 A subclass's ``__init__`` builds everything the loop uses: ``config``, ``topics``, ``input`` (the topic
 consumed), ``within`` (``transaction.timeout.ms`` in seconds), ``metrics``, ``consumer`` (with
@@ -128,7 +129,6 @@ class TransactionalLoop:
                     closing()
                 except Exception:  # closing after a fatal error: nothing left to save
                     self.log.debug("close failed", exc_info=True)
-            self._closed()
 
     # -- the loop ---------------------------------------------------------------------------------------
     def _step(self) -> None:
@@ -232,6 +232,3 @@ class TransactionalLoop:
     def _closers(self) -> Iterable[Callable[[], object]]:
         """What :meth:`close` closes, in order, each one's exception logged and swallowed."""
         raise NotImplementedError
-
-    def _closed(self) -> None:
-        """After the closers, inside the close's watchdog guard; an exception here propagates."""

@@ -110,6 +110,8 @@ class Aggregator(TransactionalLoop):
         return super()._wait_for_kafka(stop) and not stop.is_set()
 
     def _serve_waiting(self) -> None:
+        self.producer.poll(0)  # every client served, as in the loop: their events would pile up in memory
+        self.consumer.poll(0)  # through a long outage; not subscribed yet: serves its events only
         self.state.serve()
 
     def _stopped(self) -> None:
