@@ -1,0 +1,228 @@
+"""The aggregates checked against a recomputation from ``iot.events.processed``: ``aggregator check``.
+
+What it proves: every window and every too-late and ahead count in ``iot.aggregates`` (the latest record
+of each key: the topic is compacted, the latest record is the answer) equals what the window rule gives
+when it is applied once to every committed processed record, per device in partition order. A window
+lost (a transaction's records missing), applied twice (a replay after a crash counted again) or forged
+shows as *missing*, *extra* or *different*.
+
+How: the rule is not rewritten here. Each processed record goes through what the aggregator does with
+it (:func:`observation`: the envelope decoder, :func:`~enricher.aggregates.aggregator.numeric_values`,
+:func:`~enricher.aggregates.windows.epoch_ms`, the clock bound from the record's Kafka timestamp) into
+:meth:`DeviceWindows.apply <enricher.aggregates.windows.DeviceWindows.apply>`, and the expected records
+are keyed by :func:`~enricher.aggregates.table.window_key` and
+:func:`~enricher.aggregates.table.too_late_key`, the aggregator's own.
+
+Memory: both topics are read streaming, but every window ever recomputed and the latest record of every
+aggregates key are kept until the comparison: memory grows with the windows in the topics (about 300
+bytes a window), not bounded. The figures are exact only once the aggregator has caught up with the
+processed topic (its committed offsets at the topic's end): a window it has not applied yet is missing
+or different.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from edgebridge import envelope
+from edgebridge.errors import EnvelopeError
+from edgebridge.ops.reading import BEGINNING, Position, Record, read
+from enricher.aggregates.aggregator import numeric_values
+from enricher.aggregates.config import AggregateSettings
+from enricher.aggregates.table import AHEAD, TOO_LATE, WINDOW, too_late_key, window_key
+from enricher.aggregates.windows import DeviceWindows, Figures, Number, WindowRule, epoch_ms
+from enricher.sinks.rows import MAX_BYTES
+
+__all__ = ["FIELDS", "CheckResult", "Difference", "Observation", "Recomputation", "check", "compare",
+           "observation", "recompute", "rule_of"]
+
+# the figures compared, in this order; the mean within MEAN_TOLERANCE (a sum of floats in another order
+# differs in its last bits), the others exactly (they are the readings' own values)
+FIELDS = ("kind", "count", "min", "max", "mean", "last", "final")
+MEAN_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One processed reading as the aggregator applies it."""
+
+    deviceid: str
+    time_ms: int
+    values: dict[str, tuple[Number, str | None]]
+    limit_ms: int | None  # past it: ahead
+    cap_ms: int | None  # the watermark moves at most to it
+
+
+def observation(value: bytes | None, timestamp_ms: int | None,
+                max_ahead_ms: int | None) -> Observation | None:
+    """What the aggregator's loop makes of one processed record (``enricher.aggregates.aggregator``'s
+    ``_process``, step for step); ``None`` for what it skips or dead-letters (not a processed reading,
+    refused by the envelope decoder, or an input no check foresaw)."""
+    try:
+        event = envelope.decode(value or b"", max_bytes=MAX_BYTES, known_types=None)
+        if event.type != envelope.PROCESSED_TYPE:
+            return None
+        time_ms = epoch_ms(envelope.parse_time(event.time))
+        values = numeric_values(event.data)
+    except EnvelopeError:
+        return None
+    except Exception:  # the aggregator dead-letters these (internal_error): never applied
+        return None
+    # the time Kafka took the enricher's record; a record without one (0, -1) has no clock bound
+    cap = timestamp_ms if timestamp_ms is not None and timestamp_ms > 0 else None
+    limit = cap + max_ahead_ms if cap is not None and max_ahead_ms is not None else None
+    return Observation(event.deviceid, time_ms, values, limit, cap)
+
+
+def rule_of(settings: AggregateSettings) -> WindowRule:
+    """The aggregator's rule from its ``[aggregates]`` settings (as its constructor builds it)."""
+    return WindowRule(settings.window_ms, settings.lateness_ms, settings.max_open_windows)
+
+
+@dataclass
+class Recomputation:
+    """Every device's windows after applying the processed records once, in order."""
+
+    rule: WindowRule
+    devices: dict[str, DeviceWindows] = field(default_factory=dict)
+    # (device, measurement, start) -> (figures, final): the latest of each window, as the topic's key
+    windows: dict[tuple[str, str, int], tuple[Figures, bool]] = field(default_factory=dict)
+    records: int = 0  # processed records read
+    skipped: int = 0  # not applied at all: not a processed reading, or refused by the decoder
+
+    def add(self, obs: Observation) -> None:
+        device = self.devices.get(obs.deviceid)
+        if device is None:
+            device = self.devices[obs.deviceid] = DeviceWindows()
+        out = device.apply(self.rule, obs.time_ms, obs.values, limit_ms=obs.limit_ms, cap_ms=obs.cap_ms)
+        for name, start in out.changed:
+            self.windows[(obs.deviceid, name, start)] = (device.open[(name, start)], False)
+        for name, start, figures in out.closed:
+            self.windows[(obs.deviceid, name, start)] = (figures, True)
+
+    def expected(self) -> dict[str, dict[str, Any]]:
+        """The record each key of ``iot.aggregates`` must hold last: windows, too-late and ahead counts."""
+        out: dict[str, dict[str, Any]] = {}
+        for (deviceid, name, start), (f, final) in self.windows.items():
+            out[window_key(deviceid, name, start)] = {
+                "kind": WINDOW, "count": f.count, "min": f.min, "max": f.max, "mean": f.mean,
+                "last": f.last, "final": final}
+        for deviceid, device in self.devices.items():
+            for kind, counts in ((TOO_LATE, device.too_late), (AHEAD, device.ahead)):
+                for name, count in counts.items():
+                    out[too_late_key(deviceid, name, kind)] = {"kind": kind, "count": count}
+        return out
+
+
+def recompute(records: Iterable[Record], settings: AggregateSettings) -> Recomputation:
+    """The rule applied to processed ``records`` (each partition's in offset order: a device's records
+    are in one partition, keyed by its id, so that is its order)."""
+    result = Recomputation(rule_of(settings))
+    for record in records:
+        result.records += 1
+        obs = observation(record.value, record.timestamp_ms, settings.max_ahead_ms)
+        if obs is None:
+            result.skipped += 1
+        else:
+            result.add(obs)
+    return result
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: str  # missing (recomputed, not in the topic), extra (in the topic only), different
+    key: str
+    field: str | None = None  # different: the first figure that differs
+    topic: Any = None  # the topic's value of it (missing: None)
+    recomputed: Any = None  # the recomputation's (extra: None)
+
+
+@dataclass
+class CheckResult:
+    windows: int  # window records of the topic (latest per key, in scope)
+    counts: int  # too-late and ahead records of the topic
+    processed: int  # processed records read
+    devices: int  # devices recomputed
+    differences: list[Difference]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict[str, Any]:
+        kinds = [d.kind for d in self.differences]
+        return {"ok": self.ok, "windows": self.windows, "counts": self.counts, "processed": self.processed,
+                "devices": self.devices, "missing": kinds.count("missing"), "extra": kinds.count("extra"),
+                "different": kinds.count("different"),
+                "differences": [vars(d) for d in self.differences]}
+
+
+def _differs(name: str, topic: Any, want: Any) -> bool:
+    if name == "mean" and isinstance(topic, int | float) and isinstance(want, int | float):
+        return not math.isclose(topic, want, rel_tol=MEAN_TOLERANCE, abs_tol=MEAN_TOLERANCE)
+    # JSON keeps ints and floats apart but a window's min of 3 and 3.0 are one reading: compare as numbers
+    return bool(topic != want) or isinstance(topic, bool) != isinstance(want, bool)
+
+
+def compare(latest: Mapping[str, Any], expected: Mapping[str, dict[str, Any]]) -> list[Difference]:
+    """The topic's latest value per key (parsed JSON, or ``None`` for a value that is not) against the
+    recomputation's, in key order."""
+    out: list[Difference] = []
+    for key in sorted(set(latest) | set(expected)):
+        got, want = latest.get(key), expected.get(key)
+        if want is None:
+            out.append(Difference("extra", key, topic=got))
+        elif key not in latest:
+            out.append(Difference("missing", key, recomputed=want))
+        elif not isinstance(got, dict):
+            out.append(Difference("different", key, "value", got, want))
+        else:
+            for name in FIELDS:
+                if name in want and _differs(name, got.get(name), want[name]):
+                    out.append(Difference("different", key, name, got.get(name), want[name]))
+                    break
+    return out
+
+
+def latest_records(records: Iterable[Record]) -> dict[str, Any]:
+    """The latest value of each key (a tombstone deletes it), parsed; ``None`` for one that is not JSON."""
+    latest: dict[str, Any] = {}
+    for record in records:
+        if record.key is None:
+            continue
+        key = record.key.decode("utf-8", "replace")
+        if record.value is None:
+            latest.pop(key, None)
+            continue
+        try:
+            latest[key] = orjson.loads(record.value)
+        except orjson.JSONDecodeError:
+            latest[key] = None
+    return latest
+
+
+def check(client: Mapping[str, Any], processed: str, aggregates: str, settings: AggregateSettings,
+          device: Callable[[str], bool] | None = None, start: Position | None = None) -> CheckResult:
+    """Read ``processed`` (read committed) and ``aggregates`` (latest per key), compare.
+
+    ``device``: only the devices it accepts (a processed record's key is its device id; an aggregates
+    key starts with it and a ``/``). ``start``: where the processed read starts (the beginning, unless
+    retention has deleted it: then windows of the deleted records show as extra)."""
+    records: Iterable[Record] = read(client, processed, start or Position(BEGINNING))
+    if device is not None:
+        records = (r for r in records if r.key is not None and device(r.key.decode("utf-8", "replace")))
+    recomputed = recompute(records, settings)
+    stored: Iterable[Record] = read(client, aggregates, Position(BEGINNING))
+    if device is not None:
+        stored = (r for r in stored if r.key is not None
+                  and device(r.key.decode("utf-8", "replace").split("/", 1)[0]))
+    latest = latest_records(stored)
+    kinds = [v.get("kind") if isinstance(v, dict) else None for v in latest.values()]
+    return CheckResult(windows=kinds.count(WINDOW), counts=kinds.count(TOO_LATE) + kinds.count(AHEAD),
+                       processed=recomputed.records, devices=len(recomputed.devices),
+                       differences=compare(latest, recomputed.expected()))
