@@ -94,6 +94,7 @@ class Recomputation:
     windows: dict[tuple[str, str, int], tuple[Figures, bool]] = field(default_factory=dict)
     records: int = 0  # processed records read
     skipped: int = 0  # not applied at all: not a processed reading, or refused by the decoder
+    ends: dict[int, int] = field(default_factory=dict)  # partition -> offset after its last record read
 
     def add(self, obs: Observation) -> None:
         device = self.devices.get(obs.deviceid)
@@ -125,6 +126,7 @@ def recompute(records: Iterable[Record], settings: AggregateSettings) -> Recompu
     result = Recomputation(rule_of(settings))
     for record in records:
         result.records += 1
+        result.ends[record.partition] = max(result.ends.get(record.partition, 0), record.offset + 1)
         obs = observation(record.value, record.timestamp_ms, settings.max_ahead_ms)
         if obs is None:
             result.skipped += 1
@@ -149,6 +151,9 @@ class CheckResult:
     processed: int  # processed records read
     devices: int  # devices recomputed
     differences: list[Difference]
+    # processed records the aggregator's group had not committed when the check began (None: unknown);
+    # above 0, differences may be windows it had not applied yet rather than wrong ones
+    behind: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -157,8 +162,8 @@ class CheckResult:
     def to_json(self) -> dict[str, Any]:
         kinds = [d.kind for d in self.differences]
         return {"ok": self.ok, "windows": self.windows, "counts": self.counts, "processed": self.processed,
-                "devices": self.devices, "missing": kinds.count("missing"), "extra": kinds.count("extra"),
-                "different": kinds.count("different"),
+                "devices": self.devices, "behind": self.behind, "missing": kinds.count("missing"),
+                "extra": kinds.count("extra"), "different": kinds.count("different"),
                 "differences": [vars(d) for d in self.differences]}
 
 
@@ -206,13 +211,38 @@ def latest_records(records: Iterable[Record]) -> dict[str, Any]:
     return latest
 
 
+def committed_offsets(client: Mapping[str, Any], group: str, topic: str) -> dict[int, int]:
+    """The group's committed offsets of ``topic`` per partition (0 where it has none). Read without
+    joining the group (no subscribe): the aggregator is not disturbed."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**client, "group.id": group, "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(topic, timeout=15).topics[topic]
+        parts = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+        return {tp.partition: max(0, tp.offset) for tp in consumer.committed(parts, timeout=15)}
+    finally:
+        consumer.close()
+
+
 def check(client: Mapping[str, Any], processed: str, aggregates: str, settings: AggregateSettings,
-          device: Callable[[str], bool] | None = None, start: Position | None = None) -> CheckResult:
+          device: Callable[[str], bool] | None = None, start: Position | None = None,
+          group: str | None = None) -> CheckResult:
     """Read ``processed`` (read committed) and ``aggregates`` (latest per key), compare.
 
     ``device``: only the devices it accepts (a processed record's key is its device id; an aggregates
     key starts with it and a ``/``). ``start``: where the processed read starts (the beginning, unless
-    retention has deleted it: then windows of the deleted records show as extra)."""
+    retention has deleted it: then windows of the deleted records show as extra). ``group``: the
+    aggregator's consumer group, whose committed offsets, taken before anything is read, say whether it
+    had applied every processed record read (:attr:`CheckResult.behind`): the aggregator commits its
+    offsets in the transaction of its records, so when it had, the aggregates read after hold them all.
+    """
+    committed: dict[int, int] | None = None
+    if group is not None:
+        try:
+            committed = committed_offsets(client, group, processed)
+        except Exception:  # not allowed to describe the group, ...: the check itself still holds
+            committed = None
     records: Iterable[Record] = read(client, processed, start or Position(BEGINNING))
     if device is not None:
         records = (r for r in records if r.key is not None and device(r.key.decode("utf-8", "replace")))
@@ -225,4 +255,6 @@ def check(client: Mapping[str, Any], processed: str, aggregates: str, settings: 
     kinds = [v.get("kind") if isinstance(v, dict) else None for v in latest.values()]
     return CheckResult(windows=kinds.count(WINDOW), counts=kinds.count(TOO_LATE) + kinds.count(AHEAD),
                        processed=recomputed.records, devices=len(recomputed.devices),
-                       differences=compare(latest, recomputed.expected()))
+                       differences=compare(latest, recomputed.expected()),
+                       behind=None if committed is None else sum(
+                           max(0, end - committed.get(p, 0)) for p, end in recomputed.ends.items()))

@@ -31,7 +31,8 @@ examples:
 It reads the whole processed topic (read committed) and applies the aggregator's rule ([aggregates]
 window_seconds, lateness_seconds, max_ahead_seconds, max_open_windows of the same file) to each record
 once, per device in partition order, then compares the latest record of every key of iot.aggregates.
-Run it once the aggregator has caught up (consumer lag 0): windows it has not applied yet differ.
+Run it once the aggregator has caught up: windows it has not applied yet differ (a note says how
+many processed records its group ([aggregates] group_id) had not committed when the check began).
 Memory is not bounded: it keeps every window of both topics until the comparison.
 
 exit status: 0 equal, 1 a window or count missing, extra or different (or Kafka failed), 2 bad usage
@@ -71,6 +72,9 @@ def format_result(result: Any, processed: str, aggregates: str, most: int = 50) 
         if len(result.differences) > most:
             lines.append(f"... and {len(result.differences) - most} more (--json lists all)")
     lines.append(verdict(result, processed))
+    if result.behind:
+        lines.append(f"note: the aggregator (its group's committed offsets) was {result.behind} processed "
+                     "records behind when the check began: differences may be windows it had not applied yet")
     return "\n".join(lines)
 
 
@@ -97,7 +101,8 @@ def run(args: argparse.Namespace, prog: str) -> int:
     only = args.device
     try:
         result = check(config.kafka.client_config({}), topics.processed, topics.aggregates, config.aggregates,
-                       device=None if only is None else (lambda d: d == only), start=args.start)
+                       device=None if only is None else (lambda d: d == only), start=args.start,
+                       group=config.aggregates.group_id)
     except KeyboardInterrupt:
         return 1
     except Exception as exc:  # EdgeBridgeError, KafkaException: one line for the operator

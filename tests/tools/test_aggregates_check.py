@@ -11,6 +11,7 @@ from the topic first, then the check must exit 1 and name exactly those three ke
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -21,9 +22,19 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from edgebridge.envelope import rfc3339_ms
 from tests.conftest import BrokerAddresses
 from tests.enricher.conftest import enricher_config, read_all, spawn_cli, values, write_toml  # noqa: F401
-from tests.enricher.test_aggregates import LATENESS_S, WINDOW_S, Feeder, fleet, latest_per_key, recompute
+from tests.enricher.test_aggregates import (
+    LATENESS_S,
+    T0,
+    WINDOW_S,
+    Feeder,
+    fleet,
+    latest_per_key,
+    processed_event,
+    recompute,
+)
 from tests.enricher.test_crash import group_offsets
 from tests.tools.conftest import Tools
 from tests.waiting import wait_for
@@ -60,7 +71,8 @@ def test_the_check_passes_on_the_aggregators_output_and_names_every_forgery(
     # not an empty success: what an independent recomputation expects, and too-late and ahead counts
     expected, late, _ = recompute(values(read_all(tools.bootstrap, topics.processed, expect=len(records))))
     assert doc["windows"] == len(expected) > 50 and doc["counts"] == len(late) > 3, doc
-    assert (doc["processed"], doc["devices"], doc["differences"]) == (len(records), 3, []), doc
+    assert (doc["processed"], doc["devices"], doc["behind"]) == (len(records), 3, 0), doc
+    assert doc["differences"] == [], doc
     table = _check(config)
     assert table.returncode == 0 and table.stdout.startswith(
         f"aggregates: {len(expected)} windows, {len(late)} too-late/ahead counts, equal to a recomputation"
@@ -94,7 +106,15 @@ def test_the_check_passes_on_the_aggregators_output_and_names_every_forgery(
     assert table.returncode == 1
     assert all(key in table.stdout for key in (wrong, gone, extra)), table.stdout
     assert "1 missing, 1 extra, 1 different" in table.stdout.splitlines()[-1], table.stdout
-    # one device only: the other devices' windows are left out, this one's differences still found
-    other = sorted({k.split("/", 1)[0] for k in windows} - {device})[0]
+    # one device only: the other devices' windows are left out, and with them the forgeries
+    other = sorted({k.split("/", 1)[0] for k in windows} - {device, gone.split("/", 1)[0]})[0]
     assert _check(config, "--device", other).returncode == 0
-    assert _check(config, "--device", device).returncode == 1
+
+    # a processed reading the (stopped) aggregator never applied: its windows are missing, and the check
+    # says the aggregator's group was one record behind
+    new = processed_event("agg-new", 1, T0, random.Random(1))
+    Feeder(tools.bootstrap, topics.processed, [("agg-new", new)], per_second=100).start().join()
+    result = _check(config, "--device", "agg-new")
+    assert result.returncode == 1
+    assert "1 processed records behind" in result.stdout, result.stdout
+    assert f"agg-new/temperature/{rfc3339_ms(T0)}" in result.stdout, result.stdout
