@@ -14,10 +14,9 @@ are keyed by :func:`~enricher.aggregates.table.window_key` and
 :func:`~enricher.aggregates.table.too_late_key`, the aggregator's own.
 
 Memory: both topics are read streaming, but every window ever recomputed and the latest record of every
-aggregates key are kept until the comparison: memory grows with the windows in the topics (about 300
-bytes a window), not bounded. The figures are exact only once the aggregator has caught up with the
-processed topic (its committed offsets at the topic's end): a window it has not applied yet is missing
-or different.
+aggregates key are kept until the comparison: memory grows with the windows in the topics, not bounded.
+The figures are exact only once the aggregator has caught up with the processed topic: a window it has
+not applied yet is missing or different (:attr:`CheckResult.behind` says how far it was).
 """
 
 from __future__ import annotations
@@ -161,7 +160,7 @@ class CheckResult:
 
     def to_json(self) -> dict[str, Any]:
         kinds = [d.kind for d in self.differences]
-        return {"ok": self.ok, "windows": self.windows, "counts": self.counts, "processed": self.processed,
+        return {"ok": self.ok, "windows": self.windows, "counts": self.counts, "records": self.processed,
                 "devices": self.devices, "behind": self.behind, "missing": kinds.count("missing"),
                 "extra": kinds.count("extra"), "different": kinds.count("different"),
                 "differences": [vars(d) for d in self.differences]}

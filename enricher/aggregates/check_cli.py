@@ -56,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _short(value: Any) -> str:
+    """A record in a table cell: its kind and count, and whether final (``window n=12 final``)."""
     if isinstance(value, dict):
-        return " ".join(f"{k}={v}" for k, v in value.items() if k in ("kind", "count", "final")) or "{}"
+        return f"{value.get('kind')} n={value.get('count')}" + (" final" if value.get("final") else "")
     return "-" if value is None else str(value)
 
 

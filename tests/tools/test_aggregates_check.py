@@ -71,7 +71,8 @@ def test_the_check_passes_on_the_aggregators_output_and_names_every_forgery(
     # not an empty success: what an independent recomputation expects, and too-late and ahead counts
     expected, late, _ = recompute(values(read_all(tools.bootstrap, topics.processed, expect=len(records))))
     assert doc["windows"] == len(expected) > 50 and doc["counts"] == len(late) > 3, doc
-    assert (doc["processed"], doc["devices"], doc["behind"]) == (len(records), 3, 0), doc
+    assert (doc["processed"], doc["records"], doc["devices"], doc["behind"]) == (
+        topics.processed, len(records), 3, 0), doc
     assert doc["differences"] == [], doc
     table = _check(config)
     assert table.returncode == 0 and table.stdout.startswith(
