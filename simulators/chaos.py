@@ -10,8 +10,8 @@ A :class:`Chaos` schedule spreads ``rounds`` faults over the expected length of 
 - ``kill -9`` of Kafka, restarted.
 
 Between faults :meth:`Chaos.tick` also supervises: a component that exited is restarted, as systemd
-or compose would (an enricher fenced after a Kafka fault exits by design). Every fault and restart is
-logged with its time, so the audit at the end can be read against it.
+or compose would (an enricher or aggregator fenced after a Kafka fault exits by design). Every fault
+and restart is logged with its time, so the audit at the end can be read against it.
 """
 
 from __future__ import annotations
