@@ -3,15 +3,15 @@
 A :class:`Chaos` schedule spreads ``rounds`` faults over the expected length of the run, each drawn
 (with a seeded :class:`random.Random`, so a run can be repeated) from:
 
-- ``kill -9`` of the bridge, the enricher, or one agent, restarted at once;
+- ``kill -9`` of the bridge, the enricher, the aggregator, or one agent, restarted at once;
 - ``kill -9`` of Mosquitto, restarted after a short pause (what it acknowledged since its last
   autosave is gone: the agents' receipts make up for it);
 - Kafka frozen (SIGSTOP) for 5-20 s, then continued (a broker that hangs without closing sockets);
 - ``kill -9`` of Kafka, restarted.
 
 Between faults :meth:`Chaos.tick` also supervises: a component that exited is restarted, as systemd
-or compose would (an enricher fenced after a Kafka fault exits by design). Every fault and restart is
-logged with its time, so the audit at the end can be read against it.
+or compose would (an enricher or aggregator fenced after a Kafka fault exits by design). Every fault
+and restart is logged with its time, so the audit at the end can be read against it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from simulators.processes import ComponentProcess
 
 __all__ = ["FAULTS", "Chaos", "Fault"]
 
-FAULTS = ("kill-bridge", "kill-enricher", "kill-agent", "kill-mosquitto", "freeze-kafka", "kill-kafka")
+# the aggregator's kill last: a schedule of six rounds or fewer draws what it drew before it was added
+FAULTS = ("kill-bridge", "kill-enricher", "kill-agent", "kill-mosquitto", "freeze-kafka", "kill-kafka",
+          "kill-aggregator")
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Chaos:
     brokers: LocalBrokers
     bridge: ComponentProcess
     enricher: ComponentProcess
+    aggregator: ComponentProcess
     agents: list[ComponentProcess]
     rounds: int
     span: float
@@ -104,6 +107,9 @@ class Chaos:
         elif kind == "kill-enricher":
             self.enricher.kill()
             self.enricher.start()
+        elif kind == "kill-aggregator":
+            self.aggregator.kill()
+            self.aggregator.start()
         elif kind == "kill-agent":
             agent = rng.choice(self.agents)
             agent.kill()
@@ -127,7 +133,7 @@ class Chaos:
         return self._note(now, kind)
 
     def _supervise(self, now: float) -> None:
-        for proc in (self.bridge, self.enricher, *self.agents):
+        for proc in (self.bridge, self.enricher, self.aggregator, *self.agents):
             if proc.proc is not None and not proc.running and proc.proc.returncode != 0:
                 self.restarts.append(Fault(round(now, 1), f"restart-{proc.name}",
                                            f"exit {proc.proc.returncode}"))

@@ -9,13 +9,15 @@
 4. A live view, once a second: committed at the edge, acknowledged by the bridge, in
    ``iot.events.raw``, enriched into ``iot.events.processed``.
 5. An audit per device and epoch once the fleet is done: every seq 1..N present in the raw topic (duplicates
-   allowed) and exactly once in the processed topic (read_committed). Exit 0 only if both hold.
+   allowed) and exactly once in the processed topic (read_committed); and the aggregator's windows in
+   ``iot.aggregates`` equal to a recomputation from the processed topic (``edgebridge aggregator check``,
+   :mod:`enricher.aggregates.check`, once the aggregator has caught up). Exit 0 only if all three hold.
 
 With ``--chaos`` (``--seed``, ``--rounds``) faults are injected at seeded random moments
-(:mod:`simulators.chaos`): kill -9 of the bridge, the enricher or an agent, kill -9 of Mosquitto, Kafka
-frozen or killed; components that exit are restarted as a supervisor would. The audit must come out
-the same (guarantees 1 and 2 under crashes), and any announced gap fails the run (the demo's outboxes
-are far from their bound, so nothing may be evicted).
+(:mod:`simulators.chaos`): kill -9 of the bridge, the enricher, the aggregator or an agent, kill -9 of
+Mosquitto, Kafka frozen or killed; components that exit are restarted as a supervisor would. The audit
+must come out the same (guarantees 1 and 2 under crashes, and the aggregates exactly once), and any
+announced gap fails the run (the demo's outboxes are far from their bound, so nothing may be evicted).
 
 Device ids carry a run id, so a broker state reused across runs never mixes runs in the audit.
 """
@@ -31,6 +33,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -44,13 +47,17 @@ from edgebridge.ops.audit import format_table, passed, summary
 from edgebridge.ops.reading import Position, read
 from edgebridge.ops.tally import Tally
 from edgebridge.topics import KafkaTopics
-from simulators.chaos import Chaos
+from enricher.aggregates.config import AggregateSettings
+from simulators.chaos import FAULTS, Chaos
 from simulators.processes import ComponentProcess
+
+if TYPE_CHECKING:
+    from enricher.aggregates.check import CheckResult
 
 __all__ = ["main"]
 
 PROCESSED_METRIC = 'edgebridge_enricher_produced_total{output="processed"}'
-AGGREGATED_METRIC = "edgebridge_aggregator_consumed_total"
+CATCH_UP_S = 60.0  # how long the aggregator may take to apply what the enricher committed, at the end
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -74,9 +81,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--bridges", type=positive_int, default=1,
                         help="bridge replicas sharing the device topics (MQTT 5 shared subscription)")
     parser.add_argument("--chaos", action="store_true",
-                        help="inject faults mid-run: kill -9 of bridge, enricher, agents and Mosquitto, "
-                        "Kafka frozen and killed (see --rounds, --seed)")
-    parser.add_argument("--rounds", type=int, default=6, help="with --chaos: faults injected (default 6)")
+                        help="inject faults mid-run: kill -9 of bridge, enricher, aggregator, agents and "
+                        "Mosquitto, Kafka frozen and killed (see --rounds, --seed)")
+    parser.add_argument("--rounds", type=int, default=len(FAULTS),
+                        help=f"with --chaos: faults injected (default {len(FAULTS)}: each kind once)")
     parser.add_argument("--seed", type=int, default=None, help="with --chaos: the seed (default random)")
     parser.add_argument("--dashboard", action="store_true",
                         help="also run the SQLite sink and `edgebridge dashboard` (127.0.0.1, no login), "
@@ -155,14 +163,18 @@ class Demo:
         self.enricher = ComponentProcess("enricher", "enricher", {
             "instance_id": "demo-enricher-1", "kafka": kafka, "log": log,
         }, workdir)
-        # its /metrics and /healthz are on [aggregates] metrics_port (it shares the enricher's file layout)
+        # its /metrics and /healthz are on [aggregates] metrics_port (it shares the enricher's file layout);
+        # the rest of [aggregates] is the defaults, which the final check recomputes with
         port = free_port()
+        self.aggregates = AggregateSettings(instance_id="demo-aggregator-1", metrics_port=port)
         self.aggregator = ComponentProcess("aggregator", "aggregator", {
             "kafka": kafka, "log": log,
-            "aggregates": {"instance_id": "demo-aggregator-1", "metrics_port": port},
+            "aggregates": {"instance_id": self.aggregates.instance_id, "metrics_port": port},
         }, workdir)
         self.aggregator.metrics_port = port
         self.processed_total = 0  # the enricher's processed records of this run, from the live view
+        self.checked: CheckResult | None = None  # the aggregates check, taken when the aggregator caught up
+        self.check_error: str | None = None
         self.agents = [
             ComponentProcess("agent", device, {
                 "device_id": device, "state_dir": str(workdir / device), "mqtt": mqtt, "log": log,
@@ -184,8 +196,8 @@ class Demo:
               f"({self.args.events} readings each at {self.args.rate:g}/s); logs in {self.workdir}")
         if self.args.chaos:
             span = 0.85 * self.args.events / self.args.rate
-            self.chaos = Chaos(self.brokers, self.bridge, self.enricher, self.agents, self.args.rounds, span,
-                               self.seed, on_agent_killed=self._agent_killed)
+            self.chaos = Chaos(self.brokers, self.bridge, self.enricher, self.aggregator, self.agents,
+                               self.args.rounds, span, self.seed, on_agent_killed=self._agent_killed)
             print(f"   chaos: {self.args.rounds} faults over {span:.0f} s, seed {self.seed} "
                   f"(repeat with --chaos --seed {self.seed} --rounds {self.args.rounds})")
 
@@ -274,15 +286,36 @@ class Demo:
         codes = {a.name: a.terminate() for a in self.agents}
         codes.update({b.name: b.terminate() for b in self.bridges})
         codes["enricher"] = self.enricher.terminate()
-        # the aggregator reads what the enricher committed: let it catch up (at most 30 s), then stop it
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (_sample(self.aggregator.metrics(), AGGREGATED_METRIC)
-                                               or 0) < self.processed_total:
-            time.sleep(0.5)
+        # the aggregator reads what the enricher committed: check it once it has caught up, then stop it
+        self.checked = self._check_aggregates()
         codes["aggregator"] = self.aggregator.terminate()
         bad = {k: v for k, v in codes.items() if v != 0}
         print(f"4. stopped with SIGTERM: {len(codes) - len(bad)} of {len(codes)} processes exited 0"
               + (f"; not 0: {bad}" if bad else ""))
+
+    def _check_aggregates(self) -> CheckResult | None:
+        """``edgebridge aggregator check`` of this run's devices, repeated until the aggregator's group
+        has committed every processed record read (it commits its offsets with its window records, so
+        the windows read after are then complete) or :data:`CATCH_UP_S` passed: the last result."""
+        from enricher.aggregates.check import check
+
+        ours = f"demo-{self.run_id}-"
+        client = {"bootstrap.servers": self.brokers.kafka_bootstrap}
+        deadline = time.monotonic() + CATCH_UP_S
+        while True:
+            try:
+                result = check(client, self.topics.processed, self.topics.aggregates, self.aggregates,
+                               device=lambda d: d.startswith(ours), group=self.aggregates.group_id)
+            except Exception as exc:  # Kafka failed: the run cannot be judged, it fails
+                self.check_error = f"{type(exc).__name__}: {exc}"
+                return None
+            if result.behind == 0 or result.behind is None or time.monotonic() > deadline:
+                return result
+            proc = self.aggregator.proc
+            if proc is not None and not self.aggregator.running and proc.returncode != 0:
+                print(f"   aggregator exited {proc.returncode}; restarted", flush=True)  # as a supervisor
+                self.aggregator.start()
+            time.sleep(1.0)
 
     def audit(self) -> bool:
         ok = True
@@ -304,7 +337,16 @@ class Demo:
             verdict += f", {gaps} seqs announced as gaps" if gaps else ", no gap announced"
             print(f"   {name}: {verdict}")
             ok = ok and complete and dup_free and not gaps
-        self.aggregates()
+        self.sample_windows()
+        if self.checked is None:
+            print(f"   aggregates: not checked ({self.check_error})")
+            ok = False
+        else:
+            from enricher.aggregates.check_cli import format_result
+
+            print("   " + format_result(self.checked, self.topics.processed, self.topics.aggregates,
+                                        most=20).replace("\n", "\n   "))
+            ok = ok and self.checked.ok
         if self.chaos is not None:
             faults = ", ".join(f"{f.at:.0f}s {f.kind} {f.detail}".rstrip() for f in self.chaos.log)
             restarts = ", ".join(f"{f.at:.0f}s {f.kind} ({f.detail})" for f in self.chaos.restarts)
@@ -312,8 +354,8 @@ class Demo:
             print(f"   restarted after exiting: {restarts or 'none'}")
         return ok
 
-    def aggregates(self) -> None:
-        """A few of this run's windows from iot.aggregates (informative: the audit's verdict is above)."""
+    def sample_windows(self) -> None:
+        """A few of this run's windows from iot.aggregates (informative: the check's verdict follows)."""
         ours = f"demo-{self.run_id}-".encode()
         latest: dict[bytes, dict[str, object]] = {}
         client = {"bootstrap.servers": self.brokers.kafka_bootstrap}
@@ -399,6 +441,7 @@ def main(argv: Sequence[str], prog: str = "edgebridge demo") -> int:
             brokers.down()
         if ok:
             shutil.rmtree(workdir, ignore_errors=True)
-    print("RESULT: every event of every device arrived; processed exactly once" if ok
+    print("RESULT: every event of every device arrived; processed exactly once; aggregates equal to a "
+          "recomputation" if ok
           else f"RESULT: FAILED (logs kept in {workdir})")
     return 0 if ok else 1

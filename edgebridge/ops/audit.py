@@ -38,6 +38,8 @@ examples:
   edgebridge audit --from 2h --device pump-7            the last two hours of one device
   edgebridge audit --from 0:1200 --until 0:5000         partition 0, offsets 1200 to 4999
   edgebridge audit --expect fleet.json                  against what `simulate fleet --expect` committed
+  edgebridge aggregator check --config enricher.toml    iot.aggregates against a recomputation (its own
+                                                        command: it runs the aggregator's code)
 
 exit status: 0 nothing missing (and no duplicate outside the raw topic), 1 something is, 2 bad usage
 """

@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer
@@ -39,7 +40,7 @@ from edgebridge.metrics import LoopProgress
 from edgebridge.retry import StopEvent
 from enricher.aggregates.metrics import AggregatorMetrics
 from enricher.aggregates.table import WindowTable
-from enricher.aggregates.windows import Number, WindowRule, aggregatable, epoch_ms
+from enricher.aggregates.windows import Number, aggregatable, epoch_ms
 from enricher.checkpoint import AbortNeeded, Checkpoint, FatalKafkaError
 from enricher.config import EXACTLY_ONCE_CONSUMER, EnricherConfig
 from enricher.output import DEFAULT_MESSAGE_MAX_BYTES, Output
@@ -49,10 +50,36 @@ from enricher.sinks.rows import MAX_BYTES  # a processed event: the sinks' limit
 from enricher.state import StateStore
 from enricher.transactional_loop import TransactionalLoop
 
-__all__ = ["Aggregator", "numeric_values"]
+__all__ = ["Aggregator", "Observation", "numeric_values", "observation"]
 
 log = logging.getLogger(__name__)
 _PROCESSED = envelope.PROCESSED_TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One processed reading as the aggregator applies it."""
+
+    deviceid: str
+    time_ms: int
+    values: dict[str, tuple[Number, str | None]]
+    limit_ms: int | None  # past it: ahead
+    cap_ms: int | None  # the watermark moves at most to it: when Kafka took the record
+
+
+def observation(value: bytes | None, timestamp_ms: int | None,
+                max_ahead_ms: int | None) -> Observation | None:
+    """What the aggregator makes of one processed record (its loop, and ``aggregator check``'s
+    recomputation): ``None`` for a record that is not a processed reading (skipped); raises
+    :class:`EnvelopeError` for one the decoder refuses (a dead letter). ``timestamp_ms``: the record's
+    Kafka timestamp, the clock bound (none for a record without one: 0, -1)."""
+    event = envelope.decode(value or b"", max_bytes=MAX_BYTES, known_types=None)
+    if event.type != _PROCESSED:
+        return None
+    time_ms = epoch_ms(envelope.parse_time(event.time))
+    cap = timestamp_ms if timestamp_ms is not None and timestamp_ms > 0 else None
+    limit = cap + max_ahead_ms if cap is not None and max_ahead_ms is not None else None
+    return Observation(event.deviceid, time_ms, numeric_values(event.data), limit, cap)
 
 
 def numeric_values(data: dict[str, Any]) -> dict[str, tuple[Number, str | None]]:
@@ -91,8 +118,7 @@ class Aggregator(TransactionalLoop):
         self.producer = Producer(settings)
         max_record = int(settings.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
         self.output = Output(agg.instance_id, max_record, component="aggregator")
-        self.table = WindowTable(WindowRule(agg.window_ms, agg.lateness_ms, agg.max_open_windows,
-                                            agg.idle_ms), self.metrics)
+        self.table = WindowTable(agg.rule, self.metrics)
         self.within = config.commit.transaction_timeout_ms / 1000
         self.state = StateStore(plain, self.topics.aggregates_state, self.within + 60,
                                 group=AGGREGATOR_STATE_READER_GROUP)
@@ -167,16 +193,12 @@ class Aggregator(TransactionalLoop):
                 positions[partition] = (msg.offset() or 0) + 1
                 consumed += 1
                 try:
-                    event = envelope.decode(msg.value() or b"", max_bytes=MAX_BYTES, known_types=None)
-                    if event.type != _PROCESSED:
+                    obs = observation(msg.value(), msg.timestamp()[1], max_ahead)
+                    if obs is None:
                         self.metrics.skipped.inc()
                         continue
-                    time_ms = epoch_ms(envelope.parse_time(event.time))
-                    _, taken_ms = msg.timestamp()  # when the enricher's record was produced
-                    cap = taken_ms if taken_ms > 0 else None
-                    limit = cap + max_ahead if cap is not None and max_ahead is not None else None
-                    out = table.observe(event.deviceid, partition, time_ms, numeric_values(event.data),
-                                        limit, cap)
+                    out = table.observe(obs.deviceid, partition, obs.time_ms, obs.values, obs.limit_ms,
+                                        obs.cap_ms)
                 except EnvelopeError as exc:
                     self._deadletter(msg, exc.reason, exc)
                     continue

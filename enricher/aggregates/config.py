@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from edgebridge.errors import ConfigError
 from edgebridge.kafka_ids import AGGREGATOR_GROUP, AGGREGATOR_TRANSACTIONAL_ID_PREFIX
+from enricher.aggregates.windows import WindowRule
 
 __all__ = ["AggregateSettings"]
 
@@ -77,6 +78,11 @@ class AggregateSettings:
     @property
     def idle_ms(self) -> int | None:
         return round(self.idle_days * 86_400_000) or None
+
+    @property
+    def rule(self) -> WindowRule:
+        """The window rule these settings make (the aggregator's, and the check's recomputation's)."""
+        return WindowRule(self.window_ms, self.lateness_ms, self.max_open_windows, self.idle_ms)
 
     @property
     def transactional_id(self) -> str:

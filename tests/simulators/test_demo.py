@@ -65,15 +65,26 @@ def test_demo_runs_the_fleet_end_to_end_and_the_audit_passes(tmp_path: Path) -> 
     assert len(rows) == 4  # 2 devices x (raw, processed)
     assert all(row[3] == "300" and row[-1] == "none" for row in rows), rows
     assert "processes exited 0" in out and "not 0" not in out
+    assert _aggregates_checked(out) > 0, out
+
+
+def _aggregates_checked(out: str) -> int:
+    """The windows of the demo's final aggregates check, which must have found them equal to its
+    recomputation from the processed topic (and the RESULT says so)."""
+    (line,) = [x.strip() for x in out.splitlines() if x.strip().startswith("aggregates: ")]
+    assert "equal to a recomputation from iot.events.processed" in line, out
+    assert "aggregates equal to a recomputation" in out.splitlines()[-1], out
+    return int(line.split()[1])
 
 
 def test_demo_with_chaos_every_fault_kind_and_still_audits_clean(tmp_path: Path) -> None:
-    """Six rounds, one of each kind (simulators.chaos): kill -9 of bridge, enricher, an agent and
-    Mosquitto, Kafka frozen and killed; the audit must come out complete, exactly once, gap-free."""
+    """Seven rounds, one of each kind (simulators.chaos): kill -9 of bridge, enricher, aggregator, an
+    agent and Mosquitto, Kafka frozen and killed; the audit must come out complete, exactly once,
+    gap-free, and the aggregates equal to a recomputation from the processed topic."""
     result = subprocess.run(
         [sys.executable, "-m", "edgebridge", "demo", "--state-dir", str(tmp_path / "brokers"),
          "--devices", "2", "--events", "3000", "--rate", "300", "--timeout", "240",
-         "--chaos", "--seed", "3", "--rounds", "6"],
+         "--chaos", "--seed", "3", "--rounds", "7"],
         capture_output=True, text=True, timeout=290,
     )
     out = result.stdout
@@ -81,6 +92,8 @@ def test_demo_with_chaos_every_fault_kind_and_still_audits_clean(tmp_path: Path)
     injected = [line.split(":", 1)[1].split()[0] for line in out.splitlines()
                 if line.strip().startswith("chaos t=")]
     assert sorted(set(injected) - {"thaw-kafka"}) == sorted(FAULTS), out
+    assert "kill-aggregator" in injected, out  # killed mid-run, and its windows still check out below
+    assert _aggregates_checked(out) > 0, out
     assert "raw: complete" in out
     assert "processed: complete, exactly once, no gap announced" in out
     rows = [line.split() for line in out.splitlines() if line.strip().startswith("demo-")]
