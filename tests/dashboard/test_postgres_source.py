@@ -237,6 +237,31 @@ def test_a_database_of_an_older_sink_is_brought_up_to_date_and_read_meanwhile(ds
         db.close()
 
 
+def test_per_minute_keeps_each_devices_newest_row_of_each_minute_in_the_range(dsn: str) -> None:
+    from dashboard.readings_pg import PostgresReadings
+    from enricher.sinks.postgres import PostgresStore
+
+    PostgresStore(dsn).conn.close()
+    base = (time.time() // 3600 - 2) * 3600  # a whole hour, two hours ago
+    # pg-1: minutes 0 (3 rows), 1 (1), 5 (2); pg-2: minute 1 (2 rows); before the range: one row
+    for device, seq, second, t in (("pg-1", 1, 5, 1.0), ("pg-1", 2, 50, 2.0), ("pg-1", 3, 30, 3.0),
+                                   ("pg-1", 4, 70, 4.0), ("pg-1", 5, 301, 5.0), ("pg-1", 6, 359, 6.0),
+                                   ("pg-2", 1, 61, 7.0), ("pg-2", 2, 62, 8.0), ("pg-1", 7, -1, 0.0)):
+        _insert(dsn, device, seq, base + second, t)
+    db = PostgresReadings(dsn)
+    try:
+        def values(**kwargs: Any) -> dict[str, list[float]]:
+            return {d: [p.values["temperature"] for p in points]
+                    for d, points in db.series(base, per_minute=True, **kwargs).items()}
+
+        assert values() == {"pg-1": [2.0, 4.0, 6.0], "pg-2": [8.0]}
+        assert values(device="pg-1") == {"pg-1": [2.0, 4.0, 6.0]}
+        assert values(until=base + 330) == {"pg-1": [2.0, 4.0, 5.0], "pg-2": [8.0]}
+        assert values(limit=2) == {"pg-1": [4.0, 6.0]}  # the newest rows kept
+    finally:
+        db.close()
+
+
 def aggregates_in(page: str) -> list[dict[str, Any]]:
     """The aggregates table of a device page's HTML, as :func:`tests.dashboard.conftest.figures_shown`."""
     rows = re.findall(r'<tr data-measurement="[^"]+" data-start="([^"]+)">(.*?)</tr>', page)
