@@ -228,6 +228,7 @@ class PostgresRecent(HeldRows):
         self._minute: int | None = None
 
     def _load(self) -> bool:
+        self._looks += 1  # a look that starts over tells its rows apart from the ones held before
         snapshot, latest, series = self.db.first_look(time.time() - self.window)
         if not snapshot.tables:
             return False

@@ -160,6 +160,7 @@ def test_rows_are_followed_by_commit_whatever_their_device_time_and_commit_order
     import psycopg
 
     from dashboard.readings_pg import PostgresReadings
+    from dashboard.recent import START_OVER_AFTER
     from enricher.sinks.postgres import PostgresStore
 
     PostgresStore(dsn).conn.close()
@@ -192,6 +193,15 @@ def test_rows_are_followed_by_commit_whatever_their_device_time_and_commit_order
         with psycopg.connect(dsn) as conn:
             conn.execute("INSERT INTO sink_offsets VALUES ('iot.aggregates', 0, 1000)")
         assert db.version() == version == 4
+        # after a pause longer than START_OVER_AFTER the look starts over (reads by index) and tells
+        # the device's new newest row apart from the one held
+        changed = recent.changed["pg-1"]
+        _insert(dsn, "pg-1", 5, now - 480, 23.0)
+        recent._looked_at -= START_OVER_AFTER + 1
+        recent.refresh()
+        assert _temperatures(recent, "pg-1", now) == [20.0, 21.0, 22.0, 23.0]
+        assert recent.latest_rows()["pg-1"].readings["temperature"]["v"] == 23.0
+        assert recent.changed["pg-1"] != changed
     finally:
         db.close()
 
