@@ -38,6 +38,7 @@ import urllib.request
 from pathlib import Path
 
 from dashboard.readings import stamp
+from edgebridge.topics import KafkaTopics
 from enricher.sinks.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,8 +213,10 @@ class _PostgresTable:
         self.offset += len(rows) or 1
         with self.conn.transaction(), self.conn.cursor() as cur:
             cur.executemany(self._PG_INSERT, rows)
-            cur.execute("INSERT INTO sink_offsets VALUES ('bench', 0, %s) ON CONFLICT (topic, partition) "
-                        "DO UPDATE SET next_offset = excluded.next_offset", [self.offset])
+            # the processed topic's offsets: the ones the dashboard's version counts
+            cur.execute("INSERT INTO sink_offsets VALUES (%s, 0, %s) ON CONFLICT (topic, partition) "
+                        "DO UPDATE SET next_offset = excluded.next_offset",
+                        [KafkaTopics().processed, self.offset])
 
     def close(self) -> None:
         self.conn.close()

@@ -81,7 +81,7 @@ def _serve(config: object, prog: str) -> int:
             raise ConfigError("sources.sqlite", str(exc)) from exc
     elif src.postgres is not None:
         try:
-            readings = PostgresReadings(src.postgres)
+            readings = PostgresReadings(src.postgres, config.topics.processed)
         except Exception as exc:  # psycopg.OperationalError: not reachable, refused; one line
             raise ConfigError("sources.postgres", str(exc).strip().splitlines()[0]) from exc
     client = config.kafka.client_config({})

@@ -2,8 +2,14 @@
 for the times, ``bytea`` for a quarantined record's bytes; ``ON CONFLICT DO NOTHING`` on the event id,
 offsets upserted in the same transaction; ``aggregates`` upserted by key (the latest figures of a
 window). :data:`SCHEMA` creates the tables or brings an older database up to date (the ``epoch`` column
-and the ``(device_id, epoch, seq)`` index, see :mod:`enricher.sinks.sqlite`); it is idempotent and runs
-at every start."""
+and the ``(device_id, epoch, seq)`` index, see :mod:`enricher.sinks.sqlite`; the ``commit_tx`` column);
+it is idempotent and runs at every start.
+
+``commit_tx`` is the id of the transaction that wrote the row (``pg_current_xact_id()``, the column's
+default): what a reader follows to find the rows committed since its last look, whatever their device
+times (``dashboard/readings_pg.py``), as SQLite's rowid is followed. Added without a default first,
+then given one: the rows written before it existed keep NULL (no rewrite of the table; nothing to
+follow in them), and every row written after gets its transaction's id."""
 
 from __future__ import annotations
 
@@ -22,6 +28,9 @@ CREATE TABLE IF NOT EXISTS readings (
     time timestamptz NOT NULL, site text, location text, late boolean NOT NULL, flags jsonb, readings jsonb,
     derived jsonb, processed_at timestamptz);
 ALTER TABLE readings ADD COLUMN IF NOT EXISTS epoch text NOT NULL DEFAULT '';
+ALTER TABLE readings ADD COLUMN IF NOT EXISTS commit_tx xid8;
+ALTER TABLE readings ALTER COLUMN commit_tx SET DEFAULT pg_current_xact_id();
+CREATE INDEX IF NOT EXISTS readings_commit_tx ON readings (commit_tx);
 CREATE INDEX IF NOT EXISTS readings_device_time ON readings (device_id, time DESC);
 DROP INDEX IF EXISTS readings_device_seq;
 CREATE INDEX IF NOT EXISTS readings_device_epoch_seq ON readings (device_id, epoch, seq);

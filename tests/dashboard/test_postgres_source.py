@@ -1,7 +1,8 @@
 """The dashboard reading the PostgreSQL sink's table: a real PostgreSQL (the session's), the sink's own
 schema (:class:`enricher.sinks.postgres.PostgresStore` creates it), rows in the sink's layout, and
 ``edgebridge dashboard`` as a subprocess with ``[sources] postgres``. What the pages show is compared
-with the rows the test wrote; a row added later shows without a restart.
+with the rows the test wrote; a row added later shows without a restart, and so does a device's
+backlog of old device times committed after the first look, in its sparkline.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from edgebridge.topics import KafkaTopics
 from tests.dashboard.conftest import aggregate_records, figures_expected, figures_shown, write_aggregates
 from tests.dashboard.test_serve import BASE_ENV, OFFLINE, ROOT
 from tests.waiting import wait_for
@@ -37,20 +39,28 @@ def dsn(postgres: Any) -> str:
     return f"{postgres.dsn} options='-c search_path={schema}'"
 
 
-def _insert(dsn: str, device: str, seq: int, at: float, temperature: float) -> None:
-    """A row as the sink writes it, and its offset in the same transaction (what the dashboard follows)."""
+PROCESSED = KafkaTopics().processed  # the topic whose offsets the dashboard's version counts
+
+
+def _insert(dsn: str, device: str, seq: int, at: float, temperature: float, conn: Any = None,
+            partition: int = 0) -> None:
+    """A row as the sink writes it, and its partition's offset in the same transaction (what the
+    dashboard's version follows); in ``conn``'s open transaction when given."""
     import psycopg
     from psycopg.types.json import Jsonb
 
-    with psycopg.connect(dsn) as conn, conn.transaction():
-        conn.execute(
-            "INSERT INTO readings (event_id, device_id, epoch, seq, time, site, location, late, flags, "
-            "readings, derived, processed_at) "
-            "VALUES (%s, %s, '', %s, %s, 'plant-a', 'hall 1', false, %s, %s, %s, now())",
-            [uuid.uuid4().hex, device, seq, datetime.fromtimestamp(at, UTC), Jsonb([]),
-             Jsonb({"temperature": {"v": temperature, "u": "Cel"}}), Jsonb({})])
-        conn.execute("INSERT INTO sink_offsets VALUES ('processed', 0, 1) ON CONFLICT (topic, partition) "
-                     "DO UPDATE SET next_offset = sink_offsets.next_offset + 1")
+    if conn is None:
+        with psycopg.connect(dsn) as own, own.transaction():
+            _insert(dsn, device, seq, at, temperature, own, partition)
+        return
+    conn.execute(
+        "INSERT INTO readings (event_id, device_id, epoch, seq, time, site, location, late, flags, "
+        "readings, derived, processed_at) "
+        "VALUES (%s, %s, '', %s, %s, 'plant-a', 'hall 1', false, %s, %s, %s, now())",
+        [uuid.uuid4().hex, device, seq, datetime.fromtimestamp(at, UTC), Jsonb([]),
+         Jsonb({"temperature": {"v": temperature, "u": "Cel"}}), Jsonb({})])
+    conn.execute("INSERT INTO sink_offsets VALUES (%s, %s, 1) ON CONFLICT (topic, partition) "
+                 "DO UPDATE SET next_offset = sink_offsets.next_offset + 1", [PROCESSED, partition])
 
 
 @contextmanager
@@ -122,8 +132,35 @@ def test_the_postgresql_session_is_read_only_and_a_dsn_with_a_password_is_refuse
     assert done.returncode == 2 and "holds a password" in done.stderr and "secret" not in done.stderr
 
 
-def test_when_a_minute_closes_only_the_last_minutes_are_read_again(dsn: str) -> None:
+def _temperatures(recent: Any, device: str, now: float) -> list[float]:
+    return [p.values["temperature"] for p in recent.closed_minutes(device, now)]
+
+
+def test_a_device_back_from_ten_minutes_offline_fills_its_sparkline_without_a_restart(dsn: str) -> None:
+    from enricher.sinks.postgres import PostgresStore
+
+    PostgresStore(dsn).conn.close()
+    now = time.time()
+    _insert(dsn, "pg-1", 1, now - 1800, 20.0)
+    _insert(dsn, "pg-1", 2, now - 1740, 20.5)
+    _insert(dsn, "pg-2", 1, now - 1800, 5.0)
+    with _dashboard(dsn) as url:
+        def spark(device: str) -> int:
+            found = re.search(rf'data-device="{device}".*?<polyline [^>]*points="([^"]+)"', _get(url))
+            return len(found.group(1).split()) if found else 0
+
+        assert spark("pg-1") == 2
+        # its backlog, committed now: a row a minute, 10 to 6 minutes ago (device times)
+        for i in range(5):
+            _insert(dsn, "pg-1", i + 3, now - 600 + i * 60, 30.0 + i)
+        wait_for(lambda: spark("pg-1") == 7, 30, "the backlog in pg-1's sparkline")
+
+
+def test_rows_are_followed_by_commit_whatever_their_device_time_and_commit_order(dsn: str) -> None:
+    import psycopg
+
     from dashboard.readings_pg import PostgresReadings
+    from dashboard.recent import START_OVER_AFTER
     from enricher.sinks.postgres import PostgresStore
 
     PostgresStore(dsn).conn.close()
@@ -133,15 +170,104 @@ def test_when_a_minute_closes_only_the_last_minutes_are_read_again(dsn: str) -> 
     try:
         recent = db.recent()
         recent.refresh()
-        assert [p.values["temperature"] for p in recent.closed_minutes("pg-1", now)] == [20.0]
-        # a row of the minute before the current one, committed after the look; and one 20 minutes ago,
-        # which only a read of the whole hour would find (what the per-minute read leaves out, by design)
-        _insert(dsn, "pg-1", 2, now - 60, 21.0)
-        _insert(dsn, "pg-1", 3, now - 1200, 99.0)
+        assert _temperatures(recent, "pg-1", now) == [20.0]
+        # a transaction that started writing before the look, and commits after another one did
+        with psycopg.connect(dsn) as slow:
+            # 10 minutes old: a device back from offline; another partition (as another sink would)
+            _insert(dsn, "pg-1", 2, now - 600, 21.0, slow, partition=1)
+            _insert(dsn, "pg-1", 3, now - 540, 22.0)
+            recent.refresh()
+            assert _temperatures(recent, "pg-1", now) == [20.0, 22.0]
+            slow.commit()
+        recent.refresh()
+        assert _temperatures(recent, "pg-1", now) == [20.0, 21.0, 22.0]
+        # per minute the newest device time wins, whatever the order of the commits
+        _insert(dsn, "pg-1", 4, now - 600 - 1, 99.0)
+        recent.refresh()
+        assert _temperatures(recent, "pg-1", now) == [20.0, 21.0, 22.0]
+        assert recent.latest_rows()["pg-1"].readings["temperature"]["v"] == 22.0
+        # a look with nothing new reads nothing, and the version counts the processed topic's offsets only
+        recent.refresh()
+        assert _temperatures(recent, "pg-1", now) == [20.0, 21.0, 22.0]
+        version = db.version()
+        with psycopg.connect(dsn) as conn:
+            conn.execute("INSERT INTO sink_offsets VALUES ('iot.aggregates', 0, 1000)")
+        assert db.version() == version == 4
+        # after a pause longer than START_OVER_AFTER the look starts over (reads by index) and tells
+        # the device's new newest row apart from the one held
+        changed = recent.changed["pg-1"]
+        _insert(dsn, "pg-1", 5, now - 480, 23.0)
+        recent._looked_at -= START_OVER_AFTER + 1
+        recent.refresh()
+        assert _temperatures(recent, "pg-1", now) == [20.0, 21.0, 22.0, 23.0]
+        assert recent.latest_rows()["pg-1"].readings["temperature"]["v"] == 23.0
+        assert recent.changed["pg-1"] != changed
+    finally:
+        db.close()
+
+
+def test_a_database_of_an_older_sink_is_brought_up_to_date_and_read_meanwhile(dsn: str) -> None:
+    import psycopg
+
+    from dashboard.readings_pg import PostgresReadings
+    from enricher.sinks.postgres import PostgresStore
+
+    PostgresStore(dsn).conn.close()
+    with psycopg.connect(dsn, autocommit=True) as conn:  # as a sink older than commit_tx left it
+        conn.execute("DROP INDEX readings_commit_tx")
+        conn.execute("ALTER TABLE readings DROP COLUMN commit_tx")
+    now = time.time()
+    _insert(dsn, "pg-1", 1, now - 1800, 20.0)
+    db = PostgresReadings(dsn)
+    try:
+        recent = db.recent()
+        recent.refresh()  # no commit_tx: each device's newest row read again, the hour each minute
+        assert _temperatures(recent, "pg-1", now) == [20.0]
+        _insert(dsn, "pg-1", 2, now - 600, 21.0)
+        recent.refresh()
+        assert recent.latest_rows()["pg-1"].readings["temperature"]["v"] == 21.0
         recent._minute = int(now // 60) - 1  # as if the look before had been in the previous minute
         recent.refresh()
-        assert [p.values["temperature"] for p in recent.closed_minutes("pg-1", now + 60)] == [20.0, 21.0]
-        assert recent.latest_rows()["pg-1"].readings["temperature"]["v"] == 21.0
+        assert _temperatures(recent, "pg-1", now) == [20.0, 21.0]
+    finally:
+        db.close()
+    PostgresStore(dsn).conn.close()  # the newer sink starts: the column, its default, its index
+    _insert(dsn, "pg-1", 3, now - 540, 22.0)
+    with psycopg.connect(dsn) as conn:
+        txs = conn.execute("SELECT seq, commit_tx IS NULL FROM readings ORDER BY seq").fetchall()
+    assert txs == [(1, True), (2, True), (3, False)]
+    db = PostgresReadings(dsn)
+    try:
+        recent = db.recent()
+        recent.refresh()
+        _insert(dsn, "pg-1", 4, now - 480, 23.0)
+        recent.refresh()
+        assert _temperatures(recent, "pg-1", now) == [20.0, 21.0, 22.0, 23.0]
+    finally:
+        db.close()
+
+
+def test_per_minute_keeps_each_devices_newest_row_of_each_minute_in_the_range(dsn: str) -> None:
+    from dashboard.readings_pg import PostgresReadings
+    from enricher.sinks.postgres import PostgresStore
+
+    PostgresStore(dsn).conn.close()
+    base = (time.time() // 3600 - 2) * 3600  # a whole hour, two hours ago
+    # pg-1: minutes 0 (3 rows), 1 (1), 5 (2); pg-2: minute 1 (2 rows); before the range: one row
+    for device, seq, second, t in (("pg-1", 1, 5, 1.0), ("pg-1", 2, 50, 2.0), ("pg-1", 3, 30, 3.0),
+                                   ("pg-1", 4, 70, 4.0), ("pg-1", 5, 301, 5.0), ("pg-1", 6, 359, 6.0),
+                                   ("pg-2", 1, 61, 7.0), ("pg-2", 2, 62, 8.0), ("pg-1", 7, -1, 0.0)):
+        _insert(dsn, device, seq, base + second, t)
+    db = PostgresReadings(dsn)
+    try:
+        def values(**kwargs: Any) -> dict[str, list[float]]:
+            return {d: [p.values["temperature"] for p in points]
+                    for d, points in db.series(base, per_minute=True, **kwargs).items()}
+
+        assert values() == {"pg-1": [2.0, 4.0, 6.0], "pg-2": [8.0]}
+        assert values(device="pg-1") == {"pg-1": [2.0, 4.0, 6.0]}
+        assert values(until=base + 330) == {"pg-1": [2.0, 4.0, 5.0], "pg-2": [8.0]}
+        assert values(limit=2) == {"pg-1": [4.0, 6.0]}  # the newest rows kept
     finally:
         db.close()
 
