@@ -9,7 +9,8 @@ it is idempotent and runs at every start.
 default): what a reader follows to find the rows committed since its last look, whatever their device
 times (``dashboard/readings_pg.py``), as SQLite's rowid is followed. Added without a default first,
 then given one: the rows written before it existed keep NULL (no rewrite of the table; nothing to
-follow in them), and every row written after gets its transaction's id."""
+follow in them), and every row written after gets its transaction's id. ``xid8`` and
+``pg_current_xact_id()``: PostgreSQL 13 or later."""
 
 from __future__ import annotations
 
