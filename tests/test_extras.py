@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.install, pytest.mark.timeout(900)]
 # Each command of `edgebridge`, by the side that runs it; a new command must be placed here.
 AGENT_COMMANDS = {"agent"}
 CLOUD_COMMANDS = {"bridge", "enricher", "sink", "devices", "topics", "tail", "deadletters", "command",
-                  "audit", "replay"}
+                  "audit", "replay", "aggregator"}
 DEV_COMMANDS = {"brokers", "demo", "simulate"}  # the [dev] install: local brokers, simulators
 DEPLOY_COMMANDS = {"deploy"}  # the [deploy] install, on the operator's machine: a deployment's secrets
 DASHBOARD_COMMANDS = {"dashboard"}  # the [dashboard] install: the web page
@@ -42,7 +42,7 @@ CLOUD_HELP = [
     ["devices"], *(["devices", sub] for sub in ("put", "get", "list", "import", "delete")),
     ["topics"], ["topics", "create"], ["topics", "acls"],
     ["tail"], ["deadletters"], ["deadletters", "list"], ["deadletters", "redrive"], ["command"], ["audit"],
-    ["replay"],
+    ["replay"], ["aggregator"], ["aggregator", "run"], ["aggregator", "check"],
 ]
 
 # Imports every module of the named packages (but __main__ and the skipped modules and packages) in the
