@@ -118,9 +118,7 @@ class Processor(TransactionalLoop):
 
     # -- the hooks of the shared loop -------------------------------------------------------------------
     def _serve_waiting(self) -> None:
-        self.producer.poll(0)  # every client served, as in the loop
-        self.consumer.poll(0)  # not subscribed yet: serves its events only
-        self.state.serve()
+        super()._serve_waiting()
         self.registry.poll()  # not loaded yet: nothing assigned, serves its events only
 
     def _check_partitions(self) -> int:

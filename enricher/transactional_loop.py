@@ -219,8 +219,11 @@ class TransactionalLoop:
         raise NotImplementedError
 
     def _serve_waiting(self) -> None:
-        """Each second while Kafka does not answer: the clients to serve."""
-        raise NotImplementedError
+        """Each second while Kafka does not answer: every client served, as in the loop (their events
+        would pile up in memory through a long outage). A subclass with more clients adds them."""
+        self.producer.poll(0)
+        self.consumer.poll(0)  # not subscribed yet: serves its events only
+        self.state.serve()
 
     def _serve_turn(self) -> None:
         """Each turn of the loop, after the producer and the state store: other clients to serve."""

@@ -135,11 +135,6 @@ class Aggregator(TransactionalLoop):
         # a stop that comes as the cluster answers: not started (nor "aggregator stopped" logged)
         return super()._wait_for_kafka(stop) and not stop.is_set()
 
-    def _serve_waiting(self) -> None:
-        self.producer.poll(0)  # every client served, as in the loop: their events would pile up in memory
-        self.consumer.poll(0)  # through a long outage; not subscribed yet: serves its events only
-        self.state.serve()
-
     def _stopped(self) -> None:
         log.info("aggregator stopped", extra={"devices": len(self.table),
                                               "open_windows": self.table.open_windows()})
